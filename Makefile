@@ -1,0 +1,51 @@
+# The README's commands. `make setup` is idempotent; `make test` and `make lint` run it first.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+VENV   := .venv
+BIN    := $(VENV)/bin
+UV     := $(BIN)/uv
+UV_VERSION := 0.13.9
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
+export UV_PYTHON_DOWNLOADS := never
+
+# One mypy run over all Python code; each package root is a base so modules get their import names.
+empty :=
+space := $(empty) $(empty)
+export MYPYPATH := $(subst $(space),:,$(wildcard services/*/src) ci/src tests)
+MYPY_FILES := $(wildcard services/*/src services/*/tests ci/src) tests
+
+.PHONY: help setup system-packages python lock lint format test
+
+help:
+	@echo "make setup   install everything (system packages, .venv, node modules)"
+	@echo "make lint    ruff, ruff format --check, mypy --strict"
+	@echo "make test    every test tier that runs on this machine"
+
+setup: system-packages python
+
+system-packages:
+	@.ci/system-packages.sh
+
+python: $(UV)
+	@$(UV) sync --frozen --all-packages --group dev --quiet
+
+$(UV):
+	python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+lock: $(UV)
+	$(UV) lock
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy $(MYPY_FILES)
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: setup
+	$(BIN)/pytest

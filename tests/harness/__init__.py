@@ -1,0 +1,1 @@
+"""Test harness: real PostgreSQL and Redis servers started from local binaries for a test run."""

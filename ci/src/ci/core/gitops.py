@@ -1,0 +1,464 @@
+"""GitOps write-back: image bumps, promotion and rollback as commits on the deployment branch.
+
+Everything here drives real git through `gitrepo.Git`. One bump is one commit; it is pushed with
+fetch + rebase + retry (bounded) when another writer got there first, and on a real conflict the
+clone is put back exactly where it started and a `ConflictError` names the files.
+
+A bump commit never starts a pipeline run by itself, three ways (any one suffices):
+1. its subject carries `[skip ci]`, which GitHub Actions honours for push and pull_request events;
+2. the main workflow ignores pushes that only touch `charts/*/values-*.yaml` and
+   `argocd/previews/**` (`paths-ignore`), the only files these commits change;
+3. pushes made with the workflow's own GITHUB_TOKEN do not trigger workflows at all.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.scalarstring import ScalarString
+
+from ci.core.gitrepo import Git, GitError
+from ci.core.yamlfile import YamlFileError, atomic_write, dump, load
+
+SKIP_CI_MARKER = "[skip ci]"
+ENV_TRAILER = "Deploy-Environment"
+SOURCE_TRAILER = "Source"
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+# Reasons git prints for a push that lost a race and can be retried after a rebase.
+# "atomic transaction failed" is the remote losing a ref-lock race to a concurrent push.
+RETRYABLE_PUSH = (
+    "fetch first",
+    "non-fast-forward",
+    "cannot lock ref",
+    "failed to update ref",
+    "incorrect old value",
+    "stale info",
+    "atomic transaction failed",
+)
+# A tag that already exists will exist on every retry too.
+FATAL_PUSH = ("already exists",)
+
+
+class GitOpsError(RuntimeError):
+    """A delivery operation could not be completed; nothing was left half-done."""
+
+
+class ConflictError(GitOpsError):
+    """Our change and a concurrent change edit the same lines; needs a human."""
+
+
+class PushRejectedError(GitOpsError):
+    """The remote kept rejecting the push after every allowed retry."""
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """A readable tag plus the immutable digest it resolved to when it was pushed."""
+
+    tag: str
+    digest: str
+
+    def __post_init__(self) -> None:
+        if not TAG.fullmatch(self.tag):
+            raise ValueError(f"image tag {self.tag!r} is not a valid OCI tag")
+        if not DIGEST.fullmatch(self.digest):
+            raise ValueError(f"image digest {self.digest!r} is not sha256:<64 hex>")
+
+    @classmethod
+    def parse(cls, text: str) -> ImageRef:
+        """`<tag>@sha256:<hex>` as printed by publish (a repository prefix is ignored)."""
+        ref, sep, digest = text.partition("@")
+        if not sep:
+            raise ValueError(f"image {text!r}: expected <tag>@sha256:<digest>")
+        tag = ref.rsplit(":", 1)[-1] if ":" in ref.rsplit("/", 1)[-1] else ref
+        return cls(tag=tag, digest=digest)
+
+    def short(self) -> str:
+        return f"{self.tag}@{self.digest[:19]}"
+
+
+@dataclass(frozen=True)
+class ImageChange:
+    service: str
+    env: str
+    old: ImageRef | None
+    new: ImageRef
+
+    def line(self, verb: str = "deploy") -> str:
+        old = self.old.short() if self.old else "none"
+        return f"{verb}({self.env}): {self.service} {old} -> {self.new.short()}"
+
+
+@dataclass(frozen=True)
+class PushPolicy:
+    """Where to push and how hard to try when another writer pushed first."""
+
+    remote: str = "origin"
+    branch: str = "main"
+    max_attempts: int = 10
+    backoff_seconds: float = 0.1
+    max_backoff_seconds: float = 2.0
+    sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
+
+    def delay(self, attempt: int) -> float:
+        # Exponential backoff with full jitter so concurrent writers spread out.
+        cap = min(self.max_backoff_seconds, self.backoff_seconds * 2**attempt)
+        return random.uniform(0, cap)  # noqa: S311 - jitter, not cryptography
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    commit: str | None
+    changes: tuple[ImageChange, ...] = ()
+    attempts: int = 0
+
+
+def check_label(kind: str, value: str) -> str:
+    if not DNS_LABEL.fullmatch(value):
+        raise ValueError(f"{kind} {value!r} is not a DNS-1123 label")
+    return value
+
+
+def values_path(root: Path, service: str, env: str) -> Path:
+    """The machine-edited values file of one service in one environment."""
+    check_label("service", service)
+    check_label("environment", env)
+    return root / "charts" / service / f"values-{env}.yaml"
+
+
+def _image_map(path: Path, data: object) -> CommentedMap:
+    if not isinstance(data, CommentedMap):
+        raise YamlFileError(f"{path}: expected a mapping at the top level")
+    image = data.get("image")
+    if not isinstance(image, CommentedMap):
+        raise YamlFileError(f"{path}: field 'image' must be a mapping with tag and digest")
+    return image
+
+
+def read_image(path: Path) -> ImageRef | None:
+    """The image a values file pins, or None when it pins none yet (empty tag or digest)."""
+    image = _image_map(path, load(path))
+    tag, digest = image.get("tag"), image.get("digest")
+    if not tag or not digest:
+        return None
+    try:
+        return ImageRef(tag=str(tag), digest=str(digest))
+    except ValueError as exc:
+        raise YamlFileError(f"{path}: field 'image': {exc}") from exc
+
+
+def _same_style(old: object, new: str) -> str:
+    """Keep the quoting style the file already used for this scalar."""
+    if isinstance(old, ScalarString):
+        styled: str = type(old)(new)
+        return styled
+    return new
+
+
+def set_image(path: Path, service: str, env: str, ref: ImageRef) -> ImageChange | None:
+    """Edit exactly image.tag and image.digest; None (file untouched) when already equal."""
+    data = load(path)
+    image = _image_map(path, data)
+    old = read_image(path)
+    if old == ref:
+        return None
+    image["tag"] = _same_style(image.get("tag"), ref.tag)
+    image["digest"] = _same_style(image.get("digest"), ref.digest)
+    atomic_write(path, dump(data))
+    return ImageChange(service=service, env=env, old=old, new=ref)
+
+
+# --- git transaction ------------------------------------------------------------------------
+
+
+def sync_branch(git: Git, policy: PushPolicy) -> str:
+    """Bring the clone's branch up to the remote's tip; refuse a dirty or diverged clone."""
+    operation = git.in_progress_operation()
+    if operation:
+        raise GitOpsError(f"{git.workdir}: a {operation} is in progress; finish or abort it first")
+    if not git.is_clean():
+        raise GitOpsError(f"{git.workdir}: the work tree has uncommitted changes")
+    git.run("fetch", "--quiet", policy.remote, policy.branch)
+    remote_ref = f"{policy.remote}/{policy.branch}"
+    if git.succeeds("rev-parse", "--verify", "--quiet", f"refs/heads/{policy.branch}"):
+        git.run("checkout", "--quiet", policy.branch)
+        try:
+            git.run("merge", "--ff-only", "--quiet", remote_ref)
+        except GitError as exc:
+            raise GitOpsError(
+                f"{git.workdir}: local {policy.branch} has diverged from {remote_ref}"
+            ) from exc
+    else:
+        git.run("checkout", "--quiet", "-b", policy.branch, remote_ref)
+    return git.head()
+
+
+def restore(git: Git, start: str) -> None:
+    """Put the clone back to `start`: no operation in progress, no stray edits, no new commits."""
+    for operation in ("rebase", "revert", "cherry-pick", "merge"):
+        if git.in_progress_operation() == operation:
+            git.run("-c", "core.hooksPath=/dev/null", operation, "--abort", check=False)
+    git.run("reset", "--quiet", "--hard", start)
+
+
+def _rejection(output: str) -> tuple[bool, str]:
+    """(retryable, reason) from `git push --porcelain` output of a failed push."""
+    rejected = [line for line in output.splitlines() if line.startswith("!")]
+    reason = "; ".join(rejected) or output.strip()
+    lowered = reason.lower()
+    if any(word in lowered for word in FATAL_PUSH):
+        return False, reason
+    return any(word in lowered for word in RETRYABLE_PUSH), reason
+
+
+def _conflicting_files(git: Git) -> list[str]:
+    return git.run("diff", "--name-only", "--diff-filter=U").splitlines()
+
+
+def push_with_retry(
+    git: Git,
+    policy: PushPolicy,
+    start: str,
+    extra_refs: Callable[[str], Sequence[str]] | None = None,
+) -> int:
+    """Push HEAD to the branch; on a lost race fetch, rebase and try again. Returns attempts.
+
+    `extra_refs(head)` (re)creates refs that must point at the final commit (release tags) and
+    returns their refspecs; they are pushed atomically with the branch.
+    """
+    remote_ref = f"{policy.remote}/{policy.branch}"
+    for attempt in range(1, policy.max_attempts + 1):
+        head = git.head()
+        refs = list(extra_refs(head)) if extra_refs else []
+        try:
+            git.run(
+                "push",
+                "--porcelain",
+                "--atomic",
+                policy.remote,
+                f"HEAD:refs/heads/{policy.branch}",
+                *refs,
+            )
+            return attempt
+        except GitError as exc:
+            retryable, reason = _rejection(exc.stdout + "\n" + exc.stderr)
+            if not retryable:
+                restore(git, start)
+                raise GitOpsError(f"push to {remote_ref} refused: {reason}") from exc
+        if attempt == policy.max_attempts:
+            break
+        policy.sleep(policy.delay(attempt))
+        git.run("fetch", "--quiet", policy.remote, policy.branch)
+        try:
+            git.run("rebase", "--quiet", remote_ref)
+        except GitError as exc:
+            files = _conflicting_files(git)
+            restore(git, start)
+            raise ConflictError(
+                f"a concurrent change on {remote_ref} conflicts with ours in "
+                f"{', '.join(files) or 'the edited files'}; nothing was pushed and the clone is "
+                f"back at {start[:12]}: resolve by hand or re-run on top of the new state"
+            ) from exc
+        if git.head() == git.run("rev-parse", remote_ref) and not refs:
+            return attempt  # our change was already there; the rebase dropped it
+    restore(git, start)
+    raise PushRejectedError(
+        f"push to {remote_ref} still rejected after {policy.max_attempts} attempts"
+    )
+
+
+def commit_paths(git: Git, paths: Iterable[Path], message: str) -> str | None:
+    """Stage exactly `paths` (additions, edits, deletions) and commit; None when nothing changed."""
+    relative = [str(p.relative_to(git.workdir)) if p.is_absolute() else str(p) for p in paths]
+    if not relative:
+        return None
+    git.run("add", "--all", "--", *relative)
+    if git.succeeds("diff", "--cached", "--quiet"):
+        return None
+    git.run("commit", "--quiet", "--no-verify", "-F", "-", stdin=message)
+    return git.head()
+
+
+def transact(
+    git: Git,
+    policy: PushPolicy,
+    edit: Callable[[str], tuple[list[Path], str] | None],
+    extra_refs: Callable[[str], Sequence[str]] | None = None,
+) -> tuple[str | None, int]:
+    """Sync, run `edit(start)` -> (paths, message), commit, push with retry.
+
+    Any failure puts the clone back at the synced start, so an error never leaves edits behind.
+    """
+    start = sync_branch(git, policy)
+    try:
+        outcome = edit(start)
+        if outcome is None:
+            restore(git, start)
+            return None, 0
+        paths, message = outcome
+        commit = commit_paths(git, paths, message)
+        if commit is None:
+            restore(git, start)
+            return None, 0
+    except BaseException:
+        restore(git, start)
+        raise
+    attempts = push_with_retry(git, policy, start, extra_refs)
+    return git.head(), attempts
+
+
+# --- bump, promote, rollback ----------------------------------------------------------------
+
+
+def bump_message(
+    env: str,
+    changes: Sequence[ImageChange],
+    source_sha: str,
+    *,
+    verb: str = "deploy",
+    extra_trailers: Mapping[str, str] | None = None,
+) -> str:
+    services = ", ".join(change.service for change in changes)
+    lines = [f"{verb}({env}): {services} {SKIP_CI_MARKER}", ""]
+    lines += [change.line() for change in changes]
+    trailers = {SOURCE_TRAILER: source_sha, ENV_TRAILER: env, **(extra_trailers or {})}
+    lines += ["", *(f"{key}: {value}" for key, value in trailers.items())]
+    return "\n".join(lines) + "\n"
+
+
+def bump(
+    git: Git,
+    env: str,
+    images: Mapping[str, ImageRef],
+    source_sha: str,
+    policy: PushPolicy | None = None,
+    *,
+    verb: str = "deploy",
+    extra_trailers: Mapping[str, str] | None = None,
+) -> CommitResult:
+    """Pin `images` (service -> tag+digest) in values-<env>.yaml: one commit, pushed; idempotent."""
+    policy = policy or PushPolicy()
+    check_label("environment", env)
+    if not images:
+        raise ValueError("bump: no images given")
+    changes: list[ImageChange] = []
+
+    def edit(_start: str) -> tuple[list[Path], str] | None:
+        changes.clear()
+        for service, ref in sorted(images.items()):
+            change = set_image(values_path(git.workdir, service, env), service, env, ref)
+            if change:
+                changes.append(change)
+        if not changes:
+            return None
+        paths = [values_path(git.workdir, c.service, env) for c in changes]
+        message = bump_message(env, changes, source_sha, verb=verb, extra_trailers=extra_trailers)
+        return paths, message
+
+    commit, attempts = transact(git, policy, edit)
+    return CommitResult(commit=commit, changes=tuple(changes) if commit else (), attempts=attempts)
+
+
+def environment_services(root: Path, env: str) -> list[str]:
+    """Services that have a values file for `env`."""
+    check_label("environment", env)
+    return sorted(p.parent.name for p in (root / "charts").glob(f"*/values-{env}.yaml"))
+
+
+def promote(
+    git: Git,
+    from_env: str,
+    to_env: str,
+    services: Sequence[str] | None = None,
+    policy: PushPolicy | None = None,
+) -> CommitResult:
+    """Copy the exact digests pinned in `from_env` to `to_env` (one commit, or none if equal)."""
+    policy = policy or PushPolicy()
+    if from_env == to_env:
+        raise ValueError("promote: --from and --to name the same environment")
+    sync_branch(git, policy)
+    chosen = list(services) if services else environment_services(git.workdir, from_env)
+    images: dict[str, ImageRef] = {}
+    for service in chosen:
+        ref = read_image(values_path(git.workdir, service, from_env))
+        if ref is None:
+            raise GitOpsError(f"promote: {service} has no image pinned in {from_env}")
+        images[service] = ref
+    if not images:
+        raise GitOpsError(f"promote: no service has a values-{from_env}.yaml")
+    return bump(
+        git,
+        to_env,
+        images,
+        git.head(),
+        policy,
+        verb="promote",
+        extra_trailers={"Promoted-From": from_env},
+    )
+
+
+def env_commits_since(git: Git, env: str, since: str) -> list[tuple[str, str]]:
+    """(sha, subject) of the commits after `since` that changed `env`, newest first."""
+    fmt = f"%H%x1f%s%x1f%(trailers:key={ENV_TRAILER},valueonly,separator=%x2C)"
+    out = git.run("log", "--no-merges", f"--format={fmt}", f"{since}..HEAD")
+    commits = []
+    for line in out.splitlines():
+        sha, subject, envs = line.split("\x1f")
+        if env in {value.strip() for value in envs.split(",")}:
+            commits.append((sha, subject))
+    return commits
+
+
+def rollback(git: Git, env: str, to_commit: str, policy: PushPolicy | None = None) -> CommitResult:
+    """Revert, newest first, every commit after `to_commit` that changed `env`, as new commits."""
+    policy = policy or PushPolicy()
+    check_label("environment", env)
+    reverted: list[str] = []
+
+    def edit(start: str) -> tuple[list[Path], str] | None:
+        try:
+            target = git.run("rev-parse", "--verify", "--quiet", f"{to_commit}^{{commit}}")
+        except GitError as exc:
+            raise GitOpsError(f"rollback: --to {to_commit!r} is not a commit") from exc
+        if not git.succeeds("merge-base", "--is-ancestor", target, start):
+            raise GitOpsError(f"rollback: --to {to_commit!r} is not an ancestor of the branch")
+        for sha, subject in env_commits_since(git, env, target):
+            try:
+                git.run("revert", "--no-commit", sha)
+            except GitError as exc:
+                raise ConflictError(
+                    f"rollback: reverting {sha[:12]} ({subject}) conflicts in "
+                    f"{', '.join(_conflicting_files(git)) or 'the work tree'}"
+                ) from exc
+            if git.succeeds("diff", "--cached", "--quiet"):
+                continue
+            message = (
+                f"rollback({env}): revert {sha[:12]} {SKIP_CI_MARKER}\n\n"
+                f'Reverts "{subject}".\n\nReverts: {sha}\n{ENV_TRAILER}: {env}\n'
+            )
+            git.run("commit", "--quiet", "--no-verify", "-F", "-", stdin=message)
+            reverted.append(sha)
+        if not reverted:
+            return None
+        return [], ""
+
+    start = sync_branch(git, policy)
+    try:
+        outcome = edit(start)
+    except BaseException:
+        restore(git, start)
+        raise
+    if outcome is None:
+        restore(git, start)
+        return CommitResult(commit=None)
+    attempts = push_with_retry(git, policy, start)
+    return CommitResult(commit=git.head(), attempts=attempts)

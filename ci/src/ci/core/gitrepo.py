@@ -1,0 +1,99 @@
+"""A thin, typed wrapper over the `git` command line for the delivery code.
+
+Subprocess `git` rather than a library: the delivery code needs fetch, rebase, revert, annotated
+tags and push with exact exit semantics, and the git CLI is the reference implementation of all of
+them. Every call has a timeout and runs with a fixed locale so messages can be parsed.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+GIT_TIMEOUT_SECONDS = 120.0
+
+
+class GitError(RuntimeError):
+    """A git command failed; the message carries the command and git's own words."""
+
+    def __init__(self, args: Sequence[str], returncode: int, stdout: str, stderr: str) -> None:
+        self.args_ = list(args)
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+        detail = (stderr.strip() or stdout.strip() or "no output").splitlines()
+        super().__init__(f"git {' '.join(args)} failed ({returncode}): {' / '.join(detail[-5:])}")
+
+
+def token_environment(token: str, host: str = "github.com") -> dict[str, str]:
+    """Environment that makes git send `token` as HTTP basic auth to `host`, never on argv.
+
+    GIT_CONFIG_COUNT/KEY/VALUE is git's documented way to pass configuration through the
+    environment, so the token shows up neither in the process list nor in the remote URL.
+    """
+    basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+    return {
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": f"http.https://{host}/.extraheader",
+        "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}",
+    }
+
+
+@dataclass(frozen=True)
+class Git:
+    """A git work tree at `workdir`."""
+
+    workdir: Path
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+
+    def run(self, *args: str, check: bool = True, stdin: str | None = None) -> str:
+        """Run `git <args>` in the work tree and return stdout (stripped of the final newline)."""
+        env = {**os.environ, "LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", **self.extra_env}
+        # Never let an editor open (rebase, revert, merge) in a non-interactive pipeline.
+        env["GIT_EDITOR"] = "true"
+        proc = subprocess.run(  # noqa: S603 - fixed executable, arguments are a list
+            ["git", *args],  # noqa: S607 - git is looked up on PATH on purpose
+            cwd=self.workdir,
+            env=env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=GIT_TIMEOUT_SECONDS,
+            check=False,
+        )
+        if check and proc.returncode != 0:
+            raise GitError(args, proc.returncode, proc.stdout, proc.stderr)
+        return proc.stdout.rstrip("\n")
+
+    def succeeds(self, *args: str) -> bool:
+        """True when `git <args>` exits 0."""
+        try:
+            self.run(*args)
+        except GitError:
+            return False
+        return True
+
+    def head(self) -> str:
+        return self.run("rev-parse", "HEAD")
+
+    def is_clean(self) -> bool:
+        return self.run("status", "--porcelain", "--untracked-files=all") == ""
+
+    def in_progress_operation(self) -> str | None:
+        """The name of a rebase/merge/revert/cherry-pick left in progress, if any."""
+        git_dir = Path(self.run("rev-parse", "--absolute-git-dir"))
+        markers = {
+            "rebase-merge": "rebase",
+            "rebase-apply": "rebase",
+            "MERGE_HEAD": "merge",
+            "REVERT_HEAD": "revert",
+            "CHERRY_PICK_HEAD": "cherry-pick",
+        }
+        for marker, name in markers.items():
+            if (git_dir / marker).exists():
+                return name
+        return None

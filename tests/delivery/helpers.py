@@ -1,0 +1,52 @@
+"""Real git repositories for the delivery tests: a bare remote plus as many clones as needed."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+
+SERVICES = [f"svc{i}" for i in range(10)]
+
+VALUES_TEMPLATE = """\
+# Machine-edited by the delivery pipeline: only image.tag and image.digest change.
+replicaCount: 1   # keep one replica in {env}
+
+image:
+  repository: registry.example.test/{service}  # where the pipeline publishes
+  tag: "initial"
+  # The digest is what actually runs; the tag is for humans.
+  digest: {digest}
+
+resources:
+  limits:
+    memory: 256Mi
+"""
+
+
+def digest_of(text: str) -> str:
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True, timeout=60
+    ).stdout.strip()
+
+
+def configure_identity(path: Path, name: str = "Test Bot") -> None:
+    git(path, "config", "user.name", name)
+    git(path, "config", "user.email", "bot@example.test")
+    git(path, "config", "commit.gpgsign", "false")
+
+
+def seed_tree(root: Path, services: list[str]) -> None:
+    for service in services:
+        chart = root / "charts" / service
+        chart.mkdir(parents=True)
+        for env in ("staging", "production"):
+            (chart / f"values-{env}.yaml").write_text(
+                VALUES_TEMPLATE.format(env=env, service=service, digest=digest_of(service))
+            )
+        (root / "services" / service).mkdir(parents=True)
+        (root / "services" / service / "service.yaml").write_text(f"name: {service}\n")

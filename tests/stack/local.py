@@ -1,0 +1,290 @@
+"""LocalStack: the Python services as real processes on loopback, behind an edge router.
+
+Each service runs its production server (service.yaml `run`, rebound to a free loopback port),
+after its `migrate` command ran against a database of its own, with its `workers` beside it,
+and with the conventions' environment variables pointing the services at each other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from harness.servers import free_port
+
+from stack.argv import with_listen_address
+from stack.edge import READY_PATH
+from stack.process import ManagedProcess, StackError, run_to_completion, wait_until_ready
+from stack.services import StackService, load_services
+
+HOST = "127.0.0.1"
+STACK_PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # tests/, where `stack` lives
+MIGRATE_TIMEOUT = 120.0
+
+# Names the services read (conventions); never inherited from the caller's environment.
+SERVICE_VARIABLES = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "JWKS_URL",
+    "JWT_ISSUER",
+    "JWT_AUDIENCE",
+    "AI_URL",
+    "AI_PROVIDER",
+    "AI_OPENAI_BASE_URL",
+    "AI_OPENAI_MODEL",
+    "AI_OPENAI_API_KEY",
+    "MEDIA_ROOT",
+    "MEDIA_MAX_UPLOAD_BYTES",
+    "DJANGO_SECRET_KEY",
+    "AUTH_SIGNING_KEYS_DIR",
+    "AUTH_DEV_MODE",
+    "WEB_CONCURRENCY",
+)
+
+
+@dataclass(frozen=True)
+class StackUrls:
+    """Where the running stack answers: the edge (ingress stand-in) and each service directly."""
+
+    edge: str
+    services: dict[str, str]
+    logs: Path
+
+    def as_json(self) -> dict[str, object]:
+        return {"edge": self.edge, "services": self.services, "logs": str(self.logs)}
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """Everything one service's environment is made from."""
+
+    urls: Mapping[str, str]
+    databases: Mapping[str, str]
+    redis_url: str
+    media_root: Path
+    django_secret_key: str
+
+
+def service_environment(
+    service: StackService, wiring: Wiring, inherited: Mapping[str, str]
+) -> dict[str, str]:
+    """The environment of one service's processes (server, migration and workers)."""
+    env = {k: v for k, v in inherited.items() if k not in SERVICE_VARIABLES}
+    venv_bin = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join([venv_bin, inherited.get("PATH", os.defpath)])
+    env["PYTHONUNBUFFERED"] = "1"
+    env.setdefault("LOG_LEVEL", "INFO")
+    # One worker process per server: two cores, five services.
+    env["WEB_CONCURRENCY"] = "1"
+    if "auth" in wiring.urls:
+        env["JWKS_URL"] = f"{wiring.urls['auth']}/.well-known/jwks.json"
+    if "postgres" in service.needs:
+        env["DATABASE_URL"] = wiring.databases[service.name]
+    if "redis" in service.needs:
+        env["REDIS_URL"] = wiring.redis_url
+    env.update(_own_variables(service.name, wiring))
+    return env
+
+
+def _own_variables(name: str, wiring: Wiring) -> dict[str, str]:
+    if name == "auth":
+        return {"AUTH_DEV_MODE": "true"}
+    if name == "backend" and "ai" in wiring.urls:
+        return {"AI_URL": wiring.urls["ai"]}
+    if name == "ai":
+        return {"AI_PROVIDER": "local"}
+    if name == "media-storage":
+        return {"MEDIA_ROOT": str(wiring.media_root)}
+    if name == "data-processor":
+        return {"DJANGO_SECRET_KEY": wiring.django_secret_key}
+    return {}
+
+
+@dataclass
+class LocalStack:
+    """Start with `start()` (or `with LocalStack(...) as urls:`), stop with `stop()`."""
+
+    repo_root: Path
+    postgres_admin_url: str
+    redis_url: str
+    static_dir: Path | None = None
+    only: Sequence[str] | None = None
+    edge_port: int | None = None
+    ready_timeout: float = 90.0
+    extra_env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    processes: list[ManagedProcess] = field(default_factory=list, init=False)
+    databases: list[str] = field(default_factory=list, init=False)
+    workdir: Path | None = field(default=None, init=False)
+    start_seconds: float | None = field(default=None, init=False)
+
+    def __enter__(self) -> StackUrls:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> StackUrls:
+        started = time.monotonic()
+        try:
+            urls = self._start()
+        except BaseException:
+            self.stop()
+            raise
+        self.start_seconds = time.monotonic() - started
+        return urls
+
+    def _start(self) -> StackUrls:
+        services = self._selected(load_services(self.repo_root))
+        self.workdir = Path(tempfile.mkdtemp(prefix="local-stack-"))
+        logs = self.workdir / "logs"
+        media = self.workdir / "media"
+        logs.mkdir()
+        media.mkdir()
+        urls = {s.name: f"http://{HOST}:{free_port()}" for s in services}
+        wiring = Wiring(
+            urls=urls,
+            databases={s.name: self._create_database(s) for s in services if "postgres" in s.needs},
+            redis_url=self.redis_url,
+            media_root=media,
+            django_secret_key=secrets.token_urlsafe(48),
+        )
+        envs = {s.name: self._environment(s, wiring) for s in services}
+        self._migrate(services, envs, logs)
+        self._start_servers(services, envs, urls, logs)
+        edge = self._start_edge(services, urls, logs)
+        return StackUrls(edge=edge, services=urls, logs=logs)
+
+    def _selected(self, services: list[StackService]) -> list[StackService]:
+        if self.only is None:
+            return services
+        known = {s.name for s in services}
+        unknown = sorted(set(self.only) - known)
+        if unknown:
+            raise StackError(f"unknown service(s) {unknown}; services with service.yaml: {known}")
+        return [s for s in services if s.name in self.only]
+
+    def _environment(self, service: StackService, wiring: Wiring) -> dict[str, str]:
+        env = service_environment(service, wiring, os.environ)
+        env.update(self.extra_env.get(service.name, {}))
+        return env
+
+    def _create_database(self, service: StackService) -> str:
+        name = f"stack_{service.database_name}_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(self.postgres_admin_url, autocommit=True, connect_timeout=10) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        self.databases.append(name)
+        return _with_database(self.postgres_admin_url, name)
+
+    def _migrate(
+        self, services: list[StackService], envs: dict[str, dict[str, str]], logs: Path
+    ) -> None:
+        for service in services:
+            if service.migrate is None:
+                continue
+            migration = ManagedProcess(
+                name=f"{service.name} migrate",
+                argv=service.migrate,
+                env=envs[service.name],
+                cwd=service.directory,
+                log_path=logs / f"{service.name}-migrate.log",
+            )
+            run_to_completion(migration, MIGRATE_TIMEOUT)
+
+    def _start_servers(
+        self,
+        services: list[StackService],
+        envs: dict[str, dict[str, str]],
+        urls: dict[str, str],
+        logs: Path,
+    ) -> None:
+        waiting: dict[str, tuple[ManagedProcess, str]] = {}
+        workers: list[ManagedProcess] = []
+        for service in services:
+            port = int(urls[service.name].rsplit(":", 1)[1])
+            server = self._spawn(
+                service.name,
+                with_listen_address(service.run, HOST, port),
+                envs[service.name],
+                service.directory,
+                logs / f"{service.name}.log",
+            )
+            waiting[service.name] = (server, urls[service.name] + service.ready)
+            for worker in service.workers:
+                name = f"{service.name} {worker.name}"
+                log = logs / f"{service.name}-{worker.name}.log"
+                workers.append(
+                    self._spawn(name, worker.run, envs[service.name], service.directory, log)
+                )
+        wait_until_ready(waiting, self.ready_timeout)
+        for process in workers:
+            if not process.running:
+                raise process.failure("worker exited while the services started")
+
+    def _start_edge(self, services: list[StackService], urls: dict[str, str], logs: Path) -> str:
+        port = self.edge_port or free_port()
+        argv = [sys.executable, "-m", "stack.edge", "--host", HOST, "--port", str(port)]
+        argv += [arg for s in services for arg in ("--route", f"{s.route}={urls[s.name]}")]
+        if self.static_dir is not None:
+            argv += ["--static", str(self.static_dir)]
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(STACK_PACKAGE_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+        )
+        edge = self._spawn("edge", argv, env, self.repo_root, logs / "edge.log")
+        base = f"http://{HOST}:{port}"
+        wait_until_ready({"edge": (edge, base + READY_PATH)}, self.ready_timeout)
+        return base
+
+    def _spawn(
+        self, name: str, argv: Sequence[str], env: dict[str, str], cwd: Path, log: Path
+    ) -> ManagedProcess:
+        process = ManagedProcess(name=name, argv=argv, env=env, cwd=cwd, log_path=log)
+        self.processes.append(process)
+        process.start()
+        return process
+
+    def stop(self) -> None:
+        """Stop every process (SIGTERM, then SIGKILL), drop the databases, keep the logs."""
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            process.wait_or_kill()
+        self.processes.clear()
+        with contextlib.suppress(psycopg.Error):
+            self._drop_databases()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir / "media", ignore_errors=True)
+
+    def _drop_databases(self) -> None:
+        if not self.databases:
+            return
+        with psycopg.connect(self.postgres_admin_url, autocommit=True, connect_timeout=10) as conn:
+            for name in self.databases:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self.databases.clear()
+
+    def log_files(self) -> Iterator[Path]:
+        if self.workdir is not None:
+            yield from sorted((self.workdir / "logs").glob("*.log"))
+
+
+def _with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, parts.fragment))

@@ -1,0 +1,122 @@
+"""Starting, waiting for and stopping the stack's processes (real child processes)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from harness.servers import free_port
+
+from stack.process import (
+    ManagedProcess,
+    StackError,
+    log_tail,
+    run_to_completion,
+    wait_until_ready,
+)
+
+
+def _process(tmp_path: Path, *argv: str, name: str = "probe") -> ManagedProcess:
+    return ManagedProcess(
+        name=name, argv=argv, env=dict(os.environ), cwd=tmp_path, log_path=tmp_path / "probe.log"
+    )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purposes: it only waits to be reaped by its parent.
+    status = Path(f"/proc/{pid}/status").read_text()
+    return "State:\tZ" not in status
+
+
+def _wait_for_file(path: Path, timeout: float = 10.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().strip():
+            return path.read_text()
+        time.sleep(0.02)
+    raise AssertionError(f"{path} never written")
+
+
+def test_stop_ends_the_whole_process_group(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    script = f"sleep 300 & echo $! > {pids}.tmp && mv {pids}.tmp {pids}; wait"
+    process = _process(tmp_path, "sh", "-c", script)
+    process.start()
+    child = int(_wait_for_file(pids))
+    assert _alive(child)
+
+    process.stop()
+
+    assert not process.running
+    assert not _alive(child)
+
+
+def test_a_process_ignoring_sigterm_is_killed_after_the_grace(tmp_path: Path) -> None:
+    marker = tmp_path / "armed"
+    code = (
+        "import signal, time, pathlib; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        f"pathlib.Path({str(marker)!r}).write_text('1'); time.sleep(300)"
+    )
+    process = _process(tmp_path, sys.executable, "-c", code)
+    process.start()
+    _wait_for_file(marker)
+    started = time.monotonic()
+
+    process.stop(grace=0.5)
+
+    assert not process.running
+    assert process.popen is not None
+    assert process.popen.returncode == -9
+    assert time.monotonic() - started < 5
+
+
+def test_a_failed_migration_reports_its_status_and_log(tmp_path: Path) -> None:
+    process = _process(tmp_path, "sh", "-c", "echo cannot reach database; exit 3", name="m")
+    with pytest.raises(StackError, match=r"(?s)m: exited with status 3.*cannot reach database"):
+        run_to_completion(process, timeout=30)
+
+
+def test_a_hanging_migration_is_stopped_at_its_timeout(tmp_path: Path) -> None:
+    process = _process(tmp_path, "sleep", "300", name="m")
+    with pytest.raises(StackError, match="did not finish within 1s"):
+        run_to_completion(process, timeout=1)
+    assert not process.running
+
+
+def test_waiting_fails_fast_when_the_process_exits(tmp_path: Path) -> None:
+    process = _process(tmp_path, "sh", "-c", "echo ImportError: no module x; exit 1", name="svc")
+    process.start()
+    started = time.monotonic()
+    with pytest.raises(StackError, match=r"(?s)svc: exited with status 1.*ImportError"):
+        wait_until_ready({"svc": (process, f"http://127.0.0.1:{free_port()}/ready")}, 60)
+    assert time.monotonic() - started < 10
+
+
+def test_waiting_times_out_with_the_last_answer(tmp_path: Path) -> None:
+    port = free_port()
+    # A real HTTP server that has no /ready: every poll answers 404.
+    process = _process(
+        tmp_path, sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"
+    )
+    process.start()
+    try:
+        with pytest.raises(StackError, match=r"not ready after 2s \(last answer: HTTP 404"):
+            wait_until_ready({"svc": (process, f"http://127.0.0.1:{port}/ready")}, 2)
+        (tmp_path / "ready").write_text("ok")
+        wait_until_ready({"svc": (process, f"http://127.0.0.1:{port}/ready")}, 10)
+    finally:
+        process.stop()
+
+
+def test_log_tail_keeps_the_last_lines(tmp_path: Path) -> None:
+    log = tmp_path / "x.log"
+    log.write_text("".join(f"line {i}\n" for i in range(100)))
+    assert log_tail(log, 3) == "line 97\nline 98\nline 99"
+    assert "no log" in log_tail(tmp_path / "missing.log")

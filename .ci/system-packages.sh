@@ -8,6 +8,7 @@ set -euo pipefail
 declare -A wanted=(
   [redis-server]=redis-server
   [postgres]=postgresql
+  [docker-registry]=docker-registry
 )
 
 pg_bin() { compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null; }

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from ci.core.gitrepo import Git
 from delivery.helpers import SERVICES, configure_identity, git, seed_tree
+from delivery.registry_server import LocalRegistry, run_registry
 
 
 @pytest.fixture
@@ -37,3 +38,10 @@ def clone(tmp_path: Path, remote: Path) -> Callable[[str], Git]:
         return Git(path)
 
     return make
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
+    """A real docker-registry on a free loopback port with its own storage and config."""
+    with run_registry(tmp_path_factory.mktemp("registry")) as server:
+        yield server

@@ -50,3 +50,12 @@ def seed_tree(root: Path, services: list[str]) -> None:
             )
         (root / "services" / service).mkdir(parents=True)
         (root / "services" / service / "service.yaml").write_text(f"name: {service}\n")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

@@ -19,6 +19,9 @@ import pytest
 import redis
 
 from harness.servers import PostgresServer, RedisServer
+from harness.tokens import token_issuer
+
+__all__ = ["token_issuer"]  # fixtures defined elsewhere, registered by importing them here
 
 
 def _with_path(url: str, path: str) -> str:

@@ -1,0 +1,194 @@
+"""FastAPI adapter: one `install(app, ...)` call gives a service the shared behaviour.
+
+- request id (X-Request-ID in, or generated; echoed in the response) bound to every log line,
+- one JSON access log line and Prometheus metrics per request,
+- `/health`, `/ready` (the given dependency checks), `/metrics`,
+- errors as `{"detail": "..."}`; malformed bodies get 422 with a readable message, never 500,
+- `CurrentUser`: a dependency that returns the verified bearer token's user.
+
+Requires the `fastapi` extra. Flask/Django services use the framework-neutral modules instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from servicekit.health import Check, liveness, run_checks
+from servicekit.jwt import AsyncJwtVerifier, TokenError, VerifiedToken
+from servicekit.logging import REQUEST_ID_HEADER, request_id_from_header, request_id_var
+from servicekit.metrics import UNMATCHED_ROUTE, HttpMetrics
+
+access_logger = logging.getLogger("servicekit.access")
+error_logger = logging.getLogger("servicekit.errors")
+
+_QUIET_PATHS = frozenset({"/health", "/ready", "/metrics"})  # probes: metrics yes, logs no
+
+
+class RequestContextMiddleware:
+    """Pure ASGI middleware: request id, access log and metrics (no body buffering)."""
+
+    def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = _header(scope, REQUEST_ID_HEADER.lower().encode())
+        request_id = request_id_from_header(incoming)
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status = 500  # what the client sees if the app dies before starting a response
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                headers = list(message.get("headers", []))
+                headers.append((REQUEST_ID_HEADER.lower().encode(), request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            self._record(scope, status, time.perf_counter() - started)
+            request_id_var.reset(token)
+
+    def _record(self, scope: Scope, status: int, seconds: float) -> None:
+        route = getattr(scope.get("route"), "path", UNMATCHED_ROUTE)
+        method = str(scope["method"])
+        self.metrics.observe(method, route, status, seconds)
+        if scope["path"] not in _QUIET_PATHS:
+            access_logger.info(
+                "%s %s %s",
+                method,
+                scope["path"],
+                status,
+                extra={
+                    "method": method,
+                    "path": scope["path"],
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 1),
+                },
+            )
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def _describe_validation_errors(errors: Sequence[Any]) -> str:
+    """`body.username: Field required; body.password: ...` from pydantic's error list."""
+    parts = []
+    for error in errors:
+        location = ".".join(str(part) for part in error.get("loc", ()))
+        parts.append(f"{location}: {error.get('msg', 'invalid')}" if location else error["msg"])
+    return "; ".join(parts) or "invalid request"
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse({"detail": _describe_validation_errors(exc.errors())}, status_code=422)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code in (204, 304):
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    error_logger.exception("unhandled error", exc_info=exc)
+    return JSONResponse({"detail": "internal server error"}, status_code=500)
+
+
+def install(
+    app: FastAPI,
+    *,
+    readiness_checks: Mapping[str, Check] | None = None,
+    verifier: AsyncJwtVerifier | None = None,
+    check_timeout: float = 2.0,
+) -> HttpMetrics:
+    """Add middleware, error handlers, `/health`, `/ready` and `/metrics` to `app`.
+
+    `verifier` backs the `CurrentUser` dependency; build it with `verifier_from_settings`.
+    Call `servicekit.logging.configure_logging` once at start-up as well.
+    """
+    metrics = HttpMetrics()
+    checks = dict(readiness_checks or {})
+    app.state.servicekit_verifier = verifier
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+
+    @app.get("/health", tags=["ops"], summary="Liveness")
+    async def health() -> JSONResponse:
+        report = liveness()
+        return JSONResponse(report.body, status_code=report.status_code)
+
+    @app.get("/ready", tags=["ops"], summary="Readiness: every dependency reachable")
+    async def ready() -> JSONResponse:
+        report = await run_checks(checks, check_timeout)
+        return JSONResponse(report.body, status_code=report.status_code)
+
+    @app.get("/metrics", tags=["ops"], include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    return metrics
+
+
+def verifier_from_settings(jwks_url: str | None, issuer: str, audience: str) -> AsyncJwtVerifier:
+    if not jwks_url:
+        raise ValueError("JWKS_URL is required to verify bearer tokens")
+    return AsyncJwtVerifier(jwks_url, issuer=issuer, audience=audience)
+
+
+_bearer = HTTPBearer(auto_error=False, description="Access token from the auth service")
+
+
+class _Unauthorized(StarletteHTTPException):
+    def __init__(self, detail: str, status_code: int = 401) -> None:
+        headers = {"WWW-Authenticate": "Bearer"} if status_code == 401 else None
+        super().__init__(status_code=status_code, detail=detail, headers=headers)
+
+
+async def current_user(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> VerifiedToken:
+    """The verified user of the request's `Authorization: Bearer <token>`; 401 otherwise."""
+    verifier: AsyncJwtVerifier | None = getattr(request.app.state, "servicekit_verifier", None)
+    if verifier is None:
+        raise RuntimeError("servicekit.fastapi.install(app, verifier=...) was not given a verifier")
+    if credentials is None:
+        raise _Unauthorized("missing bearer token")
+    try:
+        return await verifier.verify(credentials.credentials)
+    except TokenError as exc:
+        if exc.reason == "jwks_unavailable":
+            raise _Unauthorized("token keys unavailable, try again later", 503) from exc
+        raise _Unauthorized(f"invalid token: {exc.reason}") from exc
+
+
+CurrentUser = Annotated[VerifiedToken, Depends(current_user)]

@@ -1,0 +1,239 @@
+"""Verification of the auth service's access tokens against its JWKS.
+
+One core (`_KeyCache` + `_decode`) holds every decision: when to fetch the JWKS (TTL expired,
+or an unknown `kid` and the last fetch is older than `min_refresh_interval`, so a flood of
+made-up kids cannot hammer auth), the pinned algorithm, and which claims are required. The
+sync (`JwtVerifier`, Flask/Django) and async (`AsyncJwtVerifier`, FastAPI) classes only differ
+in how they fetch with httpx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import jwt
+
+logger = logging.getLogger(__name__)
+
+ALGORITHM = "EdDSA"
+REQUIRED_CLAIMS = ("exp", "nbf", "iat", "iss", "aud", "sub")
+
+
+class TokenError(Exception):
+    """A token was rejected. `reason` is a short machine-readable code, e.g. `expired`.
+
+    `reason == "jwks_unavailable"` means the keys could not be fetched at all (a server-side
+    problem, answer 503); every other reason is the client's problem (answer 401).
+    """
+
+    def __init__(self, reason: str, message: str | None = None) -> None:
+        super().__init__(message or reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class VerifiedToken:
+    """The claims of a verified access token."""
+
+    sub: str
+    name: str
+    claims: Mapping[str, Any]
+
+
+@dataclass
+class _KeyCache:
+    """The JWKS keys by kid and the clock rules for refreshing them (no I/O here)."""
+
+    ttl: float
+    min_refresh_interval: float
+    clock: Callable[[], float]
+    keys: dict[str, jwt.PyJWK] = field(default_factory=dict)
+    fetched_at: float | None = None
+    attempted_at: float | None = None
+    static: bool = False
+
+    def needs_fetch(self, kid: str) -> bool:
+        if self.static:
+            return False
+        now = self.clock()
+        if self.attempted_at is None or self.fetched_at is None:
+            # Never fetched successfully: retry, but not more often than the minimum interval.
+            return self.attempted_at is None or now - self.attempted_at >= self.min_refresh_interval
+        if now - self.fetched_at >= self.ttl:
+            return now - self.attempted_at >= self.min_refresh_interval
+        return kid not in self.keys and now - self.attempted_at >= self.min_refresh_interval
+
+    def mark_attempt(self) -> None:
+        self.attempted_at = self.clock()
+
+    def install(self, document: Any) -> None:
+        self.keys = parse_jwks(document)
+        self.fetched_at = self.clock()
+
+    def key_for(self, kid: str) -> jwt.PyJWK:
+        key = self.keys.get(kid)
+        if key is not None:
+            return key
+        if not self.keys and not self.static:
+            raise TokenError("jwks_unavailable", "the signing keys could not be fetched")
+        raise TokenError("unknown_kid", f"no published key has kid {kid!r}")
+
+
+def parse_jwks(document: Any) -> dict[str, jwt.PyJWK]:
+    """Usable Ed25519 keys of a JWKS document by kid; other keys are skipped with a warning."""
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise ValueError("a JWKS document must be an object with a `keys` list")
+    keys: dict[str, jwt.PyJWK] = {}
+    for entry in document["keys"]:
+        kid = entry.get("kid") if isinstance(entry, dict) else None
+        if not isinstance(kid, str) or entry.get("kty") != "OKP" or entry.get("crv") != "Ed25519":
+            logger.warning("skipping JWKS entry that is not an Ed25519 key with a kid")
+            continue
+        try:
+            keys[kid] = jwt.PyJWK(entry, algorithm=ALGORITHM)
+        except jwt.PyJWTError as exc:
+            logger.warning("skipping unusable JWKS key", extra={"kid": kid, "error": str(exc)})
+    return keys
+
+
+def _kid_of(token: str) -> str:
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise TokenError("malformed", "the token is not a well-formed JWT") from exc
+    if header.get("alg") != ALGORITHM:
+        raise TokenError("algorithm_not_allowed", f"only {ALGORITHM} tokens are accepted")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise TokenError("missing_kid", "the token header has no kid")
+    return kid
+
+
+_REASONS: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
+    (jwt.ExpiredSignatureError, "expired"),
+    (jwt.ImmatureSignatureError, "not_yet_valid"),
+    (jwt.InvalidIssuerError, "invalid_issuer"),
+    (jwt.InvalidAudienceError, "invalid_audience"),
+    (jwt.MissingRequiredClaimError, "missing_claim"),
+    (jwt.InvalidSignatureError, "invalid_signature"),
+    (jwt.InvalidAlgorithmError, "algorithm_not_allowed"),
+    (jwt.DecodeError, "malformed"),
+)
+
+
+class _VerifierBase:
+    def __init__(
+        self,
+        jwks_url: str | None,
+        *,
+        issuer: str,
+        audience: str,
+        static_jwks: Mapping[str, Any] | None = None,
+        ttl: float = 300.0,
+        min_refresh_interval: float = 10.0,
+        timeout: float = 3.0,
+        leeway: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if (jwks_url is None) == (static_jwks is None):
+            raise ValueError("give exactly one of jwks_url and static_jwks")
+        self.jwks_url = jwks_url
+        self.issuer = issuer
+        self.audience = audience
+        self.timeout = timeout
+        self.leeway = leeway
+        self._cache = _KeyCache(ttl, min_refresh_interval, clock, static=static_jwks is not None)
+        if static_jwks is not None:
+            self._cache.install(dict(static_jwks))
+
+    def _decode(self, token: str, kid: str) -> VerifiedToken:
+        key = self._cache.key_for(kid)
+        try:
+            claims = jwt.decode(
+                token,
+                key=key,
+                algorithms=[ALGORITHM],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway,
+                options={"require": list(REQUIRED_CLAIMS)},
+            )
+        except jwt.PyJWTError as exc:
+            raise TokenError(_reason_of(exc), str(exc)) from exc
+        return VerifiedToken(
+            sub=str(claims["sub"]), name=str(claims.get("name", "")), claims=claims
+        )
+
+    def _install(self, response: httpx.Response) -> None:
+        response.raise_for_status()
+        self._cache.install(response.json())
+
+    def _fetch_failed(self, exc: Exception) -> None:
+        # Stale keys stay in use: an auth outage must not log everybody out.
+        logger.warning("JWKS fetch failed", extra={"jwks_url": self.jwks_url, "error": repr(exc)})
+
+
+def _reason_of(exc: jwt.PyJWTError) -> str:
+    for kind, reason in _REASONS:
+        if isinstance(exc, kind):
+            return reason
+    return "invalid"
+
+
+_FETCH_ERRORS = (httpx.HTTPError, ValueError)
+
+
+class JwtVerifier(_VerifierBase):
+    """Thread-safe synchronous verifier (Flask, Django, workers)."""
+
+    def __init__(self, jwks_url: str | None = None, **kwargs: Any) -> None:
+        super().__init__(jwks_url, **kwargs)
+        self._lock = threading.Lock()
+
+    def verify(self, token: str) -> VerifiedToken:
+        kid = _kid_of(token)
+        if self._cache.needs_fetch(kid):
+            with self._lock:
+                if self._cache.needs_fetch(kid):  # another thread may have just fetched
+                    self._refresh()
+        return self._decode(token, kid)
+
+    def _refresh(self) -> None:
+        assert self.jwks_url is not None
+        self._cache.mark_attempt()
+        try:
+            self._install(httpx.get(self.jwks_url, timeout=self.timeout))
+        except _FETCH_ERRORS as exc:
+            self._fetch_failed(exc)
+
+
+class AsyncJwtVerifier(_VerifierBase):
+    """Asynchronous verifier (FastAPI); one fetch at a time per verifier."""
+
+    def __init__(self, jwks_url: str | None = None, **kwargs: Any) -> None:
+        super().__init__(jwks_url, **kwargs)
+        self._lock = asyncio.Lock()
+
+    async def verify(self, token: str) -> VerifiedToken:
+        kid = _kid_of(token)
+        if self._cache.needs_fetch(kid):
+            async with self._lock:
+                if self._cache.needs_fetch(kid):
+                    await self._refresh()
+        return self._decode(token, kid)
+
+    async def _refresh(self) -> None:
+        assert self.jwks_url is not None
+        self._cache.mark_attempt()
+        try:
+            async with httpx.AsyncClient(timeout=self.timeout) as client:
+                self._install(await client.get(self.jwks_url))
+        except _FETCH_ERRORS as exc:
+            self._fetch_failed(exc)

@@ -1,0 +1,47 @@
+"""Settings every service reads from the environment (names are the team's shared contract).
+
+Subclass `ServiceSettings` and add the service's own fields; pydantic-settings reads each field
+from the upper-case environment variable of the same name.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_LOG_LEVELS = frozenset(logging.getLevelNamesMapping())
+
+
+class ServiceSettings(BaseSettings):
+    """DATABASE_URL, REDIS_URL, JWKS_URL, JWT_ISSUER, JWT_AUDIENCE, LOG_LEVEL."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+
+    # URLs may carry passwords: keep them out of repr() and therefore out of logs.
+    database_url: str | None = Field(default=None, repr=False)
+    redis_url: str | None = Field(default=None, repr=False)
+    jwks_url: str | None = None
+    jwt_issuer: str = "chat-auth"
+    jwt_audience: str = "chat"
+    log_level: str = "INFO"
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in _LOG_LEVELS:
+            raise ValueError(f"LOG_LEVEL must be one of {sorted(_LOG_LEVELS)}, got {value!r}")
+        return level
+
+
+def sqlalchemy_url(database_url: str, driver: str = "psycopg") -> str:
+    """`postgresql://...` (the shared DATABASE_URL form) -> `postgresql+<driver>://...`."""
+    scheme, sep, rest = database_url.partition("://")
+    if not sep:
+        raise ValueError("DATABASE_URL must look like postgresql://user:password@host:port/db")
+    base = scheme.split("+", 1)[0]
+    if base not in {"postgresql", "postgres"}:
+        raise ValueError(f"DATABASE_URL must be a postgresql:// URL, got scheme {scheme!r}")
+    return f"postgresql+{driver}://{rest}"

@@ -1,0 +1,160 @@
+{{/*
+One pod template for every long-running process of a service. Called with a dict:
+  root: the chart context; component: "web" or the worker name; command: the container command;
+  replicas: the count (ignored when the HPA owns it); resources; probes (liveness/readiness);
+  port: the container port, or nil for workers.
+*/}}
+{{- define "lib.podTemplate" -}}
+{{- $root := .root -}}
+{{- $v := $root.Values -}}
+metadata:
+  labels:
+    {{- include "lib.labels" $root | nindent 4 }}
+    app.kubernetes.io/component: {{ .component }}
+  annotations:
+    checksum/config: {{ $v.config | toJson | sha256sum }}
+spec:
+  serviceAccountName: {{ include "lib.serviceAccountName" $root }}
+  automountServiceAccountToken: false
+  enableServiceLinks: false
+  {{- with $v.imagePullSecrets }}
+  imagePullSecrets:
+    {{- range . }}
+    - name: {{ . }}
+    {{- end }}
+  {{- end }}
+  securityContext:
+    {{- include "lib.podSecurityContext" $root | nindent 4 }}
+  terminationGracePeriodSeconds: {{ $v.terminationGracePeriodSeconds }}
+  containers:
+    - name: {{ .component }}
+      image: {{ include "lib.image" $root | quote }}
+      imagePullPolicy: {{ $v.image.pullPolicy }}
+      command:
+        {{- toYaml .command | nindent 8 }}
+      {{- if .port }}
+      ports:
+        - name: http
+          containerPort: {{ .port }}
+          protocol: TCP
+      {{- end }}
+      {{- include "lib.envFrom" $root | nindent 6 }}
+      {{- with .probes }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
+      resources:
+        {{- toYaml .resources | nindent 8 }}
+      securityContext:
+        {{- include "lib.containerSecurityContext" $root | nindent 8 }}
+      volumeMounts:
+        {{- include "lib.writableVolumeMounts" $root | nindent 8 }}
+        {{- include "lib.secretVolumeMounts" $root | nindent 8 }}
+        {{- if $v.persistence.enabled }}
+        - name: data
+          mountPath: {{ $v.persistence.mountPath }}
+        {{- end }}
+  volumes:
+    {{- include "lib.writableVolumes" $root | nindent 4 }}
+    {{- include "lib.secretVolumes" $root | nindent 4 }}
+    {{- if $v.persistence.enabled }}
+    - name: data
+      persistentVolumeClaim:
+        claimName: {{ include "lib.name" $root }}-data
+    {{- end }}
+{{- end -}}
+
+{{/* HTTP probes of the web process: liveness on the health path, readiness on the ready path. */}}
+{{- define "lib.httpProbes" -}}
+{{- $p := .Values.probes -}}
+startupProbe:
+  httpGet:
+    path: {{ $p.liveness.path }}
+    port: http
+  periodSeconds: 5
+  failureThreshold: {{ $p.startupFailureThreshold }}
+livenessProbe:
+  httpGet:
+    path: {{ $p.liveness.path }}
+    port: http
+  periodSeconds: {{ $p.liveness.periodSeconds }}
+  timeoutSeconds: {{ $p.liveness.timeoutSeconds }}
+  failureThreshold: {{ $p.liveness.failureThreshold }}
+readinessProbe:
+  httpGet:
+    path: {{ $p.readiness.path }}
+    port: http
+  periodSeconds: {{ $p.readiness.periodSeconds }}
+  timeoutSeconds: {{ $p.readiness.timeoutSeconds }}
+  failureThreshold: {{ $p.readiness.failureThreshold }}
+{{- end -}}
+
+{{/* Exec probes of a worker (no port): the same command decides liveness and readiness. */}}
+{{- define "lib.execProbes" -}}
+livenessProbe:
+  exec:
+    command:
+      {{- toYaml .probe.command | nindent 6 }}
+  periodSeconds: {{ .probe.periodSeconds }}
+  timeoutSeconds: {{ .probe.timeoutSeconds }}
+  failureThreshold: {{ .probe.failureThreshold }}
+readinessProbe:
+  exec:
+    command:
+      {{- toYaml .probe.command | nindent 6 }}
+  periodSeconds: {{ .probe.periodSeconds }}
+  timeoutSeconds: {{ .probe.timeoutSeconds }}
+  failureThreshold: {{ .probe.failureThreshold }}
+{{- end -}}
+
+{{- define "lib.deployment" -}}
+{{- $v := .Values -}}
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ include "lib.name" . }}
+  labels:
+    {{- include "lib.labels" . | nindent 4 }}
+    app.kubernetes.io/component: web
+spec:
+  {{- if not $v.autoscaling.enabled }}
+  replicas: {{ $v.replicas }}
+  {{- end }}
+  revisionHistoryLimit: 5
+  selector:
+    matchLabels:
+      {{- include "lib.componentSelectorLabels" (dict "root" . "component" "web") | nindent 6 }}
+  strategy:
+    {{- if and $v.persistence.enabled (eq $v.persistence.accessMode "ReadWriteOnce") }}
+    type: Recreate
+    {{- else }}
+    type: RollingUpdate
+    rollingUpdate:
+      maxSurge: 1
+      maxUnavailable: 0
+    {{- end }}
+  template:
+    {{- include "lib.podTemplate" (dict "root" . "component" "web" "command" $v.command "port" $v.port "resources" $v.resources "probes" (include "lib.httpProbes" . | fromYaml)) | nindent 4 }}
+{{- end -}}
+
+{{/* Extra Deployments for the workers (same image, own command, no Service). */}}
+{{- define "lib.workerDeployments" -}}
+{{- $root := . -}}
+{{- range $v := .Values.workers }}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ include "lib.name" $root }}-{{ $v.name }}
+  labels:
+    {{- include "lib.labels" $root | nindent 4 }}
+    app.kubernetes.io/component: {{ $v.name }}
+spec:
+  replicas: {{ $v.replicas }}
+  revisionHistoryLimit: 5
+  selector:
+    matchLabels:
+      {{- include "lib.componentSelectorLabels" (dict "root" $root "component" $v.name) | nindent 6 }}
+  template:
+    {{- include "lib.podTemplate" (dict "root" $root "component" $v.name "command" $v.command "port" nil "resources" $v.resources "probes" (include "lib.execProbes" $v | fromYaml)) | nindent 4 }}
+{{- end }}
+{{- end -}}

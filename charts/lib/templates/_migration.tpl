@@ -1,0 +1,121 @@
+{{/*
+Database migration as a Job that runs before the new pods: a Helm pre-install/pre-upgrade hook,
+which Argo CD runs as a PreSync hook. Argo CD cannot tell an install from an upgrade, so it runs
+on every sync: the command must be idempotent (alembic upgrade head / manage.py migrate are).
+The hook runs before the chart's ordinary objects exist, so the Job takes its settings inline
+(not from the ConfigMap) and brings its own NetworkPolicy (also a hook, created first).
+*/}}
+{{- define "lib.migrationHookAnnotations" -}}
+helm.sh/hook: pre-install,pre-upgrade
+helm.sh/hook-weight: {{ . | quote }}
+helm.sh/hook-delete-policy: before-hook-creation
+{{- end -}}
+
+{{- define "lib.migrationJob" -}}
+{{- $v := .Values -}}
+{{- $m := $v.migration -}}
+{{- if $m.enabled }}
+{{- if $v.networkPolicy.enabled }}
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: {{ include "lib.name" . }}-migrate
+  labels:
+    {{- include "lib.labels" . | nindent 4 }}
+  annotations:
+    {{- include "lib.migrationHookAnnotations" "-10" | nindent 4 }}
+spec:
+  podSelector:
+    matchLabels:
+      {{- include "lib.componentSelectorLabels" (dict "root" . "component" "migrate") | nindent 6 }}
+  policyTypes: [Ingress, Egress]
+  ingress: []
+  egress:
+    {{- include "lib.egressRules" . | nindent 4 }}
+---
+{{- end }}
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {{ include "lib.name" . }}-migrate
+  labels:
+    {{- include "lib.labels" . | nindent 4 }}
+    app.kubernetes.io/component: migrate
+  annotations:
+    {{- include "lib.migrationHookAnnotations" "0" | nindent 4 }}
+spec:
+  backoffLimit: {{ $m.backoffLimit }}
+  activeDeadlineSeconds: {{ $m.activeDeadlineSeconds }}
+  ttlSecondsAfterFinished: 86400
+  template:
+    metadata:
+      labels:
+        {{- include "lib.labels" . | nindent 8 }}
+        app.kubernetes.io/component: migrate
+    spec:
+      restartPolicy: Never
+      automountServiceAccountToken: false
+      enableServiceLinks: false
+      {{- with $v.imagePullSecrets }}
+      imagePullSecrets:
+        {{- range . }}
+        - name: {{ . }}
+        {{- end }}
+      {{- end }}
+      securityContext:
+        {{- include "lib.podSecurityContext" . | nindent 8 }}
+      containers:
+        - name: migrate
+          image: {{ include "lib.image" . | quote }}
+          imagePullPolicy: {{ $v.image.pullPolicy }}
+          command:
+            {{- toYaml $m.command | nindent 12 }}
+          env:
+            {{- range $key, $value := $v.config }}
+            - name: {{ $key }}
+              value: {{ $value | toString | quote }}
+            {{- end }}
+            {{- range $v.secretEnv }}
+            - name: {{ .name }}
+              valueFrom:
+                secretKeyRef:
+                  name: {{ .secretName }}
+                  key: {{ .key }}
+                  {{- if .optional }}
+                  optional: true
+                  {{- end }}
+            {{- end }}
+          resources:
+            {{- toYaml $m.resources | nindent 12 }}
+          securityContext:
+            {{- include "lib.containerSecurityContext" . | nindent 12 }}
+          volumeMounts:
+            {{- include "lib.writableVolumeMounts" . | nindent 12 }}
+      volumes:
+        {{- include "lib.writableVolumes" . | nindent 8 }}
+{{- end }}
+{{- end -}}
+
+{{/* Everything a service chart renders, in one call. */}}
+{{- define "lib.all" -}}
+{{ include "lib.serviceAccount" . }}
+---
+{{ include "lib.configMap" . }}
+---
+{{ include "lib.deployment" . }}
+{{ include "lib.workerDeployments" . }}
+---
+{{ include "lib.service" . }}
+---
+{{ include "lib.ingress" . }}
+---
+{{ include "lib.podDisruptionBudget" . }}
+---
+{{ include "lib.hpa" . }}
+---
+{{ include "lib.networkPolicy" . }}
+---
+{{ include "lib.persistentVolumeClaim" . }}
+---
+{{ include "lib.migrationJob" . }}
+{{- end -}}

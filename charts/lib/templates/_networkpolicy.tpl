@@ -1,0 +1,87 @@
+{{/*
+Allows for one service. The namespace-wide default-deny comes from the platform chart; this
+policy also selects the service's pods for both directions, so they are isolated even where the
+platform chart is not installed. DNS egress is always allowed.
+*/}}
+{{- define "lib.dnsEgress" -}}
+- to:
+    - namespaceSelector:
+        matchLabels:
+          kubernetes.io/metadata.name: kube-system
+      podSelector:
+        matchLabels:
+          k8s-app: kube-dns
+  ports:
+    - protocol: UDP
+      port: 53
+    - protocol: TCP
+      port: 53
+{{- end -}}
+
+{{- define "lib.egressRules" -}}
+{{- $np := .Values.networkPolicy -}}
+{{- include "lib.dnsEgress" . }}
+{{- range $np.egressTo }}
+- to:
+    - podSelector:
+        matchLabels:
+          app.kubernetes.io/name: {{ .service }}
+  ports:
+    - protocol: TCP
+      port: {{ .port }}
+{{- end }}
+{{- if $np.internetEgress }}
+- to:
+    - ipBlock:
+        cidr: 0.0.0.0/0
+        except: [10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 169.254.0.0/16]
+  ports:
+    - protocol: TCP
+      port: 443
+{{- end }}
+{{- end -}}
+
+{{- define "lib.networkPolicy" -}}
+{{- $v := .Values -}}
+{{- $np := $v.networkPolicy -}}
+{{- if $np.enabled }}
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: {{ include "lib.name" . }}
+  labels:
+    {{- include "lib.labels" . | nindent 4 }}
+spec:
+  podSelector:
+    matchLabels:
+      app.kubernetes.io/name: {{ include "lib.name" . }}
+  policyTypes: [Ingress, Egress]
+  {{- if or $v.ingress.enabled $np.allowFrom }}
+  ingress:
+    {{- if $v.ingress.enabled }}
+    - from:
+        - namespaceSelector:
+            matchLabels:
+              kubernetes.io/metadata.name: {{ $np.ingressControllerNamespace }}
+      ports:
+        - protocol: TCP
+          port: {{ $v.port }}
+    {{- end }}
+    {{- with $np.allowFrom }}
+    - from:
+        {{- range . }}
+        - podSelector:
+            matchLabels:
+              app.kubernetes.io/name: {{ . }}
+        {{- end }}
+      ports:
+        - protocol: TCP
+          port: {{ $v.port }}
+    {{- end }}
+  {{- else }}
+  ingress: []
+  {{- end }}
+  egress:
+    {{- include "lib.egressRules" . | nindent 4 }}
+{{- end }}
+{{- end -}}

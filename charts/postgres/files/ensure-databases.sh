@@ -1,0 +1,30 @@
+#!/bin/sh
+# Creates (or updates) one role and one database per service, idempotently, so it is safe both as
+# a docker-entrypoint-initdb.d script on first start and as the hook Job on every sync.
+# Passwords are read from files (the mounted Secret, one key per service), never from arguments.
+# SERVICES: space-separated service names; a service's database and role use '_' for '-'.
+set -eu
+: "${SERVICES:?SERVICES is required}"
+: "${PASSWORDS_DIR:=/etc/postgres-service-passwords}"
+export PGUSER="${PGUSER:-${POSTGRES_USER:-postgres}}"
+export PGDATABASE="${PGDATABASE:-postgres}"
+
+for service in $SERVICES; do
+  role=$(printf '%s' "$service" | tr '-' '_')
+  password_file="$PASSWORDS_DIR/$service"
+  if [ ! -s "$password_file" ]; then
+    echo "ensure-databases: no password for $service in $password_file" >&2
+    exit 1
+  fi
+  # psql reads the password itself (backquote in \set), so it never appears in a process list.
+  psql --no-psqlrc -v ON_ERROR_STOP=1 -v role="$role" -v password_file="$password_file" <<'SQL'
+\set password `cat :password_file`
+SELECT format('CREATE ROLE %I LOGIN', :'role')
+ WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'role') \gexec
+SELECT format('ALTER ROLE %I WITH LOGIN PASSWORD %L', :'role', :'password') \gexec
+SELECT format('CREATE DATABASE %I OWNER %I', :'role', :'role')
+ WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'role') \gexec
+SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', :'role') \gexec
+SQL
+  echo "ensure-databases: $service ready (database and role $role)"
+done

@@ -1,0 +1,1 @@
+"""Pure decisions of the pipeline: no dagger import here, everything is testable on the host."""

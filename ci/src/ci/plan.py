@@ -1,0 +1,61 @@
+"""`python -m ci.plan --base <ref>`: print which services the changes since <ref> affect, as JSON.
+
+Runs on the host without a Dagger engine. Exit status 2 with a message on stderr for a bad ref,
+a broken service.yaml or a repository that is not a git checkout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ci.core.affected import Plan, affected, library_charts
+from ci.core.catalog import CatalogError, load_catalog
+from ci.core.gitfacts import GitError, changed_files, git, resolve
+
+USAGE_ERROR = 2
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m ci.plan", description=__doc__)
+    p.add_argument("--base", required=True, help="git ref to compare with, e.g. origin/main")
+    p.add_argument("--head", default="HEAD", help="git ref of the change (default: HEAD)")
+    p.add_argument("--all", action="store_true", help="select every service")
+    p.add_argument(
+        "--repo",
+        type=Path,
+        default=None,
+        help="repository root (default: the git top level of the current directory)",
+    )
+    return p
+
+
+def make_plan(root: Path, base: str, head: str = "HEAD", *, everything: bool = False) -> Plan:
+    """The plan of the checkout at `root`; raises GitError or CatalogError."""
+    catalog = load_catalog(root)
+    return affected(
+        catalog,
+        changed_files(root, base, head),
+        library_charts(root),
+        everything=everything,
+        base=resolve(root, base),
+        head=resolve(root, head),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        root = args.repo or Path(git(Path.cwd(), "rev-parse", "--show-toplevel").strip())
+        plan = make_plan(root, args.base, args.head, everything=args.all)
+    except (GitError, CatalogError) as exc:
+        print(f"ci.plan: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    print(plan.model_dump_json(indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""The affected-service plan, from real git history of temporary repositories."""
+
+from __future__ import annotations
+
+import pytest
+from ci.core.affected import TOOLING_PATHS, Reason, affected
+from ci.core.catalog import load_catalog
+from ci.core.gitfacts import GitError, changed_files
+from ci.plan import make_plan
+from pipeline.repos import Repo
+
+
+def plan_after(repo: Repo, files: dict[str, str]) -> dict[str, list[Reason]]:
+    repo.commit(files)
+    plan = make_plan(repo.root, "HEAD~1")
+    return {s.name: s.reasons for s in plan.services}
+
+
+def test_change_in_one_service_affects_only_that_service(repo: Repo) -> None:
+    result = plan_after(repo, {"services/auth/src/auth/main.py": "app = 1\n"})
+
+    assert result == {"auth": [Reason(cause="service", path="services/auth")]}
+
+
+def test_change_in_the_shared_library_affects_its_users_only(repo: Repo) -> None:
+    result = plan_after(repo, {"services/servicekit/src/servicekit/jwt.py": "KEY = 1\n"})
+
+    library = [Reason(cause="library", path="services/servicekit")]
+    assert result == {"auth": library, "backend": library}
+
+
+def test_change_in_a_service_chart_affects_that_service(repo: Repo) -> None:
+    result = plan_after(repo, {"charts/backend/values.yaml": "replicas: 2\n"})
+
+    assert result == {"backend": [Reason(cause="chart", path="charts/backend")]}
+
+
+def test_change_in_the_library_chart_affects_every_service(repo: Repo) -> None:
+    result = plan_after(repo, {"charts/common/templates/_deployment.tpl": "{{/* */}}\n"})
+
+    assert sorted(result) == ["auth", "backend", "frontend"]
+    assert all(r == [Reason(cause="library-chart", path="charts/common")] for r in result.values())
+
+
+def test_change_in_ci_affects_every_service(repo: Repo) -> None:
+    result = plan_after(repo, {"ci/src/ci/main.py": "# changed\n"})
+
+    assert sorted(result) == ["auth", "backend", "frontend"]
+    assert result["frontend"] == [Reason(cause="tooling", path="ci")]
+
+
+@pytest.mark.parametrize("path", ["pyproject.toml", "uv.lock", "Makefile", "dagger.json"])
+def test_change_in_root_tooling_affects_every_service(repo: Repo, path: str) -> None:
+    result = plan_after(repo, {path: "# changed\n"})
+
+    assert sorted(result) == ["auth", "backend", "frontend"]
+    assert result["auth"] == [Reason(cause="tooling", path=path)]
+
+
+def test_changes_outside_services_and_tooling_affect_nothing(repo: Repo) -> None:
+    repo.commit({"README.md": "# new\n", "argocd/root.yaml": "kind: X\n", "charts/postgres/x": ""})
+    plan = make_plan(repo.root, "HEAD~1")
+
+    assert plan.services == []
+    assert plan.unaffected == ["auth", "backend", "frontend"]
+    assert plan.changed_files == ["README.md", "argocd/root.yaml", "charts/postgres/x"]
+
+
+def test_reasons_accumulate_without_duplicates(repo: Repo) -> None:
+    result = plan_after(
+        repo,
+        {
+            "services/auth/a.py": "",
+            "services/auth/b.py": "",
+            "services/servicekit/c.py": "",
+            "charts/auth/values.yaml": "",
+        },
+    )
+
+    assert result["auth"] == [
+        Reason(cause="chart", path="charts/auth"),
+        Reason(cause="service", path="services/auth"),
+        Reason(cause="library", path="services/servicekit"),
+    ]
+    assert result["backend"] == [Reason(cause="library", path="services/servicekit")]
+
+
+def test_only_changes_since_the_fork_point_count(repo: Repo) -> None:
+    repo.git("checkout", "-q", "-b", "feature")
+    repo.commit({"services/frontend/src/app.tsx": "x\n"})
+    repo.git("checkout", "-q", "main")
+    repo.commit({"services/auth/src/auth/main.py": "moved on\n"})
+    repo.git("checkout", "-q", "feature")
+
+    plan = make_plan(repo.root, "main")
+
+    assert plan.names() == ["frontend"]
+    assert plan.base == repo.git("rev-parse", "main")
+    assert plan.head == repo.git("rev-parse", "feature")
+
+
+def test_all_selects_every_service_with_its_reason(repo: Repo) -> None:
+    repo.commit({"services/auth/x.py": ""})
+    plan = make_plan(repo.root, "HEAD~1", everything=True)
+
+    assert plan.names() == ["auth", "backend", "frontend"]
+    assert plan.services[0].reasons == [
+        Reason(cause="requested", path="--all"),
+        Reason(cause="service", path="services/auth"),
+    ]
+    assert plan.services[2].reasons == [Reason(cause="requested", path="--all")]
+
+
+def test_a_deleted_file_counts_as_a_change(repo: Repo) -> None:
+    repo.git("rm", "-q", "services/backend/src/backend/main.py")
+    repo.git("commit", "-q", "-m", "delete")
+
+    assert changed_files(repo.root, "HEAD~1") == ["services/backend/src/backend/main.py"]
+    assert make_plan(repo.root, "HEAD~1").names() == ["backend"]
+
+
+def test_unknown_base_ref_is_a_git_error_naming_the_ref(repo: Repo) -> None:
+    with pytest.raises(GitError, match="unknown git ref 'origin/nope'"):
+        changed_files(repo.root, "origin/nope")
+
+
+def test_pure_rules_without_git(repo: Repo) -> None:
+    catalog = load_catalog(repo.root)
+    every = affected(catalog, [f"{p}x" if p.endswith("/") else p for p in TOOLING_PATHS])
+
+    assert every.names() == ["auth", "backend", "frontend"]
+    assert affected(catalog, ["services/README.md", "charts/index.yaml"]).names() == []
+    assert affected(catalog, ["services/gone/x.py"]).names() == []

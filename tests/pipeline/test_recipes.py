@@ -1,0 +1,100 @@
+"""Stage recipes: build context, commands and environment per service kind."""
+
+from __future__ import annotations
+
+import pytest
+from ci.core.catalog import Service
+from ci.core.recipes import (
+    build_context,
+    env_for_tests,
+    image_ref,
+    lint_steps,
+    mypy_path,
+    oci_labels,
+    registry_host,
+    step_for_tests,
+)
+from ci.core.report import StageResult, failed, summary
+
+
+def service(**fields: object) -> Service:
+    base: dict[str, object] = {
+        "name": "auth",
+        "kind": "python",
+        "description": "Users",
+        "port": 8000,
+        "health": "/health",
+        "ready": "/ready",
+        "route": "/api/auth",
+        "run": ["uvicorn", "auth.main:app"],
+    }
+    return Service.model_validate(base | fields)
+
+
+def test_build_context_is_the_service_its_libraries_and_root_files() -> None:
+    assert build_context(service(uses=["servicekit"])) == [
+        "services/auth/**",
+        "services/servicekit/**",
+        "pyproject.toml",
+        "uv.lock",
+    ]
+    assert build_context(service(name="frontend", kind="node")) == [
+        "services/frontend/**",
+        "pyproject.toml",
+        "uv.lock",
+    ]
+
+
+def test_test_env_follows_needs() -> None:
+    assert env_for_tests(service(needs=["postgres", "redis"])) == {
+        "TEST_DATABASE_URL": "postgresql://postgres@postgres:5432/postgres",
+        "TEST_REDIS_URL": "redis://redis:6379/0",
+    }
+    assert env_for_tests(service(needs=["redis"])) == {"TEST_REDIS_URL": "redis://redis:6379/0"}
+    assert env_for_tests(service()) == {}
+
+
+def test_python_and_node_toolchains() -> None:
+    python = service(uses=["servicekit"])
+    assert [s.args[0] for s in lint_steps(python)] == ["ruff", "ruff", "mypy"]
+    assert step_for_tests(python).args == ["pytest", "services/auth", "--junitxml=/out/junit.xml"]
+    assert mypy_path(python) == "services/auth/src:services/servicekit/src:tests"
+    node = service(name="frontend", kind="node")
+    assert [s.args[:3] for s in lint_steps(node)] == [
+        ["npm", "run", "lint"],
+        ["npm", "run", "typecheck"],
+    ]
+    assert "--outputFile.junit=/out/junit.xml" in step_for_tests(node).args
+
+
+def test_labels_and_image_references() -> None:
+    labels = oci_labels(service(), "1.2.3", "f" * 40, "https://github.com/acme/chat")
+    assert labels["org.opencontainers.image.version"] == "1.2.3"
+    assert labels["org.opencontainers.image.source"] == "https://github.com/acme/chat"
+    assert "org.opencontainers.image.source" not in oci_labels(service(), "1", "r", "")
+    assert registry_host("ghcr.io/acme/") == "ghcr.io"
+    assert image_ref("ghcr.io/acme/", "auth", "main-abc1234") == "ghcr.io/acme/auth:main-abc1234"
+    with pytest.raises(ValueError, match="expected host"):
+        image_ref(" / ", "auth", "x")
+
+
+def test_check_summary_shows_every_service_and_every_failure() -> None:
+    results = [
+        StageResult(service="backend", stage="test", ok=False, detail="2 failed\n"),
+        StageResult(service="auth", stage="lint", ok=True),
+        StageResult(service="backend", stage="lint", ok=True),
+        StageResult(service="auth", stage="scan", ok=False, detail="CVE-1 HIGH"),
+        StageResult(service="auth", stage="build", ok=True),
+    ]
+
+    text = summary(results)
+
+    lines = text.splitlines()
+    assert lines[0].split() == ["service", "lint", "test", "build", "scan"]
+    assert lines[1].split() == ["auth", "ok", "-", "ok", "FAIL"]
+    assert lines[2].split() == ["backend", "ok", "FAIL", "-", "-"]
+    assert "2 service(s), 2 failed stage(s)" in text
+    assert "--- auth scan:\nCVE-1 HIGH" in text
+    assert "--- backend test:\n2 failed" in text
+    assert [r.stage for r in failed(results)] == ["test", "scan"]
+    assert summary([]) == "check: no services selected"

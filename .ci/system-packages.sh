@@ -8,6 +8,7 @@ set -euo pipefail
 declare -A wanted=(
   [redis-server]=redis-server
   [postgres]=postgresql
+  [chromium]=chromium
   [docker-registry]=docker-registry
 )
 

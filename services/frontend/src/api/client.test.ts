@@ -1,0 +1,177 @@
+import { describe, expect, it, vi } from 'vitest';
+
+import { fakeFetch, json, memoryStorage } from '../test/fakeFetch';
+import { ApiClient, ApiError, errorMessage, REFRESH_PATH } from './client';
+import { TokenStore } from './tokens';
+
+function setup(routes: Parameters<typeof fakeFetch>[0], signedIn = true) {
+  const tokens = new TokenStore(memoryStorage());
+  if (signedIn) tokens.set({ accessToken: 'old-access', refreshToken: 'old-refresh' });
+  const fake = fakeFetch(routes);
+  const client = new ApiClient({ tokens, fetch: fake.fetch });
+  const expired = vi.fn();
+  client.onSessionExpired(expired);
+  return { client, tokens, calls: fake.calls, expired };
+}
+
+const freshPair = {
+  access_token: 'new-access',
+  refresh_token: 'new-refresh',
+  token_type: 'bearer',
+  expires_in: 900,
+};
+
+/** Answers 401 to the old access token and 200 to the refreshed one. */
+function acceptsOnlyNewToken(body: unknown) {
+  return ({ headers }: { headers: Headers }) =>
+    headers.get('Authorization') === 'Bearer new-access'
+      ? json(body)
+      : json({ detail: 'token expired' }, 401);
+}
+
+describe('ApiClient requests', () => {
+  it('sends JSON with the bearer token and parses the answer', async () => {
+    const { client, calls } = setup({ 'POST /api/chat/conversations': () => json({ id: 'c1' }, 201) });
+
+    const created = await client.json<{ id: string }>('/api/chat/conversations', {
+      json: { title: 'Hello' },
+    });
+
+    expect(created).toEqual({ id: 'c1' });
+    expect(calls).toHaveLength(1);
+    expect(calls[0]?.headers.get('Authorization')).toBe('Bearer old-access');
+    expect(calls[0]?.headers.get('Content-Type')).toBe('application/json');
+    expect(calls[0]?.body).toBe('{"title":"Hello"}');
+  });
+
+  it('sends no token when auth is off', async () => {
+    const { client, calls } = setup({ 'POST /api/auth/login': () => json(freshPair) });
+    await client.json('/api/auth/login', { json: { username: 'a', password: 'b' }, auth: false });
+    expect(calls[0]?.headers.has('Authorization')).toBe(false);
+  });
+
+  it.each([
+    [json({ detail: 'username taken' }, 409), 409, 'username taken'],
+    [json({ detail: [{ loc: ['body', 'title'], msg: 'Field required' }] }, 422), 422, 'Field required'],
+    [new Response('<html>bad gateway</html>', { status: 502, statusText: 'Bad Gateway' }), 502, '502 Bad Gateway'],
+    [json({ detail: 'slow down' }, 429, { 'Retry-After': '7' }), 429, 'slow down (try again in 7 s)'],
+  ])('turns an error answer into ApiError %#', async (response, status, detail) => {
+    const { client } = setup({ 'GET /api/x': () => response });
+    const error = await client.json('/api/x').catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(ApiError);
+    expect(error).toMatchObject({ status, detail });
+    expect(errorMessage(error)).toBe(detail);
+  });
+});
+
+describe('ApiClient token refresh', () => {
+  it('refreshes once on a 401 and retries the request with the new token', async () => {
+    const { client, tokens, calls, expired } = setup({
+      'GET /api/auth/me': acceptsOnlyNewToken({ id: 'u1', username: 'ada' }),
+      [`POST ${REFRESH_PATH}`]: () => json(freshPair),
+    });
+
+    await expect(client.json('/api/auth/me')).resolves.toEqual({ id: 'u1', username: 'ada' });
+
+    expect(calls.map((call) => `${call.method} ${call.path}`)).toEqual([
+      'GET /api/auth/me',
+      `POST ${REFRESH_PATH}`,
+      'GET /api/auth/me',
+    ]);
+    expect(calls[1]?.body).toBe('{"refresh_token":"old-refresh"}');
+    expect(calls[1]?.headers.has('Authorization')).toBe(false);
+    expect(tokens.get()).toEqual({ accessToken: 'new-access', refreshToken: 'new-refresh' });
+    expect(expired).not.toHaveBeenCalled();
+  });
+
+  it('makes exactly one refresh for many concurrent 401s', async () => {
+    let releaseRefresh: () => void = () => undefined;
+    const refreshGate = new Promise<void>((resolve) => {
+      releaseRefresh = resolve;
+    });
+    const { client, calls } = setup({
+      'GET /api/chat/conversations': acceptsOnlyNewToken({ items: [], next_cursor: null }),
+      'GET /api/media/files': acceptsOnlyNewToken({ items: [] }),
+      'GET /api/stats/stats/me': acceptsOnlyNewToken({ total_messages: 0 }),
+      [`POST ${REFRESH_PATH}`]: async () => {
+        await refreshGate;
+        return json(freshPair);
+      },
+    });
+
+    const pending = [
+      client.json('/api/chat/conversations'),
+      client.json('/api/media/files'),
+      client.json('/api/stats/stats/me'),
+      client.json('/api/media/files'),
+    ];
+    await vi.waitFor(() => expect(calls.filter((c) => c.path === REFRESH_PATH)).toHaveLength(1));
+    releaseRefresh();
+    await Promise.all(pending);
+
+    expect(calls.filter((call) => call.path === REFRESH_PATH)).toHaveLength(1);
+    const retried = calls.filter(
+      (call) => call.path !== REFRESH_PATH && call.headers.get('Authorization') === 'Bearer new-access',
+    );
+    expect(retried).toHaveLength(4);
+  });
+
+  it('reuses a refresh that finished before a late 401 arrived', async () => {
+    let answerLate: (response: Response) => void = () => undefined;
+    const late = new Promise<Response>((resolve) => {
+      answerLate = resolve;
+    });
+    const { client, calls } = setup({
+      'GET /api/fast': acceptsOnlyNewToken('fast'),
+      'GET /api/slow': ({ headers }) =>
+        headers.get('Authorization') === 'Bearer new-access' ? json('slow') : late,
+      [`POST ${REFRESH_PATH}`]: () => json(freshPair),
+    });
+
+    const slow = client.json('/api/slow');
+    await expect(client.json('/api/fast')).resolves.toBe('fast');
+    answerLate(json({ detail: 'expired' }, 401));
+    await expect(slow).resolves.toBe('slow');
+
+    expect(calls.filter((call) => call.path === REFRESH_PATH)).toHaveLength(1);
+  });
+
+  it('ends the session when the refresh is refused', async () => {
+    const { client, tokens, calls, expired } = setup({
+      'GET /api/auth/me': () => json({ detail: 'expired' }, 401),
+      [`POST ${REFRESH_PATH}`]: () => json({ detail: 'refresh token revoked' }, 401),
+    });
+
+    const error = await client.json('/api/auth/me').catch((caught: unknown) => caught);
+
+    expect(error).toMatchObject({ status: 401 });
+    expect(tokens.get()).toBeNull();
+    expect(expired).toHaveBeenCalledTimes(1);
+    expect(calls).toHaveLength(2);
+  });
+
+  it('retries only once: a second 401 ends the session', async () => {
+    const { client, tokens, calls, expired } = setup({
+      'GET /api/auth/me': () => json({ detail: 'nope' }, 401),
+      [`POST ${REFRESH_PATH}`]: () => json(freshPair),
+    });
+
+    await expect(client.json('/api/auth/me')).rejects.toMatchObject({ status: 401 });
+
+    expect(calls.map((call) => call.path)).toEqual(['/api/auth/me', REFRESH_PATH, '/api/auth/me']);
+    expect(tokens.get()).toBeNull();
+    expect(expired).toHaveBeenCalledTimes(1);
+  });
+
+  it('does not refresh for a 401 from a request sent without a session', async () => {
+    const { client, calls, expired } = setup(
+      { 'POST /api/auth/login': () => json({ detail: 'wrong password' }, 401) },
+      false,
+    );
+    await expect(
+      client.json('/api/auth/login', { json: {}, auth: false }),
+    ).rejects.toMatchObject({ detail: 'wrong password' });
+    expect(calls).toHaveLength(1);
+    expect(expired).not.toHaveBeenCalled();
+  });
+});

@@ -1,0 +1,187 @@
+// Fetch wrapper for the same-origin API: JSON in and out, errors as ApiError, and transparent
+// token refresh (one refresh in flight at a time; a 401 triggers a refresh and a single retry).
+import type { TokenPair } from './types';
+import type { TokenStore, Tokens } from './tokens';
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly detail: string,
+  ) {
+    super(detail);
+    this.name = 'ApiError';
+  }
+}
+
+export interface RequestOptions {
+  method?: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+  json?: unknown;
+  body?: BodyInit;
+  /** Send the access token (default true). */
+  auth?: boolean;
+  timeoutMs?: number;
+}
+
+export interface ApiClientOptions {
+  tokens: TokenStore;
+  fetch?: typeof fetch;
+  baseUrl?: string;
+  timeoutMs?: number;
+}
+
+export const REFRESH_PATH = '/api/auth/refresh';
+const DEFAULT_TIMEOUT_MS = 15_000;
+
+export class ApiClient {
+  private refreshing: Promise<Tokens | null> | null = null;
+  private readonly fetchImpl: typeof fetch;
+  private readonly baseUrl: string;
+  private readonly timeoutMs: number;
+  private readonly expiryListeners = new Set<() => void>();
+
+  constructor(private readonly options: ApiClientOptions) {
+    // Bound so that a stubbed or native fetch is never called with a foreign `this`.
+    const impl = options.fetch ?? globalThis.fetch;
+    this.fetchImpl = (input, init) => impl(input, init);
+    this.baseUrl = options.baseUrl ?? '';
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  }
+
+  get tokens(): TokenStore {
+    return this.options.tokens;
+  }
+
+  /** `listener` runs whenever the session ends because it could not be refreshed. */
+  onSessionExpired(listener: () => void): () => void {
+    this.expiryListeners.add(listener);
+    return () => this.expiryListeners.delete(listener);
+  }
+
+  async json<T>(path: string, options: RequestOptions = {}): Promise<T> {
+    const response = await this.send(path, options);
+    return (await response.json()) as T;
+  }
+
+  async blob(path: string, options: RequestOptions = {}): Promise<Blob> {
+    const response = await this.send(path, options);
+    return response.blob();
+  }
+
+  async empty(path: string, options: RequestOptions = {}): Promise<void> {
+    await this.send(path, options);
+  }
+
+  /** Sends the request; on a 401 refreshes the tokens once and retries once. */
+  async send(path: string, options: RequestOptions = {}): Promise<Response> {
+    const useAuth = options.auth ?? true;
+    const sentWith = useAuth ? this.tokens.get() : null;
+    let response = await this.attempt(path, options, sentWith);
+    if (response.status === 401 && useAuth && sentWith) {
+      const fresh = await this.tokensAfter(sentWith);
+      if (!fresh) {
+        this.expireSession();
+        throw await toApiError(response);
+      }
+      response = await this.attempt(path, options, fresh);
+      if (response.status === 401) this.expireSession();
+    }
+    if (!response.ok) throw await toApiError(response);
+    return response;
+  }
+
+  /**
+   * Tokens to retry with after `stale` was refused: a refresh already done by a concurrent
+   * request is reused, a running one is joined, otherwise one is started.
+   */
+  private async tokensAfter(stale: Tokens): Promise<Tokens | null> {
+    const current = this.tokens.get();
+    if (current && current.accessToken !== stale.accessToken) return current;
+    if (!current) return null;
+    this.refreshing ??= this.refresh(current).finally(() => {
+      this.refreshing = null;
+    });
+    return this.refreshing;
+  }
+
+  private async refresh(current: Tokens): Promise<Tokens | null> {
+    let response: Response;
+    try {
+      response = await this.attempt(
+        REFRESH_PATH,
+        { method: 'POST', json: { refresh_token: current.refreshToken } },
+        null,
+      );
+    } catch {
+      return null;
+    }
+    if (!response.ok) return null;
+    const pair = (await response.json()) as TokenPair;
+    const fresh = { accessToken: pair.access_token, refreshToken: pair.refresh_token };
+    this.tokens.set(fresh);
+    return fresh;
+  }
+
+  private expireSession(): void {
+    if (this.tokens.get() === null) return;
+    this.tokens.set(null);
+    for (const listener of this.expiryListeners) listener();
+  }
+
+  private attempt(path: string, options: RequestOptions, tokens: Tokens | null) {
+    const headers = new Headers({ Accept: 'application/json' });
+    let body = options.body;
+    if (options.json !== undefined) {
+      headers.set('Content-Type', 'application/json');
+      body = JSON.stringify(options.json);
+    }
+    if (tokens) headers.set('Authorization', `Bearer ${tokens.accessToken}`);
+    return this.fetchImpl(this.baseUrl + path, {
+      method: options.method ?? (body === undefined ? 'GET' : 'POST'),
+      headers,
+      body,
+      credentials: 'same-origin',
+      signal: AbortSignal.timeout(options.timeoutMs ?? this.timeoutMs),
+    });
+  }
+}
+
+/** The service's `{"detail": ...}` message, or a readable fallback. */
+export async function toApiError(response: Response): Promise<ApiError> {
+  let detail = `${response.status} ${response.statusText}`.trim();
+  try {
+    const payload: unknown = await response.json();
+    if (typeof payload === 'object' && payload !== null && 'detail' in payload) {
+      detail = describeDetail((payload as { detail: unknown }).detail) ?? detail;
+    }
+  } catch {
+    // Not JSON (e.g. a proxy's error page): keep the status line.
+  }
+  if (response.status === 429) {
+    const retryAfter = response.headers.get('Retry-After');
+    if (retryAfter) detail = `${detail} (try again in ${retryAfter} s)`;
+  }
+  return new ApiError(response.status, detail);
+}
+
+function describeDetail(detail: unknown): string | null {
+  if (typeof detail === 'string') return detail;
+  // FastAPI validation errors: [{loc: [...], msg: "..."}]
+  if (Array.isArray(detail)) {
+    const messages = detail
+      .map((item: unknown) =>
+        typeof item === 'object' && item !== null && 'msg' in item ? String(item.msg) : null,
+      )
+      .filter((message): message is string => message !== null);
+    return messages.length > 0 ? messages.join('; ') : null;
+  }
+  return null;
+}
+
+export function errorMessage(error: unknown): string {
+  if (error instanceof ApiError) return error.detail;
+  if (error instanceof DOMException && error.name === 'TimeoutError') {
+    return 'The server did not answer in time. Please try again.';
+  }
+  if (error instanceof TypeError) return 'Network error: the server could not be reached.';
+  return error instanceof Error ? error.message : String(error);
+}

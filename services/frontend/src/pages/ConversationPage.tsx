@@ -1,0 +1,181 @@
+import {
+  useInfiniteQuery,
+  useMutation,
+  useQuery,
+  useQueryClient,
+  type InfiniteData,
+} from '@tanstack/react-query';
+import { Link, getRouteApi } from '@tanstack/react-router';
+import { useState, type FormEvent, type KeyboardEvent } from 'react';
+
+import type { Message, Page } from '../api/types';
+import { Empty, ErrorNotice, Loading } from '../components/Status';
+import { formatDateTime } from '../format';
+import { useApi } from '../session';
+
+const route = getRouteApi('/app/conversations/$conversationId');
+
+/** While a reply is pending the messages are polled this often. */
+export const PENDING_POLL_MS = 2_000;
+
+const messagesKey = (conversationId: string) => ['messages', conversationId] as const;
+
+export function ConversationPage() {
+  const { conversationId } = route.useParams();
+  const api = useApi();
+  const conversation = useQuery({
+    queryKey: ['conversation', conversationId],
+    queryFn: () => api.chat.getConversation(conversationId),
+  });
+
+  return (
+    <section aria-labelledby="conversation-heading">
+      <p>
+        <Link to="/conversations">← All conversations</Link>
+      </p>
+      {conversation.isPending ? (
+        <Loading label="Loading conversation…" />
+      ) : conversation.isError ? (
+        <ErrorNotice error={conversation.error} onRetry={() => void conversation.refetch()} />
+      ) : (
+        <>
+          <h1 id="conversation-heading">{conversation.data.title}</h1>
+          <MessageThread conversationId={conversationId} />
+          <Composer conversationId={conversationId} />
+        </>
+      )}
+    </section>
+  );
+}
+
+function MessageThread({ conversationId }: { conversationId: string }) {
+  const api = useApi();
+  const messages = useInfiniteQuery({
+    queryKey: messagesKey(conversationId),
+    queryFn: ({ pageParam }) => api.chat.listMessages(conversationId, pageParam),
+    initialPageParam: null as string | null,
+    getNextPageParam: (page) => page.next_cursor,
+    refetchInterval: (query) =>
+      hasPending(query.state.data) ? PENDING_POLL_MS : false,
+  });
+
+  if (messages.isPending) return <Loading label="Loading messages…" />;
+  if (messages.isError) {
+    return <ErrorNotice error={messages.error} onRetry={() => void messages.refetch()} />;
+  }
+  const items = messages.data.pages.flatMap((page) => page.items);
+  return (
+    <>
+      {items.length === 0 ? (
+        <Empty>No messages yet. Say something below.</Empty>
+      ) : (
+        <ol className="messages" aria-label="Messages" aria-live="polite">
+          {items.map((message) => (
+            <MessageItem key={message.id} message={message} />
+          ))}
+        </ol>
+      )}
+      {messages.hasNextPage && (
+        <button
+          type="button"
+          onClick={() => void messages.fetchNextPage()}
+          disabled={messages.isFetchingNextPage}
+        >
+          {messages.isFetchingNextPage ? 'Loading…' : 'Load newer messages'}
+        </button>
+      )}
+    </>
+  );
+}
+
+function hasPending(data: InfiniteData<Page<Message>> | undefined): boolean {
+  return data?.pages.some((page) => page.items.some((m) => m.status === 'pending')) ?? false;
+}
+
+export function MessageItem({ message }: { message: Message }) {
+  const author = message.role === 'user' ? 'You' : 'AI';
+  return (
+    <li className={`message message-${message.role} message-${message.status}`}>
+      <div className="message-meta">
+        <strong>{author}</strong>
+        <time dateTime={message.created_at}>{formatDateTime(message.created_at)}</time>
+      </div>
+      {message.status === 'pending' ? (
+        <p className="message-pending" role="status">
+          {message.content || 'The AI is writing a reply…'}
+        </p>
+      ) : (
+        <p className="message-content">{message.content}</p>
+      )}
+      {message.status === 'failed' && <RetryReply message={message} />}
+    </li>
+  );
+}
+
+function RetryReply({ message }: { message: Message }) {
+  const api = useApi();
+  const queryClient = useQueryClient();
+  const retry = useMutation({
+    mutationFn: () => api.chat.retryReply(message.conversation_id, message.id),
+    onSettled: () =>
+      queryClient.invalidateQueries({ queryKey: messagesKey(message.conversation_id) }),
+  });
+  return (
+    <div className="message-failed-notice" role="alert">
+      <span>The AI could not reply.</span>
+      <button type="button" onClick={() => retry.mutate()} disabled={retry.isPending}>
+        {retry.isPending ? 'Retrying…' : 'Retry'}
+      </button>
+      {retry.isError && <ErrorNotice error={retry.error} />}
+    </div>
+  );
+}
+
+function Composer({ conversationId }: { conversationId: string }) {
+  const api = useApi();
+  const queryClient = useQueryClient();
+  const [content, setContent] = useState('');
+
+  const send = useMutation({
+    mutationFn: (text: string) => api.chat.sendMessage(conversationId, text),
+    onSuccess: () => setContent(''),
+    onSettled: () => queryClient.invalidateQueries({ queryKey: messagesKey(conversationId) }),
+  });
+
+  function submit(event?: FormEvent) {
+    event?.preventDefault();
+    const text = content.trim();
+    if (text && !send.isPending) send.mutate(text);
+  }
+
+  function onKeyDown(event: KeyboardEvent<HTMLTextAreaElement>) {
+    // Enter sends, Shift+Enter makes a new line.
+    if (event.key === 'Enter' && !event.shiftKey && !event.nativeEvent.isComposing) {
+      event.preventDefault();
+      submit();
+    }
+  }
+
+  return (
+    <form className="composer" onSubmit={submit} aria-label="Send a message">
+      <label htmlFor="composer-input">Your message</label>
+      <textarea
+        id="composer-input"
+        name="content"
+        rows={3}
+        required
+        value={content}
+        onChange={(event) => setContent(event.target.value)}
+        onKeyDown={onKeyDown}
+        aria-describedby="composer-hint"
+      />
+      <span id="composer-hint" className="hint">
+        Enter sends, Shift+Enter adds a line.
+      </span>
+      {send.isError && <ErrorNotice error={send.error} />}
+      <button type="submit" disabled={send.isPending || !content.trim()}>
+        {send.isPending ? 'Sending…' : 'Send'}
+      </button>
+    </form>
+  );
+}

@@ -1,0 +1,149 @@
+import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
+import { useRef, useState, type FormEvent } from 'react';
+
+import type { StoredFile } from '../api/types';
+import { Empty, ErrorNotice, Loading } from '../components/Status';
+import { formatDateTime, formatSize } from '../format';
+import { useApi } from '../session';
+
+const filesKey = ['files'] as const;
+
+export function FilesPage() {
+  const api = useApi();
+  const files = useQuery({ queryKey: filesKey, queryFn: api.media.listFiles });
+
+  return (
+    <section aria-labelledby="files-heading">
+      <h1 id="files-heading">Files</h1>
+      <UploadForm />
+      {files.isPending ? (
+        <Loading label="Loading files…" />
+      ) : files.isError ? (
+        <ErrorNotice error={files.error} onRetry={() => void files.refetch()} />
+      ) : files.data.items.length === 0 ? (
+        <Empty>No files yet. Upload one above.</Empty>
+      ) : (
+        <table className="files">
+          <caption>Your files</caption>
+          <thead>
+            <tr>
+              <th scope="col">Name</th>
+              <th scope="col">Size</th>
+              <th scope="col">Type</th>
+              <th scope="col">Uploaded</th>
+              <th scope="col">Actions</th>
+            </tr>
+          </thead>
+          <tbody>
+            {files.data.items.map((file) => (
+              <FileRow key={file.id} file={file} />
+            ))}
+          </tbody>
+        </table>
+      )}
+    </section>
+  );
+}
+
+function UploadForm() {
+  const api = useApi();
+  const queryClient = useQueryClient();
+  const input = useRef<HTMLInputElement>(null);
+  const [chosen, setChosen] = useState<File | null>(null);
+
+  const upload = useMutation({
+    mutationFn: (file: File) => api.media.upload(file),
+    onSuccess: async () => {
+      setChosen(null);
+      if (input.current) input.current.value = '';
+      await queryClient.invalidateQueries({ queryKey: filesKey });
+    },
+  });
+
+  function submit(event: FormEvent) {
+    event.preventDefault();
+    if (chosen) upload.mutate(chosen);
+  }
+
+  return (
+    <form className="inline-form" onSubmit={submit} aria-label="Upload a file">
+      <div className="field">
+        <label htmlFor="upload-input">File to upload</label>
+        <input
+          id="upload-input"
+          ref={input}
+          type="file"
+          name="file"
+          onChange={(event) => setChosen(event.target.files?.[0] ?? null)}
+        />
+      </div>
+      <button type="submit" disabled={!chosen || upload.isPending}>
+        {upload.isPending ? 'Uploading…' : 'Upload'}
+      </button>
+      {upload.isError && <ErrorNotice error={upload.error} />}
+      {upload.isSuccess && (
+        <p className="status status-success" role="status">
+          Uploaded {upload.data.name}.
+        </p>
+      )}
+    </form>
+  );
+}
+
+function FileRow({ file }: { file: StoredFile }) {
+  const api = useApi();
+  const queryClient = useQueryClient();
+
+  const download = useMutation({
+    mutationFn: () => api.media.download(file.id),
+    onSuccess: (blob) => saveBlob(blob, file.name),
+  });
+  const remove = useMutation({
+    mutationFn: () => api.media.remove(file.id),
+    onSuccess: () => queryClient.invalidateQueries({ queryKey: filesKey }),
+  });
+
+  return (
+    <tr>
+      <td>{file.name}</td>
+      <td>{formatSize(file.size)}</td>
+      <td>{file.content_type}</td>
+      <td>
+        <time dateTime={file.created_at}>{formatDateTime(file.created_at)}</time>
+      </td>
+      <td className="actions">
+        <button
+          type="button"
+          onClick={() => download.mutate()}
+          disabled={download.isPending}
+          aria-label={`Download ${file.name}`}
+        >
+          {download.isPending ? 'Downloading…' : 'Download'}
+        </button>
+        <button
+          type="button"
+          onClick={() => remove.mutate()}
+          disabled={remove.isPending}
+          aria-label={`Delete ${file.name}`}
+        >
+          {remove.isPending ? 'Deleting…' : 'Delete'}
+        </button>
+        {(download.isError || remove.isError) && (
+          <ErrorNotice error={download.error ?? remove.error} />
+        )}
+      </td>
+    </tr>
+  );
+}
+
+/** The download needs the bearer token, so it is fetched and handed to the browser as a blob. */
+function saveBlob(blob: Blob, name: string): void {
+  const url = URL.createObjectURL(blob);
+  const link = document.createElement('a');
+  link.href = url;
+  link.download = name;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}

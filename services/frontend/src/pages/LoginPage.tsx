@@ -1,0 +1,73 @@
+import { useMutation } from '@tanstack/react-query';
+import { Link, getRouteApi, useNavigate } from '@tanstack/react-router';
+import { useState, type FormEvent } from 'react';
+
+import { ErrorNotice } from '../components/Status';
+import { TextField } from '../components/TextField';
+import { useServices } from '../session';
+
+const route = getRouteApi('/login');
+
+/** Only in-app paths are followed after login, never another origin. */
+function safeRedirect(target: string | undefined): string {
+  return target && target.startsWith('/') && !target.startsWith('//') ? target : '/conversations';
+}
+
+export function LoginPage() {
+  const { api, tokens, queryClient } = useServices();
+  const search = route.useSearch();
+  const navigate = useNavigate();
+  const [username, setUsername] = useState('');
+  const [password, setPassword] = useState('');
+
+  const login = useMutation({
+    mutationFn: () => api.auth.login(username.trim(), password),
+    onSuccess: async (pair) => {
+      queryClient.clear();
+      tokens.set({ accessToken: pair.access_token, refreshToken: pair.refresh_token });
+      await navigate({ href: safeRedirect(search.redirect) });
+    },
+  });
+
+  function submit(event: FormEvent) {
+    event.preventDefault();
+    login.mutate();
+  }
+
+  return (
+    <main className="centered">
+      <h1>Log in</h1>
+      {search.registered && (
+        <p className="status status-success" role="status">
+          Account {search.registered} created. Log in to continue.
+        </p>
+      )}
+      <form className="card" onSubmit={submit} aria-label="Log in">
+        <TextField
+          label="Username"
+          name="username"
+          autoComplete="username"
+          required
+          value={username}
+          onChange={(event) => setUsername(event.target.value)}
+        />
+        <TextField
+          label="Password"
+          name="password"
+          type="password"
+          autoComplete="current-password"
+          required
+          value={password}
+          onChange={(event) => setPassword(event.target.value)}
+        />
+        {login.isError && <ErrorNotice error={login.error} />}
+        <button type="submit" disabled={login.isPending}>
+          {login.isPending ? 'Logging in…' : 'Log in'}
+        </button>
+      </form>
+      <p>
+        No account yet? <Link to="/register">Register</Link>
+      </p>
+    </main>
+  );
+}

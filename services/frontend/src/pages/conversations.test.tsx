@@ -1,0 +1,156 @@
+import { screen, waitFor, within } from '@testing-library/react';
+import { describe, expect, it } from 'vitest';
+
+import type { Message } from '../api/types';
+import { json } from '../test/fakeFetch';
+import { renderApp } from '../test/renderApp';
+
+const conversation = { id: 'c1', title: 'Trip planning', created_at: '2026-11-25T10:00:00Z' };
+
+function message(overrides: Partial<Message>): Message {
+  return {
+    id: 'm1',
+    conversation_id: 'c1',
+    role: 'user',
+    content: 'Hello',
+    status: 'completed',
+    created_at: '2026-11-25T10:01:00Z',
+    ...overrides,
+  };
+}
+
+const page = (items: unknown[], next_cursor: string | null = null) => json({ items, next_cursor });
+
+describe('conversation list', () => {
+  it('lists conversations and loads the next page', async () => {
+    const { user } = renderApp('/conversations', {
+      'GET /api/chat/conversations?limit=20': () => page([conversation], 'next'),
+      'GET /api/chat/conversations?limit=20&cursor=next': () =>
+        page([{ ...conversation, id: 'c2', title: 'Recipes' }]),
+    });
+    const list = await screen.findByRole('list', { name: 'Your conversations' });
+    expect(within(list).getByRole('link', { name: 'Trip planning' })).toHaveAttribute(
+      'href',
+      '/conversations/c1',
+    );
+    await user.click(screen.getByRole('button', { name: 'Load more' }));
+    expect(await within(list).findByRole('link', { name: 'Recipes' })).toBeInTheDocument();
+    expect(screen.queryByRole('button', { name: 'Load more' })).not.toBeInTheDocument();
+  });
+
+  it('shows an error with a way to try again', async () => {
+    let attempts = 0;
+    const { user } = renderApp('/conversations', {
+      'GET /api/chat/conversations': () =>
+        ++attempts === 1 ? json({ detail: 'backend unavailable' }, 503) : page([conversation]),
+    });
+    expect(await screen.findByRole('alert')).toHaveTextContent('backend unavailable');
+    await user.click(screen.getByRole('button', { name: 'Try again' }));
+    expect(await screen.findByRole('link', { name: 'Trip planning' })).toBeInTheDocument();
+  });
+
+  it('creates a conversation and opens it', async () => {
+    const { user, history, calls } = renderApp('/conversations', {
+      'GET /api/chat/conversations': () => page([]),
+      'POST /api/chat/conversations': () => json(conversation, 201),
+      'GET /api/chat/conversations/c1': () => json(conversation),
+      'GET /api/chat/conversations/c1/messages': () => page([]),
+    });
+    await user.type(await screen.findByLabelText('New conversation title'), 'Trip planning{Enter}');
+    expect(await screen.findByRole('heading', { name: 'Trip planning' })).toBeInTheDocument();
+    expect(history.location.pathname).toBe('/conversations/c1');
+    expect(calls.find((call) => call.method === 'POST')?.body).toBe('{"title":"Trip planning"}');
+    expect(screen.getByText(/No messages yet/)).toBeInTheDocument();
+  });
+});
+
+describe('a conversation', () => {
+  it('shows the messages and the AI replies, oldest first', async () => {
+    renderApp('/conversations/c1', {
+      'GET /api/chat/conversations/c1': () => json(conversation),
+      'GET /api/chat/conversations/c1/messages': () =>
+        page([
+          message({ id: 'm1', content: 'Where should we go?' }),
+          message({ id: 'm2', role: 'assistant', content: 'Lisbon is lovely in spring.' }),
+        ]),
+    });
+    const items = within(await screen.findByRole('list', { name: 'Messages' })).getAllByRole(
+      'listitem',
+    );
+    expect(items.map((item) => item.textContent)).toEqual([
+      expect.stringMatching(/^You.*Where should we go\?$/),
+      expect.stringMatching(/^AI.*Lisbon is lovely in spring\.$/),
+    ]);
+  });
+
+  it('sends a message with Enter and shows the reply', async () => {
+    let sent = false;
+    const { user, calls } = renderApp('/conversations/c1', {
+      'GET /api/chat/conversations/c1': () => json(conversation),
+      'GET /api/chat/conversations/c1/messages': () =>
+        page(
+          sent
+            ? [message({ content: 'Hi there' }), message({ id: 'm2', role: 'assistant', content: 'Hello!' })]
+            : [],
+        ),
+      'POST /api/chat/conversations/c1/messages': () => {
+        sent = true;
+        return json(
+          {
+            message: message({ content: 'Hi there' }),
+            reply: message({ id: 'm2', role: 'assistant', content: 'Hello!' }),
+          },
+          201,
+        );
+      },
+    });
+    const box = await screen.findByLabelText('Your message');
+    await user.type(box, 'Hi there{Enter}');
+
+    expect(await screen.findByText('Hello!')).toBeInTheDocument();
+    expect(box).toHaveValue('');
+    expect(calls.find((call) => call.method === 'POST')?.body).toBe('{"content":"Hi there"}');
+  });
+
+  it('marks a pending reply and polls until it is complete', async () => {
+    let polls = 0;
+    renderApp('/conversations/c1', {
+      'GET /api/chat/conversations/c1': () => json(conversation),
+      'GET /api/chat/conversations/c1/messages': () =>
+        page([
+          message({}),
+          ++polls < 2
+            ? message({ id: 'm2', role: 'assistant', content: '', status: 'pending' })
+            : message({ id: 'm2', role: 'assistant', content: 'Done thinking.' }),
+        ]),
+    });
+    expect(await screen.findByText('The AI is writing a reply…')).toBeInTheDocument();
+    expect(await screen.findByText('Done thinking.', {}, { timeout: 4000 })).toBeInTheDocument();
+    expect(screen.queryByText('The AI is writing a reply…')).not.toBeInTheDocument();
+  });
+
+  it('offers a retry for a failed reply', async () => {
+    let retried = false;
+    const { user, calls } = renderApp('/conversations/c1', {
+      'GET /api/chat/conversations/c1': () => json(conversation),
+      'GET /api/chat/conversations/c1/messages': () =>
+        page([
+          message({}),
+          retried
+            ? message({ id: 'm2', role: 'assistant', content: 'Second time lucky.' })
+            : message({ id: 'm2', role: 'assistant', content: '', status: 'failed' }),
+        ]),
+      'POST /api/chat/conversations/c1/messages/m2/retry': () => {
+        retried = true;
+        return json(message({ id: 'm2', role: 'assistant', content: 'Second time lucky.' }));
+      },
+    });
+    expect(await screen.findByText('The AI could not reply.')).toBeInTheDocument();
+    await user.click(screen.getByRole('button', { name: 'Retry' }));
+    expect(await screen.findByText('Second time lucky.')).toBeInTheDocument();
+    await waitFor(() =>
+      expect(calls.filter((call) => call.path.endsWith('/retry'))).toHaveLength(1),
+    );
+    expect(screen.queryByRole('button', { name: 'Retry' })).not.toBeInTheDocument();
+  });
+});

@@ -1,0 +1,177 @@
+"""The media-storage HTTP API: upload, list, download (ETag, Range) and delete per user."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+
+from flask import Flask, Response, request, send_file
+from servicekit.health import liveness, run_checks_sync
+from servicekit.jwt import JwtVerifier
+from servicekit.metrics import HttpMetrics
+from werkzeug.http import parse_options_header
+
+from media_storage.blobs import BlobStore
+from media_storage.catalog import Catalog, FileRecord
+from media_storage.config import Settings
+from media_storage.upload import (
+    MULTIPART_OVERHEAD_BYTES,
+    ReceivedFile,
+    UploadPolicy,
+    UploadRejectedError,
+    receive_upload,
+)
+from media_storage.web import ApiError, current_user, install, json_body
+
+logger = logging.getLogger(__name__)
+SERVICE = "media-storage"
+# Types a browser may render inline; everything else downloads as an attachment.
+INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+
+
+class MediaService:
+    """Blobs + catalog with the locking rules that keep them consistent."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.blobs = BlobStore(settings.media_root)
+        self.catalog = Catalog(self.blobs.root / "index.sqlite3")
+        self.policy = UploadPolicy(settings.media_max_upload_bytes, settings.allowed_types)
+
+    def prepare(self) -> None:
+        self.blobs.prepare()
+        self.catalog.prepare()
+
+    def store(self, user_id: str, received: ReceivedFile) -> FileRecord:
+        record = FileRecord(
+            id=str(uuid.uuid4()),
+            user_id=user_id,
+            name=received.name,
+            size=received.size,
+            content_type=received.content_type,
+            sha256=received.sha256,
+            created_at=dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
+        )
+        # Under the writer lock so a concurrent delete of the same content cannot remove the
+        # blob between its publication and the row that references it.
+        with self.catalog.write_lock() as conn:
+            self.blobs.publish(received.pending, received.sha256)
+            self.catalog.insert(conn, record)
+        return record
+
+    def delete(self, record: FileRecord) -> None:
+        with self.catalog.write_lock() as conn:
+            if self.catalog.delete(conn, record) == 0:
+                self.blobs.remove(record.sha256)
+
+    def writable(self) -> None:
+        if not self.blobs.writable():
+            raise OSError(f"storage volume {self.blobs.root} is not writable")
+        if not self.catalog.ping():
+            raise OSError("metadata index is not readable")
+
+
+def create_app(settings: Settings | None = None, verifier: JwtVerifier | None = None) -> Flask:
+    settings = settings or Settings()
+    if verifier is None:
+        if not settings.jwks_url:
+            raise ValueError("JWKS_URL must be set (the auth service's /.well-known/jwks.json)")
+        verifier = JwtVerifier(
+            settings.jwks_url, issuer=settings.jwt_issuer, audience=settings.jwt_audience
+        )
+    media = MediaService(settings)
+    media.prepare()
+    metrics = HttpMetrics()
+
+    app = Flask(SERVICE)
+    app.extensions["media"] = media
+    install(app, metrics)
+    auth = verifier
+
+    @app.get("/health")
+    def health() -> tuple[Response, int]:
+        report = liveness()
+        return json_body(report.body, report.status_code)
+
+    @app.get("/ready")
+    def ready() -> tuple[Response, int]:
+        report = run_checks_sync({"volume": media.writable})
+        return json_body(report.body, report.status_code)
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        body, content_type = metrics.render()
+        return Response(body, content_type=content_type)
+
+    @app.post("/files")
+    def upload() -> tuple[Response, int]:
+        user = current_user(auth)
+        received = _receive(media)
+        try:
+            record = media.store(user.sub, received)
+        finally:
+            received.pending.discard()  # no-op once published
+        logger.info(
+            "file stored",
+            extra={"file_id": record.id, "size": record.size, "content_type": record.content_type},
+        )
+        return json_body(record.public(), 201)
+
+    @app.get("/files")
+    def list_files() -> tuple[Response, int]:
+        user = current_user(auth)
+        return json_body({"items": [r.public() for r in media.catalog.list(user.sub)]})
+
+    @app.get("/files/<uuid:file_id>")
+    def download(file_id: uuid.UUID) -> Response:
+        record = _owned(media, current_user(auth).sub, file_id)
+        try:
+            response = send_file(
+                media.blobs.path_for(record.sha256),
+                mimetype=record.content_type,
+                as_attachment=record.content_type not in INLINE_TYPES,
+                download_name=record.name,
+                conditional=True,
+                etag=record.sha256,
+                last_modified=dt.datetime.fromisoformat(record.created_at),
+            )
+        except FileNotFoundError as exc:
+            logger.error("blob missing for file", extra={"file_id": record.id})
+            raise ApiError(404, "file content is missing") from exc
+        response.cache_control.private = True
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+        return response
+
+    @app.delete("/files/<uuid:file_id>")
+    def delete(file_id: uuid.UUID) -> tuple[str, int]:
+        record = _owned(media, current_user(auth).sub, file_id)
+        media.delete(record)
+        logger.info("file deleted", extra={"file_id": record.id})
+        return "", 204
+
+    return app
+
+
+def _receive(media: MediaService) -> ReceivedFile:
+    mimetype, options = parse_options_header(request.headers.get("Content-Type"))
+    boundary = options.get("boundary")
+    if mimetype != "multipart/form-data" or not boundary:
+        raise ApiError(415, "send the file as multipart/form-data in the field 'file'")
+    limit = media.policy.max_bytes
+    if request.content_length is not None and request.content_length > (
+        limit + MULTIPART_OVERHEAD_BYTES
+    ):
+        raise ApiError(413, f"file exceeds the upload limit of {limit} bytes")
+    try:
+        return receive_upload(request.stream, boundary, media.blobs, media.policy)
+    except UploadRejectedError as exc:
+        raise ApiError(exc.status, exc.detail) from exc
+
+
+def _owned(media: MediaService, user_id: str, file_id: uuid.UUID) -> FileRecord:
+    """The user's file; another user's file is indistinguishable from a missing one."""
+    record = media.catalog.get(user_id, str(file_id))
+    if record is None:
+        raise ApiError(404, "file not found")
+    return record

@@ -1,0 +1,36 @@
+"""Settings from the environment (MEDIA_ROOT, MEDIA_MAX_UPLOAD_BYTES, JWKS_URL, ...)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from servicekit.settings import ServiceSettings
+
+DEFAULT_ALLOWED_TYPES = (
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "application/pdf",
+    "text/plain",
+)
+
+
+class Settings(ServiceSettings):
+    media_root: Path
+    media_max_upload_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    # Comma-separated in the environment: MEDIA_ALLOWED_TYPES=image/png,image/jpeg
+    media_allowed_types: str = ",".join(DEFAULT_ALLOWED_TYPES)
+
+    @field_validator("media_allowed_types")
+    @classmethod
+    def _non_empty_types(cls, value: str) -> str:
+        if not [t for t in value.split(",") if t.strip()]:
+            raise ValueError("MEDIA_ALLOWED_TYPES must name at least one MIME type")
+        return value
+
+    @property
+    def allowed_types(self) -> frozenset[str]:
+        names = self.media_allowed_types.split(",")
+        return frozenset(t.strip().lower() for t in names if t.strip())

@@ -1,0 +1,100 @@
+"""Flask glue for servicekit (which ships a FastAPI adapter only): request id, JSON access log,
+Prometheus metrics, JSON errors and bearer-token authentication."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from flask import Flask, Response, g, jsonify, request
+from servicekit.jwt import JwtVerifier, TokenError, VerifiedToken
+from servicekit.logging import REQUEST_ID_HEADER, request_id_from_header, request_id_var
+from servicekit.metrics import UNMATCHED_ROUTE, HttpMetrics
+from werkzeug.exceptions import HTTPException
+
+access_logger = logging.getLogger("servicekit.access")
+error_logger = logging.getLogger("servicekit.errors")
+_QUIET_PATHS = frozenset({"/health", "/ready", "/metrics"})
+
+
+class ApiError(HTTPException):
+    """An error answered as `{"detail": ...}` with the given status and extra headers."""
+
+    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.code = status
+        self.extra_headers = headers or {}
+
+    def get_headers(self, *args: Any, **kwargs: Any) -> list[tuple[str, str]]:
+        return [*super().get_headers(*args, **kwargs), *self.extra_headers.items()]
+
+
+def install(app: Flask, metrics: HttpMetrics) -> None:
+    """Request id, access log and metrics around every request; JSON for every error."""
+
+    @app.before_request
+    def _start() -> None:
+        request_id = request_id_from_header(request.headers.get(REQUEST_ID_HEADER))
+        g.request_id = request_id
+        g.request_id_token = request_id_var.set(request_id)
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
+        route = request.url_rule.rule if request.url_rule else UNMATCHED_ROUTE
+        seconds = time.perf_counter() - g.get("started", time.perf_counter())
+        metrics.observe(request.method, route, response.status_code, seconds)
+        if request.path not in _QUIET_PATHS:
+            access_logger.info(
+                "%s %s %s",
+                request.method,
+                request.path,
+                response.status_code,
+                extra={
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status_code,
+                    "duration_ms": round(seconds * 1000, 1),
+                },
+            )
+        return response
+
+    @app.teardown_request
+    def _reset(_exc: BaseException | None) -> None:
+        token = g.pop("request_id_token", None)
+        if token is not None:
+            request_id_var.reset(token)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> tuple[Response, int]:
+        response = jsonify(detail=exc.description or exc.name)
+        # Keep the exception's protocol headers: Allow, Content-Range (416), WWW-Authenticate.
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response, exc.code or 500
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> tuple[Response, int]:
+        error_logger.exception("unhandled error", extra={"path": request.path})
+        return jsonify(detail="internal server error"), 500
+
+
+def current_user(verifier: JwtVerifier) -> VerifiedToken:
+    """The verified bearer token of this request, or a 401 (503 when the JWKS is unreachable)."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, "missing bearer token", {"WWW-Authenticate": "Bearer"})
+    try:
+        return verifier.verify(token.strip())
+    except TokenError as exc:
+        if exc.reason == "jwks_unavailable":
+            raise ApiError(503, "token keys are unavailable, try again later") from exc
+        challenge = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+        raise ApiError(401, f"invalid token: {exc.reason}", challenge) from exc
+
+
+def json_body(payload: dict[str, Any], status: int = 200) -> tuple[Response, int]:
+    return jsonify(payload), status

@@ -1,0 +1,129 @@
+"""The FastAPI application: `create_app(settings)`; `ai.main:app` is the served instance."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+import redis.asyncio as redis
+from fastapi import Body, FastAPI, HTTPException, Request, Response, status
+from prometheus_client import Counter
+from pydantic import BaseModel, ConfigDict, Field
+from servicekit.fastapi import install
+from servicekit.logging import configure_logging
+from servicekit.ratelimit import AsyncRateLimiter, async_redis_client
+
+from ai.body_limit import BodySizeLimit
+from ai.cache import ReplyCache, cache_key
+from ai.config import Settings
+from ai.providers import ChatMessage, LocalProvider, OpenAIProvider, Provider, ProviderError
+
+log = logging.getLogger(__name__)
+
+
+class ReplyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    messages: list[ChatMessage] = Field(min_length=1)
+
+
+class ReplyResponse(BaseModel):
+    content: str
+    model: str
+    cached: bool
+
+
+def build_provider(settings: Settings) -> Provider:
+    if settings.ai_provider == "openai":
+        # Settings guarantees both when the provider is openai.
+        assert settings.ai_openai_base_url is not None
+        assert settings.ai_openai_model is not None
+        return OpenAIProvider(
+            settings.ai_openai_base_url,
+            settings.ai_openai_model,
+            settings.ai_openai_api_key,
+            timeout=settings.ai_openai_timeout_seconds,
+            max_tokens=settings.ai_openai_max_tokens,
+        )
+    return LocalProvider()
+
+
+def _check_limits(settings: Settings, messages: list[ChatMessage]) -> None:
+    if len(messages) > settings.ai_max_messages:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"messages: at most {settings.ai_max_messages} messages per request",
+        )
+    for index, message in enumerate(messages):
+        if len(message.content) > settings.ai_max_message_chars:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                f"messages.{index}.content: at most {settings.ai_max_message_chars} characters",
+            )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    configure_logging("ai", settings.log_level)
+    provider = build_provider(settings)
+    client: redis.Redis | None = (
+        async_redis_client(settings.redis_url, timeout=0.5) if settings.redis_url else None
+    )
+    cache = ReplyCache(client, settings.ai_cache_ttl_seconds) if client is not None else None
+    limiter = (
+        AsyncRateLimiter(client, prefix="ai:ratelimit", fail_open=settings.rate_limit_fail_open)
+        if client is not None
+        else None
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await provider.aclose()
+            if client is not None:
+                await client.aclose()
+
+    app = FastAPI(title="chat ai", version="0.1.0", lifespan=lifespan)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.ai_max_body_bytes)
+    # No readiness dependency: without Redis, replies are still given (uncached, unlimited).
+    metrics = install(app, readiness_checks={})
+    replies_total = Counter(
+        "ai_replies_total", "Replies by provider and source", ["provider", "source"],
+        registry=metrics.registry,
+    )  # fmt: skip
+
+    @app.post("/v1/reply", response_model=ReplyResponse)
+    async def reply(
+        body: Annotated[ReplyRequest, Body()], request: Request, response: Response
+    ) -> ReplyResponse:
+        """The assistant's reply to the conversation's recent messages (oldest first)."""
+        _check_limits(settings, body.messages)
+        if limiter is not None:
+            address = request.client.host if request.client else "unknown"
+            verdict = await limiter.hit(
+                f"reply:{address}", settings.ai_rate_limit, settings.ai_rate_window_seconds
+            )
+            if not verdict.allowed:
+                raise HTTPException(
+                    status.HTTP_429_TOO_MANY_REQUESTS,
+                    "too many requests; slow down",
+                    headers={"Retry-After": verdict.retry_after_header},
+                )
+        key = cache_key(provider.name, provider.model, body.messages)
+        if cache is not None and (hit := await cache.get(key)) is not None:
+            replies_total.labels(provider=provider.name, source="cache").inc()
+            return ReplyResponse(content=hit, model=provider.model, cached=True)
+        try:
+            content = await provider.reply(body.messages)
+        except ProviderError as exc:
+            raise HTTPException(exc.status, str(exc)) from exc
+        if cache is not None:
+            await cache.put(key, content)
+        replies_total.labels(provider=provider.name, source="provider").inc()
+        return ReplyResponse(content=content, model=provider.model, cached=False)
+
+    return app

@@ -16,12 +16,13 @@ space := $(empty) $(empty)
 export MYPYPATH := $(subst $(space),:,$(wildcard services/*/src) ci/src tests)
 MYPY_FILES := $(wildcard services/*/src services/*/tests ci/src) tests
 
-.PHONY: help setup system-packages python lock lint format test
+.PHONY: help setup system-packages python lock lint format test e2e
 
 help:
 	@echo "make setup   install everything (system packages, .venv, node modules)"
 	@echo "make lint    ruff, ruff format --check, mypy --strict"
 	@echo "make test    every test tier that runs on this machine"
+	@echo "make e2e     the end-to-end suite only (E2E_BASE_URL, else a local stack of the services)"
 
 setup: system-packages python
 
@@ -49,3 +50,8 @@ format: setup
 
 test: setup
 	$(BIN)/pytest
+
+# The e2e suite alone. Against E2E_BASE_URL when set (e.g. the K3s ingress), otherwise against a
+# local stack of every Python service started by the suite itself (tests/stack/README.md).
+e2e: setup
+	$(BIN)/pytest tests/e2e

@@ -165,7 +165,9 @@ class LocalStack:
             media_root=media,
             django_secret_key=secrets.token_urlsafe(48),
         )
-        envs = {s.name: self._environment(s, wiring) for s in services}
+        envs = {
+            s.name: self._environment(s, wiring, self.workdir / "run" / s.name) for s in services
+        }
         self._migrate(services, envs, logs)
         self._start_servers(services, envs, urls, logs)
         edge = self._start_edge(services, urls, logs)
@@ -180,8 +182,13 @@ class LocalStack:
             raise StackError(f"unknown service(s) {unknown}; services with service.yaml: {known}")
         return [s for s in services if s.name in self.only]
 
-    def _environment(self, service: StackService, wiring: Wiring) -> dict[str, str]:
+    def _environment(
+        self, service: StackService, wiring: Wiring, runtime_dir: Path
+    ) -> dict[str, str]:
         env = service_environment(service, wiring, os.environ)
+        # Per-process runtime files (gunicorn's control socket) apart from other servers'.
+        runtime_dir.mkdir(parents=True, mode=0o700)
+        env["XDG_RUNTIME_DIR"] = str(runtime_dir)
         env.update(self.extra_env.get(service.name, {}))
         return env
 

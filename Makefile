@@ -16,15 +16,15 @@ space := $(empty) $(empty)
 export MYPYPATH := $(subst $(space),:,$(wildcard services/*/src) ci/src tests)
 MYPY_FILES := $(wildcard services/*/src services/*/tests ci/src) tests
 
-.PHONY: help setup system-packages python lock lint format test e2e
+.PHONY: help setup system-packages python frontend lock lint format test e2e
 
 help:
 	@echo "make setup   install everything (system packages, .venv, node modules)"
-	@echo "make lint    ruff, ruff format --check, mypy --strict"
+	@echo "make lint    ruff, ruff format --check, mypy --strict, tsc and eslint (front end)"
 	@echo "make test    every test tier that runs on this machine"
 	@echo "make e2e     the end-to-end suite only (E2E_BASE_URL, else a local stack of the services)"
 
-setup: system-packages python
+setup: system-packages python frontend
 
 system-packages:
 	@.ci/system-packages.sh
@@ -36,6 +36,15 @@ $(UV):
 	python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
+# The front end's node_modules, from the committed package-lock.json; again only when it changed.
+FRONTEND := services/frontend
+NPM := npm --prefix $(FRONTEND)
+frontend: $(FRONTEND)/node_modules/.package-lock.json
+
+$(FRONTEND)/node_modules/.package-lock.json: $(FRONTEND)/package-lock.json $(FRONTEND)/package.json
+	cd $(FRONTEND) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
 lock: $(UV)
 	$(UV) lock
 
@@ -43,12 +52,18 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy $(MYPY_FILES)
+	$(NPM) run --silent typecheck
+	$(NPM) run --silent lint
 
 format: setup
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# The front end's unit tests and production build come first: the browser test (pytest,
+# tests/browser) drives that build in Chromium.
 test: setup
+	$(NPM) run --silent test
+	$(NPM) run --silent build
 	$(BIN)/pytest
 
 # The e2e suite alone. Against E2E_BASE_URL when set (e.g. the K3s ingress), otherwise against a

@@ -1,0 +1,194 @@
+// Real-browser test of the BUILT app: headless Debian Chromium driven by playwright-core.
+//
+// The app (dist/) is served by `vite preview` with the same /api routing as the ingress (prefix
+// stripped, proxied to the service URLs in API_AUTH_URL, API_CHAT_URL, ... see
+// config/api-routes.js) and the production security headers; or, when APP_URL is set, the test
+// uses that server instead (e.g. the local stack's edge router or a cluster's ingress).
+//
+// Flow: register, log in, create a conversation, send a message, wait for the AI's reply,
+// screenshot the conversation, upload the screenshot as a file, download it back, open the
+// statistics. Prints one JSON line with the results; exits 1 on failure (with failure.png).
+//
+// Environment: APP_URL, API_*_URL, CHROMIUM_PATH (/usr/bin/chromium), OUTPUT_DIR
+// (<repo>/test-output/browser), STEP_TIMEOUT_MS (30000).
+import { randomBytes } from 'node:crypto';
+import { mkdir, stat } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { chromium } from 'playwright-core';
+import { preview } from 'vite';
+
+const FRONTEND = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const REPO = resolve(FRONTEND, '..', '..');
+const OUTPUT_DIR = process.env.OUTPUT_DIR || join(REPO, 'test-output', 'browser');
+const CHROMIUM_PATH = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const STEP_TIMEOUT_MS = Number(process.env.STEP_TIMEOUT_MS || 30_000);
+// Flags known to work for Debian's Chromium on headless CI machines (no GPU, no sandbox as root,
+// nothing phoning home).
+const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+/** @returns {Promise<number>} */
+function freePort() {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolvePort(port));
+    });
+  });
+}
+
+/** Serves dist/ like production, unless APP_URL names a server to use. */
+async function startApp() {
+  if (process.env.APP_URL) {
+    return { url: process.env.APP_URL.replace(/\/$/, ''), close: async () => undefined };
+  }
+  const port = await freePort();
+  const server = await preview({
+    root: FRONTEND,
+    logLevel: 'warn',
+    preview: { host: '127.0.0.1', port, strictPort: true, open: false },
+  });
+  return { url: `http://127.0.0.1:${port}`, close: () => server.close() };
+}
+
+/**
+ * @param {import('playwright-core').Page} page
+ * @param {string} username
+ * @param {string} password
+ */
+async function registerAndLogIn(page, username, password) {
+  await page.getByRole('link', { name: 'Register' }).click();
+  await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Password', { exact: true }).fill(password);
+  await page.getByLabel('Repeat password').fill(password);
+  await page.getByRole('button', { name: 'Register' }).click();
+  await page.getByText(`Account ${username} created. Log in to continue.`).waitFor();
+
+  await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Password').fill(password);
+  // From the keyboard, as a user would.
+  await page.getByLabel('Password').press('Enter');
+  await page.getByRole('heading', { name: 'Conversations' }).waitFor();
+  await page.getByText('No conversations yet').waitFor();
+}
+
+/**
+ * @param {import('playwright-core').Page} page
+ * @param {string} title
+ * @param {string} text
+ */
+async function chat(page, title, text) {
+  await page.getByLabel('New conversation title').fill(title);
+  await page.getByRole('button', { name: 'Create' }).click();
+  await page.getByRole('heading', { name: title }).waitFor();
+
+  await page.getByLabel('Your message').fill(text);
+  await page.getByLabel('Your message').press('Enter');
+  const messages = page.getByRole('list', { name: 'Messages' });
+  await messages.locator('.message-user').filter({ hasText: text }).waitFor();
+  // The reply may first be shown as pending; wait until it is complete.
+  const reply = messages.locator('.message-assistant.message-completed').first();
+  await reply.waitFor({ timeout: STEP_TIMEOUT_MS * 2 });
+  const replyText = (await reply.locator('.message-content').innerText()).trim();
+  if (!replyText) throw new Error('the AI reply is empty');
+  return replyText;
+}
+
+/**
+ * @param {import('playwright-core').Page} page
+ * @param {string} file
+ */
+async function uploadAndDownload(page, file) {
+  const name = file.split('/').pop() ?? file;
+  await page.getByRole('link', { name: 'Files' }).click();
+  await page.getByRole('heading', { name: 'Files' }).waitFor();
+  await page.getByLabel('File to upload').setInputFiles(file);
+  await page.getByRole('button', { name: 'Upload' }).click();
+  await page.getByText(`Uploaded ${name}.`).waitFor();
+  await page.getByRole('table', { name: 'Your files' }).getByText(name).waitFor();
+
+  const [download] = await Promise.all([
+    page.waitForEvent('download'),
+    page.getByRole('button', { name: `Download ${name}` }).click(),
+  ]);
+  const saved = join(OUTPUT_DIR, `downloaded-${name}`);
+  await download.saveAs(saved);
+  const [original, copy] = await Promise.all([stat(file), stat(saved)]);
+  if (original.size !== copy.size) {
+    throw new Error(`downloaded ${copy.size} bytes of ${name}, uploaded ${original.size}`);
+  }
+  return original.size;
+}
+
+/** @param {import('playwright-core').Page} page */
+async function openStatistics(page) {
+  await page.getByRole('link', { name: 'Statistics' }).click();
+  await page.getByRole('heading', { name: 'Your statistics' }).waitFor();
+  await page.getByText('Messages sent').waitFor();
+}
+
+async function main() {
+  await mkdir(OUTPUT_DIR, { recursive: true });
+  const app = await startApp();
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM_PATH,
+    headless: true,
+    args: CHROMIUM_ARGS,
+    timeout: STEP_TIMEOUT_MS,
+  });
+  /** @type {string[]} */
+  const problems = [];
+  const page = await browser.newPage({ viewport: { width: 1100, height: 800 }, acceptDownloads: true });
+  page.setDefaultTimeout(STEP_TIMEOUT_MS);
+  // Script errors and CSP violations in the console fail the test: the build must run under the
+  // production policy.
+  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+  page.on('console', (message) => {
+    if (message.type() === 'error' && /Content Security Policy/i.test(message.text())) {
+      problems.push(`CSP violation: ${message.text()}`);
+    }
+  });
+
+  const username = `browser_${randomBytes(4).toString('hex')}`;
+  const password = `pw-${randomBytes(12).toString('hex')}`;
+  const screenshot = join(OUTPUT_DIR, 'conversation.png');
+  try {
+    await page.goto(`${app.url}/`);
+    await page.getByRole('heading', { name: 'Log in' }).waitFor();
+    await registerAndLogIn(page, username, password);
+    const userText = 'Hello from the browser test! What can you do?';
+    const reply = await chat(page, 'Browser test conversation', userText);
+    await page.screenshot({ path: screenshot, fullPage: true });
+    const uploadedBytes = await uploadAndDownload(page, screenshot);
+    await openStatistics(page);
+    await page.screenshot({ path: join(OUTPUT_DIR, 'statistics.png'), fullPage: true });
+    if (problems.length > 0) throw new Error(problems.join('\n'));
+    console.log(
+      JSON.stringify({ ok: true, app: app.url, username, reply, uploadedBytes, screenshot }),
+    );
+  } catch (error) {
+    await page.screenshot({ path: join(OUTPUT_DIR, 'failure.png'), fullPage: true }).catch(() => undefined);
+    const message = error instanceof Error ? error.stack ?? error.message : String(error);
+    console.error(`browser test failed at ${page.url()}:\n${message}`);
+    const alerts = await page.getByRole('alert').allInnerTexts().catch(() => []);
+    if (alerts.length > 0) console.error(`alerts on the page: ${JSON.stringify(alerts)}`);
+    if (problems.length > 0) console.error(problems.join('\n'));
+    process.exitCode = 1;
+  } finally {
+    await browser.close();
+    await app.close();
+  }
+}
+
+await main();

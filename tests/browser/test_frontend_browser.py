@@ -1,0 +1,126 @@
+"""The built front end in headless Chromium, in front of the real services.
+
+The services run as real processes (the local stack of tests/stack, on the harness's PostgreSQL
+and Redis). `services/frontend/browser/run.mjs` serves the built app with `vite preview`, which
+routes /api/<service> to them the way the ingress does (prefix stripped), and drives Debian's
+Chromium through playwright-core: register, log in, create a conversation, send a message, see the
+AI's reply, upload and download a file, open the statistics. Screenshots land in
+test-output/browser/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+import redis
+from stack.local import LocalStack, StackUrls
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FRONTEND = REPO_ROOT / "services" / "frontend"
+OUTPUT_DIR = REPO_ROOT / "test-output" / "browser"
+CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
+# The front end's API routes and the variable run.mjs reads each service's URL from.
+ROUTED_SERVICES = {
+    "auth": "API_AUTH_URL",
+    "backend": "API_CHAT_URL",
+    "ai": "API_AI_URL",
+    "media-storage": "API_MEDIA_URL",
+    "data-processor": "API_STATS_URL",
+}
+BROWSER_TIMEOUT = 240.0
+BUILD_TIMEOUT = 300.0
+
+
+def _missing_services() -> list[str]:
+    return [
+        name
+        for name in ROUTED_SERVICES
+        if not (REPO_ROOT / "services" / name / "service.yaml").is_file()
+    ]
+
+
+def _require_tools() -> None:
+    """Fail (not skip) when the machine lacks what `make setup` installs."""
+    if not (FRONTEND / "node_modules" / "playwright-core").is_dir():
+        pytest.fail("services/frontend/node_modules is missing: run `make setup` (npm ci)")
+    if not CHROMIUM.is_file():
+        pytest.fail(f"{CHROMIUM} not found: run `make setup` (Debian package chromium)")
+    if shutil.which("node") is None:
+        pytest.fail("node is not on PATH")
+
+
+def _built_app() -> Path:
+    """services/frontend/dist, built now when `make test` has not built it already."""
+    dist = FRONTEND / "dist"
+    if not (dist / "index.html").is_file():
+        subprocess.run(["npm", "run", "build"], cwd=FRONTEND, check=True, timeout=BUILD_TIMEOUT)
+    return dist
+
+
+def _own_redis_database(base_url: str, databases: Iterator[int]) -> str:
+    parts = urlsplit(base_url)
+    url = urlunsplit((parts.scheme, parts.netloc, f"/{next(databases)}", parts.query, ""))
+    client = redis.Redis.from_url(url, socket_timeout=5)
+    client.flushdb()
+    client.close()
+    return url
+
+
+@pytest.fixture
+def stack(request: pytest.FixtureRequest) -> Iterator[StackUrls]:
+    missing = _missing_services()
+    if missing:
+        pytest.skip(
+            "the browser test runs against the real services and these are not in this "
+            f"checkout yet: {', '.join(f'services/{n}/service.yaml' for n in missing)}"
+        )
+    _require_tools()
+    admin_url: str = request.getfixturevalue("postgres_admin_url")
+    redis_url = _own_redis_database(
+        request.getfixturevalue("redis_base_url"), request.getfixturevalue("_redis_databases")
+    )
+    local = LocalStack(repo_root=REPO_ROOT, postgres_admin_url=admin_url, redis_url=redis_url)
+    urls = local.start()
+    sys.stderr.write(f"\nlocal stack up in {local.start_seconds:.1f}s; logs in {urls.logs}\n")
+    try:
+        yield urls
+    finally:
+        local.stop()
+
+
+def test_register_log_in_chat_and_upload_in_chromium(stack: StackUrls) -> None:
+    _built_app()
+    env = dict(os.environ)
+    env.pop("APP_URL", None)  # always the built app served here, never a stray server
+    env.update({var: stack.services[name] for name, var in ROUTED_SERVICES.items()})
+    env.update({"OUTPUT_DIR": str(OUTPUT_DIR), "CHROMIUM_PATH": str(CHROMIUM)})
+    screenshot = OUTPUT_DIR / "conversation.png"
+    screenshot.unlink(missing_ok=True)
+
+    run = subprocess.run(
+        ["node", "browser/run.mjs"],
+        cwd=FRONTEND,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=BROWSER_TIMEOUT,
+        check=False,
+    )
+
+    assert run.returncode == 0, (
+        f"browser test failed (exit {run.returncode}); service logs in {stack.logs}\n"
+        f"stdout:\n{run.stdout}\nstderr:\n{run.stderr}"
+    )
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["ok"] is True
+    assert result["reply"], "the AI reply shown in the browser is empty"
+    assert result["uploadedBytes"] == screenshot.stat().st_size
+    assert screenshot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")

@@ -28,9 +28,15 @@ def digest_of(text: str) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
-def git(cwd: Path, *args: str) -> str:
+def git(cwd: Path, *args: str, input_text: str | None = None) -> str:
     return subprocess.run(
-        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True, timeout=60
+        ["git", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        input=input_text,
     ).stdout.strip()
 
 
@@ -59,3 +65,21 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def service_yaml(name: str, uses: list[str]) -> str:
+    return (
+        f"name: {name}\nkind: python\ndescription: {name} service\nport: 8000\n"
+        f"health: /health\nready: /ready\nroute: /api/{name}\n"
+        f"uses: [{', '.join(uses)}]\nrun: [uvicorn, {name}.main:app]\n"
+    )
+
+
+def commit_file(repo: Path, relative: str, content: str, message: str) -> str:
+    """Write one file and commit it with `message`; returns the new sha."""
+    path = repo / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(content)
+    git(repo, "add", relative)
+    git(repo, "commit", "--quiet", "-F", "-", input_text=message)
+    return git(repo, "rev-parse", "HEAD")

@@ -418,47 +418,49 @@ def env_commits_since(git: Git, env: str, since: str) -> list[tuple[str, str]]:
     return commits
 
 
+def _revert_env_commits(git: Git, env: str, to_commit: str, start: str) -> list[str]:
+    """Revert each env commit after `to_commit`, newest first, one new commit each."""
+    try:
+        target = git.run("rev-parse", "--verify", "--quiet", f"{to_commit}^{{commit}}")
+    except GitError as exc:
+        raise GitOpsError(f"rollback: --to {to_commit!r} is not a commit") from exc
+    if not git.succeeds("merge-base", "--is-ancestor", target, start):
+        raise GitOpsError(f"rollback: --to {to_commit!r} is not an ancestor of the branch")
+    reverted = []
+    for sha, subject in env_commits_since(git, env, target):
+        try:
+            git.run("revert", "--no-commit", sha)
+        except GitError as exc:
+            files = ", ".join(_conflicting_files(git)) or "the work tree"
+            raise ConflictError(
+                f"rollback: reverting {sha[:12]} ({subject}) conflicts in {files}"
+            ) from exc
+        if git.succeeds("diff", "--cached", "--quiet"):
+            continue  # already undone by a later commit
+        message = (
+            f"rollback({env}): revert {sha[:12]} {SKIP_CI_MARKER}\n\n"
+            f'Reverts "{subject}".\n\nReverts: {sha}\n{ENV_TRAILER}: {env}\n'
+        )
+        git.run("commit", "--quiet", "--no-verify", "-F", "-", stdin=message)
+        reverted.append(sha)
+    return reverted
+
+
 def rollback(git: Git, env: str, to_commit: str, policy: PushPolicy | None = None) -> CommitResult:
-    """Revert, newest first, every commit after `to_commit` that changed `env`, as new commits."""
+    """Revert, newest first, every commit after `to_commit` that changed `env`, as new commits.
+
+    The result pins exactly what `env` pinned at `to_commit`; history is kept (Argo CD's
+    documented rollback under automated sync is a git revert). Other environments are untouched.
+    """
     policy = policy or PushPolicy()
     check_label("environment", env)
-    reverted: list[str] = []
-
-    def edit(start: str) -> tuple[list[Path], str] | None:
-        try:
-            target = git.run("rev-parse", "--verify", "--quiet", f"{to_commit}^{{commit}}")
-        except GitError as exc:
-            raise GitOpsError(f"rollback: --to {to_commit!r} is not a commit") from exc
-        if not git.succeeds("merge-base", "--is-ancestor", target, start):
-            raise GitOpsError(f"rollback: --to {to_commit!r} is not an ancestor of the branch")
-        for sha, subject in env_commits_since(git, env, target):
-            try:
-                git.run("revert", "--no-commit", sha)
-            except GitError as exc:
-                raise ConflictError(
-                    f"rollback: reverting {sha[:12]} ({subject}) conflicts in "
-                    f"{', '.join(_conflicting_files(git)) or 'the work tree'}"
-                ) from exc
-            if git.succeeds("diff", "--cached", "--quiet"):
-                continue
-            message = (
-                f"rollback({env}): revert {sha[:12]} {SKIP_CI_MARKER}\n\n"
-                f'Reverts "{subject}".\n\nReverts: {sha}\n{ENV_TRAILER}: {env}\n'
-            )
-            git.run("commit", "--quiet", "--no-verify", "-F", "-", stdin=message)
-            reverted.append(sha)
-        if not reverted:
-            return None
-        return [], ""
-
     start = sync_branch(git, policy)
     try:
-        outcome = edit(start)
+        reverted = _revert_env_commits(git, env, to_commit, start)
     except BaseException:
         restore(git, start)
         raise
-    if outcome is None:
-        restore(git, start)
+    if not reverted:
         return CommitResult(commit=None)
     attempts = push_with_retry(git, policy, start)
     return CommitResult(commit=git.head(), attempts=attempts)

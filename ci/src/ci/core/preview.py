@@ -1,0 +1,234 @@
+"""Preview environments: one file per branch under argocd/previews/, read by an ApplicationSet.
+
+The file is written only after the branch's images are in the registry (the caller passes the
+digests that publish returned, and `verify` checks each one against the registry), so Argo CD
+never syncs a preview whose image does not exist. Removing the file removes the preview.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from io import StringIO
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, field_serializer
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from ci.core.gitops import SKIP_CI_MARKER, ImageRef, PushPolicy, check_label, transact
+from ci.core.gitrepo import Git
+from ci.core.versions import slug as readable_slug
+from ci.core.yamlfile import atomic_write
+
+PREVIEW_DIR = "argocd/previews"
+SLUG_MAX = 40
+HASH_CHARS = 10
+DEFAULT_TTL = timedelta(hours=72)
+HEADER = (
+    "# Written by the preview pipeline (ci core preview.py) and read by the previews\n"
+    "# ApplicationSet's git files generator. Do not edit: re-run the preview job instead.\n"
+)
+
+
+class PreviewError(RuntimeError):
+    """A preview cannot be written or removed; nothing was changed."""
+
+
+def preview_slug(branch: str) -> str:
+    """A DNS-1123 label (<= 40 chars) for `branch`: readable prefix + hash of the full name.
+
+    The prefix keeps it recognisable; the 40-bit hash of the exact branch name keeps two names
+    that read alike (`feat/x` and `feat-x`, or long names sharing a prefix) apart. Stable: the
+    same branch always gives the same slug.
+    """
+    if not branch:
+        raise ValueError("branch name is empty")
+    digest = hashlib.sha256(branch.encode("utf-8", "surrogatepass")).hexdigest()[:HASH_CHARS]
+    prefix = readable_slug(branch)[: SLUG_MAX - HASH_CHARS - 1].rstrip("-") or "branch"
+    return f"{prefix}-{digest}"
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("expires must carry a time zone (RFC 3339, e.g. 2026-01-01T00:00:00Z)")
+    return value.astimezone(UTC)
+
+
+class PreviewImage(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tag: str
+    digest: str
+
+
+class Preview(BaseModel):
+    """The content of argocd/previews/<slug>.yaml."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    branch: str
+    slug: Annotated[str, AfterValidator(lambda v: check_label("slug", v))]
+    namespace: Annotated[str, AfterValidator(lambda v: check_label("namespace", v))]
+    host: str
+    images: dict[str, PreviewImage]
+    expires: Annotated[datetime, AfterValidator(_utc)]
+
+    @field_serializer("expires")
+    def _rfc3339(self, value: datetime) -> str:
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires <= now
+
+    def image_refs(self) -> dict[str, ImageRef]:
+        return {name: ImageRef(i.tag, i.digest) for name, i in self.images.items()}
+
+
+def build_preview(
+    branch: str,
+    images: Mapping[str, ImageRef],
+    domain: str,
+    now: datetime,
+    ttl: timedelta = DEFAULT_TTL,
+) -> Preview:
+    slug = preview_slug(branch)
+    if not images:
+        raise ValueError("preview: no images given (publish the branch's images first)")
+    return Preview(
+        branch=branch,
+        slug=slug,
+        namespace=f"preview-{slug}",
+        host=f"{slug}.{domain.strip('.')}",
+        images={name: PreviewImage(tag=r.tag, digest=r.digest) for name, r in images.items()},
+        expires=(now + ttl).replace(microsecond=0),
+    )
+
+
+def preview_path(root: Path, slug: str) -> Path:
+    return root / PREVIEW_DIR / f"{check_label('slug', slug)}.yaml"
+
+
+def render(preview: Preview) -> str:
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    buffer = StringIO()
+    yaml.dump(preview.model_dump(mode="json"), buffer)
+    return HEADER + buffer.getvalue()
+
+
+def read_preview(path: Path) -> Preview:
+    try:
+        data = YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8"))
+        return Preview.model_validate(data)
+    except (OSError, YAMLError) as exc:
+        raise PreviewError(f"{path}: cannot read: {exc}") from exc
+    except ValidationError as exc:
+        fields = "; ".join(
+            f"field '{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors()
+        )
+        raise PreviewError(f"{path}: {fields}") from exc
+
+
+def list_previews(root: Path) -> list[Path]:
+    return sorted((root / PREVIEW_DIR).glob("*.yaml"))
+
+
+def write_preview(
+    git: Git,
+    preview: Preview,
+    policy: PushPolicy | None = None,
+    *,
+    verify: Callable[[str, ImageRef], bool] | None = None,
+    max_previews: int = 20,
+) -> str | None:
+    """Commit and push the preview file; None when it already holds these images.
+
+    `verify(service, ref)` must confirm every image is in the registry; a missing image stops
+    everything before git is touched.
+    """
+    policy = policy or PushPolicy()
+    for service, ref in preview.image_refs().items():
+        if verify is not None and not verify(service, ref):
+            raise PreviewError(
+                f"preview {preview.slug}: image {service} {ref.short()} is not in the registry; "
+                "publish must succeed before the preview is written"
+            )
+
+    def edit(_start: str) -> tuple[list[Path], str] | None:
+        path = preview_path(git.workdir, preview.slug)
+        if path.exists():
+            current = read_preview(path)
+            if current.images == preview.images and current.branch == preview.branch:
+                return None  # same images: nothing to roll out
+        others = [p for p in list_previews(git.workdir) if p != path]
+        if len(others) >= max_previews:
+            raise PreviewError(f"preview cap reached: {len(others)} previews exist")
+        atomic_write(path, render(preview))
+        tags = ", ".join(f"{name} {image.tag}" for name, image in sorted(preview.images.items()))
+        message = (
+            f"preview({preview.slug}): {tags} {SKIP_CI_MARKER}\n\n"
+            f"Branch: {preview.branch}\nHost: {preview.host}\nExpires: "
+            f"{render_time(preview.expires)}\n"
+        )
+        return [path], message
+
+    commit, _ = transact(git, policy, edit)
+    return commit
+
+
+def render_time(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def destroy_preview(git: Git, branch: str, policy: PushPolicy | None = None) -> str | None:
+    """Remove the branch's preview file (commit + push); None when there is none."""
+    slug = preview_slug(branch)
+
+    def edit(_start: str) -> tuple[list[Path], str] | None:
+        path = preview_path(git.workdir, slug)
+        if not path.exists():
+            return None
+        path.unlink()
+        return [path], f"preview-destroy({slug}): {branch} {SKIP_CI_MARKER}\n"
+
+    commit, _ = transact(git, policy or PushPolicy(), edit)
+    return commit
+
+
+def gc_previews(
+    git: Git, now: datetime, policy: PushPolicy | None = None
+) -> tuple[list[str], list[str]]:
+    """Remove every expired preview in one commit. Returns (removed slugs, problems).
+
+    A file that cannot be read is reported, never deleted: a parse error must not turn into a
+    mass deletion of previews.
+    """
+    removed: list[str] = []
+    problems: list[str] = []
+
+    def edit(_start: str) -> tuple[list[Path], str] | None:
+        removed.clear()
+        problems.clear()
+        paths = []
+        for path in list_previews(git.workdir):
+            try:
+                preview = read_preview(path)
+            except PreviewError as exc:
+                problems.append(str(exc))
+                continue
+            if preview.expired(now):
+                path.unlink()
+                paths.append(path)
+                removed.append(preview.slug)
+        if not paths:
+            return None
+        message = f"preview-gc: remove {len(removed)} expired {SKIP_CI_MARKER}\n\n" + "".join(
+            f"Removed: {slug}\n" for slug in removed
+        )
+        return paths, message
+
+    commit, _ = transact(git, policy or PushPolicy(), edit)
+    return (removed if commit else []), problems

@@ -1,0 +1,125 @@
+"""Render the repository's Helm charts with real Helm code and validate what they produce.
+
+Shared by tests/charts and tests/manifests. Rendering goes through helm-python-sdk (the Helm v4
+SDK in-process), validation through kubernetes-validate's bundled schemas for the Kubernetes
+version of the K3s release pinned in k3s/versions.env.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import helm_python
+import kubernetes_validate
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CHARTS = REPO / "charts"
+ARGOCD = REPO / "argocd"
+K3S = REPO / "k3s"
+
+APP_CHARTS = ("auth", "backend", "ai", "media-storage", "data-processor", "frontend")
+INFRA_CHARTS = ("postgres", "redis", "platform")
+DEPLOYABLE_CHARTS = APP_CHARTS + INFRA_CHARTS
+LIBRARY_CHART = "lib"
+ENVIRONMENTS = ("dev", "staging", "production", "preview")
+
+Manifest = dict[str, Any]
+
+helm_python.disable_logging()
+
+
+def k3s_version() -> str:
+    """The pinned K3s release, e.g. v1.33.5+k3s1."""
+    text = (K3S / "versions.env").read_text()
+    match = re.search(r"^K3S_VERSION=(v\d+\.\d+\.\d+\+k3s\d+)$", text, re.MULTILINE)
+    if match is None:
+        raise ValueError(f"{K3S / 'versions.env'}: no K3S_VERSION=vX.Y.Z+k3sN line")
+    return match.group(1)
+
+
+def kubernetes_version() -> str:
+    """The Kubernetes version inside the pinned K3s release, e.g. 1.33.5."""
+    return k3s_version().removeprefix("v").split("+", 1)[0]
+
+
+def namespace_for(environment: str) -> str:
+    return "preview-example" if environment == "preview" else f"chat-{environment}"
+
+
+def load_values(chart: str, environment: str) -> dict[str, Any]:
+    """values-<env>.yaml parsed the way `helm -f` parses it."""
+    path = CHARTS / chart / f"values-{environment}.yaml"
+    return helm_python.values_from_yaml(path.read_text())
+
+
+@dataclass(frozen=True)
+class Rendered:
+    chart: str
+    environment: str
+    objects: tuple[Manifest, ...]
+
+    def of_kind(self, kind: str) -> list[Manifest]:
+        return [obj for obj in self.objects if obj["kind"] == kind]
+
+
+def render(chart: str, values: dict[str, Any] | None, namespace: str) -> list[Manifest]:
+    """Render a chart with the given user values (chart defaults below them)."""
+    with helm_python.Chart.load(CHARTS / chart) as loaded:
+        files = loaded.render(values, name=chart, namespace=namespace)
+    objects: list[Manifest] = []
+    for path, text in sorted(files.items()):
+        for document in yaml.safe_load_all(text):
+            if document:
+                if not isinstance(document, dict):
+                    raise ValueError(f"{path}: rendered a {type(document).__name__}, not an object")
+                objects.append(document)
+    return objects
+
+
+@functools.cache
+def render_environment(chart: str, environment: str) -> Rendered:
+    """The chart as Argo CD renders it for an environment (values.yaml + values-<env>.yaml)."""
+    objects = render(chart, load_values(chart, environment), namespace_for(environment))
+    return Rendered(chart, environment, tuple(objects))
+
+
+class ManifestInvalidError(AssertionError):
+    """A rendered object does not match the Kubernetes schema of the pinned version."""
+
+
+def validate_strictly(obj: Manifest, version: str) -> None:
+    """Validate against the bundled schema for `version`, rejecting unknown fields.
+
+    kubernetes-validate only warns about a kind/apiVersion it has no schema for; here that is an
+    error, because such an object would be refused by the API server of that version.
+    """
+    name = f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
+    try:
+        kubernetes_validate.validate(obj, version, strict=True)
+    except kubernetes_validate.SchemaNotFoundError as error:
+        raise ManifestInvalidError(f"{name}: {error.message}") from error
+    except kubernetes_validate.ValidationError as error:
+        path = ".".join(str(part) for part in error.path) or "<root>"
+        raise ManifestInvalidError(f"{name}: {path}: {error.message}") from error
+
+
+def pod_specs(obj: Manifest) -> list[Manifest]:
+    """Pod specs inside a workload object (Deployment, StatefulSet, Job, CronJob, Pod)."""
+    spec = obj.get("spec", {})
+    kind = obj["kind"]
+    if kind == "Pod":
+        return [spec]
+    if kind in {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}:
+        return [spec["template"]["spec"]]
+    if kind == "CronJob":
+        return [spec["jobTemplate"]["spec"]["template"]["spec"]]
+    return []
+
+
+def containers(pod_spec: Manifest) -> list[Manifest]:
+    return list(pod_spec.get("initContainers", [])) + list(pod_spec.get("containers", []))

@@ -1,0 +1,439 @@
+"""Security and operability policy over everything the charts render, for every environment."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from chartkit import (
+    APP_CHARTS,
+    CHARTS,
+    DEPLOYABLE_CHARTS,
+    ENVIRONMENTS,
+    Manifest,
+    containers,
+    pod_specs,
+    render_environment,
+)
+
+CHART_ENVS = [(chart, env) for chart in DEPLOYABLE_CHARTS for env in ENVIRONMENTS]
+IDS = [f"{chart}-{env}" for chart, env in CHART_ENVS]
+# Charts that run containers (platform renders only namespace-level objects).
+WORKLOAD_ENVS = [(chart, env) for chart, env in CHART_ENVS if chart != "platform"]
+WORKLOAD_IDS = [f"{chart}-{env}" for chart, env in WORKLOAD_ENVS]
+LONG_RUNNING = {"Deployment", "StatefulSet", "DaemonSet"}
+# Volume types the "restricted" Pod Security Standard allows.
+RESTRICTED_VOLUMES = {
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+}
+SECRET_NAME = re.compile(
+    r"pass(word|wd)?|secret|token|api[-_]?key|private[-_]?key|credential", re.IGNORECASE
+)
+# Keys whose value names a Secret (or a key in it) rather than holding one.
+SECRET_REFERENCE_KEYS = {"secretName", "key", "name", "passwordsSecret"}
+DIGEST = re.compile(r"@sha256:[a-f0-9]{64}$")
+TAGGED = re.compile(r"^[^@]+:(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})$")
+
+
+def workloads(chart: str, environment: str) -> Iterator[tuple[Manifest, Manifest]]:
+    for obj in render_environment(chart, environment).objects:
+        for spec in pod_specs(obj):
+            yield obj, spec
+
+
+def restricted_violations(obj: Manifest, spec: Manifest) -> list[str]:
+    """Why a pod spec misses the "restricted" Pod Security Standard (empty when it meets it)."""
+    name = f"{obj['kind']}/{obj['metadata']['name']}"
+    found = []
+    pod = spec.get("securityContext", {})
+    for flag in ("hostNetwork", "hostPID", "hostIPC"):
+        if spec.get(flag):
+            found.append(f"{name}: {flag}")
+    for volume in spec.get("volumes", []):
+        kinds = set(volume) - {"name"}
+        if not kinds <= RESTRICTED_VOLUMES:
+            found.append(f"{name}: volume {volume['name']} of type {kinds}")
+    for container in containers(spec):
+        where = f"{name} container {container['name']}"
+        ctx = container.get("securityContext", {})
+
+        def setting(key: str, ctx: Manifest = ctx) -> Any:
+            return ctx.get(key, pod.get(key))
+
+        if setting("runAsNonRoot") is not True:
+            found.append(f"{where}: runAsNonRoot is not true")
+        user = setting("runAsUser")
+        if not isinstance(user, int) or user == 0:
+            found.append(f"{where}: runAsUser {user!r} is not a numeric non-root UID")
+        if ctx.get("allowPrivilegeEscalation") is not False:
+            found.append(f"{where}: allowPrivilegeEscalation is not false")
+        if ctx.get("privileged"):
+            found.append(f"{where}: privileged")
+        caps = ctx.get("capabilities", {})
+        if "ALL" not in caps.get("drop", []):
+            found.append(f"{where}: capabilities.drop lacks ALL")
+        if set(caps.get("add", [])) - {"NET_BIND_SERVICE"}:
+            found.append(f"{where}: adds capabilities {caps['add']}")
+        seccomp = (setting("seccompProfile") or {}).get("type")
+        if seccomp not in {"RuntimeDefault", "Localhost"}:
+            found.append(f"{where}: seccompProfile {seccomp!r}")
+        if ctx.get("readOnlyRootFilesystem") is not True:
+            found.append(f"{where}: root filesystem is writable")
+        if container.get("ports") and any(p.get("hostPort") for p in container["ports"]):
+            found.append(f"{where}: hostPort")
+    return found
+
+
+@pytest.mark.parametrize(("chart", "environment"), CHART_ENVS, ids=IDS)
+def test_every_pod_meets_the_restricted_standard(chart: str, environment: str) -> None:
+    found = [
+        v for obj, spec in workloads(chart, environment) for v in restricted_violations(obj, spec)
+    ]
+    assert not found, "\n".join(found)
+
+
+def test_restricted_check_catches_a_root_container() -> None:
+    obj, spec = next(workloads("auth", "staging"))
+    bad = {**spec, "containers": [{**spec["containers"][0], "securityContext": {"runAsUser": 0}}]}
+    found = restricted_violations(obj, bad)
+    assert any("allowPrivilegeEscalation" in v for v in found)
+    assert any("runAsUser 0" in v for v in found)
+    bad_volume = {**spec, "volumes": [{"name": "host", "hostPath": {"path": "/"}}]}
+    assert any("hostPath" in v for v in restricted_violations(obj, bad_volume))
+
+
+@pytest.mark.parametrize(("chart", "environment"), CHART_ENVS, ids=IDS)
+def test_every_container_has_resources(chart: str, environment: str) -> None:
+    missing = []
+    for obj, spec in workloads(chart, environment):
+        for container in containers(spec):
+            resources = container.get("resources", {})
+            requests, limits = resources.get("requests", {}), resources.get("limits", {})
+            if not ({"cpu", "memory"} <= requests.keys() and "memory" in limits):
+                missing.append(f"{obj['kind']}/{obj['metadata']['name']}:{container['name']}")
+    assert not missing, f"no cpu+memory requests and memory limit: {missing}"
+
+
+@pytest.mark.parametrize(("chart", "environment"), CHART_ENVS, ids=IDS)
+def test_long_running_containers_have_liveness_and_readiness_probes(
+    chart: str, environment: str
+) -> None:
+    missing = []
+    for obj, spec in workloads(chart, environment):
+        if obj["kind"] not in LONG_RUNNING:
+            continue
+        for container in spec["containers"]:
+            for probe in ("livenessProbe", "readinessProbe"):
+                if probe not in container:
+                    missing.append(f"{obj['metadata']['name']}:{container['name']} {probe}")
+    assert not missing, missing
+
+
+def image_problem(image: str) -> str | None:
+    if DIGEST.search(image):
+        return None
+    match = TAGGED.match(image)
+    if match is None:
+        return f"{image}: neither a tag nor a digest"
+    if match.group("tag") == "latest":
+        return f"{image}: the latest tag is not a pinned version"
+    return None
+
+
+@pytest.mark.parametrize(("chart", "environment"), WORKLOAD_ENVS, ids=WORKLOAD_IDS)
+def test_images_are_pinned(chart: str, environment: str) -> None:
+    images = [c["image"] for _, spec in workloads(chart, environment) for c in containers(spec)]
+    assert images
+    problems = [p for p in map(image_problem, images) if p]
+    assert not problems, problems
+
+
+@pytest.mark.parametrize(
+    ("image", "pinned"),
+    [
+        ("ghcr.io/o/r/auth:1.2.3", True),
+        ("ghcr.io/o/r/auth@sha256:" + "0" * 64, True),
+        ("ghcr.io/o/r/auth:latest", False),
+        ("ghcr.io/o/r/auth", False),
+        ("localhost:5000/auth", False),
+    ],
+)
+def test_image_pin_check(image: str, pinned: bool) -> None:
+    assert (image_problem(image) is None) is pinned
+
+
+def secret_looking_values(node: Any, path: str = "") -> Iterator[str]:
+    """Paths in a values tree where a secret-looking key holds a literal value."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            here = f"{path}.{key}" if path else str(key)
+            if (
+                SECRET_NAME.search(str(key))
+                and key not in SECRET_REFERENCE_KEYS
+                and isinstance(value, str | int)
+                and not isinstance(value, bool)
+                and str(value) != ""
+            ):
+                yield here
+            yield from secret_looking_values(value, here)
+    elif isinstance(node, list):
+        for index, item in enumerate(node):
+            yield from secret_looking_values(item, f"{path}[{index}]")
+    elif isinstance(node, str) and re.search(r"-----BEGIN [A-Z ]*PRIVATE KEY-----", node):
+        yield path
+
+
+def values_files() -> list[Path]:
+    return sorted(CHARTS.glob("*/values*.yaml"))
+
+
+@pytest.mark.parametrize("path", values_files(), ids=lambda p: str(p.relative_to(CHARTS)))
+def test_no_secret_value_in_values_files(path: Path) -> None:
+    values = yaml.safe_load(path.read_text()) or {}
+    found = list(secret_looking_values(values))
+    assert not found, f"{path}: secret-looking values (use a Secret reference): {found}"
+    credentials_in_url = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
+    assert not credentials_in_url.search(path.read_text()), f"{path}: credentials in a URL"
+
+
+def test_secret_detector_finds_secrets() -> None:
+    values = {
+        "config": {"DB_PASSWORD": "hunter2", "LOG_LEVEL": "info"},
+        "auth": {"apiKey": "abc"},
+        "tls": {"key": "-----BEGIN PRIVATE KEY-----\nx"},
+        "secretEnv": [{"name": "TOKEN", "secretName": "x-token", "key": "token"}],
+    }
+    assert sorted(secret_looking_values(values)) == [
+        "auth.apiKey",
+        "config.DB_PASSWORD",
+        "tls.key",
+    ]
+
+
+def secret_bearing_variable(name: str) -> bool:
+    """Environment variables that carry a secret: passwords, keys, and URLs with credentials."""
+    if name.endswith(("_DIR", "_FILE", "_PATH")):
+        return False  # where a mounted secret is, not the secret
+    return bool(SECRET_NAME.search(name)) or name in {"DATABASE_URL", "REDIS_URL"}
+
+
+def test_secret_bearing_variables() -> None:
+    assert secret_bearing_variable("AI_OPENAI_API_KEY")
+    assert secret_bearing_variable("DATABASE_URL")
+    assert not secret_bearing_variable("AUTH_SIGNING_KEYS_DIR")
+    assert not secret_bearing_variable("LOG_LEVEL")
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_secret_values_come_only_from_secret_references(environment: str) -> None:
+    for chart in DEPLOYABLE_CHARTS:
+        rendered = render_environment(chart, environment)
+        assert not rendered.of_kind("Secret"), f"{chart} renders a Secret"
+        for obj, spec in workloads(chart, environment):
+            for container in containers(spec):
+                for env in container.get("env", []):
+                    if secret_bearing_variable(env["name"]):
+                        assert "secretKeyRef" in env.get("valueFrom", {}), (
+                            f"{chart}/{obj['metadata']['name']}: {env['name']} is not from a Secret"
+                        )
+
+
+EXPECTED_ROUTES = {
+    "auth": "/api/auth",
+    "backend": "/api/chat",
+    "ai": "/api/ai",
+    "media-storage": "/api/media",
+    "data-processor": "/api/stats",
+    "frontend": "/",
+}
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_ingress_routes_strip_their_prefix(environment: str) -> None:
+    hosts = set()
+    for chart, route in EXPECTED_ROUTES.items():
+        (ingress,) = render_environment(chart, environment).of_kind("Ingress")
+        (rule,) = ingress["spec"]["rules"]
+        hosts.add(rule["host"])
+        (path,) = rule["http"]["paths"]
+        annotations = ingress["metadata"]["annotations"]
+        assert ingress["spec"]["ingressClassName"] == "nginx"
+        assert path["backend"]["service"]["name"] == chart
+        if route == "/":
+            assert path == {**path, "path": "/", "pathType": "Prefix"}
+            assert "nginx.ingress.kubernetes.io/rewrite-target" not in annotations
+        else:
+            pattern = re.compile(path["path"])
+            assert path["pathType"] == "ImplementationSpecific"
+            assert annotations["nginx.ingress.kubernetes.io/use-regex"] == "true"
+            target = annotations["nginx.ingress.kubernetes.io/rewrite-target"]
+            for request, forwarded in [(route, "/"), (f"{route}/", "/"), (f"{route}/x/y", "/x/y")]:
+                match = pattern.fullmatch(request)
+                assert match, f"{request} does not reach {chart}"
+                assert target.replace("$2", match.group(2)) == forwarded
+            assert not pattern.fullmatch(f"{route}extra"), "prefix must end at a path segment"
+    assert len(hosts) == 1, f"services of {environment} on different hosts: {hosts}"
+
+
+@pytest.mark.parametrize("environment", ["staging", "production", "preview"])
+def test_tls_has_one_certificate_owner_per_host(environment: str) -> None:
+    issuers = []
+    for chart in APP_CHARTS:
+        (ingress,) = render_environment(chart, environment).of_kind("Ingress")
+        assert ingress["spec"]["tls"][0]["secretName"] == "chat-tls"
+        if "cert-manager.io/cluster-issuer" in ingress["metadata"]["annotations"]:
+            issuers.append(chart)
+    assert issuers == ["frontend"]
+
+
+def network_policies(environment: str) -> list[Manifest]:
+    return [
+        obj
+        for chart in DEPLOYABLE_CHARTS
+        for obj in render_environment(chart, environment).of_kind("NetworkPolicy")
+    ]
+
+
+def allowed_ingress_sources(policy: Manifest) -> set[str]:
+    names = set()
+    for rule in policy["spec"].get("ingress", []):
+        for peer in rule.get("from", []):
+            label = peer.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name")
+            if label and "namespaceSelector" not in peer:
+                names.add(label)
+    return names
+
+
+def egress_targets(policy: Manifest) -> set[str]:
+    names = set()
+    for rule in policy["spec"].get("egress", []):
+        for peer in rule.get("to", []):
+            label = peer.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name")
+            if label and "namespaceSelector" not in peer:
+                names.add(label)
+    return names
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_network_policies_default_deny_and_matching_allows(environment: str) -> None:
+    policies = network_policies(environment)
+    by_name = {p["metadata"]["name"]: p for p in policies}
+    default_deny = by_name["default-deny"]["spec"]
+    assert default_deny["podSelector"] == {}
+    assert set(default_deny["policyTypes"]) == {"Ingress", "Egress"}
+    assert "ingress" not in default_deny
+    assert "egress" not in default_deny
+
+    # Every egress allow is matched by an ingress allow on the other side, and vice versa.
+    for name in APP_CHARTS:
+        for target in egress_targets(by_name[name]):
+            assert name in allowed_ingress_sources(by_name[target]), f"{name} -> {target} blocked"
+    for name in (*APP_CHARTS, "postgres", "redis"):
+        for source in allowed_ingress_sources(by_name[name]) - {name, "postgres"}:
+            assert name in egress_targets(by_name[source]), f"{source} -> {name} not allowed out"
+
+    expected = {
+        ("backend", "ai"),
+        ("backend", "auth"),
+        ("ai", "auth"),
+        ("media-storage", "auth"),
+        ("data-processor", "auth"),
+        ("auth", "postgres"),
+        ("backend", "postgres"),
+        ("media-storage", "postgres"),
+        ("data-processor", "postgres"),
+        ("auth", "redis"),
+        ("backend", "redis"),
+        ("ai", "redis"),
+        ("data-processor", "redis"),
+    }
+    actual = {(name, target) for name in APP_CHARTS for target in egress_targets(by_name[name])}
+    assert actual == expected
+    assert not egress_targets(by_name["frontend"])
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_every_service_allows_dns_and_the_ingress_controller(environment: str) -> None:
+    for chart in APP_CHARTS:
+        policy = render_environment(chart, environment).of_kind("NetworkPolicy")[0]
+        ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule.get("ports", [])}
+        assert 53 in ports, f"{chart}: no DNS egress"
+        sources = [
+            peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+            for rule in policy["spec"]["ingress"]
+            for peer in rule["from"]
+            if "namespaceSelector" in peer
+        ]
+        assert sources == ["ingress-nginx"], chart
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_migrations_run_as_pre_sync_hooks_before_the_pods(environment: str) -> None:
+    with_migrations = {"auth", "backend", "media-storage", "data-processor"}
+    for chart in APP_CHARTS:
+        jobs = render_environment(chart, environment).of_kind("Job")
+        if chart not in with_migrations:
+            assert not jobs, chart
+            continue
+        (job,) = jobs
+        annotations = job["metadata"]["annotations"]
+        assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
+        assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation"
+        spec = job["spec"]["template"]["spec"]
+        assert spec["restartPolicy"] == "Never"
+        # Hooks run before the chart's ConfigMap exists: settings must be inline.
+        assert "envFrom" not in spec["containers"][0]
+        policy = next(
+            p
+            for p in render_environment(chart, environment).of_kind("NetworkPolicy")
+            if p["metadata"]["name"] == f"{chart}-migrate"
+        )
+        assert int(policy["metadata"]["annotations"]["helm.sh/hook-weight"]) < int(
+            annotations["helm.sh/hook-weight"]
+        )
+        assert "postgres" in egress_targets(policy)
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_service_accounts_do_not_mount_tokens(environment: str) -> None:
+    for chart in DEPLOYABLE_CHARTS:
+        rendered = render_environment(chart, environment)
+        for account in rendered.of_kind("ServiceAccount"):
+            assert account["automountServiceAccountToken"] is False
+        for _, spec in workloads(chart, environment):
+            assert spec["automountServiceAccountToken"] is False
+
+
+def test_data_processor_runs_its_consumer_worker() -> None:
+    deployments = render_environment("data-processor", "staging").of_kind("Deployment")
+    consumer = next(d for d in deployments if d["metadata"]["name"] == "data-processor-consumer")
+    container = consumer["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"][-1] == "consume_events"
+    assert "ports" not in container
+    assert consumer["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"] == (
+        "consumer"
+    )
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_media_storage_keeps_files_on_a_volume(environment: str) -> None:
+    rendered = render_environment("media-storage", environment)
+    (claim,) = rendered.of_kind("PersistentVolumeClaim")
+    (deployment,) = rendered.of_kind("Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    media_root = rendered.of_kind("ConfigMap")[0]["data"]["MEDIA_ROOT"]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert mounts[media_root] == "data"
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["data"]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]

@@ -464,3 +464,40 @@ def rollback(git: Git, env: str, to_commit: str, policy: PushPolicy | None = Non
         return CommitResult(commit=None)
     attempts = push_with_retry(git, policy, start)
     return CommitResult(commit=git.head(), attempts=attempts)
+
+
+def bump_to_branch(
+    git: Git,
+    env: str,
+    images: Mapping[str, ImageRef],
+    source_sha: str,
+    new_branch: str,
+    policy: PushPolicy | None = None,
+) -> CommitResult:
+    """Like `bump`, but commit on a new branch off the tip (for a pull request) and push it."""
+    policy = policy or PushPolicy()
+    start = sync_branch(git, policy)
+    changes: list[ImageChange] = []
+    commit: str | None = None
+    try:
+        git.run("checkout", "--quiet", "-B", new_branch, start)
+        for service, ref in sorted(images.items()):
+            change = set_image(values_path(git.workdir, service, env), service, env, ref)
+            if change:
+                changes.append(change)
+        paths = [values_path(git.workdir, c.service, env) for c in changes]
+        commit = (
+            commit_paths(git, paths, bump_message(env, changes, source_sha)) if changes else None
+        )
+        if commit is not None:
+            git.run(
+                "push",
+                "--porcelain",
+                "--force-with-lease",
+                policy.remote,
+                f"HEAD:refs/heads/{new_branch}",
+            )
+    finally:
+        git.run("checkout", "--quiet", "--force", policy.branch)
+        git.run("reset", "--quiet", "--hard", start)
+    return CommitResult(commit=commit, changes=tuple(changes) if commit else ())

@@ -1,0 +1,269 @@
+"""`python -m ci.deliver`: the commands the Dagger functions run, end to end on real git, a real
+registry and a local GitHub API server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from ci.core.gitops import ImageRef, read_image, values_path
+from ci.core.preview import preview_slug
+from ci.core.registry import RegistryClient
+from ci.deliver import main
+from delivery.github_server import TOKEN, FakeGitHub, run_fake_github
+from delivery.helpers import configure_identity, git, service_yaml
+from delivery.registry_server import LocalRegistry, push_image
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def values(repository: str, tag: str, digest: str) -> str:
+    return (
+        "# edited by the pipeline\n"
+        f'image:\n  repository: {repository}\n  tag: "{tag}"\n  digest: "{digest}"\n'
+        "replicas: 1\n"
+    )
+
+
+@pytest.fixture
+def github() -> Iterator[FakeGitHub]:
+    with run_fake_github() as state:
+        yield state
+
+
+@pytest.fixture
+def project(tmp_path: Path, registry: LocalRegistry) -> tuple[Path, dict[str, str]]:
+    """A clone of a bare remote whose staging pins images that exist in the registry."""
+    host = registry.url.removeprefix("http://")
+    bare = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", "--initial-branch=main", str(bare))
+    work = tmp_path / "work"
+    git(tmp_path, "clone", "-q", str(bare), str(work))
+    configure_identity(work)
+    digests = {}
+    for name in ("auth", "ai"):
+        digest = push_image(
+            registry.url, f"chat/{name}", f"main-{name}", f"{tmp_path}{name}".encode()
+        )
+        digests[name] = digest
+        (work / "services" / name).mkdir(parents=True)
+        (work / "services" / name / "service.yaml").write_text(service_yaml(name, []))
+        chart = work / "charts" / name
+        chart.mkdir(parents=True)
+        for env in ("staging", "production", "preview"):
+            pinned = (f"main-{name}", digest) if env == "staging" else ("0.0.0", "")
+            (chart / f"values-{env}.yaml").write_text(values(f"{host}/chat/{name}", *pinned))
+    git(work, "add", ".")
+    git(work, "commit", "-qm", "chore: scaffold")
+    git(work, "push", "-q", "origin", "HEAD:main")
+    return work, digests
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, object], str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, (json.loads(captured.out) if code == 0 else {}), captured.err
+
+
+def test_bump_and_usage_errors(
+    project: tuple[Path, dict[str, str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    work, digests = project
+    image = f"auth=main-auth@{digests['auth']}"
+    code, out, _ = run(
+        capsys,
+        "bump",
+        "--repo",
+        str(work),
+        "--env",
+        "production",
+        "--image",
+        image,
+        "--source",
+        "abc",
+    )
+    assert code == 0
+    assert out["commit"] == git(work, "rev-parse", "origin/main")
+    assert read_image(values_path(work, "auth", "production")) == ImageRef(
+        "main-auth", digests["auth"]
+    )
+
+    code, _, err = run(
+        capsys,
+        "bump",
+        "--repo",
+        str(work),
+        "--env",
+        "production",
+        "--image",
+        "auth=latest",
+        "--source",
+        "abc",
+    )
+    assert code == 2
+    assert "--image 'auth=latest'" in err
+    code, _, err = run(
+        capsys, "rollback", "--repo", str(work), "--env", "production", "--to", "no-such-ref"
+    )
+    assert code == 1
+    assert "is not a commit" in err
+
+
+def test_argparse_usage_error_exits_2() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "ci.deliver", "bump", "--env"],
+        cwd=ROOT / "ci" / "src",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "ci" / "src")},
+    )
+    assert proc.returncode == 2
+    assert "--env" in proc.stderr
+
+
+def test_release_retags_and_pins_production(
+    project: tuple[Path, dict[str, str]],
+    registry: LocalRegistry,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    work, digests = project
+    (work / "services/auth/login.py").write_text("x = 1\n")
+    git(work, "add", ".")
+    git(work, "commit", "-qm", "feat(auth): login")
+    git(work, "push", "-q", "origin", "HEAD:main")
+    blobs = registry.blob_count()
+
+    code, out, err = run(capsys, "release", "--repo", str(work), "--insecure-registry")
+
+    assert code == 0, err
+    assert out["releases"] == {"auth": {"from": "", "to": "0.1.0"}}
+    assert out["tags"] == ["auth-v0.1.0"]
+    with RegistryClient(registry.url) as client:
+        assert client.head_digest("chat/auth", "0.1.0") == digests["auth"]
+        assert client.head_digest("chat/ai", "0.1.0") is None
+    assert registry.blob_count() == blobs  # re-tagged, not rebuilt
+    git(work, "fetch", "-q", "--tags", "origin")
+    assert git(work, "cat-file", "-t", "auth-v0.1.0") == "tag"
+    assert read_image(values_path(work, "auth", "production")) == ImageRef("0.1.0", digests["auth"])
+    assert git(work, "log", "-1", "--format=%s").startswith("release(production): auth")
+    # Nothing new: a second run releases nothing.
+    code, out, _ = run(capsys, "release", "--repo", str(work), "--insecure-registry")
+    assert (code, out["releases"]) == (0, {})
+
+
+def test_release_as_pull_request(
+    project: tuple[Path, dict[str, str]],
+    github: FakeGitHub,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    work, digests = project
+    monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+    monkeypatch.setenv("GITHUB_API_URL", github.url)
+    (work / "services/ai/fix.py").write_text("x = 1\n")
+    git(work, "add", ".")
+    git(work, "commit", "-qm", "fix: reply timeout")
+    git(work, "push", "-q", "origin", "HEAD:main")
+
+    code, out, err = run(
+        capsys,
+        "release",
+        "--repo",
+        str(work),
+        "--insecure-registry",
+        "--mode",
+        "pull-request",
+        "--github-repo",
+        "x/chat",
+    )
+
+    assert code == 0, err
+    assert out["production_branch"] == "release/ai-v0.0.1"
+    assert out["pull_request"] == github.pulls[0]["html_url"]
+    assert github.pulls[0]["head"] == "release/ai-v0.0.1"
+    # main's production values are untouched; the branch pins the digest.
+    assert read_image(values_path(work, "ai", "production")) is None
+    shown = git(work, "show", "origin/release/ai-v0.0.1:charts/ai/values-production.yaml")
+    assert digests["ai"] in shown
+    assert 'tag: "0.0.1"' in shown
+
+
+def test_preview_verifies_registry_and_comments(
+    project: tuple[Path, dict[str, str]],
+    github: FakeGitHub,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    work, digests = project
+    monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+    monkeypatch.setenv("GITHUB_API_URL", github.url)
+    base = ["--repo", str(work), "--insecure-registry", "--now", "2026-11-25T00:00:00Z"]
+    good = f"auth=feat-login@{digests['auth']}"
+    missing = "ai=feat-login@sha256:" + "9" * 64
+
+    code, _, err = run(
+        capsys,
+        "preview",
+        *base,
+        "--preview-branch",
+        "feat/login",
+        "--domain",
+        "preview.test",
+        "--image",
+        good,
+        "--image",
+        missing,
+        "--github-repo",
+        "x/chat",
+        "--pr",
+        "12",
+    )
+    assert code == 1
+    assert "ai feat-login@sha256:9999" in err
+    assert github.comments == {}
+
+    code, out, err = run(
+        capsys,
+        "preview",
+        *base,
+        "--preview-branch",
+        "feat/login",
+        "--domain",
+        "preview.test",
+        "--image",
+        good,
+        "--github-repo",
+        "x/chat",
+        "--pr",
+        "12",
+    )
+    assert code == 0, err
+    slug = preview_slug("feat/login")
+    assert out["host"] == f"{slug}.preview.test"
+    assert out["expires"] == "2026-11-28T00:00:00Z"
+    assert out["comment"] == "created"
+    assert f"https://{slug}.preview.test/" in github.comments[12][0]["body"]
+    assert (work / f"argocd/previews/{slug}.yaml").exists()
+
+    code, out, _ = run(capsys, "preview-gc", *base[:2], "--now", "2026-11-29T00:00:00Z")
+    assert (code, out["removed"]) == (0, [slug])
+    code, out, _ = run(
+        capsys,
+        "preview-destroy",
+        "--repo",
+        str(work),
+        "--preview-branch",
+        "feat/login",
+        "--github-repo",
+        "x/chat",
+        "--pr",
+        "12",
+    )
+    assert (code, out["commit"], out["comment"]) == (0, None, "updated")
+    assert "Destroyed" in github.comments[12][0]["body"]

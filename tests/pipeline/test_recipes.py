@@ -33,13 +33,13 @@ def service(**fields: object) -> Service:
 
 def test_build_context_is_the_service_its_libraries_and_root_files() -> None:
     assert build_context(service(uses=["servicekit"])) == [
-        "services/auth/**",
-        "services/servicekit/**",
+        "services/auth/",
+        "services/servicekit/",
         "pyproject.toml",
         "uv.lock",
     ]
     assert build_context(service(name="frontend", kind="node")) == [
-        "services/frontend/**",
+        "services/frontend/",
         "pyproject.toml",
         "uv.lock",
     ]

@@ -38,7 +38,7 @@ def dockerfile(service: Service) -> str:
 def build_context(service: Service) -> list[str]:
     """Include patterns of the build context: the service, its libraries and the root files."""
     folders = [service.folder, *(f"{SERVICES_DIR}/{lib}" for lib in service.uses)]
-    return [*(f"{folder}/**" for folder in folders), *ROOT_CONTEXT_FILES]
+    return [*(f"{folder}/" for folder in folders), *ROOT_CONTEXT_FILES]
 
 
 def build_args(version: str, revision: str, source: str) -> dict[str, str]:

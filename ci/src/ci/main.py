@@ -1,0 +1,195 @@
+"""The Ci object: public Dagger functions only, each a few lines over `ci.stages`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, TypeVar, cast
+
+import dagger
+from dagger import DefaultPath, Doc, Ignore, Name, function, object_type
+
+from ci.core.catalog import catalog_json
+from ci.core.gitfacts import GitFacts
+from ci.core.versions import build_version
+from ci.stages import Pipeline, StageFailedError
+from ci.toolchains import Images
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def never_cached(func: F) -> F:
+    """`@function(cache="never")` for pushes: the SDK's typed overloads (0.21.11) omit `cache`,
+    its runtime accepts it."""
+    decorate = cast("Callable[..., Callable[[F], F]]", function)
+    return decorate(cache="never")(func)
+
+
+# Kept out of every source upload: environments, dependencies and caches rebuilt in containers.
+SOURCE_IGNORE = [
+    ".git",
+    "**/.venv",
+    "**/node_modules",
+    "**/__pycache__",
+    "**/*.pyc",
+    "**/.mypy_cache",
+    "**/.ruff_cache",
+    "**/.pytest_cache",
+    "**/.hypothesis",
+    "**/dist",
+    "ci/sdk",
+    "test-output",
+]
+# The plan needs git history, and nothing else.
+GIT_ONLY = ["**", "!.git", "!.git/**"]
+
+ServiceName = Annotated[str, Doc("service name: a folder under services/ with a service.yaml")]
+Version = Annotated[str, Doc("VERSION build arg and image label (see the `version` function)")]
+Revision = Annotated[str, Doc("REVISION build arg and image label: the full git sha")]
+Severity = Annotated[
+    str, Doc("scan gate: findings at or above this severity fail (LOW|MEDIUM|HIGH|CRITICAL)")
+]
+Base = Annotated[str, Doc("git ref the changes are compared with (git diff <base>...HEAD)")]
+Everything = Annotated[bool, Doc("select every service, not only the affected ones"), Name("all")]
+Repo = Annotated[
+    dagger.Directory,
+    Doc("the checkout with its .git directory (for the diff)"),
+    DefaultPath("/"),
+    Ignore(GIT_ONLY),
+]
+
+
+@object_type
+class Ci:
+    """Lint, test, build, scan and publish the services of this repository."""
+
+    source: Annotated[
+        dagger.Directory,
+        Doc("repository root (defaults to the git root of this module)"),
+        DefaultPath("/"),
+        Ignore(SOURCE_IGNORE),
+    ]
+    python_image: Annotated[str, Doc("Python image for the root tooling")] = (
+        "python:3.12.8-slim-bookworm"
+    )
+    node_image: Annotated[str, Doc("Node image for node services")] = "node:20.18.1-bookworm-slim"
+    uv_image: Annotated[str, Doc("image holding the uv binary at /uv")] = (
+        "ghcr.io/astral-sh/uv:0.13.9"
+    )
+    postgres_image: Annotated[str, Doc("PostgreSQL for tests")] = "postgres:16.6-bookworm"
+    redis_image: Annotated[str, Doc("Redis for tests")] = "redis:7.4.2-bookworm"
+    trivy_image: Annotated[str, Doc("Trivy image scanner")] = "aquasec/trivy:0.58.1"
+    hadolint_image: Annotated[str, Doc("hadolint Dockerfile linter")] = "hadolint/hadolint:v2.12.0"
+    git_image: Annotated[str, Doc("git for the change plan")] = "alpine/git:v2.47.1"
+
+    def _pipeline(self) -> Pipeline:
+        images = Images(
+            python=self.python_image,
+            node=self.node_image,
+            uv=self.uv_image,
+            postgres=self.postgres_image,
+            redis=self.redis_image,
+            trivy=self.trivy_image,
+            hadolint=self.hadolint_image,
+            git=self.git_image,
+        )
+        return Pipeline(source=self.source, images=images)
+
+    @function
+    async def services(self) -> str:
+        """The service catalog (every services/*/service.yaml, validated) as JSON."""
+        return catalog_json(await self._pipeline().catalog())
+
+    @function
+    async def plan(
+        self,
+        repo: Repo,
+        base: Base = "origin/main",
+        everything: Everything = False,
+    ) -> str:
+        """Which services the changes since BASE affect, and why, as JSON."""
+        return (await self._pipeline().plan(repo, base, everything)).model_dump_json(indent=2)
+
+    @function
+    def version(
+        self,
+        service: ServiceName,
+        sha: Annotated[str, Doc("full git sha of the build")],
+        branch: Annotated[str, Doc("branch name (empty for a tag build)")] = "",
+        tags: Annotated[list[str] | None, Doc("git tags on the commit, e.g. auth-v1.2.0")] = None,
+    ) -> str:
+        """VERSION, REVISION and image tags for SERVICE from git facts, as JSON."""
+        facts = GitFacts(sha=sha, branch=branch or None, tags=tuple(tags or ()))
+        return build_version(service, facts).model_dump_json(indent=2)
+
+    @function
+    async def lint(self, service: ServiceName) -> str:
+        """ruff + ruff format + mypy --strict (python) or eslint + tsc (node) for SERVICE."""
+        return await self._pipeline().lint(service)
+
+    @function
+    async def test(
+        self,
+        service: ServiceName,
+        allow_failure: Annotated[bool, Doc("return the reports even when tests fail")] = False,
+    ) -> dagger.Directory:
+        """Run SERVICE's tests (PostgreSQL/Redis as its service.yaml needs); JUnit XML in a dir."""
+        run = await self._pipeline().test(service)
+        if run.exit_code != 0 and not allow_failure:
+            raise StageFailedError(f"tests of {service} failed:\n{run.output}")
+        return run.reports
+
+    @function
+    async def build(
+        self, service: ServiceName, version: Version = "dev", revision: Revision = "unknown"
+    ) -> dagger.Container:
+        """Build SERVICE's image from services/<name>/Dockerfile (repository root context)."""
+        return await self._pipeline().build(service, version, revision, "")
+
+    @function
+    async def scan(
+        self,
+        service: ServiceName,
+        severity: Severity = "HIGH",
+        allow_failure: Annotated[bool, Doc("return the reports even when the gate fails")] = False,
+    ) -> dagger.Directory:
+        """Trivy + SBOM + hadolint + policy gate for SERVICE; JSON and SARIF reports in a dir."""
+        pipeline = self._pipeline()
+        run = await pipeline.scan(service, severity, await pipeline.build(service, "scan", "", ""))
+        if not run.passed and not allow_failure:
+            raise StageFailedError(run.explain())
+        return run.reports
+
+    @never_cached
+    async def publish(
+        self,
+        service: ServiceName,
+        registry: Annotated[str, Doc("registry and namespace, e.g. ghcr.io/acme")],
+        username: Annotated[str, Doc("registry user")],
+        password: Annotated[dagger.Secret, Doc("registry password or token")],
+        tags: Annotated[list[str], Doc("image tags to push")],
+        version: Version = "dev",
+        revision: Revision = "unknown",
+        source_url: Annotated[str, Doc("org.opencontainers.image.source")] = "",
+    ) -> list[str]:
+        """Build and push SERVICE under every tag; returns the references with digests."""
+        pipeline = self._pipeline()
+        image = await pipeline.build(service, version, revision, source_url)
+        return await pipeline.publish(image, service, registry, username, password, tags)
+
+    @function
+    async def check(
+        self,
+        repo: Repo,
+        base: Base = "origin/main",
+        everything: Everything = False,
+        severity: Severity = "HIGH",
+        version: Version = "dev",
+        revision: Revision = "unknown",
+    ) -> str:
+        """Lint, test, build and scan every affected service concurrently; summary at the end."""
+        pipeline = self._pipeline()
+        plan = await pipeline.plan(repo, base, everything)
+        text, passed = await pipeline.check(plan, severity, version, revision)
+        if not passed:
+            raise StageFailedError(text)
+        return text

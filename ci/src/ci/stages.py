@@ -1,0 +1,279 @@
+"""The stages as plain async builders: catalog, plan, lint, test, build, scan, publish, check.
+
+`Pipeline` holds the source directory and the pinned images; `ci.main.Ci` wraps each method in a
+@function of a few lines. Every decision (what is affected, which tags, does the scan pass) is
+made by `ci.core`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import anyio
+import dagger
+from dagger import dag
+
+from ci import toolchains
+from ci.core import recipes, scanpolicy
+from ci.core.affected import CHARTS_DIR, Plan, affected, is_library_chart
+from ci.core.catalog import SERVICE_FILE, SERVICES_DIR, Catalog, Service, build_catalog
+from ci.core.report import StageResult, failed, summary
+from ci.toolchains import Images
+
+SCAN_IGNORE_FILE = "ci/scan-ignore.yaml"
+REPORTS = "/reports"
+OUTPUT_TAIL = 4000
+
+Stage = Callable[[], Awaitable[str]]
+
+
+class StageFailedError(RuntimeError):
+    """A stage ran and its verdict is negative (tests failed, scan blocked)."""
+
+
+@dataclass(frozen=True)
+class TestRun:
+    reports: dagger.Directory
+    exit_code: int
+    output: str
+
+
+@dataclass(frozen=True)
+class ScanRun:
+    reports: dagger.Directory
+    verdict: scanpolicy.Verdict
+    hadolint_errors: list[str]
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict.passed and not self.hadolint_errors
+
+    def explain(self) -> str:
+        lines = [scanpolicy.summary(self.verdict)]
+        lines += [f"  hadolint error {e}" for e in self.hadolint_errors]
+        return "\n".join(lines)
+
+
+def tail(text: str) -> str:
+    return text if len(text) <= OUTPUT_TAIL else "...\n" + text[-OUTPUT_TAIL:]
+
+
+def describe(exc: BaseException) -> str:
+    """A failure as text: the failing command's output for exec errors."""
+    if isinstance(exc, dagger.ExecError):
+        return tail(f"{' '.join(exc.command)} exited {exc.exit_code}\n{exc.stdout}\n{exc.stderr}")
+    return tail(f"{type(exc).__name__}: {exc}")
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    source: dagger.Directory
+    images: Images
+
+    async def catalog(self) -> Catalog:
+        """services/*/service.yaml from the source directory, validated by the core."""
+        entries = [e.rstrip("/") for e in await self.source.entries(path=SERVICES_DIR)]
+        folders = {
+            name
+            for name in entries
+            if not name.startswith(".")
+            and await self.source.exists(
+                f"{SERVICES_DIR}/{name}", expected_type=dagger.ExistsType.DIRECTORY_TYPE
+            )
+        }
+        paths = await self.source.glob(f"{SERVICES_DIR}/*/{SERVICE_FILE}")
+        texts = {p: await self.source.file(p).contents() for p in sorted(paths)}
+        return build_catalog(texts, folders)
+
+    async def service(self, name: str) -> Service:
+        return (await self.catalog()).get(name)
+
+    async def library_charts(self) -> set[str]:
+        charts = await self.source.glob(f"{CHARTS_DIR}/*/Chart.yaml")
+        texts = {path: await self.source.file(path).contents() for path in charts}
+        return {path.split("/")[1] for path, text in texts.items() if is_library_chart(text)}
+
+    async def plan(self, repo: dagger.Directory, base: str, everything: bool) -> Plan:
+        """Affected services from `git diff --name-only base...HEAD` run over `repo`."""
+        git = toolchains.git(repo, self.images)
+        head = (await git.with_exec(["git", "rev-parse", "HEAD"]).stdout()).strip()
+        base_sha = (await git.with_exec(["git", "rev-parse", "--verify", base]).stdout()).strip()
+        diff = git.with_exec(["git", "diff", "--name-only", "--no-renames", f"{base_sha}...{head}"])
+        changed = (await diff.stdout()).split()
+        return affected(
+            await self.catalog(),
+            changed,
+            await self.library_charts(),
+            everything=everything,
+            base=base_sha,
+            head=head,
+        )
+
+    async def lint(self, name: str) -> str:
+        service = await self.service(name)
+        ctr = toolchains.toolchain(self.source, service, self.images)
+        for step in recipes.lint_steps(service):
+            ctr = ctr.with_exec(step.args)
+        return await ctr.stdout()
+
+    async def test(self, name: str) -> TestRun:
+        service = await self.service(name)
+        step = recipes.step_for_tests(service)
+        ran = (
+            toolchains.toolchain(self.source, service, self.images)
+            .with_(lambda c: toolchains.with_backing_services(c, service, self.images))
+            .with_directory(recipes.JUNIT_DIR, dag.directory())
+            .with_exec(step.args, expect=dagger.ReturnType.ANY)
+        )
+        code = await ran.exit_code()
+        output = f"{await ran.stdout()}\n{await ran.stderr()}"
+        reports = (
+            dag.directory()
+            .with_directory(".", ran.directory(recipes.JUNIT_DIR))
+            .with_new_file("output.txt", output)
+            .with_new_file("exit-code", f"{code}\n")
+        )
+        return TestRun(reports=reports, exit_code=code, output=tail(output))
+
+    async def build(
+        self, name: str, version: str, revision: str, source_url: str
+    ) -> dagger.Container:
+        service = await self.service(name)
+        return self.build_service(service, version, revision, source_url)
+
+    def build_service(
+        self, service: Service, version: str, revision: str, source_url: str
+    ) -> dagger.Container:
+        """docker build -f services/<name>/Dockerfile over a context narrowed to what it needs."""
+        context = self.source.filter(include=recipes.build_context(service))
+        args = recipes.build_args(version, revision, source_url)
+        image = context.docker_build(
+            dockerfile=recipes.dockerfile(service),
+            build_args=[dagger.BuildArg(name=k, value=v) for k, v in args.items()],
+        )
+        for key, value in recipes.oci_labels(service, version, revision, source_url).items():
+            image = image.with_label(key, value)
+        return image
+
+    async def ignore_file(self) -> str:
+        if await self.source.exists(SCAN_IGNORE_FILE):
+            return await self.source.file(SCAN_IGNORE_FILE).contents()
+        return ""
+
+    async def scan(self, name: str, severity: str, image: dagger.Container) -> ScanRun:
+        """Trivy (vulnerabilities, SARIF, CycloneDX SBOM), hadolint, then the policy verdict."""
+        service = await self.service(name)
+        scanpolicy.Severity.parse(severity)  # fail before any work on a bad argument
+        trivy = self.trivy(image)
+        dockerfile = self.source.file(recipes.dockerfile(service))
+        hadolint = (
+            dag.container().from_(self.images.hadolint).with_mounted_file("/Dockerfile", dockerfile)
+        )
+        lint_json = await hadolint.with_exec(
+            ["hadolint", "--no-fail", "-f", "json", "/Dockerfile"]
+        ).stdout()
+        lint_sarif = await hadolint.with_exec(
+            ["hadolint", "--no-fail", "-f", "sarif", "/Dockerfile"]
+        ).stdout()
+        report = await trivy.file(f"{REPORTS}/trivy.json").contents()
+        today = dt.datetime.now(tz=dt.UTC).date()
+        verdict = scanpolicy.evaluate(report, severity, await self.ignore_file(), today)
+        reports = (
+            trivy.directory(REPORTS)
+            .with_new_file("hadolint.json", lint_json)
+            .with_new_file("hadolint.sarif", lint_sarif)
+            .with_new_file("verdict.json", verdict.model_dump_json(indent=2))
+        )
+        return ScanRun(reports, verdict, scanpolicy.hadolint_errors(lint_json))
+
+    def trivy(self, image: dagger.Container) -> dagger.Container:
+        report = f"{REPORTS}/trivy.json"
+        scan = ["trivy", "image", "--input", "/image.tar", "--scanners", "vuln", "--list-all-pkgs"]
+        convert = ["trivy", "convert", "--format"]
+        return (
+            dag.container()
+            .from_(self.images.trivy)
+            .with_mounted_cache("/root/.cache/trivy", dag.cache_volume("ci-trivy"))
+            .with_env_variable("TRIVY_CACHE_DIR", "/root/.cache/trivy")
+            .with_env_variable("TRIVY_NO_PROGRESS", "true")
+            .with_mounted_file("/image.tar", image.as_tarball())
+            .with_directory(REPORTS, dag.directory())
+            .with_exec([*scan, "--format", "json", "--output", report, "--timeout", "15m"])
+            .with_exec([*convert, "sarif", "--output", f"{REPORTS}/trivy.sarif", report])
+            .with_exec([*convert, "cyclonedx", "--output", f"{REPORTS}/sbom.cdx.json", report])
+        )
+
+    async def publish(
+        self,
+        image: dagger.Container,
+        name: str,
+        registry: str,
+        username: str,
+        password: dagger.Secret,
+        tags: list[str],
+    ) -> list[str]:
+        """Push `image` under every tag; returns `ref@sha256:...` per tag."""
+        if not tags:
+            raise ValueError("publish: give at least one --tags value")
+        authed = image.with_registry_auth(recipes.registry_host(registry), username, password)
+        return [await authed.publish(recipes.image_ref(registry, name, tag)) for tag in tags]
+
+    async def check_service(
+        self, service: Service, severity: str, version: str, revision: str
+    ) -> list[StageResult]:
+        """lint, test, build, scan of one service; each stage recorded, none hides another."""
+        results: list[StageResult] = []
+
+        async def record(stage: str, run: Stage) -> None:
+            # Every failure becomes a recorded result so one stage never hides another.
+            try:
+                ok, detail = True, await run()
+            except Exception as exc:
+                ok, detail = False, describe(exc)
+            results.append(StageResult(service=service.name, stage=stage, ok=ok, detail=detail))
+
+        image = self.build_service(service, version, revision, "")
+
+        async def lint() -> str:
+            return await self.lint(service.name)
+
+        async def test() -> str:
+            run = await self.test(service.name)
+            if run.exit_code != 0:
+                raise StageFailedError(run.output)
+            return ""
+
+        async def build() -> str:
+            await image.sync()
+            return ""
+
+        async def scan() -> str:
+            run = await self.scan(service.name, severity, image)
+            if not run.passed:
+                raise StageFailedError(run.explain())
+            return ""
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(record, "lint", lint)
+            group.start_soon(record, "test", test)
+            group.start_soon(record, "build", build)
+        if all(r.ok for r in results if r.stage == "build"):
+            await record("scan", scan)
+        return results
+
+    async def check(
+        self, plan: Plan, severity: str, version: str, revision: str
+    ) -> tuple[str, bool]:
+        """Every planned service concurrently; the summary and whether all passed."""
+        catalog = await self.catalog()
+        results: list[StageResult] = []
+
+        async def one(service: Service) -> None:
+            results.extend(await self.check_service(service, severity, version, revision))
+
+        async with anyio.create_task_group() as group:
+            for name in plan.names():
+                group.start_soon(one, catalog.get(name))
+        return summary(results), not failed(results)

@@ -351,7 +351,6 @@ def test_network_policies_default_deny_and_matching_allows(environment: str) -> 
         ("data-processor", "auth"),
         ("auth", "postgres"),
         ("backend", "postgres"),
-        ("media-storage", "postgres"),
         ("data-processor", "postgres"),
         ("auth", "redis"),
         ("backend", "redis"),
@@ -380,7 +379,7 @@ def test_every_service_allows_dns_and_the_ingress_controller(environment: str) -
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
 def test_migrations_run_as_pre_sync_hooks_before_the_pods(environment: str) -> None:
-    with_migrations = {"auth", "backend", "media-storage", "data-processor"}
+    with_migrations = {"auth", "backend", "data-processor"}
     for chart in APP_CHARTS:
         jobs = render_environment(chart, environment).of_kind("Job")
         if chart not in with_migrations:

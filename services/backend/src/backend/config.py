@@ -1,0 +1,55 @@
+"""Settings from the environment; each field reads the upper-case variable of its name."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+from servicekit.settings import ServiceSettings
+
+from backend.database import DatabaseURLError, async_url
+
+DEFAULT_DATABASE_URL = "sqlite:///./backend.sqlite3"
+
+
+class Settings(ServiceSettings):
+    # SQLite when unset, so the service also runs alone for a quick local try.
+    database_url: str = Field(default=DEFAULT_DATABASE_URL, repr=False)
+
+    ai_url: str = "http://127.0.0.1:8001"
+    ai_timeout_seconds: float = Field(20.0, gt=0)
+    ai_connect_timeout_seconds: float = Field(2.0, gt=0)
+    ai_attempts: int = Field(3, ge=1, le=10)
+    ai_backoff_seconds: float = Field(0.25, ge=0)
+    ai_backoff_max_seconds: float = Field(2.0, ge=0)
+    ai_context_messages: int = Field(20, ge=1, le=200)
+
+    # Replies the ai service could not give: retried in the background, then marked failed.
+    reply_max_attempts: int = Field(5, ge=1)
+    reply_retry_delay_seconds: float = Field(5.0, gt=0)
+    reply_retry_interval_seconds: float = Field(5.0, ge=0)  # 0 turns the background retry off
+
+    outbox_drain_interval_seconds: float = Field(1.0, ge=0)  # 0 turns the in-process drainer off
+    outbox_batch_size: int = Field(100, ge=1, le=10_000)
+    events_stream: str = "chat:events"
+    events_stream_maxlen: int | None = Field(1_000_000, ge=1)
+
+    message_max_chars: int = Field(4000, ge=1, le=100_000)
+    max_body_bytes: int = Field(64 * 1024, ge=1024)
+    page_size_default: int = Field(20, ge=1)
+    page_size_max: int = Field(100, ge=1)
+    message_rate_limit: int = Field(30, ge=1)
+    message_rate_window_seconds: float = Field(60.0, gt=0)
+    rate_limit_fail_open: bool = True
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        try:
+            async_url(value)
+        except DatabaseURLError as exc:
+            raise ValueError(str(exc)) from exc
+        return value
+
+    def required_redis_url(self) -> str:
+        if not self.redis_url:
+            raise ValueError("REDIS_URL is not set; the backend needs Redis for events")
+        return self.redis_url

@@ -50,6 +50,10 @@ Severity = Annotated[
 ]
 Base = Annotated[str, Doc("git ref the changes are compared with (git diff <base>...HEAD)")]
 Everything = Annotated[bool, Doc("select every service, not only the affected ones"), Name("all")]
+Changed = Annotated[
+    list[str] | None,
+    Doc("changed paths, when the caller ran the diff itself (then BASE is only recorded)"),
+]
 Repo = Annotated[
     dagger.Directory,
     Doc("the checkout with its .git directory (for the diff)"),
@@ -105,9 +109,11 @@ class Ci:
         repo: Repo,
         base: Base = "origin/main",
         everything: Everything = False,
+        changed: Changed = None,
     ) -> str:
         """Which services the changes since BASE affect, and why, as JSON."""
-        return (await self._pipeline().plan(repo, base, everything)).model_dump_json(indent=2)
+        plan = await self._pipeline().plan(repo, base, everything, changed)
+        return plan.model_dump_json(indent=2)
 
     @function
     def version(
@@ -185,10 +191,11 @@ class Ci:
         severity: Severity = "HIGH",
         version: Version = "dev",
         revision: Revision = "unknown",
+        changed: Changed = None,
     ) -> str:
         """Lint, test, build and scan every affected service concurrently; summary at the end."""
         pipeline = self._pipeline()
-        plan = await pipeline.plan(repo, base, everything)
+        plan = await pipeline.plan(repo, base, everything, changed)
         text, passed = await pipeline.check(plan, severity, version, revision)
         if not passed:
             raise StageFailedError(text)

@@ -95,21 +95,25 @@ class Pipeline:
         texts = {path: await self.source.file(path).contents() for path in charts}
         return {path.split("/")[1] for path, text in texts.items() if is_library_chart(text)}
 
-    async def plan(self, repo: dagger.Directory, base: str, everything: bool) -> Plan:
-        """Affected services from `git diff --name-only base...HEAD` run over `repo`."""
+    async def plan(
+        self,
+        repo: dagger.Directory,
+        base: str,
+        everything: bool,
+        changed: list[str] | None = None,
+    ) -> Plan:
+        """Affected services from `git diff --name-only base...HEAD` over `repo`, or from the
+        `changed` paths when the caller computed the diff itself."""
+        catalog, charts = await self.catalog(), await self.library_charts()
+        if changed is not None:
+            return affected(catalog, changed, charts, everything=everything, base=base or None)
         git = toolchains.git(repo, self.images)
         head = (await git.with_exec(["git", "rev-parse", "HEAD"]).stdout()).strip()
-        base_sha = (await git.with_exec(["git", "rev-parse", "--verify", base]).stdout()).strip()
+        verify = ["git", "rev-parse", "--verify", f"{base}^{{commit}}"]
+        base_sha = (await git.with_exec(verify).stdout()).strip()
         diff = git.with_exec(["git", "diff", "--name-only", "--no-renames", f"{base_sha}...{head}"])
-        changed = (await diff.stdout()).split()
-        return affected(
-            await self.catalog(),
-            changed,
-            await self.library_charts(),
-            everything=everything,
-            base=base_sha,
-            head=head,
-        )
+        files = (await diff.stdout()).splitlines()
+        return affected(catalog, files, charts, everything=everything, base=base_sha, head=head)
 
     async def lint(self, name: str) -> str:
         service = await self.service(name)

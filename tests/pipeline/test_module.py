@@ -20,7 +20,13 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CI_SRC = REPO_ROOT / "ci" / "src"
-FUNCTIONS = ["build", "check", "lint", "plan", "publish", "scan", "services", "test", "version"]
+FUNCTIONS = sorted(
+    [
+        *["build", "check", "lint", "plan", "publish", "scan", "services", "test", "version"],
+        # delivery (tests/delivery/test_dagger_layer.py checks their arguments)
+        *["deploy", "preview", "preview_destroy", "preview_gc", "promote", "release", "rollback"],
+    ]
+)
 ENGINE_TIMEOUT_SECONDS = 3600
 
 REGISTER = """

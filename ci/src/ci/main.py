@@ -11,6 +11,7 @@ from dagger import DefaultPath, Doc, Ignore, Name, function, object_type
 from ci.core.catalog import catalog_json
 from ci.core.gitfacts import GitFacts
 from ci.core.versions import build_version
+from ci.delivery import Credentials, Delivery, DeployRequest, PreviewRequest
 from ci.stages import Pipeline, StageFailedError
 from ci.toolchains import Images
 
@@ -60,6 +61,15 @@ Repo = Annotated[
     DefaultPath("/"),
     Ignore(GIT_ONLY),
 ]
+# Delivery arguments (GitOps commits are pushed to REPO_URL with GIT_TOKEN).
+RepoUrl = Annotated[str, Doc("HTTPS URL of this repository; GitOps commits are pushed there")]
+GitToken = Annotated[dagger.Secret, Doc("token that may push to repo-url (e.g. env://GIT_TOKEN)")]
+GitopsBranch = Annotated[str, Doc("the branch Argo CD follows")]
+Env = Annotated[str, Doc("environment: edits charts/<service>/values-<env>.yaml")]
+Services = Annotated[list[str] | None, Doc("only these services (default: the affected ones)")]
+Registry = Annotated[str, Doc("registry and namespace, e.g. ghcr.io/acme")]
+GitHubToken = Annotated[dagger.Secret | None, Doc("GitHub token for the PR comment / release PR")]
+GitHubRepo = Annotated[str, Doc("owner/name on GitHub (PR comment, release PR)")]
 
 
 @object_type
@@ -200,3 +210,133 @@ class Ci:
         if not passed:
             raise StageFailedError(text)
         return text
+
+    # --- delivery: GitOps bumps, previews, releases (ci.delivery + ci.deliver) ---------------
+
+    def _delivery(self) -> Delivery:
+        return Delivery(pipeline=self._pipeline(), python_image=self.python_image)
+
+    @never_cached
+    async def deploy(
+        self,
+        env: Env,
+        repo: Repo,
+        repo_url: RepoUrl,
+        git_token: GitToken,
+        registry: Registry,
+        username: Annotated[str, Doc("registry user")],
+        password: Annotated[dagger.Secret, Doc("registry password or token")],
+        base: Annotated[str, Doc("deploy what changed since this ref (empty: all)")] = "",
+        services: Services = None,
+        gitops_branch: GitopsBranch = "main",
+        source_url: Annotated[str, Doc("org.opencontainers.image.source")] = "",
+    ) -> str:
+        """Publish the affected services, then pin their digests in values-ENV.yaml (one
+        commit, pushed with rebase-retry; no commit when the digests are unchanged)."""
+        request = DeployRequest(
+            repo, repo_url, env, gitops_branch, base, services, registry, source_url
+        )
+        return await self._delivery().deploy(request, Credentials(git_token, username, password))
+
+    @never_cached
+    async def promote(
+        self,
+        repo_url: RepoUrl,
+        git_token: GitToken,
+        from_env: Annotated[str, Doc("copy the digests pinned here"), Name("from")] = "staging",
+        to_env: Annotated[str, Doc("into this environment"), Name("to")] = "production",
+        services: Services = None,
+        gitops_branch: GitopsBranch = "main",
+    ) -> str:
+        """Copy the exact image digests of one environment to another (one commit)."""
+        args = ["promote", "--clone", repo_url, "--branch", gitops_branch]
+        args += ["--from", from_env, "--to", to_env]
+        args += [part for name in services or [] for part in ("--service", name)]
+        return await self._delivery().deliver(Credentials(git_token), args)
+
+    @never_cached
+    async def rollback(
+        self,
+        env: Env,
+        to: Annotated[str, Doc("the commit whose state ENV returns to")],
+        repo_url: RepoUrl,
+        git_token: GitToken,
+        gitops_branch: GitopsBranch = "main",
+    ) -> str:
+        """Revert every bump of ENV after commit TO, as new revert commits (pushed)."""
+        args = ["rollback", "--clone", repo_url, "--branch", gitops_branch, "--env", env]
+        return await self._delivery().deliver(Credentials(git_token), [*args, "--to", to])
+
+    @never_cached
+    async def preview(
+        self,
+        branch: Annotated[str, Doc("the branch to preview")],
+        repo: Repo,
+        repo_url: RepoUrl,
+        git_token: GitToken,
+        registry: Registry,
+        username: Annotated[str, Doc("registry user")],
+        password: Annotated[dagger.Secret, Doc("registry password or token")],
+        domain: Annotated[str, Doc("previews are served at <slug>.<domain>")],
+        ttl_hours: Annotated[float, Doc("hours until preview-gc removes it")] = 72.0,
+        github_token: GitHubToken = None,
+        github_repo: GitHubRepo = "",
+        pr: Annotated[int, Doc("pull request number for the comment")] = 0,
+        gitops_branch: GitopsBranch = "main",
+    ) -> str:
+        """Build and push BRANCH's images; after every push succeeded, write its preview file
+        (namespace, host, digests, expiry) and keep the PR comment up to date."""
+        request = DeployRequest(repo, repo_url, branch=gitops_branch, registry=registry)
+        wanted = PreviewRequest(branch, domain, ttl_hours, github_repo, pr)
+        credentials = Credentials(git_token, username, password, github_token)
+        return await self._delivery().preview(request, wanted, credentials)
+
+    @never_cached
+    async def preview_destroy(
+        self,
+        branch: Annotated[str, Doc("the branch whose preview goes")],
+        repo_url: RepoUrl,
+        git_token: GitToken,
+        github_token: GitHubToken = None,
+        github_repo: GitHubRepo = "",
+        pr: Annotated[int, Doc("pull request number for the comment")] = 0,
+        gitops_branch: GitopsBranch = "main",
+    ) -> str:
+        """Remove BRANCH's preview file (Argo CD prunes the environment)."""
+        args = ["preview-destroy", "--clone", repo_url, "--branch", gitops_branch]
+        args += ["--preview-branch", branch]
+        if github_repo and pr:
+            args += ["--github-repo", github_repo, "--pr", str(pr)]
+        credentials = Credentials(git_token, github_token=github_token)
+        return await self._delivery().deliver(credentials, args)
+
+    @never_cached
+    async def preview_gc(
+        self, repo_url: RepoUrl, git_token: GitToken, gitops_branch: GitopsBranch = "main"
+    ) -> str:
+        """Remove every expired preview file in one commit."""
+        args = ["preview-gc", "--clone", repo_url, "--branch", gitops_branch]
+        return await self._delivery().deliver(Credentials(git_token), args)
+
+    @never_cached
+    async def release(
+        self,
+        repo_url: RepoUrl,
+        git_token: GitToken,
+        registry_username: Annotated[str, Doc("registry user for the re-tag")] = "",
+        registry_password: Annotated[dagger.Secret | None, Doc("registry password")] = None,
+        mode: Annotated[str, Doc("production bump: commit | pull-request")] = "commit",
+        github_token: GitHubToken = None,
+        github_repo: GitHubRepo = "",
+        services: Services = None,
+        dry_run: Annotated[bool, Doc("only print the planned versions")] = False,
+        gitops_branch: GitopsBranch = "main",
+    ) -> str:
+        """Per service: next semver from conventional commits, changelog, annotated tag; the
+        staging image re-tagged to the version (no rebuild); production pinned to it."""
+        args = ["release", "--clone", repo_url, "--branch", gitops_branch, "--mode", mode]
+        args += [part for name in services or [] for part in ("--service", name)]
+        args += ["--github-repo", github_repo] if github_repo else []
+        args += ["--dry-run"] if dry_run else []
+        credentials = Credentials(git_token, registry_username, registry_password, github_token)
+        return await self._delivery().deliver(credentials, args)

@@ -1,0 +1,224 @@
+"""Delivery as containers: publish images, then run `python -m ci.deliver` (git, registry API,
+GitHub API) in a small Python image with git.
+
+Plain (undecorated) builders, wrapped by thin @function methods in `ci.main`. Every decision is
+made by the pure core behind `ci.deliver` (tested on the host against real git, a real registry
+and a local GitHub API server); this layer only composes containers and passes secrets.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import anyio
+import dagger
+from dagger import dag
+
+from ci import toolchains
+from ci.core.gitfacts import GitFacts
+from ci.core.versions import build_version
+from ci.stages import Pipeline
+
+# The delivery core's third-party packages, pinned to the versions in the root uv.lock.
+DELIVER_REQUIREMENTS = (
+    "ruamel.yaml==0.19.1",
+    "httpx==0.28.1",
+    "pydantic==2.14.4",
+    "pyyaml==6.0.3",
+)
+CI_SRC = "/opt/ci"
+
+
+def image_argument(service: str, published_ref: str) -> str:
+    """`--image` value from publish's `registry/ns/svc:tag@sha256:...`."""
+    name, sep, digest = published_ref.partition("@")
+    if not sep:
+        raise ValueError(f"publish returned {published_ref!r} without a digest")
+    tag = name.rsplit(":", 1)[-1]
+    return f"{service}={tag}@{digest}"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Who may push where; every value that is a secret stays a dagger.Secret."""
+
+    git_token: dagger.Secret
+    registry_username: str = ""
+    registry_password: dagger.Secret | None = None
+    github_token: dagger.Secret | None = None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    pipeline: Pipeline
+    python_image: str
+
+    def runner(self, credentials: Credentials) -> dagger.Container:
+        """Python + git + the delivery core, with the secrets as environment variables."""
+        ctr = (
+            dag.container()
+            .from_(self.python_image)
+            .with_env_variable("DEBIAN_FRONTEND", "noninteractive")
+            .with_exec(
+                [
+                    "sh",
+                    "-c",
+                    "apt-get update -qq && apt-get install -y -qq --no-install-recommends "
+                    "git ca-certificates && rm -rf /var/lib/apt/lists/*",
+                ]
+            )
+            .with_mounted_cache("/root/.cache/pip", dag.cache_volume("ci-pip"))
+            .with_exec(
+                ["pip", "install", "--quiet", "--disable-pip-version-check", *DELIVER_REQUIREMENTS]
+            )
+            .with_directory(CI_SRC, self.pipeline.source.directory("ci/src"))
+            .with_env_variable("PYTHONPATH", CI_SRC)
+            .with_workdir("/work")
+            .with_secret_variable("GIT_TOKEN", credentials.git_token)
+        )
+        if credentials.registry_username:
+            ctr = ctr.with_env_variable("REGISTRY_USERNAME", credentials.registry_username)
+        if credentials.registry_password is not None:
+            ctr = ctr.with_secret_variable("REGISTRY_PASSWORD", credentials.registry_password)
+        if credentials.github_token is not None:
+            ctr = ctr.with_secret_variable("GITHUB_TOKEN", credentials.github_token)
+        return ctr
+
+    async def deliver(self, credentials: Credentials, args: list[str]) -> str:
+        """Run one `ci.deliver` command; its JSON result is the function's output.
+
+        The run marker defeats the engine's exec cache: a push must happen every time.
+        """
+        return await (
+            self.runner(credentials)
+            .with_env_variable("CI_DELIVER_RUN", str(time.time_ns()))
+            .with_exec(["python", "-m", "ci.deliver", *args])
+            .stdout()
+        )
+
+    async def publish_services(
+        self,
+        names: list[str],
+        sha: str,
+        branch: str,
+        registry: str,
+        username: str,
+        password: dagger.Secret,
+        source_url: str,
+    ) -> dict[str, str]:
+        """Build and push each service concurrently; service -> `--image` value."""
+        catalog = await self.pipeline.catalog()
+        published: dict[str, str] = {}
+
+        async def one(name: str) -> None:
+            version = build_version(name, GitFacts(sha=sha, branch=branch))
+            image = self.pipeline.build_service(catalog.get(name), version.version, sha, source_url)
+            refs = await self.pipeline.publish(
+                image, name, registry, username, password, version.tags
+            )
+            published[name] = image_argument(name, refs[0])
+
+        async with anyio.create_task_group() as group:
+            for name in names:
+                group.start_soon(one, name)
+        return published
+
+    async def targets(
+        self, repo: dagger.Directory, base: str, services: list[str] | None
+    ) -> tuple[list[str], str]:
+        """(services to ship, head sha): the named ones, or those affected since `base`, or
+        all of them when `base` is empty."""
+        plan = await self.pipeline.plan(repo, base or "HEAD", everything=not base)
+        head = plan.head or await self.head(repo)
+        return (list(services) if services else plan.names()), head
+
+    async def head(self, repo: dagger.Directory) -> str:
+        git = toolchains.git(repo, self.pipeline.images)
+        return (await git.with_exec(["git", "rev-parse", "HEAD"]).stdout()).strip()
+
+    async def deploy(self, request: DeployRequest, credentials: Credentials) -> str:
+        """Publish the affected services, then pin their digests in values-<env>.yaml."""
+        names, sha = await self.targets(request.repo, request.base, request.services)
+        if not names:
+            return '{"commit": null, "changes": [], "reason": "no service affected"}'
+        password = _required(credentials.registry_password, "password")
+        images = await self.publish_services(
+            names,
+            sha,
+            request.branch,
+            request.registry,
+            credentials.registry_username,
+            password,
+            request.source_url,
+        )
+        args = ["bump", *request.git_args(), "--env", request.env, "--source", sha]
+        return await self.deliver(credentials, args + image_args(images))
+
+    async def preview(
+        self, request: DeployRequest, preview: PreviewRequest, credentials: Credentials
+    ) -> str:
+        """Publish the branch's images; only when every push succeeded, write the preview."""
+        names, sha = await self.targets(request.repo, request.base, request.services)
+        password = _required(credentials.registry_password, "password")
+        images = await self.publish_services(
+            names,
+            sha,
+            preview.branch,
+            request.registry,
+            credentials.registry_username,
+            password,
+            request.source_url,
+        )
+        args = [
+            "preview",
+            *request.git_args(),
+            "--preview-branch",
+            preview.branch,
+            "--domain",
+            preview.domain,
+            "--ttl-hours",
+            str(preview.ttl_hours),
+            *(
+                ["--github-repo", preview.github_repo, "--pr", str(preview.pr)]
+                if preview.github_repo and preview.pr
+                else []
+            ),
+        ]
+        return await self.deliver(credentials, args + image_args(images))
+
+
+def _required(secret: dagger.Secret | None, name: str) -> dagger.Secret:
+    if secret is None:
+        raise ValueError(f"--{name} is required to publish images")
+    return secret
+
+
+def image_args(images: dict[str, str]) -> list[str]:
+    return [part for name in sorted(images) for part in ("--image", images[name])]
+
+
+@dataclass(frozen=True)
+class DeployRequest:
+    """Where the source, the images and the GitOps commits go."""
+
+    repo: dagger.Directory
+    repo_url: str
+    env: str = ""
+    branch: str = "main"
+    base: str = ""
+    services: list[str] | None = None
+    registry: str = ""
+    source_url: str = ""
+
+    def git_args(self) -> list[str]:
+        return ["--clone", self.repo_url, "--branch", self.branch]
+
+
+@dataclass(frozen=True)
+class PreviewRequest:
+    branch: str
+    domain: str
+    ttl_hours: float = 72.0
+    github_repo: str = ""
+    pr: int = 0

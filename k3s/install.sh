@@ -12,7 +12,8 @@ set -euo pipefail
 # shellcheck source=k3s/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-BIN=/usr/local/bin/k3s
+# Overridable so the download and checksum logic can be exercised without touching the host.
+BIN=${K3S_BIN:-/usr/local/bin/k3s}
 CONF_DIR=/etc/rancher/k3s
 UNIT=/etc/systemd/system/k3s.service
 
@@ -49,7 +50,7 @@ download_k3s() {
   fi
   install -m 0755 "$work/$binary" "$BIN"
   for tool in kubectl crictl ctr; do
-    ln -sfn "$BIN" "/usr/local/bin/$tool"
+    ln -sfn "$BIN" "$(dirname "$BIN")/$tool"
   done
   log "installed $BIN ($actual)"
 }
@@ -147,4 +148,7 @@ main() {
   log "K3s $K3S_VERSION is up; next: k3s/bootstrap.sh"
 }
 
-main "$@"
+# Run when executed; only define the functions when sourced (tests).
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+  main "$@"
+fi

@@ -52,6 +52,8 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy $(MYPY_FILES)
+	$(BIN)/shellcheck --external-sources k3s/*.sh .ci/run $(wildcard .ci/*.sh)
+	$(BIN)/yamllint --strict charts argocd k3s
 	$(NPM) run --silent typecheck
 	$(NPM) run --silent lint
 

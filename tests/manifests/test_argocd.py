@@ -243,6 +243,8 @@ def test_committed_preview_files_are_valid() -> None:
         ({"slug": "Feature_Login"}, "slug"),
         ({"images": {"auth": {"tag": "latest", "digest": ""}}}, "images"),
         ({"expires": "tomorrow"}, "expires"),
+        ({"images": {}}, "images"),
+        ({"images": {"search": {"tag": "1.0", "digest": ""}}}, "search"),
         ({"owner": "someone"}, "owner"),
     ],
 )
@@ -334,3 +336,22 @@ def test_argocd_install_values_give_child_applications_a_health_check() -> None:
     values = yaml.safe_load((ARGOCD / "install" / "values.yaml").read_text())
     assert "resource.customizations.health.argoproj.io_Application" in values["configs"]["cm"]
     assert values["configs"]["repositories"] == {}
+
+
+def test_preview_files_written_by_the_pipeline_fit_the_applicationset() -> None:
+    """The delivery core's preview writer and this ApplicationSet agree on the file format."""
+    from datetime import UTC, datetime
+
+    from ci.core.gitops import ImageRef
+    from ci.core.preview import build_preview
+    from ci.core.preview import render as render_preview
+
+    images = {"backend": ImageRef(tag="feat-x-1a2b3c4", digest="sha256:" + "d" * 64)}
+    branch = "feature/A very long branch name that keeps going and going/with-slashes"
+    preview = build_preview(branch, images, "preview.chat.example.com", datetime.now(UTC))
+    written = yaml.safe_load(render_preview(preview))
+    assert preview_problems(written) == []
+    project = projects()["chat-platform"]
+    for app in generated_applications(written):
+        assert destination_allowed(project, app["spec"]["destination"])
+        assert len(app["metadata"]["name"]) <= 63, app["metadata"]["name"]

@@ -54,6 +54,7 @@ lint: setup
 	$(BIN)/mypy $(MYPY_FILES)
 	$(BIN)/shellcheck --external-sources k3s/*.sh .ci/run $(wildcard .ci/*.sh)
 	$(BIN)/yamllint --strict charts argocd k3s
+	$(BIN)/actionlint -shellcheck $(BIN)/shellcheck
 	$(NPM) run --silent typecheck
 	$(NPM) run --silent lint
 

@@ -15,19 +15,19 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, stat } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 import { chromium } from 'playwright-core';
 import { preview } from 'vite';
 
 const FRONTEND = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const REPO = resolve(FRONTEND, '..', '..');
-const OUTPUT_DIR = process.env.OUTPUT_DIR || join(REPO, 'test-output', 'browser');
-const CHROMIUM_PATH = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+export const OUTPUT_DIR = process.env.OUTPUT_DIR || join(REPO, 'test-output', 'browser');
+export const CHROMIUM_PATH = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const STEP_TIMEOUT_MS = Number(process.env.STEP_TIMEOUT_MS || 30_000);
 // Flags known to work for Debian's Chromium on headless CI machines (no GPU, no sandbox as root,
 // nothing phoning home).
-const CHROMIUM_ARGS = [
+export const CHROMIUM_ARGS = [
   '--no-sandbox',
   '--disable-gpu',
   '--disable-background-networking',
@@ -49,7 +49,7 @@ function freePort() {
 }
 
 /** Serves dist/ like production, unless APP_URL names a server to use. */
-async function startApp() {
+export async function startApp() {
   if (process.env.APP_URL) {
     return { url: process.env.APP_URL.replace(/\/$/, ''), close: async () => undefined };
   }
@@ -67,7 +67,7 @@ async function startApp() {
  * @param {string} username
  * @param {string} password
  */
-async function registerAndLogIn(page, username, password) {
+export async function registerAndLogIn(page, username, password) {
   await page.getByRole('link', { name: 'Register' }).click();
   await page.getByLabel('Username').fill(username);
   await page.getByLabel('Password', { exact: true }).fill(password);
@@ -88,7 +88,7 @@ async function registerAndLogIn(page, username, password) {
  * @param {string} title
  * @param {string} text
  */
-async function chat(page, title, text) {
+export async function chat(page, title, text) {
   await page.getByLabel('New conversation title').fill(title);
   await page.getByRole('button', { name: 'Create' }).click();
   await page.getByRole('heading', { name: title }).waitFor();
@@ -109,12 +109,13 @@ async function chat(page, title, text) {
  * @param {import('playwright-core').Page} page
  * @param {string} file
  */
-async function uploadAndDownload(page, file) {
+export async function uploadAndDownload(page, file) {
   const name = file.split('/').pop() ?? file;
   await page.getByRole('link', { name: 'Files' }).click();
   await page.getByRole('heading', { name: 'Files' }).waitFor();
+  await page.getByText('No files yet').waitFor();
   await page.getByLabel('File to upload').setInputFiles(file);
-  await page.getByRole('button', { name: 'Upload' }).click();
+  await page.getByRole('button', { name: 'Upload', exact: true }).click();
   await page.getByText(`Uploaded ${name}.`).waitFor();
   await page.getByRole('table', { name: 'Your files' }).getByText(name).waitFor();
 
@@ -132,13 +133,13 @@ async function uploadAndDownload(page, file) {
 }
 
 /** @param {import('playwright-core').Page} page */
-async function openStatistics(page) {
+export async function openStatistics(page) {
   await page.getByRole('link', { name: 'Statistics' }).click();
   await page.getByRole('heading', { name: 'Your statistics' }).waitFor();
   await page.getByText('Messages sent').waitFor();
 }
 
-async function main() {
+export async function main() {
   await mkdir(OUTPUT_DIR, { recursive: true });
   const app = await startApp();
   const browser = await chromium.launch({
@@ -191,4 +192,5 @@ async function main() {
   }
 }
 
-await main();
+// Run when executed, not when imported for its steps.
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await main();

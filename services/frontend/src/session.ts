@@ -2,7 +2,7 @@
 import { QueryClient } from '@tanstack/react-query';
 import { createContext, useContext, useSyncExternalStore } from 'react';
 
-import { ApiClient } from './api/client';
+import { ApiClient, ApiError } from './api/client';
 import { createApi, type Api } from './api/endpoints';
 import { TokenStore, type Tokens } from './api/tokens';
 
@@ -20,13 +20,17 @@ export function createServices(options: { fetch?: typeof fetch; storage?: Storag
     defaultOptions: {
       queries: {
         staleTime: 10_000,
-        // An auth failure is handled by the client; retrying it would only repeat the error.
-        retry: (failures, error) =>
-          failures < 2 && !(error instanceof Error && 'status' in error && error.status !== 429),
+        retry: (failures, error) => failures < 2 && isTransient(error),
       },
     },
   });
   return { api: createApi(client), client, tokens, queryClient } satisfies AppServices;
+}
+
+/** Worth another try: no answer, rate limited or a server error. A 4xx other than 429 is final. */
+export function isTransient(error: unknown): boolean {
+  if (!(error instanceof ApiError)) return true;
+  return error.status === 429 || error.status >= 500;
 }
 
 export const ServicesContext = createContext<AppServices | null>(null);

@@ -111,23 +111,25 @@ function FileRow({ file }: { file: StoredFile }) {
       <td>
         <time dateTime={file.created_at}>{formatDateTime(file.created_at)}</time>
       </td>
-      <td className="actions">
-        <button
-          type="button"
-          onClick={() => download.mutate()}
-          disabled={download.isPending}
-          aria-label={`Download ${file.name}`}
-        >
-          {download.isPending ? 'Downloading…' : 'Download'}
-        </button>
-        <button
-          type="button"
-          onClick={() => remove.mutate()}
-          disabled={remove.isPending}
-          aria-label={`Delete ${file.name}`}
-        >
-          {remove.isPending ? 'Deleting…' : 'Delete'}
-        </button>
+      <td>
+        <div className="actions">
+          <button
+            type="button"
+            onClick={() => download.mutate()}
+            disabled={download.isPending}
+            aria-label={`Download ${file.name}`}
+          >
+            {download.isPending ? 'Downloading…' : 'Download'}
+          </button>
+          <button
+            type="button"
+            onClick={() => remove.mutate()}
+            disabled={remove.isPending}
+            aria-label={`Delete ${file.name}`}
+          >
+            {remove.isPending ? 'Deleting…' : 'Delete'}
+          </button>
+        </div>
         {(download.isError || remove.isError) && (
           <ErrorNotice error={download.error ?? remove.error} />
         )}

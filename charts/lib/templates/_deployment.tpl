@@ -38,7 +38,9 @@ spec:
           containerPort: {{ .port }}
           protocol: TCP
       {{- end }}
-      {{- include "lib.envFrom" $root | nindent 6 }}
+      {{- with include "lib.envFrom" $root | trim }}
+      {{- . | nindent 6 }}
+      {{- end }}
       {{- with .probes }}
       {{- toYaml . | nindent 6 }}
       {{- end }}
@@ -47,15 +49,15 @@ spec:
       securityContext:
         {{- include "lib.containerSecurityContext" $root | nindent 8 }}
       volumeMounts:
-        {{- include "lib.writableVolumeMounts" $root | nindent 8 }}
-        {{- include "lib.secretVolumeMounts" $root | nindent 8 }}
+        {{- with include "lib.writableVolumeMounts" $root | trim }}{{ . | nindent 8 }}{{ end }}
+        {{- with include "lib.secretVolumeMounts" $root | trim }}{{ . | nindent 8 }}{{ end }}
         {{- if $v.persistence.enabled }}
         - name: data
           mountPath: {{ $v.persistence.mountPath }}
         {{- end }}
   volumes:
-    {{- include "lib.writableVolumes" $root | nindent 4 }}
-    {{- include "lib.secretVolumes" $root | nindent 4 }}
+    {{- with include "lib.writableVolumes" $root | trim }}{{ . | nindent 4 }}{{ end }}
+    {{- with include "lib.secretVolumes" $root | trim }}{{ . | nindent 4 }}{{ end }}
     {{- if $v.persistence.enabled }}
     - name: data
       persistentVolumeClaim:

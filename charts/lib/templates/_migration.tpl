@@ -90,32 +90,31 @@ spec:
           securityContext:
             {{- include "lib.containerSecurityContext" . | nindent 12 }}
           volumeMounts:
-            {{- include "lib.writableVolumeMounts" . | nindent 12 }}
+            {{- with include "lib.writableVolumeMounts" . | trim }}{{ . | nindent 12 }}{{ end }}
       volumes:
-        {{- include "lib.writableVolumes" . | nindent 8 }}
+        {{- with include "lib.writableVolumes" . | trim }}{{ . | nindent 8 }}{{ end }}
 {{- end }}
 {{- end -}}
 
-{{/* Everything a service chart renders, in one call. */}}
+{{/* Everything a service chart renders, in one call: the non-empty parts, one document each. */}}
 {{- define "lib.all" -}}
-{{ include "lib.serviceAccount" . }}
----
-{{ include "lib.configMap" . }}
----
-{{ include "lib.deployment" . }}
-{{ include "lib.workerDeployments" . }}
----
-{{ include "lib.service" . }}
----
-{{ include "lib.ingress" . }}
----
-{{ include "lib.podDisruptionBudget" . }}
----
-{{ include "lib.hpa" . }}
----
-{{ include "lib.networkPolicy" . }}
----
-{{ include "lib.persistentVolumeClaim" . }}
----
-{{ include "lib.migrationJob" . }}
+{{- $parts := list
+  (include "lib.serviceAccount" .)
+  (include "lib.configMap" .)
+  (include "lib.deployment" .)
+  (include "lib.workerDeployments" .)
+  (include "lib.service" .)
+  (include "lib.ingress" .)
+  (include "lib.podDisruptionBudget" .)
+  (include "lib.hpa" .)
+  (include "lib.networkPolicy" .)
+  (include "lib.persistentVolumeClaim" .)
+  (include "lib.migrationJob" .) -}}
+{{- $documents := list -}}
+{{- range $parts -}}
+{{- with trimPrefix "---" (trim .) | trim -}}
+{{- $documents = append $documents . -}}
+{{- end -}}
+{{- end -}}
+{{ join "\n---\n" $documents }}
 {{- end -}}

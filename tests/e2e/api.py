@@ -18,6 +18,7 @@ T = TypeVar("T")
 
 REQUEST_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 PASSWORD = "correct horse battery staple 42"
+SIGN_UP_PATIENCE = 120.0  # seconds a sign-up may wait out auth's per-IP rate limits
 
 
 @dataclass
@@ -42,17 +43,31 @@ def unique_username(prefix: str = "e2e") -> str:
 
 
 def register(client: httpx.Client, username: str, password: str = PASSWORD) -> dict[str, str]:
-    answer = client.post("/api/auth/register", json={"username": username, "password": password})
+    answer = _patiently(client, "/api/auth/register", {"username": username, "password": password})
     assert answer.status_code == 201, f"register: {answer.status_code} {answer.text}"
     body: dict[str, str] = answer.json()
     return body
 
 
 def login(client: httpx.Client, username: str, password: str = PASSWORD) -> dict[str, object]:
-    answer = client.post("/api/auth/login", json={"username": username, "password": password})
+    answer = _patiently(client, "/api/auth/login", {"username": username, "password": password})
     assert answer.status_code == 200, f"login: {answer.status_code} {answer.text}"
     body: dict[str, object] = answer.json()
     return body
+
+
+def _patiently(client: httpx.Client, path: str, body: dict[str, str]) -> httpx.Response:
+    """POST like a well-behaved client: on 429, wait Retry-After and try again (bounded).
+
+    auth limits sign-ups and logins per client IP, and every request of this suite comes from
+    one address; the rate-limit tests check the 429 itself without this helper.
+    """
+    deadline = time.monotonic() + SIGN_UP_PATIENCE
+    while True:
+        answer = client.post(path, json=body)
+        if answer.status_code != 429 or time.monotonic() > deadline:
+            return answer
+        time.sleep(min(float(answer.headers.get("Retry-After", "1")), 10.0))
 
 
 def sign_up(base_url: str, prefix: str = "e2e") -> User:

@@ -1,4 +1,4 @@
-"""Posting faster than the per-user budget is refused with 429 and Retry-After, then recovers."""
+"""Rate limits through the ingress: 429 with Retry-After, per user or account, then recovery."""
 
 from __future__ import annotations
 
@@ -8,10 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from e2e.api import User
+from e2e.api import User, client_for
 from e2e.test_chat import create_conversation
-
-pytestmark = pytest.mark.services("auth", "backend", "ai")
 
 # Upper bound on posts before the limit must have tripped (the budget is far smaller).
 MAX_ATTEMPTS = 200
@@ -23,6 +21,7 @@ def _post(user: User, conversation_id: str, n: int) -> httpx.Response:
     )
 
 
+@pytest.mark.services("auth", "backend", "ai")
 def test_a_burst_of_messages_trips_the_limit_and_it_recovers(user: User, new_user: Any) -> None:
     conversation = create_conversation(user, "burst")
     statuses: list[int] = []
@@ -44,3 +43,26 @@ def test_a_burst_of_messages_trips_the_limit_and_it_recovers(user: User, new_use
     # Once Retry-After has passed, posting is allowed again.
     time.sleep(retry_after)
     assert _post(user, conversation["id"], -1).status_code == 201
+
+
+@pytest.mark.services("auth")
+def test_guessing_a_password_trips_the_accounts_login_limit(user: User, base_url: str) -> None:
+    guesses: list[int] = []
+    with client_for(base_url) as anonymous:
+        while len(guesses) < MAX_ATTEMPTS:
+            answer = anonymous.post(
+                "/api/auth/login", json={"username": user.username, "password": "a guess"}
+            )
+            if answer.status_code != 401:
+                break
+            guesses.append(answer.status_code)
+        assert answer.status_code == 429, f"no 429 after {len(guesses)} wrong passwords"
+        assert guesses, "the first guess was already refused"
+        assert int(answer.headers["Retry-After"]) >= 1
+        # While limited, even the right password is refused: the budget is the account's.
+        right = anonymous.post(
+            "/api/auth/login", json={"username": user.username, "password": user.password}
+        )
+    assert right.status_code == 429
+    # The access token issued before keeps working.
+    assert user.client.get("/api/auth/me").status_code == 200

@@ -1,0 +1,112 @@
+"""The ai client against a real flaky HTTP server: bounded retries, backoff, what is retried."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from backend.ai_client import AiClient, AiError, RetryPolicy
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+class FlakyAi:
+    """Answers `failures` requests with `status`, then 200 with a reply; records request times."""
+
+    def __init__(self) -> None:
+        self.failures = 0
+        self.status = 503
+        self.times: list[float] = []
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        flaky = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                flaky.times.append(time.monotonic())
+                if len(flaky.times) <= flaky.failures:
+                    self._send(flaky.status, {"detail": "nope"})
+                else:
+                    self._send(200, {"content": "hello", "model": "m", "cached": False})
+
+            def _send(self, status: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Quiet."""
+
+        return Handler
+
+
+@pytest.fixture
+def flaky_ai() -> Iterator[FlakyAi]:
+    server = FlakyAi()
+    yield server
+    server.server.shutdown()
+    server.server.server_close()
+
+
+def _client(url: str, attempts: int) -> AiClient:
+    policy = RetryPolicy(attempts=attempts, backoff_seconds=0.1, backoff_max_seconds=0.15)
+    return AiClient(url, timeout_seconds=2, connect_timeout_seconds=1, retry=policy)
+
+
+async def test_transient_failures_are_retried_with_backoff(flaky_ai: FlakyAi) -> None:
+    flaky_ai.failures = 2
+    client = _client(flaky_ai.url, attempts=3)
+    try:
+        reply = await client.reply(MESSAGES)
+    finally:
+        await client.aclose()
+    assert (reply.content, reply.model) == ("hello", "m")
+    gaps = [later - earlier for earlier, later in itertools.pairwise(flaky_ai.times)]
+    assert len(gaps) == 2
+    assert gaps[0] >= 0.1  # first backoff
+    assert gaps[1] >= 0.15  # doubled, then capped at 0.15
+
+
+async def test_retries_are_bounded(flaky_ai: FlakyAi) -> None:
+    flaky_ai.failures = 5
+    client = _client(flaky_ai.url, attempts=3)
+    try:
+        with pytest.raises(AiError, match="HTTP 503") as caught:
+            await client.reply(MESSAGES)
+    finally:
+        await client.aclose()
+    assert caught.value.transient is True
+    assert len(flaky_ai.times) == 3
+
+
+async def test_client_errors_are_not_retried(flaky_ai: FlakyAi) -> None:
+    flaky_ai.failures, flaky_ai.status = 1, 422
+    client = _client(flaky_ai.url, attempts=3)
+    try:
+        with pytest.raises(AiError, match="HTTP 422") as caught:
+            await client.reply(MESSAGES)
+    finally:
+        await client.aclose()
+    assert caught.value.transient is False
+    assert len(flaky_ai.times) == 1
+
+
+def test_backoff_doubles_and_is_capped() -> None:
+    policy = RetryPolicy(attempts=5, backoff_seconds=0.25, backoff_max_seconds=1.0)
+    assert [policy.delay(n) for n in range(1, 5)] == [0.25, 0.5, 1.0, 1.0]

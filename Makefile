@@ -16,7 +16,7 @@ space := $(empty) $(empty)
 export MYPYPATH := $(subst $(space),:,$(wildcard services/*/src) ci/src tests)
 MYPY_FILES := $(wildcard services/*/src services/*/tests ci/src) tests
 
-.PHONY: help setup system-packages python frontend lock lint format test e2e
+.PHONY: help setup system-packages python frontend lock requirements-check lint format test e2e
 
 help:
 	@echo "make setup   install everything (system packages, .venv, node modules)"
@@ -45,13 +45,32 @@ $(FRONTEND)/node_modules/.package-lock.json: $(FRONTEND)/package-lock.json $(FRO
 	cd $(FRONTEND) && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
+# Python services (every services/*/pyproject.toml but the servicekit library): their images
+# install requirements.txt, pinned and hashed, exported from uv.lock. `make lock` writes them;
+# `make lint` fails when one no longer matches uv.lock (comment lines aside).
+PY_SERVICES := $(filter-out servicekit,$(patsubst services/%/pyproject.toml,%,$(wildcard services/*/pyproject.toml)))
+export_requirements = $(UV) export --quiet --frozen --package "$(1)" --no-dev --no-emit-workspace --format requirements.txt
+
 lock: $(UV)
 	$(UV) lock
+	@for svc in $(PY_SERVICES); do \
+	  $(call export_requirements,$$svc) -o "services/$$svc/requirements.txt"; \
+	done
+
+requirements-check: $(UV)
+	@stale=(); for svc in $(PY_SERVICES); do \
+	  file="services/$$svc/requirements.txt"; \
+	  if ! diff -q <($(call export_requirements,$$svc) | grep -v '^#') \
+	               <(grep -v '^#' "$$file" 2>/dev/null) >/dev/null; then stale+=("$$file"); fi; \
+	done; \
+	if (( $${#stale[@]} )); then echo "stale or missing (run make lock): $${stale[*]}" >&2; exit 1; fi
 
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy $(MYPY_FILES)
+	@$(MAKE) --no-print-directory requirements-check
+	$(BIN)/hadolint $(wildcard services/*/Dockerfile)
 	$(BIN)/shellcheck --external-sources k3s/*.sh .ci/run $(wildcard .ci/*.sh)
 	$(BIN)/yamllint --strict charts argocd k3s
 	$(BIN)/actionlint -shellcheck $(BIN)/shellcheck

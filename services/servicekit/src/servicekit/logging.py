@@ -75,12 +75,20 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class _JsonHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Marks the handler `configure_logging` owns."""
+
+
 def configure_logging(service: str, level: str = "INFO", stream: TextIO | None = None) -> None:
-    """Route every logger (including uvicorn's) through one JSON handler on stdout."""
-    handler = logging.StreamHandler(stream or sys.stdout)
+    """Route every logger (including uvicorn's) through one JSON handler on stdout.
+
+    Calling it again replaces the handler it installed before; other handlers (pytest's log
+    capture, for one) are left alone.
+    """
+    handler = _JsonHandler(stream or sys.stdout)
     handler.setFormatter(JsonFormatter(service))
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [h for h in root.handlers if not isinstance(h, _JsonHandler)] + [handler]
     root.setLevel(level.upper())
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "gunicorn.error"):
         logger = logging.getLogger(name)

@@ -1,0 +1,1 @@
+"""The auth service: users, argon2id passwords, EdDSA access tokens and rotating refresh tokens."""

@@ -1,0 +1,209 @@
+"""The auth HTTP API (FastAPI). `create_app(settings)` builds it; `auth.main:app` serves it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, HTTPException, Request, Response, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from servicekit.fastapi import CurrentUser, install
+from servicekit.health import postgres_check, redis_check
+from servicekit.jwt import AsyncJwtVerifier
+from servicekit.logging import configure_logging
+from servicekit.ratelimit import RateLimiter, redis_client
+from servicekit.settings import sqlalchemy_url
+from sqlalchemy import create_engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from auth import accounts
+from auth.config import Settings
+from auth.keys import KeyRing, load_keyring
+from auth.models import User
+
+USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class Credentials(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(min_length=3, max_length=32, pattern=USERNAME_PATTERN)
+    password: str = Field(min_length=8, max_length=256)
+
+
+class LoginRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class RefreshRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    refresh_token: str = Field(min_length=1, max_length=256)
+
+
+class UserOut(BaseModel):
+    id: uuid.UUID
+    username: str
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: str = "bearer"  # noqa: S105 (the OAuth token type, not a secret)
+    expires_in: int
+
+
+def _user_out(user: User) -> UserOut:
+    return UserOut(id=user.id, username=user.username)
+
+
+def _tokens_out(pair: accounts.TokenPair) -> TokenResponse:
+    return TokenResponse(
+        access_token=pair.access_token, refresh_token=pair.refresh_token, expires_in=pair.expires_in
+    )
+
+
+def _session(request: Request) -> Iterator[Session]:
+    with request.app.state.sessions() as session:
+        yield session
+
+
+def _keyring(request: Request) -> KeyRing:
+    keyring: KeyRing = request.app.state.keyring
+    return keyring
+
+
+SessionDep = Annotated[Session, Depends(_session)]
+KeyRingDep = Annotated[KeyRing, Depends(_keyring)]
+
+
+def _client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _enforce_limits(request: Request, action: str, username: str) -> None:
+    """Spend one attempt from the client IP's and the account's budgets; 429 when exhausted."""
+    settings: Settings = request.app.state.settings
+    limiter: RateLimiter = request.app.state.limiter
+    limits = {
+        "login": (settings.auth_login_limit_per_ip, settings.auth_login_limit_per_account),
+        "register": (settings.auth_register_limit_per_ip, settings.auth_register_limit_per_account),
+    }
+    per_ip, per_account = limits[action]
+    for key, limit in (
+        (f"{action}:ip:{_client_ip(request)}", per_ip),
+        (f"{action}:account:{username.lower()}", per_account),
+    ):
+        result = limiter.hit(key, limit, settings.auth_rate_limit_period)
+        if not result.allowed:
+            raise HTTPException(
+                status.HTTP_429_TOO_MANY_REQUESTS,
+                detail="too many attempts; retry later",
+                headers={"Retry-After": result.retry_after_header},
+            )
+
+
+def _routes(app: FastAPI) -> None:
+    @app.post("/register", status_code=status.HTTP_201_CREATED, responses={409: {}, 429: {}})
+    def register(body: Credentials, request: Request, session: SessionDep) -> UserOut:
+        _enforce_limits(request, "register", body.username)
+        try:
+            return _user_out(accounts.register(session, body.username, body.password))
+        except accounts.UsernameTakenError as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, "username already taken") from exc
+
+    @app.post("/login", responses={401: {}, 429: {}})
+    def login(
+        body: LoginRequest, request: Request, session: SessionDep, keyring: KeyRingDep
+    ) -> TokenResponse:
+        _enforce_limits(request, "login", body.username)
+        settings: Settings = request.app.state.settings
+        try:
+            pair = accounts.login(session, keyring, settings, body.username, body.password)
+        except accounts.InvalidCredentialsError as exc:
+            raise HTTPException(401, "invalid username or password") from exc
+        return _tokens_out(pair)
+
+    @app.post("/refresh", responses={401: {}})
+    def refresh(
+        body: RefreshRequest, request: Request, session: SessionDep, keyring: KeyRingDep
+    ) -> TokenResponse:
+        settings: Settings = request.app.state.settings
+        try:
+            return _tokens_out(accounts.refresh(session, keyring, settings, body.refresh_token))
+        except accounts.InvalidRefreshTokenError as exc:
+            raise HTTPException(401, str(exc)) from exc
+
+    @app.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+    def logout(body: RefreshRequest, session: SessionDep) -> Response:
+        accounts.logout(session, body.refresh_token)
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+    @app.get("/me", responses={401: {}})
+    def me(user: CurrentUser, session: SessionDep) -> UserOut:
+        try:
+            found = session.get(User, uuid.UUID(user.sub))
+        except ValueError:  # a well-signed token whose sub is not one of our ids
+            found = None
+        if found is None:
+            raise HTTPException(
+                401, "user no longer exists", headers={"WWW-Authenticate": "Bearer"}
+            )
+        return _user_out(found)
+
+    @app.get("/.well-known/jwks.json", tags=["keys"])
+    def jwks(keyring: KeyRingDep, response: Response) -> dict[str, object]:
+        response.headers["Cache-Control"] = "public, max-age=300"
+        return keyring.jwks()
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": "database unavailable"}, status_code=503)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    if not settings.database_url or not settings.redis_url:
+        raise ValueError("DATABASE_URL and REDIS_URL must be set")
+    configure_logging("auth", settings.log_level)
+    keyring = load_keyring(settings)
+    engine = create_engine(
+        sqlalchemy_url(settings.database_url),
+        pool_pre_ping=True,
+        connect_args={"connect_timeout": 5, "options": "-c statement_timeout=10000"},
+    )
+    redis = redis_client(settings.redis_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+        redis.close()
+
+    app = FastAPI(title="auth", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.keyring = keyring
+    app.state.sessions = sessionmaker(engine, expire_on_commit=False)
+    app.state.limiter = RateLimiter(
+        redis, prefix="auth", fail_open=settings.auth_rate_limit_fail_open
+    )
+    # auth verifies its own access tokens (GET /me) with its own public keys, without HTTP.
+    verifier = AsyncJwtVerifier(
+        static_jwks=keyring.jwks(), issuer=settings.jwt_issuer, audience=settings.jwt_audience
+    )
+    install(
+        app,
+        readiness_checks={"postgres": postgres_check(engine), "redis": redis_check(redis)},
+        verifier=verifier,
+    )
+    app.add_exception_handler(OperationalError, _database_unavailable)
+    _routes(app)
+    return app

@@ -1,0 +1,46 @@
+"""Access tokens (EdDSA JWTs with a kid) and opaque refresh tokens (stored as SHA-256)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+import uuid
+
+import jwt
+
+from auth.keys import KeyRing
+
+
+def issue_access_token(
+    keyring: KeyRing,
+    *,
+    user_id: uuid.UUID,
+    username: str,
+    issuer: str,
+    audience: str,
+    ttl_seconds: int,
+    now: dt.datetime,
+) -> str:
+    claims = {
+        "sub": str(user_id),
+        "name": username,
+        "iss": issuer,
+        "aud": audience,
+        "iat": now,
+        "nbf": now,
+        "exp": now + dt.timedelta(seconds=ttl_seconds),
+        "jti": uuid.uuid4().hex,
+    }
+    return jwt.encode(
+        claims, keyring.signing_key, algorithm="EdDSA", headers={"kid": keyring.active_kid}
+    )
+
+
+def new_refresh_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def hash_refresh_token(token: str) -> str:
+    """Refresh tokens are 256 random bits, so a fast unsalted hash is enough to store them."""
+    return hashlib.sha256(token.encode()).hexdigest()

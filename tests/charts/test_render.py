@@ -7,7 +7,9 @@ import copy
 
 import helm_python
 import pytest
+import yaml
 from chartkit import (
+    APP_CHARTS,
     CHARTS,
     DEPLOYABLE_CHARTS,
     ENVIRONMENTS,
@@ -123,3 +125,15 @@ def test_replicas_unset_when_the_hpa_owns_them() -> None:
     staging_web = render_environment("backend", "staging").of_kind("Deployment")[0]
     assert staging_web["spec"]["replicas"] == 1
     assert not render_environment("backend", "staging").of_kind("HorizontalPodAutoscaler")
+
+
+@pytest.mark.parametrize("chart", APP_CHARTS)
+def test_every_environment_file_pins_its_image_in_one_top_level_map(chart: str) -> None:
+    # The GitOps bump edits exactly image.tag and image.digest in these files.
+    for environment in ENVIRONMENTS:
+        values = yaml.safe_load((CHARTS / chart / f"values-{environment}.yaml").read_text())
+        image = values["image"]
+        assert set(image) == {"repository", "tag", "digest"}, f"{chart}/{environment}"
+        assert image["repository"].endswith(f"/{chart}")
+        assert isinstance(image["tag"], str)
+        assert isinstance(image["digest"], str)

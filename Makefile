@@ -13,8 +13,10 @@ export UV_PYTHON_DOWNLOADS := never
 # One mypy run over all Python code; each package root is a base so modules get their import names.
 empty :=
 space := $(empty) $(empty)
-export MYPYPATH := $(subst $(space),:,$(wildcard services/*/src) ci/src tests)
-MYPY_FILES := $(wildcard services/*/src services/*/tests ci/src) tests
+# Python code lives only in the folders with a pyproject.toml (not in services/frontend).
+PY_DIRS := $(patsubst %/pyproject.toml,%,$(wildcard services/*/pyproject.toml))
+export MYPYPATH := $(subst $(space),:,$(wildcard $(addsuffix /src,$(PY_DIRS))) ci/src tests)
+MYPY_FILES := $(wildcard $(addsuffix /src,$(PY_DIRS)) $(addsuffix /tests,$(PY_DIRS)) ci/src) tests
 
 .PHONY: help setup system-packages python frontend lock requirements-check lint format test e2e
 
@@ -48,7 +50,7 @@ $(FRONTEND)/node_modules/.package-lock.json: $(FRONTEND)/package-lock.json $(FRO
 # Python services (every services/*/pyproject.toml but the servicekit library): their images
 # install requirements.txt, pinned and hashed, exported from uv.lock. `make lock` writes them;
 # `make lint` fails when one no longer matches uv.lock (comment lines aside).
-PY_SERVICES := $(filter-out servicekit,$(patsubst services/%/pyproject.toml,%,$(wildcard services/*/pyproject.toml)))
+PY_SERVICES := $(filter-out servicekit,$(notdir $(PY_DIRS)))
 export_requirements = $(UV) export --quiet --frozen --package "$(1)" --no-dev --no-emit-workspace --format requirements.txt
 
 lock: $(UV)

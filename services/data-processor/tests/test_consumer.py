@@ -1,0 +1,163 @@
+"""The consumer loop against real Redis Streams and PostgreSQL, driven step by step."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from typing import Any, cast
+
+import pytest
+import redis
+from data_processor.consumer import ConsumerOptions, EventConsumer
+from data_processor.events import apply_event, parse_event
+from data_processor.models import DailyMessageCount, ProcessedEvent
+from django import db
+from django.db import connections
+
+STREAM = "chat:events"
+GROUP = "data-processor"
+
+
+def publish(client: redis.Redis, user: uuid.UUID, *, event_id: str | None = None) -> str:
+    fields: dict[Any, Any] = {
+        "event_id": event_id or str(uuid.uuid4()),
+        "type": "message.created",
+        "conversation_id": str(uuid.uuid4()),
+        "message_id": str(uuid.uuid4()),
+        "user_id": str(user),
+        "role": "user",
+        "created_at": "2026-11-25T10:00:00+00:00",
+        "published_at": "2026-11-25T10:00:01+00:00",
+    }
+    return cast(bytes, client.xadd(STREAM, fields)).decode()
+
+
+def consumer(client: redis.Redis, name: str, **overrides: Any) -> EventConsumer:
+    options = ConsumerOptions(stream=STREAM, group=GROUP, consumer=name, block_ms=50)
+    for key, value in overrides.items():
+        setattr(options, key, value)
+    worker = EventConsumer(client, options)
+    worker.ensure_group()
+    return worker
+
+
+def user_total(user: uuid.UUID) -> int:
+    return sum(DailyMessageCount.objects.filter(user_id=user).values_list("count", flat=True))
+
+
+def pending_count(client: redis.Redis) -> int:
+    return int(client.xpending(STREAM, GROUP)["pending"])
+
+
+def drain(worker: EventConsumer, rounds: int = 50) -> None:
+    for _ in range(rounds):
+        if worker.step() == 0:
+            return
+
+
+def test_consumes_every_event_and_acknowledges_it(stats_db: str, redis_client: redis.Redis) -> None:
+    users = [uuid.uuid4() for _ in range(3)]
+    published = Counter[uuid.UUID]()
+    for index in range(45):
+        user = users[index % 3]
+        publish(redis_client, user)
+        published[user] += 1
+    drain(consumer(redis_client, "c1", batch_size=10))
+    assert {user: user_total(user) for user in users} == dict(published)
+    assert pending_count(redis_client) == 0
+    assert ProcessedEvent.objects.count() == 45
+
+
+def test_events_published_before_the_group_existed_are_consumed(
+    stats_db: str, redis_client: redis.Redis
+) -> None:
+    user = uuid.uuid4()
+    for _ in range(3):
+        publish(redis_client, user)
+    drain(consumer(redis_client, "late-starter"))
+    assert user_total(user) == 3
+
+
+def test_redelivered_event_counts_once(stats_db: str, redis_client: redis.Redis) -> None:
+    user = uuid.uuid4()
+    # The producer retried its publish: two stream entries carry one event id.
+    publish(redis_client, user, event_id="evt-1")
+    publish(redis_client, user, event_id="evt-1")
+    worker = consumer(redis_client, "c1")
+    drain(worker)
+    assert user_total(user) == 1
+    assert pending_count(redis_client) == 0
+
+
+def test_crash_between_commit_and_ack_is_not_double_counted(
+    stats_db: str, redis_client: redis.Redis
+) -> None:
+    user = uuid.uuid4()
+    entry_id = publish(redis_client, user)
+    # A consumer read the entry and committed, then died before XACK.
+    redis_client.xgroup_create(STREAM, GROUP, id="0")
+    delivered: Any = redis_client.xreadgroup(GROUP, "c1", {STREAM: ">"}, count=1)
+    fields = {k.decode(): v.decode() for k, v in delivered[0][1][0][1].items()}
+    apply_event(parse_event(fields), entry_id)
+    assert pending_count(redis_client) == 1
+    # Restarted under the same name, it first retries its own pending entries.
+    drain(consumer(redis_client, "c1"))
+    assert user_total(user) == 1
+    assert pending_count(redis_client) == 0
+
+
+def test_pending_entries_of_a_dead_consumer_are_claimed_after_the_timeout(
+    stats_db: str, redis_client: redis.Redis
+) -> None:
+    user = uuid.uuid4()
+    for _ in range(5):
+        publish(redis_client, user)
+    redis_client.xgroup_create(STREAM, GROUP, id="0")
+    # "dead" took all five and vanished without acknowledging.
+    redis_client.xreadgroup(GROUP, "dead", {STREAM: ">"}, count=5)
+    survivor = consumer(redis_client, "survivor", claim_idle_ms=300)
+    survivor.step()
+    assert user_total(user) == 0, "claimed before the idle timeout"
+    time.sleep(0.4)
+    drain(survivor)
+    assert user_total(user) == 5
+    assert pending_count(redis_client) == 0
+    assert survivor.metrics.claimed._value.get() == 5
+
+
+def test_invalid_events_are_dead_lettered_not_retried(
+    stats_db: str, redis_client: redis.Redis
+) -> None:
+    user = uuid.uuid4()
+    redis_client.xadd(STREAM, {"event_id": "bad-1", "type": "message.created", "user_id": "x"})
+    publish(redis_client, user)
+    drain(consumer(redis_client, "c1"))
+    assert user_total(user) == 1
+    assert pending_count(redis_client) == 0
+    dead: Any = redis_client.xrange(STREAM + ":dead")
+    assert len(dead) == 1
+    assert dead[0][1][b"event_id"] == b"bad-1"
+    assert b"lacks field" in dead[0][1][b"dead_reason"]
+
+
+def test_database_outage_leaves_entries_pending_and_they_are_retried(
+    stats_db: str, redis_client: redis.Redis
+) -> None:
+    user = uuid.uuid4()
+    for _ in range(3):
+        publish(redis_client, user)
+    worker = consumer(redis_client, "c1")
+    real_name = connections["default"].settings_dict["NAME"]
+    connections["default"].close()
+    connections["default"].settings_dict["NAME"] = "no_such_database"
+    try:
+        with pytest.raises(db.Error, match="no_such_database"):
+            worker.step()
+    finally:
+        connections["default"].close()
+        connections["default"].settings_dict["NAME"] = real_name
+    assert pending_count(redis_client) == 3, "nothing may be acknowledged without a commit"
+    drain(worker)
+    assert user_total(user) == 3
+    assert pending_count(redis_client) == 0

@@ -1,0 +1,100 @@
+"""The production commands from service.yaml: `migrate`, then gunicorn serving the app."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from harness.servers import free_port, wait_for_port
+from harness.tokens import TokenIssuer
+
+MANAGE = [sys.executable, "-m", "data_processor.manage"]
+
+
+@pytest.fixture
+def server_env(
+    make_database: Callable[[], str], redis_url: str, token_issuer: TokenIssuer, tmp_path: Path
+) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DJANGO_SECRET_KEY": f"test-only-{uuid.uuid4().hex}",
+        "DATABASE_URL": make_database(),
+        "REDIS_URL": redis_url,
+        "JWKS_URL": token_issuer.jwks_url,
+        "GUNICORN_WORKER_TMP_DIR": str(tmp_path),
+    }
+
+
+@pytest.fixture
+def server(server_env: dict[str, str]) -> Iterator[str]:
+    migrate = subprocess.run(
+        [*MANAGE, "migrate", "--noinput"], env=server_env, capture_output=True, timeout=120
+    )
+    assert migrate.returncode == 0, migrate.stderr.decode()
+    port = free_port()
+    command = [sys.executable, "-m", "gunicorn", "-c", "python:data_processor.gunicorn_conf"]
+    process = subprocess.Popen(
+        [*command, "data_processor.wsgi"], env={**server_env, "BIND": f"127.0.0.1:{port}"}
+    )
+    try:
+        wait_for_port(port, timeout=30)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_migrate_creates_the_tables(server_env: dict[str, str]) -> None:
+    result = subprocess.run(
+        [*MANAGE, "migrate", "--noinput"], env=server_env, capture_output=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    with psycopg.connect(server_env["DATABASE_URL"]) as conn:
+        tables = {
+            row[0]
+            for row in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE tablename LIKE 'data_processor_%'"
+            )
+        }
+    assert tables == {
+        "data_processor_processedevent",
+        "data_processor_dailymessagecount",
+        "data_processor_conversationactivity",
+    }
+
+
+def test_gunicorn_serves_health_readiness_and_stats(server: str, token_issuer: TokenIssuer) -> None:
+    user = uuid.uuid4()
+    headers = {"Authorization": f"Bearer {token_issuer.issue(str(user), 'alice')}"}
+    with httpx.Client(base_url=server, timeout=10) as client:
+        assert client.get("/health").json() == {"status": "ok"}
+        ready = client.get("/ready")
+        assert ready.status_code == 200, ready.text
+        stats = client.get("/stats/me", headers=headers)
+        assert stats.status_code == 200
+        assert stats.json() == {
+            "user_id": str(user),
+            "total_messages": 0,
+            "per_day": [],
+            "active_conversations": 0,
+        }
+        assert client.get("/stats/me").status_code == 401
+        assert "X-Request-ID" in client.get("/health").headers
+
+
+def test_consumer_usage_errors_exit_2(server_env: dict[str, str]) -> None:
+    result = subprocess.run(
+        [*MANAGE, "consume_events", "--batch-size", "0"],
+        env=server_env,
+        capture_output=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert b"--batch-size must be positive" in result.stderr

@@ -59,7 +59,9 @@ def base_url(request: pytest.FixtureRequest) -> Iterator[str]:
     redis_url = _own_redis_database(request)
     stack = LocalStack(repo_root=REPO_ROOT, postgres_admin_url=admin_url, redis_url=redis_url)
     urls = stack.start()
-    sys.stderr.write(f"\nlocal stack up in {stack.start_seconds:.1f}s; logs in {urls.logs}\n")
+    sys.stderr.write(
+        f"\nlocal stack up in {stack.start_seconds:.1f}s {stack.timings}; logs in {urls.logs}\n"
+    )
     try:
         yield urls.edge
     finally:

@@ -79,8 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             with stack as urls:
                 print(json.dumps(urls.as_json()), flush=True)
-                print(f"local stack up in {stack.start_seconds:.1f}s; Ctrl-C stops it",
-                      file=sys.stderr, flush=True)  # fmt: skip
+                took = f"{stack.start_seconds:.1f}s {stack.timings}"
+                print(f"local stack up in {took}; Ctrl-C stops it", file=sys.stderr, flush=True)
                 stop.wait()
     except (StackError, HarnessError) as exc:
         print(f"local stack failed: {exc}", file=sys.stderr)

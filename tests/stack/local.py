@@ -26,7 +26,7 @@ from harness.servers import free_port
 
 from stack.argv import with_listen_address
 from stack.edge import READY_PATH
-from stack.process import ManagedProcess, StackError, run_to_completion, wait_until_ready
+from stack.process import ManagedProcess, StackError, run_all_to_completion, wait_until_ready
 from stack.services import StackService, load_services
 
 HOST = "127.0.0.1"
@@ -135,6 +135,7 @@ class LocalStack:
     databases: list[str] = field(default_factory=list, init=False)
     workdir: Path | None = field(default=None, init=False)
     start_seconds: float | None = field(default=None, init=False)
+    timings: dict[str, float] = field(default_factory=dict, init=False)  # seconds per phase
 
     def __enter__(self) -> StackUrls:
         return self.start()
@@ -175,10 +176,19 @@ class LocalStack:
         envs = {
             s.name: self._environment(s, wiring, self.workdir / "run" / s.name) for s in services
         }
-        self._migrate(services, envs, logs)
-        self._start_servers(services, envs, urls, logs)
-        edge = self._start_edge(services, urls, logs)
+        with self._timed("migrations"):
+            self._migrate(services, envs, logs)
+        with self._timed("servers"):
+            self._start_servers(services, envs, urls, logs)
+        with self._timed("edge"):
+            edge = self._start_edge(services, urls, logs)
         return StackUrls(edge=edge, services=urls, logs=logs)
+
+    @contextlib.contextmanager
+    def _timed(self, phase: str) -> Iterator[None]:
+        started = time.monotonic()
+        yield
+        self.timings[phase] = round(time.monotonic() - started, 2)
 
     def _selected(self, services: list[StackService]) -> list[StackService]:
         if self.only is None:
@@ -209,17 +219,18 @@ class LocalStack:
     def _migrate(
         self, services: list[StackService], envs: dict[str, dict[str, str]], logs: Path
     ) -> None:
-        for service in services:
-            if service.migrate is None:
-                continue
-            migration = ManagedProcess(
+        migrations = [
+            ManagedProcess(
                 name=f"{service.name} migrate",
                 argv=service.migrate,
                 env=envs[service.name],
                 cwd=service.directory,
                 log_path=logs / f"{service.name}-migrate.log",
             )
-            run_to_completion(migration, MIGRATE_TIMEOUT)
+            for service in services
+            if service.migrate is not None
+        ]
+        run_all_to_completion(migrations, MIGRATE_TIMEOUT)
 
     def _start_servers(
         self,

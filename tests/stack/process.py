@@ -97,15 +97,30 @@ class ManagedProcess:
 
 def run_to_completion(process: ManagedProcess, timeout: float) -> None:
     """Start `process` and wait for it to exit 0 (a migration); raise with its log otherwise."""
-    process.start()
-    assert process.popen is not None
+    run_all_to_completion([process], timeout)
+
+
+def run_all_to_completion(processes: Sequence[ManagedProcess], timeout: float) -> None:
+    """Run `processes` side by side; each must exit 0 within `timeout` seconds.
+
+    The first failure stops the others and is raised with its log.
+    """
+    for process in processes:
+        process.start()
+    deadline = time.monotonic() + timeout
     try:
-        code = process.popen.wait(timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        process.stop()
-        raise process.failure(f"did not finish within {timeout:.0f}s") from exc
-    if code != 0:
-        raise process.failure(f"exited with status {code}")
+        for process in processes:
+            assert process.popen is not None
+            try:
+                code = process.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired as exc:
+                raise process.failure(f"did not finish within {timeout:.0f}s") from exc
+            if code != 0:
+                raise process.failure(f"exited with status {code}")
+    finally:
+        for process in processes:
+            if process.running:
+                process.stop()
 
 
 def wait_until_ready(processes: Mapping[str, tuple[ManagedProcess, str]], timeout: float) -> None:

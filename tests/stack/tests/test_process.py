@@ -14,6 +14,7 @@ from stack.process import (
     ManagedProcess,
     StackError,
     log_tail,
+    run_all_to_completion,
     run_to_completion,
     wait_until_ready,
 )
@@ -88,6 +89,30 @@ def test_a_hanging_migration_is_stopped_at_its_timeout(tmp_path: Path) -> None:
     with pytest.raises(StackError, match="did not finish within 1s"):
         run_to_completion(process, timeout=1)
     assert not process.running
+
+
+def _named(tmp_path: Path, name: str, script: str) -> ManagedProcess:
+    return ManagedProcess(
+        name, ["sh", "-c", script], dict(os.environ), tmp_path, tmp_path / f"{name}.log"
+    )
+
+
+def test_side_by_side_runs_stop_the_others_at_the_first_failure(tmp_path: Path) -> None:
+    failing = _named(tmp_path, "bad", "echo bad revision; exit 4")
+    hanging = _named(tmp_path, "slow", "sleep 300")
+    started = time.monotonic()
+    with pytest.raises(StackError, match=r"(?s)bad: exited with status 4.*bad revision"):
+        run_all_to_completion([failing, hanging], timeout=120)
+    assert not hanging.running
+    assert time.monotonic() - started < 20
+
+
+def test_side_by_side_runs_share_one_deadline(tmp_path: Path) -> None:
+    done = _named(tmp_path, "ok", "true")
+    hanging = _named(tmp_path, "slow", "sleep 300")
+    with pytest.raises(StackError, match=r"slow: did not finish within 2s"):
+        run_all_to_completion([done, hanging], timeout=2)
+    assert not hanging.running
 
 
 def test_waiting_fails_fast_when_the_process_exits(tmp_path: Path) -> None:

@@ -1,25 +1,66 @@
-"""The HTTP API through Flask's test client, against a real temporary volume."""
+"""The HTTP API through Flask's test client, against a real temporary volume.
+
+(No conftest.py: mypy maps every conftest in a hyphenated service folder to the same module.)
+"""
 
 from __future__ import annotations
 
 import hashlib
 import io
+import uuid
 from pathlib import Path
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from harness.tokens import TokenIssuer
-from media_storage.app import MediaService
+from media_storage.app import MediaService, create_app
+from media_storage.config import Settings
 from werkzeug.test import TestResponse
 
-MAX_BYTES = 64 * 1024  # the limit conftest's settings use
+MAX_BYTES = 64 * 1024
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"
 
 
 def png_bytes(size: int, fill: bytes = b"\x01") -> bytes:
     """Bytes that sniff as PNG (the signature), padded to `size`."""
     return (PNG_SIGNATURE + fill * size)[:size]
+
+
+@pytest.fixture
+def media_root(tmp_path: Path) -> Path:
+    return tmp_path / "volume" / "media"
+
+
+@pytest.fixture
+def settings(media_root: Path, token_issuer: TokenIssuer) -> Settings:
+    return Settings(
+        media_root=media_root,
+        media_max_upload_bytes=MAX_BYTES,
+        jwks_url=token_issuer.jwks_url,
+        jwt_issuer=token_issuer.issuer,
+        jwt_audience=token_issuer.audience,
+    )
+
+
+@pytest.fixture
+def app(settings: Settings) -> Flask:
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def alice(token_issuer: TokenIssuer) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token_issuer.issue(str(uuid.uuid4()), 'alice')}"}
+
+
+@pytest.fixture
+def bob(token_issuer: TokenIssuer) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token_issuer.issue(str(uuid.uuid4()), 'bob')}"}
 
 
 def upload(

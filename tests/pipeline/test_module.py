@@ -35,10 +35,10 @@ except dagger.ClientConnectionError as exc:
 """
 
 
-def python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+def python(code: str, path: Path = CI_SRC, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", code],
-        env={**os.environ, "PYTHONPATH": str(CI_SRC), **env},
+        env={**os.environ, "PYTHONPATH": str(path), **env},
         capture_output=True,
         text=True,
         timeout=120,
@@ -52,6 +52,18 @@ def test_module_registration_builds_every_type_definition_up_to_the_engine_call(
     assert done.returncode == 0, done.stderr
     names, reached = done.stdout.splitlines()[:2]
     assert set(json.loads(names)) >= FUNCTIONS
+    assert reached.startswith("engine call reached:")
+
+
+def test_engine_test_module_registers_one_function_per_capability_and_all() -> None:
+    code = REGISTER.replace("ci.Ci", "ci_tests.CiTests").replace('"Ci"', '"CiTests"')
+    code = code.replace("import anyio, json, dagger, ci", "import anyio, json, dagger, ci_tests")
+
+    done = python(code, REPO_ROOT / "ci" / "tests" / "src", DAGGER_MAIN_OBJECT="CiTests")
+
+    assert done.returncode == 0, done.stderr
+    names, reached = done.stdout.splitlines()[:2]
+    assert set(json.loads(names)) == (FUNCTIONS | {"all"})
     assert reached.startswith("engine call reached:")
 
 

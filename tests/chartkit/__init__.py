@@ -15,6 +15,7 @@ from typing import Any
 
 import helm_python
 import kubernetes_validate
+import kubernetes_validate.utils
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,6 +32,12 @@ ENVIRONMENTS = ("dev", "staging", "production", "preview")
 Manifest = dict[str, Any]
 
 helm_python.disable_logging()
+
+# kubernetes-validate re-reads its schema files (the definitions file is several MB) on every
+# call; they never change during a run, so read each once. Validation itself is untouched.
+kubernetes_validate.utils.schema_contents = functools.cache(
+    kubernetes_validate.utils.schema_contents
+)
 
 
 def k3s_version() -> str:

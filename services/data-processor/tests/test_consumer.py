@@ -161,3 +161,17 @@ def test_database_outage_leaves_entries_pending_and_they_are_retried(
     drain(worker)
     assert user_total(user) == 3
     assert pending_count(redis_client) == 0
+
+
+def test_idle_consumers_without_pending_entries_are_pruned(
+    stats_db: str, redis_client: redis.Redis
+) -> None:
+    publish(redis_client, uuid.uuid4())
+    redis_client.xgroup_create(STREAM, GROUP, id="0")
+    redis_client.xreadgroup(GROUP, "holds-one", {STREAM: ">"}, count=1)  # never acknowledged
+    redis_client.xreadgroup(GROUP, "long-gone", {STREAM: ">"}, count=1)  # got nothing
+    time.sleep(0.1)
+    survivor = consumer(redis_client, "survivor", prune_idle_ms=50, claim_idle_ms=60_000)
+    survivor.step()
+    names = {entry["name"] for entry in redis_client.xinfo_consumers(STREAM, GROUP)}
+    assert names == {b"holds-one", b"survivor"}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -25,6 +26,8 @@ logger = logging.getLogger(__name__)
 Entry = tuple[bytes, dict[bytes, bytes] | None]
 DEAD_LETTER_SUFFIX = ":dead"
 MAX_BACKOFF_SECONDS = 5.0
+# Consumers are named per process, so every restart leaves a name behind in the group.
+PRUNE_INTERVAL_SECONDS = 60.0
 
 
 @dataclass
@@ -35,6 +38,8 @@ class ConsumerOptions:
     batch_size: int = 100
     block_ms: int = 1000
     claim_idle_ms: int = 30_000
+    # Consumers that held nothing and did nothing for this long are removed from the group.
+    prune_idle_ms: int = 3_600_000
 
 
 @dataclass
@@ -76,6 +81,7 @@ class EventConsumer:
         self._own_pending = True  # at start, finish what this consumer name left unacked
         self._claim_cursor = "0-0"
         self._failures = 0
+        self._pruned_at = 0.0
 
     def ensure_group(self) -> None:
         """Create the consumer group reading the stream from its beginning (no event skipped)."""
@@ -117,6 +123,7 @@ class EventConsumer:
             self._own_pending = len(own) >= self.options.batch_size
         claimed = self._claim()
         handled += self._handle_all(claimed)
+        self._prune_idle_consumers()
         if self.stop.is_set():
             return handled
         return handled + self._handle_all(self._read(">", block=not claimed))
@@ -149,6 +156,26 @@ class EventConsumer:
             self.metrics.claimed.inc(len(entries))
             logger.info("claimed pending entries", extra={"count": len(entries)})
         return list(entries)
+
+    def _prune_idle_consumers(self) -> None:
+        """Forget long-idle consumers that hold nothing (safe: they have no pending entries)."""
+        now = time.monotonic()
+        if now - self._pruned_at < PRUNE_INTERVAL_SECONDS:
+            return
+        self._pruned_at = now
+        consumers: list[dict[Any, Any]] = self.redis.xinfo_consumers(
+            self.options.stream, self.options.group
+        )
+        for info in consumers:
+            name = _text(info["name"])
+            idle = int(info["idle"])
+            if (
+                name != self.options.consumer
+                and int(info["pending"]) == 0
+                and idle > self.options.prune_idle_ms
+            ):
+                self.redis.xgroup_delconsumer(self.options.stream, self.options.group, name)
+                logger.info("removed idle consumer", extra={"consumer": name})
 
     def _handle_all(self, entries: list[Entry]) -> int:
         for entry_id, fields in entries:

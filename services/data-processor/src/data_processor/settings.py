@@ -77,6 +77,8 @@ USE_I18N = False
 USE_TZ = True
 STATIC_URL = "static/"
 
+# TLS ends at the ingress, which says so in X-Forwarded-Proto (admin CSRF origin checks need it).
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 X_FRAME_OPTIONS = "DENY"

@@ -31,7 +31,7 @@ class LocalRegistry:
 
 
 @contextmanager
-def run_registry(workdir: Path) -> Iterator[LocalRegistry]:
+def run_registry(workdir: Path, htpasswd: Path | None = None) -> Iterator[LocalRegistry]:
     binary = shutil.which("docker-registry")
     if binary is None:
         raise RuntimeError("docker-registry is not installed: run `make setup`")
@@ -44,6 +44,7 @@ def run_registry(workdir: Path) -> Iterator[LocalRegistry]:
         "log: {level: warn}\n"
         f"storage: {{filesystem: {{rootdirectory: {storage}}}, delete: {{enabled: true}}}}\n"
         f"http: {{addr: 127.0.0.1:{port}}}\n"
+        + (f"auth: {{htpasswd: {{realm: test, path: {htpasswd}}}}}\n" if htpasswd else "")
     )
     log = (workdir / "registry.log").open("w")
     proc = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
@@ -52,7 +53,7 @@ def run_registry(workdir: Path) -> Iterator[LocalRegistry]:
         deadline = time.monotonic() + 20
         while True:
             try:
-                if httpx.get(f"{url}/v2/", timeout=1).status_code == 200:
+                if httpx.get(f"{url}/v2/", timeout=1).status_code in (200, 401):
                     break
             except httpx.TransportError:
                 pass
@@ -72,10 +73,13 @@ def _digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def upload_blob(url: str, repository: str, data: bytes) -> str:
+Auth = tuple[str, str] | None
+
+
+def upload_blob(url: str, repository: str, data: bytes, auth: Auth = None) -> str:
     """POST an upload session, then PUT the whole blob (the API's monolithic upload)."""
     digest = _digest(data)
-    start = httpx.post(f"{url}/v2/{repository}/blobs/uploads/", timeout=10)
+    start = httpx.post(f"{url}/v2/{repository}/blobs/uploads/", timeout=10, auth=auth)
     assert start.status_code == 202, start.text
     location = httpx.URL(url).join(start.headers["Location"])
     done = httpx.put(
@@ -83,6 +87,7 @@ def upload_blob(url: str, repository: str, data: bytes) -> str:
         content=data,
         headers={"Content-Type": "application/octet-stream"},
         timeout=10,
+        auth=auth,
     )
     assert done.status_code == 201, done.text
     return digest
@@ -99,7 +104,7 @@ def layer_tar_gz(files: dict[str, bytes]) -> bytes:
     return gzip.compress(raw.getvalue(), mtime=0)
 
 
-def push_image(url: str, repository: str, tag: str, payload: bytes) -> str:
+def push_image(url: str, repository: str, tag: str, payload: bytes, auth: Auth = None) -> str:
     """Push a one-layer OCI image (config + layer + manifest) and return the manifest digest."""
     layer = layer_tar_gz({"app/payload.txt": payload})
     diff_id = _digest(gzip.decompress(layer))
@@ -112,8 +117,8 @@ def push_image(url: str, repository: str, tag: str, payload: bytes) -> str:
         },
         sort_keys=True,
     ).encode()
-    config_digest = upload_blob(url, repository, config)
-    layer_digest = upload_blob(url, repository, layer)
+    config_digest = upload_blob(url, repository, config, auth)
+    layer_digest = upload_blob(url, repository, layer, auth)
     manifest = json.dumps(
         {
             "schemaVersion": 2,
@@ -133,7 +138,7 @@ def push_image(url: str, repository: str, tag: str, payload: bytes) -> str:
         },
         indent=3,  # unusual formatting on purpose: a re-serialising client would change it
     ).encode()
-    return put_manifest(url, repository, tag, manifest, OCI_MANIFEST)
+    return put_manifest(url, repository, tag, manifest, OCI_MANIFEST, auth)
 
 
 def push_index(url: str, repository: str, tag: str, manifest_digest: str, size: int) -> str:
@@ -154,12 +159,15 @@ def push_index(url: str, repository: str, tag: str, manifest_digest: str, size: 
     return put_manifest(url, repository, tag, index, OCI_INDEX)
 
 
-def put_manifest(url: str, repository: str, tag: str, body: bytes, media_type: str) -> str:
+def put_manifest(
+    url: str, repository: str, tag: str, body: bytes, media_type: str, auth: Auth = None
+) -> str:
     response = httpx.put(
         f"{url}/v2/{repository}/manifests/{tag}",
         content=body,
         headers={"Content-Type": media_type},
         timeout=10,
+        auth=auth,
     )
     assert response.status_code == 201, response.text
     digest = _digest(body)

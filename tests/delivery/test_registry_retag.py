@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
+import warnings
+from pathlib import Path
+
 import httpx
 import pytest
 from ci.core.registry import ImageName, Manifest, RegistryClient, RegistryError
@@ -11,6 +15,7 @@ from delivery.registry_server import (
     LocalRegistry,
     push_image,
     push_index,
+    run_registry,
 )
 
 
@@ -69,3 +74,27 @@ def test_image_name_parsing() -> None:
     )
     with pytest.raises(ValueError, match="registry host"):
         ImageName.parse("auth:1.0")
+
+
+def htpasswd_line(user: str, password: str) -> str:
+    # The registry reads bcrypt htpasswd entries; glibc's crypt makes them ($2b$, cost 4).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        crypt = importlib.import_module("crypt")
+        hashed: str = crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))
+    return f"{user}:{hashed}\n"
+
+
+def test_retag_with_credentials_on_a_registry_that_requires_them(tmp_path: Path) -> None:
+    htpasswd = tmp_path / "htpasswd"
+    htpasswd.write_text(htpasswd_line("ci", "s3cret"))
+    with run_registry(tmp_path / "auth-registry", htpasswd=htpasswd) as server:
+        digest = push_image(server.url, "chat/auth", "sha-1", b"private", auth=("ci", "s3cret"))
+
+        for user, password in ((None, None), ("ci", "wrong")):
+            client = RegistryClient(server.url, user, password)
+            with client, pytest.raises(RegistryError, match="HTTP 401"):
+                client.retag("chat/auth", digest, "1.0.0")
+        with RegistryClient(server.url, "ci", "s3cret") as client:
+            assert client.retag("chat/auth", digest, "1.0.0") == digest
+            assert client.head_digest("chat/auth", "1.0.0") == digest

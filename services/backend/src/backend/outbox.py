@@ -109,10 +109,16 @@ class OutboxDrainer:
             )
         return len(events)
 
-    async def drain(self) -> int:
-        """Publishes until nothing is left; returns the total."""
+    async def drain(self, max_batches: int = 1000) -> int:
+        """Publishes until nothing is left (at most `max_batches` batches); returns the total.
+
+        The bound keeps one round finite even if rows keep arriving faster than they go out.
+        """
         total = 0
-        while sent := await self.drain_batch():
+        for _ in range(max_batches):
+            sent = await self.drain_batch()
+            if not sent:
+                break
             total += sent
         return total
 

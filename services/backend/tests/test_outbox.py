@@ -54,7 +54,7 @@ async def _post(backend: Backend, headers: dict[str, str], *contents: str) -> st
 
 
 async def _wait_for_stream(redis_url: str, count: int) -> list[dict[str, str]]:
-    for _ in range(100):
+    for _ in range(300):
         entries = _stream(redis_url)
         if len(entries) >= count:
             return entries

@@ -98,7 +98,7 @@ async def test_background_retry_completes_pending_replies(
     assert posted.json()["reply"]["status"] == "pending"
 
     stopped_ai.start()
-    for _ in range(100):
+    for _ in range(300):
         stored = await _messages(backend, path, alice)
         if stored[1]["status"] == "completed":
             break
@@ -117,7 +117,7 @@ async def test_slow_ai_times_out_into_a_pending_reply(
     elapsed = asyncio.get_running_loop().time() - started
     assert posted.status_code == 201
     assert posted.json()["reply"]["status"] == "pending"
-    assert 0.6 <= elapsed < 3.0  # two attempts of 0.3 s plus backoff, not a hang
+    assert 0.6 <= elapsed < 15  # two attempts of 0.3 s plus backoff, not a hang
     async with backend.runtime.sessions() as session:
         stored = await session.scalar(
             select(Message).where(Message.id == posted.json()["reply"]["id"])

@@ -68,6 +68,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging("ai", settings.log_level)
     provider = build_provider(settings)
+    if not settings.redis_url:
+        log.warning("REDIS_URL is not set: replies are neither cached nor rate limited")
     client: redis.Redis | None = (
         async_redis_client(settings.redis_url, timeout=0.5) if settings.redis_url else None
     )

@@ -123,4 +123,5 @@ def test_register_log_in_chat_and_upload_in_chromium(stack: StackUrls) -> None:
     assert result["ok"] is True
     assert result["reply"], "the AI reply shown in the browser is empty"
     assert result["uploadedBytes"] == screenshot.stat().st_size
+    assert result["messagesCounted"] >= 1, "the statistics page does not count the message"
     assert screenshot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")

@@ -132,11 +132,23 @@ export async function uploadAndDownload(page, file) {
   return original.size;
 }
 
-/** @param {import('playwright-core').Page} page */
+/**
+ * data-processor counts messages from backend's event stream, a moment after they were sent:
+ * reload until the message sent by this test is counted.
+ * @param {import('playwright-core').Page} page
+ */
 export async function openStatistics(page) {
   await page.getByRole('link', { name: 'Statistics' }).click();
   await page.getByRole('heading', { name: 'Your statistics' }).waitFor();
-  await page.getByText('Messages sent').waitFor();
+  const sent = page.locator('dt:text-is("Messages sent") + dd');
+  const deadline = Date.now() + STEP_TIMEOUT_MS;
+  for (;;) {
+    const count = Number(await sent.innerText());
+    if (count >= 1) return count;
+    if (Date.now() > deadline) throw new Error(`statistics still count ${count} messages`);
+    await page.waitForTimeout(1_000);
+    await page.reload();
+  }
 }
 
 export async function main() {
@@ -172,11 +184,19 @@ export async function main() {
     const reply = await chat(page, 'Browser test conversation', userText);
     await page.screenshot({ path: screenshot, fullPage: true });
     const uploadedBytes = await uploadAndDownload(page, screenshot);
-    await openStatistics(page);
+    const messagesCounted = await openStatistics(page);
     await page.screenshot({ path: join(OUTPUT_DIR, 'statistics.png'), fullPage: true });
     if (problems.length > 0) throw new Error(problems.join('\n'));
     console.log(
-      JSON.stringify({ ok: true, app: app.url, username, reply, uploadedBytes, screenshot }),
+      JSON.stringify({
+        ok: true,
+        app: app.url,
+        username,
+        reply,
+        uploadedBytes,
+        messagesCounted,
+        screenshot,
+      }),
     );
   } catch (error) {
     await page.screenshot({ path: join(OUTPUT_DIR, 'failure.png'), fullPage: true }).catch(() => undefined);

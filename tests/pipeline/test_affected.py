@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from ci.core.affected import TOOLING_PATHS, Reason, affected
 from ci.core.catalog import load_catalog
@@ -122,6 +124,11 @@ def test_a_deleted_file_counts_as_a_change(repo: Repo) -> None:
 def test_unknown_base_ref_is_a_git_error_naming_the_ref(repo: Repo) -> None:
     with pytest.raises(GitError, match="unknown git ref 'origin/nope'"):
         changed_files(repo.root, "origin/nope")
+
+
+def test_git_in_a_missing_directory_is_a_git_error(tmp_path: Path) -> None:
+    with pytest.raises(GitError, match="cannot run in"):
+        changed_files(tmp_path / "nowhere", "HEAD~1")
 
 
 def test_pure_rules_without_git(repo: Repo) -> None:

@@ -118,6 +118,13 @@ def test_every_broken_file_is_reported_in_one_error() -> None:
     }
 
 
+def test_unreadable_service_file_is_an_error_naming_it(repo: Repo) -> None:
+    (repo.root / "services" / "auth" / SERVICE_FILE).write_bytes(b"name: \xff\xfe auth\n")
+
+    with pytest.raises(CatalogError, match=r"services/auth/service.yaml: cannot be read"):
+        load_catalog(repo.root)
+
+
 def test_missing_services_folder_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(CatalogError, match="services/: folder not found"):
         load_catalog(tmp_path)

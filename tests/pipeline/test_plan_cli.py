@@ -88,3 +88,11 @@ def test_this_repository_history_gives_valid_json() -> None:
     assert set(plan) == {"base", "head", "changed_files", "services", "unaffected"}
     assert len(plan["head"]) == 40
     assert all(isinstance(path, str) for path in plan["changed_files"])
+
+
+def test_missing_repository_directory_exits_2(tmp_path: Path) -> None:
+    done = run_plan(CI_SRC, "--base", "HEAD~1", "--repo", str(tmp_path / "nowhere"))
+
+    assert done.returncode == 2
+    assert f"folder not found under {tmp_path / 'nowhere'}" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -162,12 +162,19 @@ def load_catalog(root: Path) -> Catalog:
     if not base.is_dir():
         raise CatalogError([f"{SERVICES_DIR}/: folder not found under {root}"])
     folders = {p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")}
-    files = {
-        f"{SERVICES_DIR}/{name}/{SERVICE_FILE}": (base / name / SERVICE_FILE).read_text()
-        for name in sorted(folders)
-        if (base / name / SERVICE_FILE).is_file()
-    }
+    files: dict[str, str] = {}
+    for name in sorted(folders):
+        path = base / name / SERVICE_FILE
+        if path.is_file():
+            files[f"{SERVICES_DIR}/{name}/{SERVICE_FILE}"] = _read(path, root)
     return build_catalog(files, folders)
+
+
+def _read(path: Path, root: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CatalogError([f"{path.relative_to(root)}: cannot be read: {exc}"]) from exc
 
 
 def catalog_json(catalog: Catalog) -> str:

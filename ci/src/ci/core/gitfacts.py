@@ -20,6 +20,10 @@ class GitError(RuntimeError):
     """A git command failed; the message says which one and why."""
 
 
+class GitUnavailableError(GitError):
+    """git could not run at all (not installed, no such directory, timed out)."""
+
+
 @dataclass(frozen=True)
 class GitFacts:
     """What a build knows about its commit."""
@@ -33,7 +37,7 @@ def git(root: Path, *args: str) -> str:
     """Run `git <args>` in `root` and return its stdout; GitError on any failure."""
     executable = shutil.which("git")
     if executable is None:
-        raise GitError("git is not installed")
+        raise GitUnavailableError("git is not installed")
     try:
         done = subprocess.run(  # noqa: S603 - fixed executable, arguments are not a shell string
             [executable, *args],
@@ -44,7 +48,13 @@ def git(root: Path, *args: str) -> str:
             check=False,
         )
     except subprocess.TimeoutExpired as exc:
-        raise GitError(f"git {' '.join(args)} timed out after {GIT_TIMEOUT_SECONDS:.0f}s") from exc
+        raise GitUnavailableError(
+            f"git {' '.join(args)} timed out after {GIT_TIMEOUT_SECONDS:.0f}s"
+        ) from exc
+    except OSError as exc:  # e.g. the directory does not exist
+        raise GitUnavailableError(
+            f"git {' '.join(args)} cannot run in {root}: {exc.strerror}"
+        ) from exc
     if done.returncode != 0:
         detail = done.stderr.strip() or done.stdout.strip() or f"exit status {done.returncode}"
         raise GitError(f"git {' '.join(args)} failed: {detail}")
@@ -57,6 +67,8 @@ def resolve(root: Path, ref: str) -> str:
         raise GitError(f"invalid git ref {ref!r}")
     try:
         return git(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").strip()
+    except GitUnavailableError:
+        raise
     except GitError as exc:
         raise GitError(f"unknown git ref {ref!r}: no such commit in {root}") from exc
 

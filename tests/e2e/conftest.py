@@ -66,6 +66,8 @@ def base_url(request: pytest.FixtureRequest) -> Iterator[str]:
         yield urls.edge
     finally:
         stack.stop()
+        killed = f"; killed after the grace period: {stack.killed}" if stack.killed else ""
+        sys.stderr.write(f"\nlocal stack stopped in {stack.timings['stop']:.1f}s{killed}\n")
 
 
 def _own_redis_database(request: pytest.FixtureRequest) -> str:

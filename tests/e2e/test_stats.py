@@ -35,6 +35,8 @@ def test_posted_messages_are_counted(user: User) -> None:
 
     stats = poll(lambda: _stats(user), lambda s: s["total_messages"] >= 2, timeout=COUNT_TIMEOUT)
 
+    # The user's two messages, each once; the assistant's replies are no messages of theirs.
+    assert stats["total_messages"] == 2
     assert stats["user_id"] == user.id
     assert stats["active_conversations"] == 1
     assert sum(day["count"] for day in stats["per_day"]) == stats["total_messages"]

@@ -136,6 +136,7 @@ class LocalStack:
     workdir: Path | None = field(default=None, init=False)
     start_seconds: float | None = field(default=None, init=False)
     timings: dict[str, float] = field(default_factory=dict, init=False)  # seconds per phase
+    killed: list[str] = field(default_factory=list, init=False)  # ignored SIGTERM at stop
 
     def __enter__(self) -> StackUrls:
         return self.start()
@@ -287,11 +288,12 @@ class LocalStack:
 
     def stop(self) -> None:
         """Stop every process (SIGTERM, then SIGKILL), drop the databases, keep the logs."""
+        started = time.monotonic()
         for process in self.processes:
             process.terminate()
-        for process in self.processes:
-            process.wait_or_kill()
+        self.killed = [p.name for p in self.processes if p.wait_or_kill()]
         self.processes.clear()
+        self.timings["stop"] = round(time.monotonic() - started, 2)
         with contextlib.suppress(psycopg.Error):
             self._drop_databases()
         if self.workdir is not None:

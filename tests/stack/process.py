@@ -77,17 +77,23 @@ class ManagedProcess:
         if self.popen is not None:
             self._signal_group(signal.SIGTERM)
 
-    def wait_or_kill(self, grace: float = TERM_GRACE_SECONDS) -> None:
-        """Wait up to `grace` seconds for the exit, then SIGKILL whatever of the group is left."""
+    def wait_or_kill(self, grace: float = TERM_GRACE_SECONDS) -> bool:
+        """Wait up to `grace` seconds for the exit, then SIGKILL whatever of the group is left.
+
+        True when the process itself had to be killed.
+        """
         if self.popen is None:
-            return
+            return False
+        killed = False
         try:
             self.popen.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             self._signal_group(signal.SIGKILL)
             self.popen.wait(timeout=grace)
+            killed = True
         # Workers that outlived their parent still belong to the group.
         self._signal_group(signal.SIGKILL)
+        return killed
 
     def _signal_group(self, signum: signal.Signals) -> None:
         assert self.popen is not None

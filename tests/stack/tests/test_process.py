@@ -53,7 +53,8 @@ def test_stop_ends_the_whole_process_group(tmp_path: Path) -> None:
     child = int(_wait_for_file(pids))
     assert _alive(child)
 
-    process.stop()
+    process.terminate()
+    assert process.wait_or_kill() is False, "went on SIGTERM"
 
     assert not process.running
     assert not _alive(child)
@@ -70,7 +71,8 @@ def test_a_process_ignoring_sigterm_is_killed_after_the_grace(tmp_path: Path) ->
     _wait_for_file(marker)
     started = time.monotonic()
 
-    process.stop(grace=0.5)
+    process.terminate()
+    assert process.wait_or_kill(grace=0.5) is True, "reported as killed"
 
     assert not process.running
     assert process.popen is not None

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
-
 from e2e.api import PASSWORD, User, client_for, register, unique_username
-
-pytestmark = pytest.mark.services("auth")
 
 
 def test_register_login_and_me(base_url: str) -> None:
@@ -59,7 +55,6 @@ def test_refresh_rotates_and_logout_ends_the_session(user: User, base_url: str) 
     assert after.status_code == 401
 
 
-@pytest.mark.services("auth", "backend", "media-storage", "data-processor")
 def test_every_service_refuses_requests_without_a_token(base_url: str) -> None:
     with client_for(base_url) as anonymous:
         answers = {
@@ -70,7 +65,6 @@ def test_every_service_refuses_requests_without_a_token(base_url: str) -> None:
     assert answers == dict.fromkeys(answers, 401)
 
 
-@pytest.mark.services("auth", "backend")
 def test_a_forged_token_is_refused(base_url: str) -> None:
     forged = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0."
     with client_for(base_url, forged) as client:

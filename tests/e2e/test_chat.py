@@ -4,13 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from e2e.api import User, poll
 
 REPLY_TIMEOUT = 60.0
-
-pytestmark = pytest.mark.services("auth", "backend", "ai")
 
 
 def _messages(user: User, conversation_id: str) -> list[dict[str, Any]]:

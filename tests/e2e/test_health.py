@@ -15,13 +15,7 @@ ROUTES = {
 }
 
 
-@pytest.mark.parametrize(
-    "route",
-    [
-        pytest.param(route, marks=pytest.mark.services("auth", name))
-        for name, route in ROUTES.items()
-    ],
-)
+@pytest.mark.parametrize("route", ROUTES.values(), ids=ROUTES.keys())
 def test_health_and_ready(base_url: str, route: str) -> None:
     with client_for(base_url) as client:
         health = client.get(f"{route}/health")

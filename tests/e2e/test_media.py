@@ -5,14 +5,10 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-import pytest
-
 from e2e.api import User
 
 # A text file: on media-storage's default allow-list, recognised from its bytes.
 CONTENT = "".join(f"line {i:04d} of the e2e upload\n" for i in range(400)).encode()
-
-pytestmark = pytest.mark.services("auth", "media-storage")
 
 
 def upload(user: User, name: str, content: bytes, content_type: str) -> dict[str, Any]:

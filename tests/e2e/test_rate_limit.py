@@ -6,7 +6,6 @@ import time
 from typing import Any
 
 import httpx
-import pytest
 
 from e2e.api import User, client_for
 from e2e.test_chat import create_conversation
@@ -21,7 +20,6 @@ def _post(user: User, conversation_id: str, n: int) -> httpx.Response:
     )
 
 
-@pytest.mark.services("auth", "backend", "ai")
 def test_a_burst_of_messages_trips_the_limit_and_it_recovers(user: User, new_user: Any) -> None:
     conversation = create_conversation(user, "burst")
     statuses: list[int] = []
@@ -45,7 +43,6 @@ def test_a_burst_of_messages_trips_the_limit_and_it_recovers(user: User, new_use
     assert _post(user, conversation["id"], -1).status_code == 201
 
 
-@pytest.mark.services("auth")
 def test_guessing_a_password_trips_the_accounts_login_limit(user: User, base_url: str) -> None:
     guesses: list[int] = []
     with client_for(base_url) as anonymous:

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from e2e.api import User, poll
 from e2e.test_chat import create_conversation, post_message
 
 COUNT_TIMEOUT = 60.0
-
-pytestmark = pytest.mark.services("auth", "backend", "ai", "data-processor")
 
 
 def _stats(user: User) -> dict[str, Any]:

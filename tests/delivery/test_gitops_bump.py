@@ -10,8 +10,10 @@ import pytest
 from ci.core.gitops import (
     SKIP_CI_MARKER,
     ConflictError,
+    GitOpsError,
     ImageRef,
     PushPolicy,
+    PushRejectedError,
     bump,
     read_image,
     values_path,
@@ -149,3 +151,37 @@ def test_bad_input_names_the_field(clone: Callable[[str], Git]) -> None:
     with pytest.raises(ValueError, match=r"charts/nosuch/values-staging\.yaml: file not found"):
         bump(repo, "staging", {"nosuch": ref("x")}, "abc", FAST)
     assert repo.is_clean()
+
+
+def test_refused_push_restores_the_clone(clone: Callable[[str], Git], remote: Path) -> None:
+    repo = clone("a")
+    hook = remote / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'branch is protected' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    start = repo.head()
+
+    with pytest.raises(GitOpsError, match=r"refused: .*pre-receive hook declined"):
+        bump(repo, "staging", {"svc6": ref("x")}, "abc", FAST)
+
+    assert (repo.head(), repo.is_clean()) == (start, True)
+
+
+def test_retries_are_bounded(clone: Callable[[str], Git], tmp_path: Path) -> None:
+    ours, theirs = clone("ours"), clone("theirs")
+    # Before each of our pushes, someone else pushes an unrelated commit: we always lose.
+    hook = ours.workdir / ".git" / "hooks" / "pre-push"
+    hook.write_text(
+        "#!/bin/sh\n"
+        f'cd "{theirs.workdir}" && git pull -q --rebase origin main && '
+        "date +%s%N >> other.txt && git add other.txt && git commit -qm other && "
+        "git push -q origin HEAD:main\n"
+    )
+    hook.chmod(0o755)
+    start = ours.head()
+
+    with pytest.raises(PushRejectedError, match="after 3 attempts"):
+        bump(ours, "staging", {"svc7": ref("y")}, "abc", PushPolicy(max_attempts=3))
+
+    assert ours.head() == start
+    assert ours.is_clean()
+    assert len(git(theirs.workdir, "log", "--format=%s", "--grep=^other$").splitlines()) == 3

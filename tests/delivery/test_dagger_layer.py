@@ -78,3 +78,18 @@ def test_published_reference_becomes_an_image_argument() -> None:
     assert image_args({"b": "b=x@y", "a": "a=x@y"}) == ["--image", "a=x@y", "--image", "b=x@y"]
     with pytest.raises(ValueError, match="without a digest"):
         image_argument("auth", "ghcr.io/acme/auth:1.0")
+
+
+def test_module_runtime_does_not_need_the_delivery_core_dependencies() -> None:
+    # ci/pyproject.toml (the module runtime) has no ruamel.yaml: the delivery core runs in the
+    # container that `ci.delivery` builds, never inside the module itself.
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys, ci.main; print('ruamel' in sys.modules)"],
+        env={**os.environ, "PYTHONPATH": str(CI_SRC)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.stdout.strip() == "False", done.stderr
+    assert "ruamel" not in (CI_SRC.parent / "pyproject.toml").read_text()

@@ -9,9 +9,11 @@ import fnmatch
 import functools
 import json
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
+import helm_python
 import jsonschema
 import pytest
 import yaml
@@ -260,22 +262,20 @@ def applicationset() -> Manifest:
     return appset
 
 
-def substitute(node: Any, params: dict[str, Any]) -> Any:
-    """Apply the template's simple `{{.name}}` placeholders (what the controller does for them)."""
-    if isinstance(node, dict):
-        return {key: substitute(value, params) for key, value in node.items()}
-    if isinstance(node, list):
-        return [substitute(item, params) for item in node]
-    if isinstance(node, str):
-        return re.sub(r"\{\{\s*\.(\w+)\s*\}\}", lambda m: str(params[m.group(1)]), node)
-    return node
-
-
 def generated_applications(preview: dict[str, Any]) -> list[Manifest]:
+    """The Applications the controller makes from one preview file: the template rendered with
+    Go templating (through Helm's engine) for every element of the list generator."""
     spec = applicationset()["spec"]
     (matrix,) = spec["generators"]
     elements = matrix["matrix"]["generators"][1]["list"]["elements"]
-    return [substitute(spec["template"], {**preview, **element}) for element in elements]
+    template = yaml.safe_dump(spec["template"])
+    with tempfile.TemporaryDirectory() as workdir:
+        return [
+            yaml.safe_load(
+                render_go_template(template, {**preview, **element}, Path(workdir) / str(index))
+            )
+            for index, element in enumerate(elements)
+        ]
 
 
 def test_previews_come_from_one_git_file_per_preview() -> None:
@@ -355,3 +355,45 @@ def test_preview_files_written_by_the_pipeline_fit_the_applicationset() -> None:
     for app in generated_applications(written):
         assert destination_allowed(project, app["spec"]["destination"])
         assert len(app["metadata"]["name"]) <= 63, app["metadata"]["name"]
+
+
+def render_go_template(text: str, params: dict[str, Any], workdir: Path) -> str:
+    """Render an ApplicationSet Go template (goTemplate: true, Sprig functions) with Helm's
+    engine: the generator parameters become .Values, so `.images` reads `.Values.images`."""
+    as_helm = re.sub(r"(?<=[\s({])\.(?=[a-z])", ".Values.", text)
+    chart = workdir / "gotemplate"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: gotemplate\nversion: 0.1.0\n")
+    (chart / "templates" / "patch.yaml").write_text(as_helm)
+    with helm_python.Chart.load(chart) as loaded:
+        (rendered,) = loaded.render(params, name="patch").values()
+    return rendered
+
+
+@pytest.mark.parametrize("component", DEPLOYABLE_CHARTS)
+def test_template_patch_sets_images_and_host_of_services_only(
+    component: str, tmp_path: Path
+) -> None:
+    preview = sample_preview()
+    patch_text = applicationset()["spec"]["templatePatch"]
+    patch = yaml.safe_load(
+        render_go_template(patch_text, {**preview, "component": component}, tmp_path)
+    )
+    if component not in APP_CHARTS:
+        assert patch is None
+        return
+    parameters = {p["name"]: p["value"] for p in patch["spec"]["source"]["helm"]["parameters"]}
+    assert parameters == {
+        "image.tag": preview["images"][component]["tag"],
+        "image.digest": preview["images"][component]["digest"],
+        "ingress.host": preview["host"],
+    }
+
+
+def test_template_patch_leaves_a_service_without_a_preview_image_alone(tmp_path: Path) -> None:
+    preview = sample_preview(images={"backend": {"tag": "b-1", "digest": ""}})
+    patch_text = applicationset()["spec"]["templatePatch"]
+    ai = render_go_template(patch_text, {**preview, "component": "ai"}, tmp_path / "ai")
+    backend = render_go_template(patch_text, {**preview, "component": "backend"}, tmp_path / "b")
+    assert yaml.safe_load(ai) is None
+    assert "b-1" in backend

@@ -4,6 +4,8 @@ renders is valid for the Kubernetes version of the pinned K3s release."""
 from __future__ import annotations
 
 import copy
+import shutil
+from pathlib import Path
 
 import helm_python
 import pytest
@@ -137,3 +139,13 @@ def test_every_environment_file_pins_its_image_in_one_top_level_map(chart: str) 
         assert image["repository"].endswith(f"/{chart}")
         assert isinstance(image["tag"], str)
         assert isinstance(image["digest"], str)
+
+
+def test_lint_reports_a_broken_chart(tmp_path: Path) -> None:
+    broken = tmp_path / "platform"
+    shutil.copytree(CHARTS / "platform", broken)
+    (broken / "templates" / "broken.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Values.nope.missing }}\n"
+    )
+    report = helm_python.lint(broken, load_values("platform", "staging"), strict=True)
+    assert [m for m in report["messages"] if m["severity"] >= 2] or report["errors"]

@@ -92,6 +92,7 @@ def test_bootstrap_installs_what_argocd_needs() -> None:
     text = (K3S / "bootstrap.sh").read_text()
     for needed in (
         "ingress-nginx",
+        "cert-manager",
         "argo-cd",
         "argocd/install/values.yaml",
         "argocd/root.yaml",
@@ -207,3 +208,40 @@ def test_config_files_are_copied_only_when_changed(tmp_path: Path) -> None:
     ]
     assert [r.stdout.strip() for r in runs] == ["changed", ""]
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+def run_issuer(tmp_path: Path, email: str) -> subprocess.CompletedProcess[str]:
+    """bootstrap.sh's install_cluster_issuer with kubectl replaced by a stub that keeps stdin."""
+    stubs = tmp_path / "stubs"
+    stubs.mkdir(exist_ok=True)
+    kubectl = stubs / "kubectl"
+    kubectl.write_text(f'#!/bin/sh\ncat > "{tmp_path}/applied.yaml"\n')
+    kubectl.chmod(0o755)
+    return subprocess.run(
+        ["bash", "-c", f'source "{K3S / "bootstrap.sh"}"; install_cluster_issuer'],
+        env={**os.environ, "PATH": f"{stubs}:{os.environ['PATH']}", "ACME_EMAIL": email},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_cluster_issuer_is_the_one_the_charts_name(tmp_path: Path) -> None:
+    result = run_issuer(tmp_path, "ops@example.com")
+    assert result.returncode == 0, result.stderr
+    issuer = yaml.safe_load((tmp_path / "applied.yaml").read_text())
+    assert issuer["kind"] == "ClusterIssuer"
+    assert issuer["spec"]["acme"]["email"] == "ops@example.com"
+    solver = issuer["spec"]["acme"]["solvers"][0]["http01"]["ingress"]
+    assert solver["ingressClassName"] == "nginx"
+    for values_file in sorted((REPO / "charts").glob("*/values*.yaml")):
+        tls = (yaml.safe_load(values_file.read_text()) or {}).get("ingress", {}).get("tls")
+        if tls:
+            assert tls["clusterIssuer"] == issuer["metadata"]["name"], values_file
+
+
+def test_cluster_issuer_refuses_an_odd_email(tmp_path: Path) -> None:
+    result = run_issuer(tmp_path, "ops@example.com/evil")
+    assert result.returncode != 0
+    assert "not an e-mail address" in result.stderr
+    assert not (tmp_path / "applied.yaml").exists()

@@ -419,6 +419,10 @@ def test_data_processor_runs_its_consumer_worker() -> None:
     consumer = next(d for d in deployments if d["metadata"]["name"] == "data-processor-consumer")
     container = consumer["spec"]["template"]["spec"]["containers"][0]
     assert container["command"][-1] == "consume_events"
+    liveness = container["livenessProbe"]["exec"]["command"]
+    readiness = container["readinessProbe"]["exec"]["command"]
+    assert "--database" not in liveness, "a database outage must not restart the consumer"
+    assert "--database" in readiness
     assert "ports" not in container
     assert consumer["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"] == (
         "consumer"

@@ -90,19 +90,19 @@ readinessProbe:
   failureThreshold: {{ $p.readiness.failureThreshold }}
 {{- end -}}
 
-{{/* Exec probes of a worker (no port): the same command decides liveness and readiness. */}}
+{{/* Exec probes of a worker (no port): liveness must not depend on backing services. */}}
 {{- define "lib.execProbes" -}}
 livenessProbe:
   exec:
     command:
-      {{- toYaml .probe.command | nindent 6 }}
+      {{- toYaml .probe.livenessCommand | nindent 6 }}
   periodSeconds: {{ .probe.periodSeconds }}
   timeoutSeconds: {{ .probe.timeoutSeconds }}
   failureThreshold: {{ .probe.failureThreshold }}
 readinessProbe:
   exec:
     command:
-      {{- toYaml .probe.command | nindent 6 }}
+      {{- toYaml .probe.readinessCommand | nindent 6 }}
   periodSeconds: {{ .probe.periodSeconds }}
   timeoutSeconds: {{ .probe.timeoutSeconds }}
   failureThreshold: {{ .probe.failureThreshold }}

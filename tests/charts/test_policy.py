@@ -16,6 +16,7 @@ from chartkit import (
     ENVIRONMENTS,
     Manifest,
     containers,
+    load_values,
     pod_specs,
     render_environment,
 )
@@ -440,3 +441,41 @@ def test_media_storage_keeps_files_on_a_volume(environment: str) -> None:
     assert mounts[media_root] == "data"
     volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
     assert volumes["data"]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_redis_persists_and_bounds_its_memory(environment: str) -> None:
+    rendered = render_environment("redis", environment)
+    values = load_values("redis", environment)
+    conf = rendered.of_kind("ConfigMap")[0]["data"]["redis.conf"].splitlines()
+    expected_memory = values.get("maxmemory") or chart_default("redis", "maxmemory")
+    assert f"maxmemory {expected_memory}" in conf
+    assert "maxmemory-policy volatile-lru" in conf
+    assert "appendonly yes" in conf
+    (statefulset,) = rendered.of_kind("StatefulSet")
+    (claim,) = statefulset["spec"]["volumeClaimTemplates"]
+    mounts = statefulset["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    assert {"name": claim["metadata"]["name"], "mountPath": "/data"} in mounts
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_postgres_backs_up_to_its_own_volume_with_retention(environment: str) -> None:
+    rendered = render_environment("postgres", environment)
+    backup = load_values("postgres", environment)["backup"]
+    cronjobs = rendered.of_kind("CronJob")
+    if not backup["enabled"]:
+        assert not cronjobs
+        return
+    (cronjob,) = cronjobs
+    spec = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
+    assert env["RETENTION_DAYS"] == str(backup["retentionDays"])
+    assert env["DATABASES"] == "auth backend data_processor"
+    claims = {c["metadata"]["name"] for c in rendered.of_kind("PersistentVolumeClaim")}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["backups"]["persistentVolumeClaim"]["claimName"] in claims
+    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+
+
+def chart_default(chart: str, key: str) -> Any:
+    return yaml.safe_load((CHARTS / chart / "values.yaml").read_text())[key]

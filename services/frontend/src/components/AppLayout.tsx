@@ -38,9 +38,12 @@ export function AppLayout() {
             Statistics
           </Link>
         </nav>
-        <span className="user" aria-label="Signed in as">
-          {me.data?.username ?? ''}
-        </span>
+        {me.data && (
+          <span className="user">
+            <span className="visually-hidden">Signed in as </span>
+            {me.data.username}
+          </span>
+        )}
         <button type="button" onClick={() => void logOut()}>
           Log out
         </button>

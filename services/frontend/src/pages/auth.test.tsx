@@ -29,6 +29,8 @@ describe('login and registration', () => {
 
     expect(await screen.findByText(/No conversations yet/)).toBeInTheDocument();
     expect(history.location.pathname).toBe('/conversations');
+    expect(await screen.findByText('Signed in as')).toBeInTheDocument();
+    expect(screen.getByText('ada')).toBeInTheDocument();
     expect(services.tokens.get()).toEqual({ accessToken: 'A', refreshToken: 'R' });
     const login = calls.find((call) => call.path === '/api/auth/login');
     expect(login?.body).toBe('{"username":"ada","password":"s3cret-pass"}');

@@ -175,3 +175,33 @@ def test_idle_consumers_without_pending_entries_are_pruned(
     survivor.step()
     names = {entry["name"] for entry in redis_client.xinfo_consumers(STREAM, GROUP)}
     assert names == {b"holds-one", b"survivor"}
+
+
+def test_an_entry_that_always_fails_is_dead_lettered_after_max_deliveries(
+    stats_db: str, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import data_processor.consumer as consumer_module
+    from data_processor.events import apply_event as real_apply
+
+    def apply_or_crash(event: Any, stream_id: str) -> Any:
+        if event.event_id == "poison":
+            raise RuntimeError("a bug this event triggers")
+        return real_apply(event, stream_id)
+
+    monkeypatch.setattr(consumer_module, "apply_event", apply_or_crash)
+    user = uuid.uuid4()
+    publish(redis_client, user, event_id="poison")
+    publish(redis_client, user)
+    worker = consumer(redis_client, "c1", max_attempts=3)
+    failures = 0
+    for _ in range(10):
+        try:
+            worker.step()
+        except RuntimeError:
+            failures += 1
+    assert failures == 3, "retried up to max_attempts, then parked"
+    assert user_total(user) == 1, "the entry behind the poison one is processed"
+    assert pending_count(redis_client) == 0
+    dead: Any = redis_client.xrange(STREAM + ":dead")
+    assert [entry[1][b"event_id"] for entry in dead] == [b"poison"]
+    assert dead[0][1][b"dead_reason"] == b"handling failed 3 times"

@@ -40,6 +40,9 @@ class ConsumerOptions:
     claim_idle_ms: int = 30_000
     # Consumers that held nothing and did nothing for this long are removed from the group.
     prune_idle_ms: int = 3_600_000
+    # An entry whose handling raised this often is dead-lettered (a poison pill must not stall
+    # the stream). Outages of PostgreSQL or Redis do not count: they are no fault of the entry.
+    max_attempts: int = 5
 
 
 @dataclass
@@ -82,6 +85,7 @@ class EventConsumer:
         self._claim_cursor = "0-0"
         self._failures = 0
         self._pruned_at = 0.0
+        self._attempts: dict[str, int] = {}
 
     def ensure_group(self) -> None:
         """Create the consumer group reading the stream from its beginning (no event skipped)."""
@@ -110,6 +114,9 @@ class EventConsumer:
                 self.step()
                 self._failures = 0
             except (redis.RedisError, db.Error) as exc:
+                self._failed(exc)
+            except Exception as exc:  # a bug or a poisonous entry: retried, then dead-lettered
+                logger.exception("unexpected error while handling events")
                 self._failed(exc)
         db.connections.close_all()
         logger.info("consumer stopped", extra={"consumer": self.options.consumer})
@@ -178,20 +185,28 @@ class EventConsumer:
                 logger.info("removed idle consumer", extra={"consumer": name})
 
     def _handle_all(self, entries: list[Entry]) -> int:
-        for entry_id, fields in entries:
+        for raw_id, fields in entries:
+            entry_id = _text(raw_id)
+            if fields is not None and self._attempts.get(entry_id, 0) >= self.options.max_attempts:
+                reason = f"handling failed {self._attempts.pop(entry_id)} times"
+                self._dead_letter(entry_id, _decoded(fields), reason)
+                continue
             try:
-                self._handle(_text(entry_id), fields)
-            except BaseException:
+                self._handle(entry_id, fields)
+            except BaseException as exc:
                 # This and the rest stay pending for this consumer; retry them first next time.
                 self._own_pending = True
+                if not isinstance(exc, redis.RedisError | db.Error):
+                    self._attempts[entry_id] = self._attempts.get(entry_id, 0) + 1
                 raise
+            self._attempts.pop(entry_id, None)
         return len(entries)
 
     def _handle(self, entry_id: str, raw: dict[bytes, bytes] | None) -> None:
         if raw is None:  # the entry was trimmed from the stream while pending
             self._ack(entry_id)
             return
-        fields = {_text(k): _text(v) for k, v in raw.items()}
+        fields = _decoded(raw)
         try:
             outcome = apply_event(parse_event(fields), entry_id)
         except InvalidEventError as exc:
@@ -227,6 +242,10 @@ class EventConsumer:
         # Drop broken connections so the retry reconnects (PostgreSQL may have restarted).
         db.connections.close_all()
         self.stop.wait(delay)
+
+
+def _decoded(raw: dict[bytes, bytes]) -> dict[str, str]:
+    return {_text(k): _text(v) for k, v in raw.items()}
 
 
 def _text(value: bytes | str) -> str:

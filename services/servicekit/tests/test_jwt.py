@@ -51,8 +51,9 @@ def reason_of(verifier: JwtVerifier, token: str) -> str:
 @pytest.mark.parametrize(
     ("overrides", "reason"),
     [
-        ({"exp": dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)}, "expired"),
-        ({"nbf": dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)}, "not_yet_valid"),
+        # timedeltas are relative to the moment the token is issued (not to test collection)
+        ({"exp": dt.timedelta(seconds=-5)}, "expired"),
+        ({"nbf": dt.timedelta(minutes=5)}, "not_yet_valid"),
         ({"iss": "someone-else"}, "invalid_issuer"),
         ({"aud": "other-app"}, "invalid_audience"),
         ({"exp": None}, "missing_claim"),
@@ -64,7 +65,9 @@ def reason_of(verifier: JwtVerifier, token: str) -> str:
 def test_claims_are_checked(
     token_issuer: TokenIssuer, overrides: dict[str, Any], reason: str
 ) -> None:
-    token = token_issuer.issue("user-1", "alice", **overrides)
+    now = dt.datetime.now(dt.UTC)
+    claims = {k: now + v if isinstance(v, dt.timedelta) else v for k, v in overrides.items()}
+    token = token_issuer.issue("user-1", "alice", **claims)
     assert reason_of(sync_verifier(token_issuer), token) == reason
 
 

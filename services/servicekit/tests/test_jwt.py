@@ -66,7 +66,9 @@ def test_claims_are_checked(
     token_issuer: TokenIssuer, overrides: dict[str, Any], reason: str
 ) -> None:
     now = dt.datetime.now(dt.UTC)
-    claims = {k: now + v if isinstance(v, dt.timedelta) else v for k, v in overrides.items()}
+    claims: dict[str, Any] = {
+        k: now + v if isinstance(v, dt.timedelta) else v for k, v in overrides.items()
+    }
     token = token_issuer.issue("user-1", "alice", **claims)
     assert reason_of(sync_verifier(token_issuer), token) == reason
 

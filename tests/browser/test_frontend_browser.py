@@ -4,7 +4,8 @@ The services run as real processes (the local stack of tests/stack, on the harne
 and Redis). `services/frontend/browser/run.mjs` serves the built app with `vite preview`, which
 routes /api/<service> to them the way the ingress does (prefix stripped), and drives Debian's
 Chromium through playwright-core: register, log in, create a conversation, send a message, see the
-AI's reply, upload and download a file, open the statistics. Screenshots land in
+AI's reply, survive a rejected access token with one transparent refresh, upload and download a
+file, open the statistics. Screenshots land in
 test-output/browser/.
 """
 
@@ -124,4 +125,5 @@ def test_register_log_in_chat_and_upload_in_chromium(stack: StackUrls) -> None:
     assert result["reply"], "the AI reply shown in the browser is empty"
     assert result["uploadedBytes"] == screenshot.stat().st_size
     assert result["messagesCounted"] >= 1, "the statistics page does not count the message"
+    assert result["refreshes"] == 1
     assert screenshot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")

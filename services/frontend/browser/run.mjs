@@ -6,8 +6,8 @@
 // uses that server instead (e.g. the local stack's edge router or a cluster's ingress).
 //
 // Flow: register, log in, create a conversation, send a message, wait for the AI's reply,
-// screenshot the conversation, upload the screenshot as a file, download it back, open the
-// statistics. Prints one JSON line with the results; exits 1 on failure (with failure.png).
+// screenshot the conversation, reload with a rejected access token (one transparent refresh),
+// upload the screenshot as a file, download it back, open the statistics. Prints one JSON line with the results; exits 1 on failure (with failure.png).
 //
 // Environment: APP_URL, API_*_URL, CHROMIUM_PATH (/usr/bin/chromium), OUTPUT_DIR
 // (<repo>/test-output/browser), STEP_TIMEOUT_MS (30000).
@@ -106,6 +106,35 @@ export async function chat(page, title, text) {
 }
 
 /**
+ * Replaces the stored access token with one auth never issued and reloads: every request the
+ * page makes at once gets a 401, and the app must refresh exactly once and show the page again.
+ * @param {import('playwright-core').Page} page
+ * @param {string} text a message that must be visible again afterwards
+ */
+export async function survivesARejectedAccessToken(page, text) {
+  const refreshes = [];
+  /** @param {import('playwright-core').Request} request */
+  const onRequest = (request) => {
+    if (new URL(request.url()).pathname === '/api/auth/refresh') refreshes.push(request);
+  };
+  page.on('request', onRequest);
+  const before = await page.evaluate(() => {
+    const session = JSON.parse(localStorage.getItem('chat.session') ?? 'null');
+    localStorage.setItem('chat.session', JSON.stringify({ ...session, accessToken: 'not.a.token' }));
+    return session;
+  });
+  await page.reload();
+  await page.getByRole('list', { name: 'Messages' }).getByText(text, { exact: true }).waitFor();
+  const after = await page.evaluate(() => JSON.parse(localStorage.getItem('chat.session') ?? 'null'));
+  page.off('request', onRequest);
+  if (refreshes.length !== 1) throw new Error(`expected one token refresh, saw ${refreshes.length}`);
+  if (!after || after.accessToken === 'not.a.token' || after.accessToken === before.accessToken) {
+    throw new Error('the session was not refreshed with a new access token');
+  }
+  return refreshes.length;
+}
+
+/**
  * @param {import('playwright-core').Page} page
  * @param {string} file
  */
@@ -183,6 +212,7 @@ export async function main() {
     const userText = 'Hello from the browser test! What can you do?';
     const reply = await chat(page, 'Browser test conversation', userText);
     await page.screenshot({ path: screenshot, fullPage: true });
+    const refreshes = await survivesARejectedAccessToken(page, userText);
     const uploadedBytes = await uploadAndDownload(page, screenshot);
     const messagesCounted = await openStatistics(page);
     await page.screenshot({ path: join(OUTPUT_DIR, 'statistics.png'), fullPage: true });
@@ -195,6 +225,7 @@ export async function main() {
         reply,
         uploadedBytes,
         messagesCounted,
+        refreshes,
         screenshot,
       }),
     );

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import warnings
 from pathlib import Path
@@ -17,6 +18,7 @@ from delivery.registry_server import (
     push_index,
     run_registry,
 )
+from delivery.token_registry import PASSWORD, USER, run_token_registry
 
 
 def test_retag_points_the_version_at_the_same_digest(registry: LocalRegistry) -> None:
@@ -101,3 +103,18 @@ def test_retag_with_credentials_on_a_registry_that_requires_them(tmp_path: Path)
         with RegistryClient(server.url, "ci", "s3cret") as client:
             assert client.retag("chat/auth", digest, "1.0.0") == digest
             assert client.head_digest("chat/auth", "1.0.0") == digest
+
+
+def test_retag_through_the_bearer_token_flow() -> None:
+    manifest = b'{"schemaVersion": 2, "mediaType": "' + OCI_MANIFEST.encode() + b'"}'
+    digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+    with run_token_registry() as server:
+        server.manifests[digest] = (OCI_MANIFEST, manifest)
+        with RegistryClient(server.url, USER, PASSWORD) as client:
+            assert client.retag("org/chat/auth", digest, "2.1.0") == digest
+        wrong = RegistryClient(server.url, USER, "wrong")
+        with wrong, pytest.raises(RegistryError, match=r"token request .* HTTP 401"):
+            wrong.retag("org/chat/auth", digest, "2.1.1")
+
+    assert server.manifests["2.1.0"] == (OCI_MANIFEST, manifest)
+    assert server.issued == ["repository:org/chat/auth:pull", "repository:org/chat/auth:pull,push"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import threading
 import uuid
 from pathlib import Path
 
@@ -375,3 +376,37 @@ def test_not_ready_when_the_volume_is_not_writable(app: Flask, client: FlaskClie
     assert response.status_code == 503
     assert response.json is not None
     assert response.json["checks"]["volume"]["status"] == "error"
+
+
+def test_concurrent_uploads_and_deletes_of_shared_content_keep_blobs_consistent(
+    app: Flask, client: FlaskClient, alice: dict[str, str], token_issuer: TokenIssuer
+) -> None:
+    """Threads race to upload and delete the same bytes; the blob lives exactly as long as a
+    row references it (alice's copy stays throughout)."""
+    data = png_bytes(4000)
+    kept = upload(client, alice, data).json
+    assert kept is not None
+    errors: list[str] = []
+
+    def churn() -> None:
+        own = app.test_client()
+        headers = {"Authorization": f"Bearer {token_issuer.issue(str(uuid.uuid4()), 'racer')}"}
+        for _ in range(10):
+            created = upload(own, headers, data)
+            if created.status_code != 201 or created.json is None:
+                errors.append(f"upload {created.status_code}")
+                continue
+            gone = own.delete(f"/files/{created.json['id']}", headers=headers)
+            if gone.status_code != 204:
+                errors.append(f"delete {gone.status_code}")
+
+    threads = [threading.Thread(target=churn) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    assert len(stored_files(app)) == 1
+    assert client.get(f"/files/{kept['id']}", headers=alice).data == data
+    assert client.delete(f"/files/{kept['id']}", headers=alice).status_code == 204
+    assert stored_files(app) == []

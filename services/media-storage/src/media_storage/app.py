@@ -53,10 +53,11 @@ class MediaService:
             created_at=dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
         )
         # Under the writer lock so a concurrent delete of the same content cannot remove the
-        # blob between its publication and the row that references it.
+        # blob between its publication and the row that references it. The row goes first: if
+        # publishing fails, the rollback takes the row away again.
         with self.catalog.write_lock() as conn:
-            self.blobs.publish(received.pending, received.sha256)
             self.catalog.insert(conn, record)
+            self.blobs.publish(received.pending, received.sha256)
         return record
 
     def delete(self, record: FileRecord) -> None:

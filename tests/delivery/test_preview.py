@@ -177,3 +177,20 @@ def test_written_file_matches_the_applicationset_schema(tmp_path: Path) -> None:
     bad = {**document, "images": {"auth": {"tag": "latest", "digest": image("x").digest}}}
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, schema)
+
+
+def test_preview_cap_refuses_one_more(clone: Callable[[str], Git]) -> None:
+    repo = clone("a")
+    for branch in ("one", "two"):
+        preview = build_preview(branch, {"auth": image(branch)}, "p.test", NOW)
+        assert write_preview(repo, preview, POLICY, max_previews=2) is not None
+    third = build_preview("three", {"auth": image("three")}, "p.test", NOW)
+    start = repo.head()
+
+    with pytest.raises(PreviewError, match="cap reached: 2 previews"):
+        write_preview(repo, third, POLICY, max_previews=2)
+
+    assert (repo.head(), repo.is_clean()) == (start, True)
+    # Updating an existing preview is not "one more".
+    newer = build_preview("two", {"auth": image("two-b")}, "p.test", NOW)
+    assert write_preview(repo, newer, POLICY, max_previews=2) is not None

@@ -307,10 +307,6 @@ class LocalStack:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         self.databases.clear()
 
-    def log_files(self) -> Iterator[Path]:
-        if self.workdir is not None:
-            yield from sorted((self.workdir / "logs").glob("*.log"))
-
 
 def _with_database(url: str, database: str) -> str:
     parts = urlsplit(url)

@@ -7,7 +7,8 @@
 //
 // Flow: register, log in, create a conversation, send a message, wait for the AI's reply,
 // screenshot the conversation, reload with a rejected access token (one transparent refresh),
-// upload the screenshot as a file, download it back, open the statistics. Prints one JSON line with the results; exits 1 on failure (with failure.png).
+// upload the screenshot as a file, download it back, delete it, open the statistics. Prints one
+// JSON line with the results; exits 1 on failure (with failure.png).
 //
 // Environment: APP_URL, API_*_URL, CHROMIUM_PATH (/usr/bin/chromium), OUTPUT_DIR
 // (<repo>/test-output/browser), STEP_TIMEOUT_MS (30000).
@@ -158,6 +159,8 @@ export async function uploadAndDownload(page, file) {
   if (original.size !== copy.size) {
     throw new Error(`downloaded ${copy.size} bytes of ${name}, uploaded ${original.size}`);
   }
+  await page.getByRole('button', { name: `Delete ${name}` }).click();
+  await page.getByText('No files yet').waitFor();
   return original.size;
 }
 

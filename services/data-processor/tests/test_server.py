@@ -1,4 +1,5 @@
-"""The production commands from service.yaml: `migrate`, then gunicorn serving the app."""
+"""The production commands from service.yaml: `migrate` (a subprocess, as the K8s Job runs it),
+then gunicorn serving the app."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 from harness.servers import free_port, wait_for_port
 from harness.tokens import TokenIssuer
@@ -49,25 +49,6 @@ def server(server_env: dict[str, str]) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=30)
-
-
-def test_migrate_creates_the_tables(server_env: dict[str, str]) -> None:
-    result = subprocess.run(
-        [*MANAGE, "migrate", "--noinput"], env=server_env, capture_output=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr.decode()
-    with psycopg.connect(server_env["DATABASE_URL"]) as conn:
-        tables = {
-            row[0]
-            for row in conn.execute(
-                "SELECT tablename FROM pg_tables WHERE tablename LIKE 'data_processor_%'"
-            )
-        }
-    assert tables == {
-        "data_processor_processedevent",
-        "data_processor_dailymessagecount",
-        "data_processor_conversationactivity",
-    }
 
 
 def test_gunicorn_serves_health_readiness_and_stats(server: str, token_issuer: TokenIssuer) -> None:

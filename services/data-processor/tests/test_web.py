@@ -220,3 +220,7 @@ def test_admin_requires_a_staff_login(stats_db: str, stats_settings: dict[str, A
     page = staff.get("/admin/data_processor/dailymessagecount/")
     assert page.status_code == 200
     assert b"1 daily message count" in page.content
+    # The admin's stylesheets are served too (WhiteNoise), not just referenced.
+    stylesheet = Client().get("/static/admin/css/base.css")
+    assert stylesheet.status_code == 200
+    assert b"{" in stylesheet.getvalue()

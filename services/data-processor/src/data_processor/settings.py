@@ -27,6 +27,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "data_processor.middleware.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # The admin's CSS/JS straight from the installed apps (no collectstatic step in the image).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -76,6 +78,8 @@ TIME_ZONE = "UTC"
 USE_I18N = False
 USE_TZ = True
 STATIC_URL = "static/"
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = False
 
 # TLS ends at the ingress, which says so in X-Forwarded-Proto (admin CSRF origin checks need it).
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

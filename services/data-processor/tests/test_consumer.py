@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from typing import Any, cast
 
 import pytest
@@ -205,3 +207,32 @@ def test_an_entry_that_always_fails_is_dead_lettered_after_max_deliveries(
     dead: Any = redis_client.xrange(STREAM + ":dead")
     assert [entry[1][b"event_id"] for entry in dead] == [b"poison"]
     assert dead[0][1][b"dead_reason"] == b"handling failed 3 times"
+
+
+def test_run_recreates_a_vanished_group_and_stops_on_request(
+    stats_db: str, redis_client: redis.Redis
+) -> None:
+    """As `consume_events` runs it: a loop in a thread, stopped through its event."""
+    user = uuid.uuid4()
+    worker = consumer(redis_client, "looping", claim_idle_ms=60_000)
+    runner = threading.Thread(target=worker.run)
+    runner.start()
+    try:
+        publish(redis_client, user)
+        wait_for(lambda: user_total(user) == 1)
+        # Redis lost its data: the stream (and with it the group) is gone, then events resume.
+        redis_client.delete(STREAM)
+        publish(redis_client, user)
+        wait_for(lambda: user_total(user) == 2)
+    finally:
+        worker.stop.set()
+        runner.join(timeout=30)
+    assert not runner.is_alive()
+    assert pending_count(redis_client) == 0
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)

@@ -114,6 +114,9 @@ class EventConsumer:
                 self.step()
                 self._failures = 0
             except (redis.RedisError, db.Error) as exc:
+                if isinstance(exc, redis.ResponseError) and "NOGROUP" in str(exc):
+                    # The stream or group vanished (e.g. Redis restarted without its data).
+                    group_ready = False
                 self._failed(exc)
             except Exception as exc:  # a bug or a poisonous entry: retried, then dead-lettered
                 logger.exception("unexpected error while handling events")

@@ -15,14 +15,10 @@ import json
 import os
 import shutil
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-import redis
-from stack.local import LocalStack, StackUrls
+from stack.local import StackUrls
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FRONTEND = REPO_ROOT / "services" / "frontend"
@@ -38,14 +34,6 @@ ROUTED_SERVICES = {
 }
 BROWSER_TIMEOUT = 240.0
 BUILD_TIMEOUT = 300.0
-
-
-def _missing_services() -> list[str]:
-    return [
-        name
-        for name in ROUTED_SERVICES
-        if not (REPO_ROOT / "services" / name / "service.yaml").is_file()
-    ]
 
 
 def _require_tools() -> None:
@@ -66,35 +54,11 @@ def _built_app() -> Path:
     return dist
 
 
-def _own_redis_database(base_url: str, databases: Iterator[int]) -> str:
-    parts = urlsplit(base_url)
-    url = urlunsplit((parts.scheme, parts.netloc, f"/{next(databases)}", parts.query, ""))
-    client = redis.Redis.from_url(url, socket_timeout=5)
-    client.flushdb()
-    client.close()
-    return url
-
-
 @pytest.fixture
-def stack(request: pytest.FixtureRequest) -> Iterator[StackUrls]:
-    missing = _missing_services()
-    if missing:
-        pytest.skip(
-            "the browser test runs against the real services and these are not in this "
-            f"checkout yet: {', '.join(f'services/{n}/service.yaml' for n in missing)}"
-        )
+def stack(local_stack: StackUrls) -> StackUrls:
+    """The session's local stack (shared with the e2e suite), once the tools are checked."""
     _require_tools()
-    admin_url: str = request.getfixturevalue("postgres_admin_url")
-    redis_url = _own_redis_database(
-        request.getfixturevalue("redis_base_url"), request.getfixturevalue("_redis_databases")
-    )
-    local = LocalStack(repo_root=REPO_ROOT, postgres_admin_url=admin_url, redis_url=redis_url)
-    urls = local.start()
-    sys.stderr.write(f"\nlocal stack up in {local.start_seconds:.1f}s; logs in {urls.logs}\n")
-    try:
-        yield urls
-    finally:
-        local.stop()
+    return local_stack
 
 
 def test_register_log_in_chat_and_upload_in_chromium(stack: StackUrls) -> None:

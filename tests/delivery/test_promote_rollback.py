@@ -107,3 +107,22 @@ def test_rollback_over_a_hand_edit_stops_with_a_conflict(clone: Callable[[str], 
     assert repo.is_clean()
     assert repo.in_progress_operation() is None
     assert git(repo.workdir, "ls-remote", "origin", "refs/heads/main").split()[0] == start
+
+
+def test_promote_of_every_service_leaves_platform_charts_alone(
+    clone: Callable[[str], Git],
+) -> None:
+    repo = clone("a")
+    platform = repo.workdir / "charts" / "postgres"
+    platform.mkdir()
+    for env in ("staging", "production"):
+        (platform / f"values-{env}.yaml").write_text("persistence:\n  size: 1Gi\n")
+    git(repo.workdir, "add", ".")
+    git(repo.workdir, "commit", "-qm", "chore: platform chart without an image")
+    bump(repo, "staging", {"svc1": ref("s1")}, "src1", POLICY)
+
+    result = promote(repo, "staging", "production", None, POLICY)
+
+    assert result.commit is not None
+    assert read_image(values_path(repo.workdir, "svc1", "production")) == ref("s1")
+    assert (platform / "values-production.yaml").read_text() == "persistence:\n  size: 1Gi\n"

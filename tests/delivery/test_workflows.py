@@ -127,7 +127,6 @@ def test_release_is_manual_and_gc_is_scheduled() -> None:
     assert workflow("preview-gc.yml")["on"]["schedule"][0]["cron"]
 
 
-@pytest.mark.skipif(not (BIN / "actionlint").exists(), reason="actionlint not installed")
 def test_actionlint_passes_and_catches_errors(tmp_path: Path) -> None:
     shellcheck = BIN / "shellcheck"
     args = [str(BIN / "actionlint")]

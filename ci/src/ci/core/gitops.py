@@ -369,9 +369,13 @@ def bump(
 
 
 def environment_services(root: Path, env: str) -> list[str]:
-    """Services that have a values file for `env`."""
+    """Services (folders with a service.yaml) whose chart has a values file for `env`.
+
+    Platform charts (postgres, redis, ...) have values files too but no image to promote.
+    """
     check_label("environment", env)
-    return sorted(p.parent.name for p in (root / "charts").glob(f"*/values-{env}.yaml"))
+    charts = (p.parent.name for p in (root / "charts").glob(f"*/values-{env}.yaml"))
+    return sorted(name for name in charts if (root / "services" / name / "service.yaml").is_file())
 
 
 def promote(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,6 +41,8 @@ class TokenIssuer:
         self.keys: dict[str, Ed25519PrivateKey] = {}
         self.signing_kid = self.add_key()
         self.jwks_requests = 0  # how often the JWKS was fetched (cache tests)
+        self.jwks_delay = 0.0  # seconds each JWKS answer is held back (concurrency tests)
+        self._count_lock = threading.Lock()  # the server answers on many threads
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
@@ -108,7 +111,9 @@ class TokenIssuer:
                 if self.path != JWKS_PATH:
                     self.send_error(404)
                     return
-                issuer.jwks_requests += 1
+                with issuer._count_lock:
+                    issuer.jwks_requests += 1
+                time.sleep(issuer.jwks_delay)
                 body = json.dumps(issuer.jwks()).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")

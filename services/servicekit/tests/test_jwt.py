@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -178,3 +180,55 @@ def test_static_jwks_needs_no_server(token_issuer: TokenIssuer) -> None:
     assert verifier.verify(token_issuer.issue("u", "n")).name == "n"
     assert token_issuer.jwks_requests == 0
     assert reason_of(verifier, token_issuer.issue("u", "n", kid="nope")) == "unknown_kid"
+
+
+async def test_concurrent_first_verifications_share_one_fetch(token_issuer: TokenIssuer) -> None:
+    token_issuer.jwks_delay = 0.3  # the first fetch is still running when the others arrive
+    verifier = async_verifier(token_issuer)
+    tokens = [token_issuer.issue(f"user-{n}", "n") for n in range(20)]
+    verified = await asyncio.gather(*(verifier.verify(token) for token in tokens))
+    assert [v.sub for v in verified] == [f"user-{n}" for n in range(20)]
+    assert token_issuer.jwks_requests == 1
+
+
+def test_concurrent_first_verifications_share_one_fetch_across_threads(
+    token_issuer: TokenIssuer,
+) -> None:
+    token_issuer.jwks_delay = 0.3
+    verifier = sync_verifier(token_issuer)
+    tokens = [token_issuer.issue(f"user-{n}", "n") for n in range(10)]
+    with ThreadPoolExecutor(max_workers=len(tokens)) as pool:
+        subs = list(pool.map(lambda token: verifier.verify(token).sub, tokens))
+    assert subs == [f"user-{n}" for n in range(10)]
+    assert token_issuer.jwks_requests == 1
+
+
+async def test_a_rotated_key_is_awaited_by_concurrent_verifications(
+    token_issuer: TokenIssuer,
+) -> None:
+    clock = FakeClock()
+    verifier = async_verifier(token_issuer, min_refresh_interval=10, clock=clock)
+    await verifier.verify(token_issuer.issue("u", "n"))
+    token_issuer.add_key()
+    token_issuer.jwks_delay = 0.3
+    clock.now += 11
+    tokens = [token_issuer.issue(f"user-{n}", "n") for n in range(10)]
+    verified = await asyncio.gather(*(verifier.verify(token) for token in tokens))
+    assert len(verified) == 10
+    assert token_issuer.jwks_requests == 2
+
+
+async def test_waiters_fetch_again_when_the_fetch_in_flight_is_cancelled(
+    token_issuer: TokenIssuer,
+) -> None:
+    token_issuer.jwks_delay = 0.5
+    verifier = async_verifier(token_issuer)
+    first = asyncio.create_task(verifier.verify(token_issuer.issue("u", "n")))
+    await asyncio.sleep(0.1)  # the first task's fetch is in flight
+    second = asyncio.create_task(verifier.verify(token_issuer.issue("v", "n")))
+    await asyncio.sleep(0.1)  # the second task waits for it
+    first.cancel()
+    assert (await second).sub == "v"  # not `jwks_unavailable` for the whole interval
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert token_issuer.jwks_requests == 2

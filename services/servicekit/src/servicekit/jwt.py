@@ -2,14 +2,17 @@
 
 One core (`_KeyCache` + `_decode`) holds every decision: when to fetch the JWKS (TTL expired,
 or an unknown `kid` and the last fetch is older than `min_refresh_interval`, so a flood of
-made-up kids cannot hammer auth), the pinned algorithm, and which claims are required. The
-sync (`JwtVerifier`, Flask/Django) and async (`AsyncJwtVerifier`, FastAPI) classes only differ
-in how they fetch with httpx.
+made-up kids cannot hammer auth), that at most one fetch runs at a time and verifications that
+need fresh keys wait for it (single-flight: without that, requests arriving during the first
+fetch found no keys and failed), the pinned algorithm, and which claims are required. The sync
+(`JwtVerifier`, Flask/Django) and async (`AsyncJwtVerifier`, FastAPI) classes only differ in
+how they fetch with httpx and how they wait for the fetch in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import threading
 import time
@@ -47,9 +50,21 @@ class VerifiedToken:
     claims: Mapping[str, Any]
 
 
+class _Step(enum.Enum):
+    """What a verification does before decoding (see `_KeyCache.plan`)."""
+
+    USE = "use"  # decode with the keys at hand
+    FETCH = "fetch"  # fetch the JWKS, then call `end_fetch`
+    WAIT = "wait"  # another verification's fetch is in flight: wait for it, then plan again
+
+
 @dataclass
 class _KeyCache:
-    """The JWKS keys by kid and the clock rules for refreshing them (no I/O here)."""
+    """The JWKS keys by kid and the rules for refreshing them (no I/O, no waiting here).
+
+    Front-ends call `plan` and `end_fetch` while holding their own lock (the async one runs
+    them between awaits), so `in_flight` is the single-flight flag for both.
+    """
 
     ttl: float
     min_refresh_interval: float
@@ -58,20 +73,45 @@ class _KeyCache:
     fetched_at: float | None = None
     attempted_at: float | None = None
     static: bool = False
+    in_flight: bool = False
+    _attempted_before: float | None = None
 
-    def needs_fetch(self, kid: str) -> bool:
+    def wants_fresh_keys(self, kid: str) -> bool:
+        """Never fetched, keys past the TTL, or a kid the keys do not have."""
         if self.static:
             return False
-        now = self.clock()
-        if self.attempted_at is None or self.fetched_at is None:
-            # Never fetched successfully: retry, but not more often than the minimum interval.
-            return self.attempted_at is None or now - self.attempted_at >= self.min_refresh_interval
-        if now - self.fetched_at >= self.ttl:
-            return now - self.attempted_at >= self.min_refresh_interval
-        return kid not in self.keys and now - self.attempted_at >= self.min_refresh_interval
+        if self.fetched_at is None or self.clock() - self.fetched_at >= self.ttl:
+            return True
+        return kid not in self.keys
 
-    def mark_attempt(self) -> None:
+    def needs_fetch(self, kid: str) -> bool:
+        if not self.wants_fresh_keys(kid):
+            return False
+        # Retry, but not more often than the minimum interval.
+        return (
+            self.attempted_at is None
+            or self.clock() - self.attempted_at >= self.min_refresh_interval
+        )
+
+    def plan(self, kid: str) -> _Step:
+        if self.in_flight:
+            return _Step.WAIT if self.wants_fresh_keys(kid) else _Step.USE
+        if not self.needs_fetch(kid):
+            return _Step.USE
+        self.in_flight = True
+        self._attempted_before = self.attempted_at
         self.attempted_at = self.clock()
+        return _Step.FETCH
+
+    def end_fetch(self, *, abandoned: bool = False) -> None:
+        """The fetch finished (keys installed or failure logged) or was abandoned (cancelled).
+
+        An abandoned fetch does not count as an attempt, so the next verification (or a
+        waiter planning again) fetches instead of failing until the interval has passed.
+        """
+        self.in_flight = False
+        if abandoned:
+            self.attempted_at = self._attempted_before
 
     def install(self, document: Any) -> None:
         self.keys = parse_jwks(document)
@@ -171,13 +211,31 @@ class _VerifierBase:
             sub=str(claims["sub"]), name=str(claims.get("name", "")), claims=claims
         )
 
-    def _install(self, response: httpx.Response) -> None:
-        response.raise_for_status()
-        self._cache.install(response.json())
+    def _settle(self, outcome: object) -> None:
+        """End the fetch in flight with its outcome: a JWKS document, an error, or abandoned."""
+        if outcome is _ABANDONED:
+            self._cache.end_fetch(abandoned=True)
+            return
+        if isinstance(outcome, Exception):
+            self._fetch_failed(outcome)
+        else:
+            try:
+                self._cache.install(outcome)
+            except ValueError as exc:
+                self._fetch_failed(exc)
+        self._cache.end_fetch()
 
     def _fetch_failed(self, exc: Exception) -> None:
         # Stale keys stay in use: an auth outage must not log everybody out.
         logger.warning("JWKS fetch failed", extra={"jwks_url": self.jwks_url, "error": repr(exc)})
+
+
+def _document_of(response: httpx.Response) -> Any:
+    response.raise_for_status()
+    return response.json()
+
+
+_ABANDONED = object()  # the fetch never finished (cancelled, interrupted)
 
 
 def _reason_of(exc: jwt.PyJWTError) -> str:
@@ -195,45 +253,61 @@ class JwtVerifier(_VerifierBase):
 
     def __init__(self, jwks_url: str | None = None, **kwargs: Any) -> None:
         super().__init__(jwks_url, **kwargs)
-        self._lock = threading.Lock()
+        self._fetch_done = threading.Condition()  # guards the cache's state, wakes waiters
 
     def verify(self, token: str) -> VerifiedToken:
         kid = _kid_of(token)
-        if self._cache.needs_fetch(kid):
-            with self._lock:
-                if self._cache.needs_fetch(kid):  # another thread may have just fetched
-                    self._refresh()
+        with self._fetch_done:
+            step = self._cache.plan(kid)
+            while step is _Step.WAIT:
+                self._fetch_done.wait()
+                step = self._cache.plan(kid)
+        if step is _Step.FETCH:
+            self._fetch()
         return self._decode(token, kid)
 
-    def _refresh(self) -> None:
+    def _fetch(self) -> None:
         assert self.jwks_url is not None
-        self._cache.mark_attempt()
+        outcome: object = _ABANDONED
         try:
-            self._install(httpx.get(self.jwks_url, timeout=self.timeout))
+            outcome = _document_of(httpx.get(self.jwks_url, timeout=self.timeout))
         except _FETCH_ERRORS as exc:
-            self._fetch_failed(exc)
+            outcome = exc
+        finally:
+            with self._fetch_done:
+                self._settle(outcome)
+                self._fetch_done.notify_all()
 
 
 class AsyncJwtVerifier(_VerifierBase):
-    """Asynchronous verifier (FastAPI); one fetch at a time per verifier."""
+    """Asynchronous verifier (FastAPI); one fetch at a time per verifier, the others wait."""
 
     def __init__(self, jwks_url: str | None = None, **kwargs: Any) -> None:
         super().__init__(jwks_url, **kwargs)
-        self._lock = asyncio.Lock()
+        self._flight: asyncio.Future[None] | None = None  # done when the fetch in flight ends
 
     async def verify(self, token: str) -> VerifiedToken:
         kid = _kid_of(token)
-        if self._cache.needs_fetch(kid):
-            async with self._lock:
-                if self._cache.needs_fetch(kid):
-                    await self._refresh()
+        # No lock needed: plan and settle run between awaits on the one event loop.
+        step = self._cache.plan(kid)
+        while step is _Step.WAIT:
+            assert self._flight is not None
+            # shield: a waiter that is cancelled must not cancel the shared fetch's future
+            await asyncio.shield(self._flight)
+            step = self._cache.plan(kid)
+        if step is _Step.FETCH:
+            await self._fetch()
         return self._decode(token, kid)
 
-    async def _refresh(self) -> None:
+    async def _fetch(self) -> None:
         assert self.jwks_url is not None
-        self._cache.mark_attempt()
+        flight = self._flight = asyncio.get_running_loop().create_future()
+        outcome: object = _ABANDONED
         try:
             async with httpx.AsyncClient(timeout=self.timeout) as client:
-                self._install(await client.get(self.jwks_url))
+                outcome = _document_of(await client.get(self.jwks_url))
         except _FETCH_ERRORS as exc:
-            self._fetch_failed(exc)
+            outcome = exc
+        finally:
+            self._settle(outcome)
+            flight.set_result(None)

@@ -15,7 +15,6 @@ from servicekit.fastapi import install
 from servicekit.logging import configure_logging
 from servicekit.ratelimit import AsyncRateLimiter, async_redis_client
 
-from ai.body_limit import BodySizeLimit
 from ai.cache import ReplyCache, cache_key
 from ai.config import Settings
 from ai.providers import ChatMessage, LocalProvider, OpenAIProvider, Provider, ProviderError
@@ -90,9 +89,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await client.aclose()
 
     app = FastAPI(title="chat ai", version="0.1.0", lifespan=lifespan)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.ai_max_body_bytes)
     # No readiness dependency: without Redis, replies are still given (uncached, unlimited).
-    metrics = install(app, readiness_checks={})
+    metrics = install(app, readiness_checks={}, max_body_bytes=settings.ai_max_body_bytes)
     replies_total = Counter(
         "ai_replies_total", "Replies by provider and source", ["provider", "source"],
         registry=metrics.registry,

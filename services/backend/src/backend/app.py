@@ -15,7 +15,6 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from backend.api import router
-from backend.body_limit import BodySizeLimit
 from backend.config import Settings
 from backend.runtime import Runtime
 
@@ -50,13 +49,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     runtime = Runtime(settings)
     app = FastAPI(title="chat backend", version="0.1.0", lifespan=lifespan)
     app.state.runtime = runtime
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     metrics = install(
         app,
         # Redis is left out on purpose: without it messages are still stored (the outbox keeps
         # the events), so taking every replica out of service would turn degradation into outage.
         readiness_checks={"database": async_postgres_check(runtime.engine)},
         verifier=verifier,
+        max_body_bytes=settings.max_body_bytes,
     )
     runtime.register_metrics(metrics.registry)
     app.add_exception_handler(DBAPIError, _database_unavailable)

@@ -3,6 +3,7 @@
 - request id (X-Request-ID in, or generated; echoed in the response) bound to every log line,
 - one JSON access log line and Prometheus metrics per request,
 - `/health`, `/ready` (the given dependency checks), `/metrics`,
+- optionally a request-body size limit (413, also for chunked bodies),
 - errors as `{"detail": "..."}`; malformed bodies get 422 with a readable message, never 500,
 - `CurrentUser`: a dependency that returns the verified bearer token's user.
 
@@ -23,6 +24,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from servicekit.bodylimit import BodySizeLimit
 from servicekit.health import Check, liveness, run_checks
 from servicekit.jwt import AsyncJwtVerifier, TokenError, VerifiedToken
 from servicekit.logging import REQUEST_ID_HEADER, request_id_from_header, request_id_var
@@ -126,15 +128,21 @@ def install(
     readiness_checks: Mapping[str, Check] | None = None,
     verifier: AsyncJwtVerifier | None = None,
     check_timeout: float = 2.0,
+    max_body_bytes: int | None = None,
 ) -> HttpMetrics:
     """Add middleware, error handlers, `/health`, `/ready` and `/metrics` to `app`.
 
     `verifier` backs the `CurrentUser` dependency; build it with `verifier_from_settings`.
+    `max_body_bytes` answers larger request bodies with 413 before the app reads them.
     Call `servicekit.logging.configure_logging` once at start-up as well.
     """
     metrics = HttpMetrics()
     checks = dict(readiness_checks or {})
     app.state.servicekit_verifier = verifier
+    if max_body_bytes is not None:
+        # Added first so it sits inside the request-context middleware: a 413 still gets a
+        # request id, an access log line and a metrics sample.
+        app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import contextlib
-import socket
-import threading
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from auth.app import create_app
 from auth.config import Settings
 from auth.keys import private_key_pem
 from auth.migrate import upgrade
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
+from harness.appservers import AsgiServer
 
 PASSWORD = "correct horse battery staple"
 
@@ -110,31 +107,9 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 @contextlib.contextmanager
 def _serve(app: FastAPI) -> Iterator[str]:
-    """Run `app` under a real uvicorn server on a loopback port; yields its base URL.
-
-    The socket is bound here and handed to uvicorn, so no other process can take the port
-    between choosing and binding it.
-    """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_config=None, lifespan="off", timeout_graceful_shutdown=5)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            sock.close()
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    """Run `app` under a real uvicorn server on a loopback port; yields its base URL."""
+    with AsgiServer(lambda: app, lifespan="off", start_timeout=10) as server:
+        yield server.url
 
 
 @pytest.fixture

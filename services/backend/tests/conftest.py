@@ -14,7 +14,8 @@ from backend.app import create_app
 from backend.config import Settings
 from backend.migrate import upgrade
 from backend.runtime import Runtime
-from backend_fakes import AsgiServer, Backend, MakeBackend, SilentServer
+from backend_fakes import Backend, MakeBackend, SilentServer
+from harness.appservers import AsgiServer
 from harness.servers import free_port
 from harness.tokens import TokenIssuer
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from backend_fakes import AsgiServer, MakeBackend
+from backend_fakes import MakeBackend
+from harness.appservers import AsgiServer
 
 
 async def test_create_get_and_list_a_conversation(

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from backend.config import DEFAULT_DATABASE_URL, Settings
 from backend.migrate import upgrade
-from backend_fakes import AsgiServer, MakeBackend
+from backend_fakes import MakeBackend
+from harness.appservers import AsgiServer
 from harness.servers import PostgresServer
 
 

@@ -14,7 +14,8 @@ import pytest
 import redis
 from backend.models import Message, OutboxEvent
 from backend.outbox import main as outbox_main
-from backend_fakes import AsgiServer, Backend, MakeBackend
+from backend_fakes import Backend, MakeBackend
+from harness.appservers import AsgiServer
 from sqlalchemy import select, update
 
 STREAM = "chat:events"

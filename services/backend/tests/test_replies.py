@@ -9,7 +9,8 @@ import ai.app
 import ai.config
 from ai.providers import ChatMessage, LocalProvider
 from backend.models import Message
-from backend_fakes import AsgiServer, Backend, MakeBackend, SilentServer
+from backend_fakes import Backend, MakeBackend, SilentServer
+from harness.appservers import AsgiServer
 from harness.servers import free_port
 from sqlalchemy import select
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness.servers import free_port, wait_for_port
+from harness.appservers import gunicorn_server
 from harness.tokens import TokenIssuer
 
 MANAGE = [sys.executable, "-m", "data_processor.manage"]
@@ -38,17 +38,8 @@ def server(server_env: dict[str, str]) -> Iterator[str]:
         [*MANAGE, "migrate", "--noinput"], env=server_env, capture_output=True, timeout=120
     )
     assert migrate.returncode == 0, migrate.stderr.decode()
-    port = free_port()
-    command = [sys.executable, "-m", "gunicorn", "-c", "python:data_processor.gunicorn_conf"]
-    process = subprocess.Popen(
-        [*command, "data_processor.wsgi"], env={**server_env, "BIND": f"127.0.0.1:{port}"}
-    )
-    try:
-        wait_for_port(port, timeout=30)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with gunicorn_server("data_processor.gunicorn_conf", "data_processor.wsgi", server_env) as url:
+        yield url
 
 
 def test_gunicorn_serves_health_readiness_and_stats(server: str, token_issuer: TokenIssuer) -> None:

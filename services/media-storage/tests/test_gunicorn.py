@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from harness.servers import free_port, wait_for_port
+from harness.appservers import gunicorn_server
 from harness.tokens import TokenIssuer
 
 LIMIT = 256 * 1024
@@ -20,7 +18,6 @@ LIMIT = 256 * 1024
 
 @pytest.fixture
 def server(tmp_path: Path, token_issuer: TokenIssuer) -> Iterator[str]:
-    port = free_port()
     env = {
         **os.environ,
         "MEDIA_ROOT": str(tmp_path / "media"),
@@ -28,17 +25,10 @@ def server(tmp_path: Path, token_issuer: TokenIssuer) -> Iterator[str]:
         "JWKS_URL": token_issuer.jwks_url,
         "JWT_ISSUER": token_issuer.issuer,
         "JWT_AUDIENCE": token_issuer.audience,
-        "BIND": f"127.0.0.1:{port}",
         "GUNICORN_WORKER_TMP_DIR": str(tmp_path),
     }
-    command = [sys.executable, "-m", "gunicorn", "-c", "python:media_storage.gunicorn_conf"]
-    process = subprocess.Popen([*command, "media_storage.wsgi:app"], env=env)
-    try:
-        wait_for_port(port, timeout=30)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with gunicorn_server("media_storage.gunicorn_conf", "media_storage.wsgi:app", env) as url:
+        yield url
 
 
 def test_upload_and_ranged_download_through_gunicorn(

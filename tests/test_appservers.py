@@ -1,0 +1,72 @@
+"""The harness's app servers: uvicorn in a thread (stop, restart on the same port), gunicorn."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from harness.appservers import AsgiServer, gunicorn_server
+from harness.servers import HarnessError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+
+class AppFactory:
+    """Builds apps that answer with their own serial number (which start served a request)."""
+
+    def __init__(self) -> None:
+        self.built = 0
+
+    def __call__(self) -> ASGIApp:
+        self.built += 1
+        number = self.built
+
+        async def hello(request: Request) -> PlainTextResponse:
+            return PlainTextResponse(f"app {number}")
+
+        return Starlette(routes=[Route("/", hello)])
+
+
+def test_asgi_server_stops_and_restarts_on_the_same_port() -> None:
+    factory = AppFactory()
+    server = AsgiServer(factory)
+    with server:
+        port = server.port
+        assert port != 0
+        assert httpx.get(server.url, timeout=5).text == "app 1"
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(server.url, timeout=5)
+    with server:
+        assert server.port == port
+        assert httpx.get(server.url, timeout=5).text == "app 2"
+
+
+def test_asgi_server_that_cannot_start_is_an_error() -> None:
+    def connect_to_missing_dependency() -> None:
+        raise RuntimeError("the app cannot start")
+
+    @contextlib.asynccontextmanager
+    async def broken_lifespan(app: Starlette) -> AsyncIterator[None]:
+        connect_to_missing_dependency()
+        yield
+
+    def failing_startup() -> ASGIApp:
+        return Starlette(lifespan=broken_lifespan)
+
+    server = AsgiServer(failing_startup, lifespan="on", start_timeout=5)
+    with pytest.raises(HarnessError, match="did not start"):
+        server.start()
+
+
+def test_gunicorn_that_exits_early_is_an_error_naming_it() -> None:
+    with (
+        pytest.raises(HarnessError, match="gunicorn exited"),
+        gunicorn_server("no_such_module_here", "nothing:app", dict(os.environ)),
+    ):
+        pass

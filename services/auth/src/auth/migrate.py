@@ -7,17 +7,13 @@ Run by the Kubernetes migration Job before the app starts. Reads DATABASE_URL. U
 
 from __future__ import annotations
 
-import argparse
-import logging
 import sys
 from collections.abc import Sequence
 
 from alembic import command
 from alembic.config import Config
-from servicekit.logging import configure_logging
+from servicekit.migrate import migrate_main
 from servicekit.settings import ServiceSettings, sqlalchemy_url
-
-logger = logging.getLogger("auth.migrate")
 
 
 def alembic_config(database_url: str) -> Config:
@@ -36,33 +32,10 @@ def downgrade(database_url: str, revision: str) -> None:
     command.downgrade(alembic_config(database_url), revision)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m auth.migrate", description=__doc__)
-    parser.add_argument("action", nargs="?", default="upgrade", choices=["upgrade", "downgrade"])
-    parser.add_argument("revision", nargs="?", help="target (default: head for upgrade)")
-    return parser
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    settings = ServiceSettings()
-    configure_logging("auth-migrate", settings.log_level)
-    if not settings.database_url:
-        print("DATABASE_URL is not set", file=sys.stderr)
-        return 2
-    if args.action == "downgrade" and not args.revision:
-        print("downgrade needs a revision (e.g. base or -1)", file=sys.stderr)
-        return 2
-    try:
-        if args.action == "upgrade":
-            upgrade(settings.database_url, args.revision or "head")
-        else:
-            downgrade(settings.database_url, args.revision)
-    except Exception:
-        logger.exception("migration failed")
-        return 1
-    logger.info("migration done", extra={"action": args.action, "revision": args.revision})
-    return 0
+    return migrate_main(
+        argv, service="auth", settings=ServiceSettings, upgrade=upgrade, downgrade=downgrade
+    )
 
 
 if __name__ == "__main__":

@@ -1,16 +1,18 @@
-"""`python -m backend.migrate [upgrade|downgrade|current] [REVISION]`: the schema, via Alembic.
+"""`python -m backend.migrate [upgrade|downgrade] [REVISION]`: the schema, via Alembic.
 
-Used by the Kubernetes migration Job; the service itself never creates tables.
+Used by the Kubernetes migration Job; the service itself never creates tables. Exit codes: 0 done,
+1 failed, 2 usage error (see servicekit.migrate).
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
+from collections.abc import Sequence
 from importlib.resources import files
 
 from alembic import command
 from alembic.config import Config
+from servicekit.migrate import migrate_main
 
 from backend.config import Settings
 
@@ -31,19 +33,10 @@ def downgrade(database_url: str, revision: str) -> None:
     command.downgrade(alembic_config(database_url), revision)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m backend.migrate", description=__doc__)
-    parser.add_argument("action", nargs="?", default="upgrade", choices=["upgrade", "downgrade"])
-    parser.add_argument("revision", nargs="?", help="target revision (upgrade: default head)")
-    args = parser.parse_args(argv)
-    url = Settings().database_url
-    if args.action == "upgrade":
-        upgrade(url, args.revision or "head")
-    else:
-        if not args.revision:
-            parser.error("downgrade needs a REVISION (e.g. -1 or base)")
-        downgrade(url, args.revision)
-    return 0
+def main(argv: Sequence[str] | None = None) -> int:
+    return migrate_main(
+        argv, service="backend", settings=Settings, upgrade=upgrade, downgrade=downgrade
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The harness's app servers: uvicorn in a thread (stop, restart on the same port), gunicorn."""
+"""The harness's app servers: uvicorn in a thread (stop, restart on the same port), gunicorn,
+the JSON stand-in server."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from harness import fakehttp
 from harness.appservers import AsgiServer, gunicorn_server
 from harness.servers import HarnessError
 from starlette.applications import Starlette
@@ -70,3 +72,21 @@ def test_gunicorn_that_exits_early_is_an_error_naming_it() -> None:
         gunicorn_server("no_such_module_here", "nothing:app", dict(os.environ)),
     ):
         pass
+
+
+def test_json_server_hands_the_request_to_the_answer_and_encodes_the_reply() -> None:
+    seen: list[fakehttp.Request] = []
+
+    def answer(request: fakehttp.Request) -> fakehttp.Reply:
+        seen.append(request)
+        return (201, {"echo": request.json()}) if request.body else (404, {"detail": "no"})
+
+    with fakehttp.JsonServer(answer) as server:
+        created = httpx.post(f"{server.url}/things", json={"a": 1}, headers={"X-Trace": "t1"})
+        missing = httpx.get(f"{server.url}/nothing?x=1", timeout=5)
+    assert (created.status_code, created.json()) == (201, {"echo": {"a": 1}})
+    assert (missing.status_code, missing.json()) == (404, {"detail": "no"})
+    assert [(r.method, r.path) for r in seen] == [("POST", "/things"), ("GET", "/nothing?x=1")]
+    assert seen[0].headers["X-Trace"] == "t1"
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(server.url, timeout=5)

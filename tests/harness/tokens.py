@@ -15,12 +15,13 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from harness.fakehttp import JsonServer, Reply, Request
 
 ISSUER = "chat-auth"
 AUDIENCE = "chat"
@@ -43,14 +44,11 @@ class TokenIssuer:
         self.jwks_requests = 0  # how often the JWKS was fetched (cache tests)
         self.jwks_delay = 0.0  # seconds each JWKS answer is held back (concurrency tests)
         self._count_lock = threading.Lock()  # the server answers on many threads
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._server = JsonServer(self._answer)
 
     @property
     def jwks_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}{JWKS_PATH}"
+        return f"{self._server.url}{JWKS_PATH}"
 
     def jwks(self) -> dict[str, Any]:
         return {"keys": [public_jwk(key, kid) for kid, key in self.keys.items()]}
@@ -99,32 +97,15 @@ class TokenIssuer:
         return jwt.encode(claims, signer, algorithm="EdDSA", headers=headers)
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._server.close()
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        issuer = self
-
-        class JwksHandler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path != JWKS_PATH:
-                    self.send_error(404)
-                    return
-                with issuer._count_lock:
-                    issuer.jwks_requests += 1
-                time.sleep(issuer.jwks_delay)
-                body = json.dumps(issuer.jwks()).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                """Silence per-request stderr lines."""
-
-        return JwksHandler
+    def _answer(self, request: Request) -> Reply:
+        if request.method != "GET" or request.path != JWKS_PATH:
+            return 404, {"detail": "not found"}
+        with self._count_lock:
+            self.jwks_requests += 1
+        time.sleep(self.jwks_delay)
+        return 200, self.jwks()
 
 
 @pytest.fixture

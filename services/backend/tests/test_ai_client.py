@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import itertools
-import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 from backend.ai_client import AiClient, AiError, RetryPolicy
+from harness.fakehttp import JsonServer, Reply, Request
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -23,45 +20,24 @@ class FlakyAi:
         self.failures = 0
         self.status = 503
         self.times: list[float] = []
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = JsonServer(self._answer)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return self.server.url
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        flaky = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers["Content-Length"]))
-                flaky.times.append(time.monotonic())
-                if len(flaky.times) <= flaky.failures:
-                    self._send(flaky.status, {"detail": "nope"})
-                else:
-                    self._send(200, {"content": "hello", "model": "m", "cached": False})
-
-            def _send(self, status: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                """Quiet."""
-
-        return Handler
+    def _answer(self, request: Request) -> Reply:
+        self.times.append(time.monotonic())
+        if len(self.times) <= self.failures:
+            return self.status, {"detail": "nope"}
+        return 200, {"content": "hello", "model": "m", "cached": False}
 
 
 @pytest.fixture
 def flaky_ai() -> Iterator[FlakyAi]:
-    server = FlakyAi()
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
+    flaky = FlakyAi()
+    with flaky.server:
+        yield flaky
 
 
 def _client(url: str, attempts: int) -> AiClient:

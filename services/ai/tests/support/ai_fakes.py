@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 from ai.config import Settings
+from harness.fakehttp import JsonServer, Reply, Request
 
 
 @dataclass
@@ -27,67 +25,43 @@ class FakeOpenAI:
     delay: float = 2.0
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
-    server: ThreadingHTTPServer | None = None
+    server: JsonServer | None = None
 
     @property
     def base_url(self) -> str:
         assert self.server is not None
-        host, port = self.server.server_address[:2]
-        return f"http://{host!s}:{port}/v1"
+        return f"{self.server.url}/v1"
 
     def start(self) -> None:
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = JsonServer(self._answer)
 
     def stop(self) -> None:
         assert self.server is not None
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.close()
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                if self.path != "/v1/chat/completions":
-                    self.send_error(404)
-                    return
-                length = int(self.headers.get("Content-Length", "0"))
-                body = json.loads(self.rfile.read(length))
-                fake.requests.append(body)
-                fake.headers.append(dict(self.headers.items()))
-                if fake.mode == "slow":
-                    time.sleep(fake.delay)
-                if fake.mode == "error":
-                    self._send(500, {"error": {"message": "boom"}})
-                elif fake.mode == "malformed":
-                    self._send(200, {"id": "x", "choices": []})
-                else:
-                    last = body["messages"][-1]["content"]
-                    self._send(200, {
-                        "id": f"chatcmpl-{len(fake.requests)}",
-                        "object": "chat.completion",
-                        "model": body["model"],
-                        "choices": [{
-                            "index": 0,
-                            "finish_reason": "stop",
-                            "message": {"role": "assistant", "content": f"echo: {last}"},
-                        }],
-                    })  # fmt: skip
-
-            def _send(self, status: int, payload: dict[str, Any]) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                """Quiet."""
-
-        return Handler
+    def _answer(self, request: Request) -> Reply:
+        if request.method != "POST" or request.path != "/v1/chat/completions":
+            return 404, {"error": {"message": "not found"}}
+        body = request.json()
+        self.requests.append(body)
+        self.headers.append(request.headers)
+        if self.mode == "slow":
+            time.sleep(self.delay)
+        if self.mode == "error":
+            return 500, {"error": {"message": "boom"}}
+        if self.mode == "malformed":
+            return 200, {"id": "x", "choices": []}
+        last = body["messages"][-1]["content"]
+        return 200, {
+            "id": f"chatcmpl-{len(self.requests)}",
+            "object": "chat.completion",
+            "model": body["model"],
+            "choices": [{
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {"role": "assistant", "content": f"echo: {last}"},
+            }],
+        }  # fmt: skip
 
 
 MakeClient = Callable[[Settings], Awaitable[httpx.AsyncClient]]

@@ -115,14 +115,21 @@ async def test_current_user_from_a_bearer_token(
     assert response.json() == {"id": "user-9", "name": "zoe"}
 
 
-@pytest.mark.parametrize("authorization", [None, "Bearer nonsense", "Basic dXNlcjpwYXNz"])
+@pytest.mark.parametrize(
+    ("authorization", "challenge"),
+    [
+        (None, "Bearer"),
+        ("Basic dXNlcjpwYXNz", "Bearer"),
+        ("Bearer nonsense", 'Bearer error="invalid_token"'),  # RFC 6750: a token was sent
+    ],
+)
 async def test_missing_or_bad_tokens_get_401(
-    client: httpx.AsyncClient, authorization: str | None
+    client: httpx.AsyncClient, authorization: str | None, challenge: str
 ) -> None:
     headers = {"Authorization": authorization} if authorization else {}
     response = await client.get("/me", headers=headers)
     assert response.status_code == 401
-    assert response.headers["www-authenticate"] == "Bearer"
+    assert response.headers["www-authenticate"] == challenge
     assert isinstance(response.json()["detail"], str)
 
 

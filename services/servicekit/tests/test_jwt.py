@@ -11,7 +11,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from harness.servers import free_port
 from harness.tokens import TokenIssuer
-from servicekit.jwt import AsyncJwtVerifier, JwtVerifier, TokenError
+from servicekit.jwt import (
+    AsyncJwtVerifier,
+    BearerRejectedError,
+    JwtVerifier,
+    TokenError,
+    verify_bearer,
+)
 
 
 class FakeClock:
@@ -232,3 +238,34 @@ async def test_waiters_fetch_again_when_the_fetch_in_flight_is_cancelled(
     with pytest.raises(asyncio.CancelledError):
         await first
     assert token_issuer.jwks_requests == 2
+
+
+def rejection_of(verifier: JwtVerifier, authorization: str | None) -> BearerRejectedError:
+    with pytest.raises(BearerRejectedError) as caught:
+        verify_bearer(verifier, authorization)
+    return caught.value
+
+
+@pytest.mark.parametrize("authorization", [None, "", "Bearer ", "Basic dXNlcjpwdw==", "token"])
+def test_a_missing_bearer_token_is_401_with_a_challenge(
+    token_issuer: TokenIssuer, authorization: str | None
+) -> None:
+    rejected = rejection_of(sync_verifier(token_issuer), authorization)
+    assert (rejected.status, rejected.detail) == (401, "missing bearer token")
+    assert rejected.headers == {"WWW-Authenticate": "Bearer"}
+    assert token_issuer.jwks_requests == 0
+
+
+def test_verify_bearer_maps_token_errors_to_answers(token_issuer: TokenIssuer) -> None:
+    verifier = sync_verifier(token_issuer)
+    good = token_issuer.issue("user-1", "alice")
+    assert verify_bearer(verifier, f"bearer  {good} ").sub == "user-1"  # scheme is case-blind
+    expired = token_issuer.issue("u", "n", exp=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5))
+    rejected = rejection_of(verifier, f"Bearer {expired}")
+    assert (rejected.status, rejected.detail) == (401, "invalid token: expired")
+    assert rejected.headers == {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+
+    url = f"http://127.0.0.1:{free_port()}/.well-known/jwks.json"
+    offline = JwtVerifier(url, issuer=token_issuer.issuer, audience="chat", timeout=1)
+    rejected = rejection_of(offline, f"Bearer {good}")
+    assert (rejected.status, rejected.headers) == (503, {})

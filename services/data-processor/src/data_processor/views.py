@@ -14,7 +14,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 from servicekit.health import liveness, redis_check, run_checks_sync
-from servicekit.jwt import JwtVerifier, TokenError, VerifiedToken
+from servicekit.jwt import BearerRejectedError, JwtVerifier, VerifiedToken, verify_bearer
 
 from data_processor.lag import GroupLag
 from data_processor.models import ConversationActivity, DailyMessageCount
@@ -49,17 +49,10 @@ def _verifier() -> JwtVerifier:
 
 
 def _authenticate(request: HttpRequest) -> VerifiedToken | JsonResponse:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return _error(401, "missing bearer token", WWW_Authenticate="Bearer")
     try:
-        return _verifier().verify(token.strip())
-    except TokenError as exc:
-        if exc.reason == "jwks_unavailable":
-            return _error(503, "token keys are unavailable, try again later")
-        return _error(
-            401, f"invalid token: {exc.reason}", WWW_Authenticate='Bearer error="invalid_token"'
-        )
+        return verify_bearer(_verifier(), request.headers.get("Authorization"))
+    except BearerRejectedError as rejected:
+        return _error(rejected.status, rejected.detail, **rejected.headers)
 
 
 @require_GET

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
-from servicekit.jwt import JwtVerifier, TokenError, VerifiedToken
+from servicekit.jwt import BearerRejectedError, JwtVerifier, VerifiedToken, verify_bearer
 from servicekit.logging import REQUEST_ID_HEADER, request_id_from_header, request_id_var
 from servicekit.metrics import UNMATCHED_ROUTE, HttpMetrics
 from werkzeug.exceptions import HTTPException
@@ -84,16 +84,10 @@ def install(app: Flask, metrics: HttpMetrics) -> None:
 
 def current_user(verifier: JwtVerifier) -> VerifiedToken:
     """The verified bearer token of this request, or a 401 (503 when the JWKS is unreachable)."""
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(401, "missing bearer token", {"WWW-Authenticate": "Bearer"})
     try:
-        return verifier.verify(token.strip())
-    except TokenError as exc:
-        if exc.reason == "jwks_unavailable":
-            raise ApiError(503, "token keys are unavailable, try again later") from exc
-        challenge = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
-        raise ApiError(401, f"invalid token: {exc.reason}", challenge) from exc
+        return verify_bearer(verifier, request.headers.get("Authorization"))
+    except BearerRejectedError as rejected:
+        raise ApiError(rejected.status, rejected.detail, rejected.headers) from rejected
 
 
 def json_body(payload: dict[str, Any], status: int = 200) -> tuple[Response, int]:

@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from servicekit.bodylimit import BodySizeLimit
 from servicekit.health import Check, liveness, run_checks
-from servicekit.jwt import AsyncJwtVerifier, TokenError, VerifiedToken
+from servicekit.jwt import AsyncJwtVerifier, BearerRejectedError, TokenError, VerifiedToken
 from servicekit.logging import REQUEST_ID_HEADER, request_id_from_header, request_id_var
 from servicekit.metrics import UNMATCHED_ROUTE, HttpMetrics
 
@@ -175,10 +175,8 @@ def verifier_from_settings(jwks_url: str | None, issuer: str, audience: str) -> 
 _bearer = HTTPBearer(auto_error=False, description="Access token from the auth service")
 
 
-class _Unauthorized(StarletteHTTPException):
-    def __init__(self, detail: str, status_code: int = 401) -> None:
-        headers = {"WWW-Authenticate": "Bearer"} if status_code == 401 else None
-        super().__init__(status_code=status_code, detail=detail, headers=headers)
+def _refused(rejected: BearerRejectedError) -> StarletteHTTPException:
+    return StarletteHTTPException(rejected.status, rejected.detail, rejected.headers or None)
 
 
 async def current_user(
@@ -190,13 +188,11 @@ async def current_user(
     if verifier is None:
         raise RuntimeError("servicekit.fastapi.install(app, verifier=...) was not given a verifier")
     if credentials is None:
-        raise _Unauthorized("missing bearer token")
+        raise _refused(BearerRejectedError.missing())
     try:
         return await verifier.verify(credentials.credentials)
     except TokenError as exc:
-        if exc.reason == "jwks_unavailable":
-            raise _Unauthorized("token keys unavailable, try again later", 503) from exc
-        raise _Unauthorized(f"invalid token: {exc.reason}") from exc
+        raise _refused(BearerRejectedError.for_token_error(exc)) from exc
 
 
 CurrentUser = Annotated[VerifiedToken, Depends(current_user)]

@@ -311,3 +311,48 @@ class AsyncJwtVerifier(_VerifierBase):
         finally:
             self._settle(outcome)
             flight.set_result(None)
+
+
+class BearerRejectedError(Exception):
+    """A request's bearer token is refused: answer `status` with `{"detail": detail}` + `headers`.
+
+    The one mapping every framework adapter uses: no/garbled `Authorization` or a rejected token
+    -> 401 with a `WWW-Authenticate` challenge; keys that could not be fetched -> 503.
+    """
+
+    def __init__(self, status: int, detail: str, headers: Mapping[str, str]) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.headers = dict(headers)
+
+    @classmethod
+    def missing(cls) -> BearerRejectedError:
+        return cls(401, "missing bearer token", {"WWW-Authenticate": "Bearer"})
+
+    @classmethod
+    def for_token_error(cls, exc: TokenError) -> BearerRejectedError:
+        if exc.reason == "jwks_unavailable":
+            return cls(503, "token keys are unavailable, try again later", {})
+        challenge = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+        return cls(401, f"invalid token: {exc.reason}", challenge)
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token of an `Authorization: Bearer <token>` value; `BearerRejectedError` otherwise."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise BearerRejectedError.missing()
+    return token.strip()
+
+
+def verify_bearer(verifier: JwtVerifier, authorization: str | None) -> VerifiedToken:
+    """Sync frameworks (Flask, Django): the verified user of an `Authorization` header value.
+
+    Raises `BearerRejectedError` (answer its status, detail and headers) for anything else.
+    """
+    token = bearer_token(authorization)
+    try:
+        return verifier.verify(token)
+    except TokenError as exc:
+        raise BearerRejectedError.for_token_error(exc) from exc

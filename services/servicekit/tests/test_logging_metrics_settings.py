@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from pydantic import ValidationError
 from servicekit.logging import configure_logging, request_id_from_header, request_id_var
-from servicekit.metrics import HttpMetrics
+from servicekit.metrics import HttpMetrics, record_request
 from servicekit.settings import ServiceSettings, sqlalchemy_url
 
 
@@ -91,3 +91,19 @@ def test_sqlalchemy_url_switches_the_driver() -> None:
     assert sqlalchemy_url("postgres://u@h/d") == "postgresql+psycopg://u@h/d"
     with pytest.raises(ValueError, match="postgresql"):
         sqlalchemy_url("mysql://u@h/d")
+
+
+def test_a_finished_request_is_counted_and_logged_once_unless_a_probe(
+    log_stream: io.StringIO,
+) -> None:
+    metrics = HttpMetrics()
+    record_request(
+        metrics, method="GET", path="/items/7", route="/items/{id}", status=200, seconds=0.0123
+    )
+    record_request(metrics, method="GET", path="/health", route="/health", status=200, seconds=0)
+    (line,) = (json.loads(text) for text in log_stream.getvalue().splitlines())
+    assert (line["logger"], line["message"]) == ("servicekit.access", "GET /items/7 200")
+    assert (line["route"], line["status"], line["duration_ms"]) == ("/items/{id}", 200, 12.3)
+    body, _ = metrics.render()
+    assert b'route="/items/{id}",status="200"' in body
+    assert b'route="/health",status="200"' in body  # probes are still measured

@@ -3,18 +3,14 @@ Prometheus request metrics."""
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 from servicekit.logging import REQUEST_ID_HEADER, request_id_from_header, request_id_var
-from servicekit.metrics import UNMATCHED_ROUTE
+from servicekit.metrics import UNMATCHED_ROUTE, record_request
 
 from data_processor.observability import http_metrics
-
-access_logger = logging.getLogger("servicekit.access")
-_QUIET_PATHS = frozenset({"/health", "/ready", "/metrics"})
 
 
 class RequestContextMiddleware:
@@ -37,18 +33,11 @@ class RequestContextMiddleware:
     def _record(request: HttpRequest, status: int, seconds: float) -> None:
         match = request.resolver_match
         route = f"/{match.route}" if match is not None and match.route else UNMATCHED_ROUTE
-        method = request.method or "GET"
-        http_metrics.observe(method, route, status, seconds)
-        if request.path_info not in _QUIET_PATHS:
-            access_logger.info(
-                "%s %s %s",
-                method,
-                request.path,
-                status,
-                extra={
-                    "method": method,
-                    "path": request.path,
-                    "status": status,
-                    "duration_ms": round(seconds * 1000, 1),
-                },
-            )
+        record_request(
+            http_metrics,
+            method=request.method or "GET",
+            path=request.path_info,
+            route=route,
+            status=status,
+            seconds=seconds,
+        )

@@ -10,12 +10,10 @@ from typing import Any
 from flask import Flask, Response, g, jsonify, request
 from servicekit.jwt import BearerRejectedError, JwtVerifier, VerifiedToken, verify_bearer
 from servicekit.logging import REQUEST_ID_HEADER, request_id_from_header, request_id_var
-from servicekit.metrics import UNMATCHED_ROUTE, HttpMetrics
+from servicekit.metrics import UNMATCHED_ROUTE, HttpMetrics, record_request
 from werkzeug.exceptions import HTTPException
 
-access_logger = logging.getLogger("servicekit.access")
 error_logger = logging.getLogger("servicekit.errors")
-_QUIET_PATHS = frozenset({"/health", "/ready", "/metrics"})
 
 
 class ApiError(HTTPException):
@@ -45,20 +43,14 @@ def install(app: Flask, metrics: HttpMetrics) -> None:
         response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
         route = request.url_rule.rule if request.url_rule else UNMATCHED_ROUTE
         seconds = time.perf_counter() - g.get("started", time.perf_counter())
-        metrics.observe(request.method, route, response.status_code, seconds)
-        if request.path not in _QUIET_PATHS:
-            access_logger.info(
-                "%s %s %s",
-                request.method,
-                request.path,
-                response.status_code,
-                extra={
-                    "method": request.method,
-                    "path": request.path,
-                    "status": response.status_code,
-                    "duration_ms": round(seconds * 1000, 1),
-                },
-            )
+        record_request(
+            metrics,
+            method=request.method,
+            path=request.path,
+            route=route,
+            status=response.status_code,
+            seconds=seconds,
+        )
         return response
 
     @app.teardown_request

@@ -28,12 +28,9 @@ from servicekit.bodylimit import BodySizeLimit
 from servicekit.health import Check, liveness, run_checks
 from servicekit.jwt import AsyncJwtVerifier, BearerRejectedError, TokenError, VerifiedToken
 from servicekit.logging import REQUEST_ID_HEADER, request_id_from_header, request_id_var
-from servicekit.metrics import UNMATCHED_ROUTE, HttpMetrics
+from servicekit.metrics import UNMATCHED_ROUTE, HttpMetrics, record_request
 
-access_logger = logging.getLogger("servicekit.access")
 error_logger = logging.getLogger("servicekit.errors")
-
-_QUIET_PATHS = frozenset({"/health", "/ready", "/metrics"})  # probes: metrics yes, logs no
 
 
 class RequestContextMiddleware:
@@ -70,22 +67,14 @@ class RequestContextMiddleware:
 
     def _record(self, scope: Scope, status: int, seconds: float) -> None:
         route = getattr(scope.get("route"), "path", UNMATCHED_ROUTE)
-        method = str(scope["method"])
-        self.metrics.observe(method, route, status, seconds)
-        if scope["path"] not in _QUIET_PATHS:
-            access_logger.info(
-                "%s %s %s",
-                method,
-                scope["path"],
-                status,
-                extra={
-                    "method": method,
-                    "path": scope["path"],
-                    "route": route,
-                    "status": status,
-                    "duration_ms": round(seconds * 1000, 1),
-                },
-            )
+        record_request(
+            self.metrics,
+            method=str(scope["method"]),
+            path=scope["path"],
+            route=route,
+            status=status,
+            seconds=seconds,
+        )
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

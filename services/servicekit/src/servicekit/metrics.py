@@ -6,10 +6,15 @@ Each `HttpMetrics` owns its registry, so several apps in one process (tests) do 
 
 from __future__ import annotations
 
+import logging
+
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
 
 UNMATCHED_ROUTE = "<unmatched>"
+QUIET_PATHS = frozenset({"/health", "/ready", "/metrics"})  # probes: metrics yes, access log no
+
+access_logger = logging.getLogger("servicekit.access")
 
 
 class HttpMetrics:
@@ -36,3 +41,26 @@ class HttpMetrics:
     def render(self) -> tuple[bytes, str]:
         """The `/metrics` body and its content type."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def record_request(
+    metrics: HttpMetrics, *, method: str, path: str, route: str, status: int, seconds: float
+) -> None:
+    """What every framework adapter does when a request ends: one metrics sample, and one JSON
+    access log line (`method path route status duration_ms`) unless it was a probe."""
+    metrics.observe(method, route, status, seconds)
+    if path in QUIET_PATHS:
+        return
+    access_logger.info(
+        "%s %s %s",
+        method,
+        path,
+        status,
+        extra={
+            "method": method,
+            "path": path,
+            "route": route,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 1),
+        },
+    )

@@ -96,6 +96,10 @@ class TokenIssuer:
         headers = {"kid": header_kid} if header_kid else {}  # kid="" leaves the header out
         return jwt.encode(claims, signer, algorithm="EdDSA", headers=headers)
 
+    def bearer(self, sub: str, name: str, **overrides: Any) -> dict[str, str]:
+        """`{"Authorization": "Bearer <token>"}` for a token from `issue(sub, name, ...)`."""
+        return {"Authorization": f"Bearer {self.issue(sub, name, **overrides)}"}
+
     def close(self) -> None:
         self._server.close()
 

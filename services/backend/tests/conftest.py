@@ -48,18 +48,14 @@ def silent_ai() -> Iterator[SilentServer]:
     server.close()
 
 
-def bearer(token_issuer: TokenIssuer, user_id: str, name: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token_issuer.issue(user_id, name)}"}
-
-
 @pytest.fixture
 def alice(token_issuer: TokenIssuer) -> dict[str, str]:
-    return bearer(token_issuer, str(uuid.uuid4()), "alice")
+    return token_issuer.bearer(str(uuid.uuid4()), "alice")
 
 
 @pytest.fixture
 def bob(token_issuer: TokenIssuer) -> dict[str, str]:
-    return bearer(token_issuer, str(uuid.uuid4()), "bob")
+    return token_issuer.bearer(str(uuid.uuid4()), "bob")
 
 
 @pytest.fixture

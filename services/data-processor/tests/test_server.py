@@ -44,7 +44,7 @@ def server(server_env: dict[str, str]) -> Iterator[str]:
 
 def test_gunicorn_serves_health_readiness_and_stats(server: str, token_issuer: TokenIssuer) -> None:
     user = uuid.uuid4()
-    headers = {"Authorization": f"Bearer {token_issuer.issue(str(user), 'alice')}"}
+    headers = token_issuer.bearer(str(user), "alice")
     with httpx.Client(base_url=server, timeout=10) as client:
         assert client.get("/health").json() == {"status": "ok"}
         ready = client.get("/ready")

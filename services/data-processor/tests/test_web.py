@@ -23,7 +23,7 @@ GROUP = "data-processor"
 
 
 def bearer(token_issuer: TokenIssuer, user: uuid.UUID) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token_issuer.issue(str(user), 'someone')}"}
+    return token_issuer.bearer(str(user), "someone")
 
 
 def record_message(user: uuid.UUID, conversation: uuid.UUID, at: dt.datetime) -> None:

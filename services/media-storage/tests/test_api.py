@@ -56,12 +56,12 @@ def client(app: Flask) -> FlaskClient:
 
 @pytest.fixture
 def alice(token_issuer: TokenIssuer) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token_issuer.issue(str(uuid.uuid4()), 'alice')}"}
+    return token_issuer.bearer(str(uuid.uuid4()), "alice")
 
 
 @pytest.fixture
 def bob(token_issuer: TokenIssuer) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token_issuer.issue(str(uuid.uuid4()), 'bob')}"}
+    return token_issuer.bearer(str(uuid.uuid4()), "bob")
 
 
 def upload(
@@ -390,7 +390,7 @@ def test_concurrent_uploads_and_deletes_of_shared_content_keep_blobs_consistent(
 
     def churn() -> None:
         own = app.test_client()
-        headers = {"Authorization": f"Bearer {token_issuer.issue(str(uuid.uuid4()), 'racer')}"}
+        headers = token_issuer.bearer(str(uuid.uuid4()), "racer")
         for _ in range(10):
             created = upload(own, headers, data)
             if created.status_code != 201 or created.json is None:

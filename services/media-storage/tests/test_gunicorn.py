@@ -34,7 +34,7 @@ def server(tmp_path: Path, token_issuer: TokenIssuer) -> Iterator[str]:
 def test_upload_and_ranged_download_through_gunicorn(
     server: str, token_issuer: TokenIssuer, tmp_path: Path
 ) -> None:
-    headers = {"Authorization": f"Bearer {token_issuer.issue(str(uuid.uuid4()), 'alice')}"}
+    headers = token_issuer.bearer(str(uuid.uuid4()), "alice")
     data = b"\x89PNG\r\n\x1a\n" + os.urandom(100_000)
     with httpx.Client(base_url=server, headers=headers, timeout=10) as client:
         created = client.post("/files", files={"file": ("p.png", data)})
@@ -55,7 +55,7 @@ def test_chunked_upload_over_the_limit_is_cut_off_while_streaming(
     server: str, token_issuer: TokenIssuer, tmp_path: Path
 ) -> None:
     """No Content-Length: only the streaming check can stop it, long before the body ends."""
-    headers = {"Authorization": f"Bearer {token_issuer.issue(str(uuid.uuid4()), 'alice')}"}
+    headers = token_issuer.bearer(str(uuid.uuid4()), "alice")
     boundary = "limit-test"
     sent = 0
 

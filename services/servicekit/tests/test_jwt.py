@@ -269,3 +269,8 @@ def test_verify_bearer_maps_token_errors_to_answers(token_issuer: TokenIssuer) -
     offline = JwtVerifier(url, issuer=token_issuer.issuer, audience="chat", timeout=1)
     rejected = rejection_of(offline, f"Bearer {good}")
     assert (rejected.status, rejected.headers) == (503, {})
+
+
+def test_the_issuers_bearer_header_carries_a_verifiable_token(token_issuer: TokenIssuer) -> None:
+    header = token_issuer.bearer("user-5", "eve")
+    assert verify_bearer(sync_verifier(token_issuer), header["Authorization"]).sub == "user-5"

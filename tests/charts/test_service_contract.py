@@ -60,3 +60,14 @@ def test_chart_reaches_exactly_the_backing_services_it_needs(path: Path) -> None
     assert ("REDIS_URL" in secret_env) is ("redis" in needs)
     assert (name in chart_defaults("postgres")["databases"]["services"]) is ("postgres" in needs)
     assert (name in chart_defaults("redis")["clients"]) is ("redis" in needs)
+
+
+UVICORN_SERVICES = [p for p in SERVICE_FILES if service_of(p)["run"][0] == "uvicorn"]
+
+
+@pytest.mark.parametrize("path", UVICORN_SERVICES, ids=lambda p: p.parent.name)
+def test_uvicorn_services_see_the_client_address_behind_the_ingress(path: Path) -> None:
+    # Per-IP rate limits need the client's address, which ingress-nginx sends in X-Forwarded-For;
+    # uvicorn honours that header only from the addresses in FORWARDED_ALLOW_IPS.
+    service = service_of(path)
+    assert chart_defaults(service["name"])["config"].get("FORWARDED_ALLOW_IPS") == "*"

@@ -11,6 +11,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -85,6 +86,38 @@ class Publisher(threading.Thread):
             time.sleep(0.002)
 
 
+def pending_of(client: redis.Redis, consumer: str) -> int:
+    consumers = {e["name"].decode(): e["pending"] for e in client.xinfo_consumers(STREAM, GROUP)}
+    return int(consumers.get(consumer, 0))
+
+
+def freeze(process: subprocess.Popen[bytes]) -> None:
+    """SIGSTOP, and wait until the kernel reports the process stopped (state T)."""
+    process.send_signal(signal.SIGSTOP)
+    stat = Path(f"/proc/{process.pid}/stat")
+    wait_until(lambda: stat.read_text().rsplit(")", 1)[1].split()[0] == "T", 10, "no SIGSTOP")
+
+
+def kill_while_holding_entries(
+    process: subprocess.Popen[bytes], client: redis.Redis, consumer: str
+) -> None:
+    """SIGKILL the consumer at a moment it holds unacknowledged entries.
+
+    It is frozen before its pending count is read, so it cannot acknowledge in between: the
+    kill always orphans entries and the claim path is always exercised.
+    """
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        freeze(process)
+        if pending_of(client, consumer) > 0:
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=10)
+            return
+        process.send_signal(signal.SIGCONT)
+        time.sleep(0.005)
+    raise AssertionError(f"{consumer} never held an unacknowledged entry to orphan")
+
+
 def counted() -> Counter[tuple[str, str]]:
     rows = DailyMessageCount.objects.values_list("user_id", "day", "count")
     return Counter({(str(user), day.isoformat()): count for user, day, count in rows})
@@ -98,15 +131,8 @@ def test_consumer_killed_mid_stream_loses_nothing_and_double_counts_nothing(
     with stopped_at_end(first):
         publisher.start()
         wait_until(lambda: ProcessedEvent.objects.count() >= 100, 60, "consumer-a made no progress")
-        first.send_signal(signal.SIGKILL)
-        first.wait(timeout=10)
+        kill_while_holding_entries(first, redis_client, "consumer-a")
     killed_at = ProcessedEvent.objects.count()
-    orphaned = {
-        entry["name"].decode(): entry["pending"]
-        for entry in redis_client.xinfo_consumers(STREAM, GROUP)
-    }["consumer-a"]
-    # The publisher outpaces the consumer, so the killed one always held a batch unacknowledged.
-    assert orphaned > 0, "nothing was pending at the kill: the claim path went untested"
     assert killed_at < 600, "the kill came too late to be mid-stream"
     # consumer-a never comes back: its pending entries must be claimed by consumer-b.
     second = start_consumer(subprocess_env, "consumer-b", claim_idle_ms=500)

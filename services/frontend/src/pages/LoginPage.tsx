@@ -1,9 +1,9 @@
 import { useMutation } from '@tanstack/react-query';
 import { Link, getRouteApi, useNavigate } from '@tanstack/react-router';
-import { useState, type FormEvent } from 'react';
+import type { FormEvent } from 'react';
 
+import { CredentialFields, useCredentials } from '../components/CredentialFields';
 import { ErrorNotice } from '../components/Status';
-import { TextField } from '../components/TextField';
 import { useServices } from '../session';
 
 const route = getRouteApi('/login');
@@ -17,11 +17,10 @@ export function LoginPage() {
   const { api, tokens, queryClient } = useServices();
   const search = route.useSearch();
   const navigate = useNavigate();
-  const [username, setUsername] = useState('');
-  const [password, setPassword] = useState('');
+  const credentials = useCredentials();
 
   const login = useMutation({
-    mutationFn: () => api.auth.login(username.trim(), password),
+    mutationFn: () => api.auth.login(credentials.username.trim(), credentials.password),
     onSuccess: async (pair) => {
       queryClient.clear();
       tokens.set({ accessToken: pair.access_token, refreshToken: pair.refresh_token });
@@ -43,23 +42,7 @@ export function LoginPage() {
         </p>
       )}
       <form className="card" onSubmit={submit} aria-label="Log in">
-        <TextField
-          label="Username"
-          name="username"
-          autoComplete="username"
-          required
-          value={username}
-          onChange={(event) => setUsername(event.target.value)}
-        />
-        <TextField
-          label="Password"
-          name="password"
-          type="password"
-          autoComplete="current-password"
-          required
-          value={password}
-          onChange={(event) => setPassword(event.target.value)}
-        />
+        <CredentialFields {...credentials.fields} passwordAutoComplete="current-password" />
         {login.isError && <ErrorNotice error={login.error} />}
         <button type="submit" disabled={login.isPending}>
           {login.isPending ? 'Logging in…' : 'Log in'}

@@ -2,20 +2,19 @@ import { useMutation } from '@tanstack/react-query';
 import { Link, useNavigate } from '@tanstack/react-router';
 import { useState, type FormEvent } from 'react';
 
+import { CredentialFields, PasswordField, useCredentials } from '../components/CredentialFields';
 import { ErrorNotice } from '../components/Status';
-import { TextField } from '../components/TextField';
 import { useApi } from '../session';
 
 export function RegisterPage() {
   const api = useApi();
   const navigate = useNavigate();
-  const [username, setUsername] = useState('');
-  const [password, setPassword] = useState('');
+  const credentials = useCredentials();
   const [confirmation, setConfirmation] = useState('');
-  const mismatch = confirmation !== '' && confirmation !== password;
+  const mismatch = confirmation !== '' && confirmation !== credentials.password;
 
   const register = useMutation({
-    mutationFn: () => api.auth.register(username.trim(), password),
+    mutationFn: () => api.auth.register(credentials.username.trim(), credentials.password),
     onSuccess: async (user) => {
       await navigate({ to: '/login', search: { registered: user.username } });
     },
@@ -30,32 +29,14 @@ export function RegisterPage() {
     <main className="centered">
       <h1>Create an account</h1>
       <form className="card" onSubmit={submit} aria-label="Register">
-        <TextField
-          label="Username"
-          name="username"
-          autoComplete="username"
-          required
-          value={username}
-          onChange={(event) => setUsername(event.target.value)}
-        />
-        <TextField
-          label="Password"
-          name="password"
-          type="password"
-          autoComplete="new-password"
-          required
-          value={password}
-          onChange={(event) => setPassword(event.target.value)}
-        />
-        <TextField
+        <CredentialFields {...credentials.fields} passwordAutoComplete="new-password" />
+        <PasswordField
           label="Repeat password"
           name="confirmation"
-          type="password"
           autoComplete="new-password"
-          required
-          aria-invalid={mismatch}
+          invalid={mismatch}
           value={confirmation}
-          onChange={(event) => setConfirmation(event.target.value)}
+          onValueChange={setConfirmation}
         />
         {mismatch && (
           <p className="status status-error" role="alert">

@@ -90,3 +90,27 @@ def test_json_server_hands_the_request_to_the_answer_and_encodes_the_reply() -> 
     assert seen[0].headers["X-Trace"] == "t1"
     with pytest.raises(httpx.ConnectError):
         httpx.get(server.url, timeout=5)
+
+
+def test_json_server_sends_a_response_as_given_and_no_body_to_head() -> None:
+    def answer(request: fakehttp.Request) -> fakehttp.Response:
+        if request.header("x-KIND") != "raw":  # any spelling of the name finds the header
+            return fakehttp.Response.json(400, {"detail": "kind"}, {"Link": "<next>"})
+        return fakehttp.Response(207, b"raw:" + request.body, {"Content-Type": "text/plain"})
+
+    with fakehttp.JsonServer(answer) as server:
+        put = httpx.put(f"{server.url}/x", content=b"abc", headers={"X-Kind": "raw"}, timeout=5)
+        head = httpx.head(f"{server.url}/x", headers={"X-Kind": "raw"}, timeout=5)
+        patch = httpx.patch(f"{server.url}/x", timeout=5)
+    assert (put.status_code, put.content, put.headers["Content-Type"]) == (
+        207,
+        b"raw:abc",
+        "text/plain",
+    )
+    assert (head.status_code, head.content, head.headers["Content-Length"]) == (207, b"", "4")
+    assert (patch.status_code, patch.json(), patch.headers["Link"]) == (
+        400,
+        {"detail": "kind"},
+        "<next>",
+    )
+    assert patch.headers["Content-Type"] == "application/json"

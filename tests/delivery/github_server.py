@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import re
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from harness.fakehttp import Reply, Request, Response, serving
+
 TOKEN = "test-token"
+NOT_FOUND: Reply = (404, {"message": "Not Found"})
+NOT_ALLOWED: Reply = (405, {"message": "Method Not Allowed"})
 
 
 @dataclass
@@ -29,97 +29,55 @@ class FakeGitHub:
         self.comments.setdefault(number, []).append(comment)
         return comment
 
+    def answer(self, request: Request) -> Reply | Response:
+        self.requests.append(f"{request.method} {request.path}")
+        if request.header("Authorization") != f"Bearer {TOKEN}":
+            return 401, {"message": "Bad credentials"}
+        parts = urlsplit(request.path)
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        if match := re.fullmatch(r"/repos/[^/]+/[^/]+/issues/(\d+)/comments", parts.path):
+            return self._issue_comments(request, int(match[1]), query, parts.path)
+        if match := re.fullmatch(r"/repos/[^/]+/[^/]+/issues/comments/(\d+)", parts.path):
+            return self._edit_comment(request, int(match[1]))
+        if re.fullmatch(r"/repos/[^/]+/[^/]+/pulls", parts.path):
+            return self._pulls(request, query)
+        return NOT_FOUND
 
-def _handler(state: FakeGitHub) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:  # keep pytest output quiet
-            return
+    def _issue_comments(
+        self, request: Request, number: int, query: dict[str, str], path: str
+    ) -> Reply | Response:
+        if request.method == "POST":
+            return 201, self.add_comment(number, request.json()["body"])
+        if request.method != "GET":
+            return NOT_ALLOWED
+        per_page, page = int(query.get("per_page", "30")), int(query.get("page", "1"))
+        items = self.comments.get(number, [])
+        chunk = items[(page - 1) * per_page : page * per_page]
+        headers = {}
+        if page * per_page < len(items):
+            nxt = f"{self.url}{path}?per_page={per_page}&page={page + 1}"
+            headers["Link"] = f'<{nxt}>; rel="next"'
+        return Response.json(200, chunk, headers)
 
-        def _reply(self, status: int, body: object, headers: dict[str, str] | None = None) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for key, value in (headers or {}).items():
-                self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(data)
+    def _edit_comment(self, request: Request, comment_id: int) -> Reply:
+        if request.method != "PATCH":
+            return NOT_ALLOWED
+        for comments in self.comments.values():
+            for comment in comments:
+                if comment["id"] == comment_id:
+                    comment["body"] = request.json()["body"]
+                    return 200, comment
+        return NOT_FOUND
 
-        def _body(self) -> dict[str, Any]:
-            length = int(self.headers.get("Content-Length", "0"))
-            loaded: dict[str, Any] = json.loads(self.rfile.read(length) or b"{}")
-            return loaded
-
-        def _route(self, method: str) -> None:
-            state.requests.append(f"{method} {self.path}")
-            if self.headers.get("Authorization") != f"Bearer {TOKEN}":
-                self._reply(401, {"message": "Bad credentials"})
-                return
-            parts = urlsplit(self.path)
-            query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-            if match := re.fullmatch(r"/repos/[^/]+/[^/]+/issues/(\d+)/comments", parts.path):
-                self._issue_comments(method, int(match[1]), query, parts.path)
-            elif match := re.fullmatch(r"/repos/[^/]+/[^/]+/issues/comments/(\d+)", parts.path):
-                self._edit_comment(method, int(match[1]))
-            elif re.fullmatch(r"/repos/[^/]+/[^/]+/pulls", parts.path):
-                self._pulls(method, query)
-            else:
-                self._reply(404, {"message": "Not Found"})
-
-        def _issue_comments(
-            self, method: str, number: int, query: dict[str, str], path: str
-        ) -> None:
-            if method == "POST":
-                self._reply(201, state.add_comment(number, self._body()["body"]))
-                return
-            per_page, page = int(query.get("per_page", "30")), int(query.get("page", "1"))
-            items = state.comments.get(number, [])
-            chunk = items[(page - 1) * per_page : page * per_page]
-            headers = {}
-            if page * per_page < len(items):
-                nxt = f"{state.url}{path}?per_page={per_page}&page={page + 1}"
-                headers["Link"] = f'<{nxt}>; rel="next"'
-            self._reply(200, chunk, headers)
-
-        def _edit_comment(self, method: str, comment_id: int) -> None:
-            for comments in state.comments.values():
-                for comment in comments:
-                    if comment["id"] == comment_id and method == "PATCH":
-                        comment["body"] = self._body()["body"]
-                        self._reply(200, comment)
-                        return
-            self._reply(404, {"message": "Not Found"})
-
-        def _pulls(self, method: str, query: dict[str, str]) -> None:
-            if method == "GET":
-                found = [p for p in state.pulls if f"x:{p['head']}" == query.get("head")]
-                self._reply(200, found)
-                return
-            pull = {**self._body(), "html_url": f"{state.url}/pull/{len(state.pulls) + 1}"}
-            state.pulls.append(pull)
-            self._reply(201, pull)
-
-        def do_GET(self) -> None:
-            self._route("GET")
-
-        def do_POST(self) -> None:
-            self._route("POST")
-
-        def do_PATCH(self) -> None:
-            self._route("PATCH")
-
-    return Handler
+    def _pulls(self, request: Request, query: dict[str, str]) -> Reply:
+        if request.method == "GET":
+            return 200, [p for p in self.pulls if f"x:{p['head']}" == query.get("head")]
+        if request.method != "POST":
+            return NOT_ALLOWED
+        pull = {**request.json(), "html_url": f"{self.url}/pull/{len(self.pulls) + 1}"}
+        self.pulls.append(pull)
+        return 201, pull
 
 
-@contextmanager
-def run_fake_github() -> Iterator[FakeGitHub]:
-    state = FakeGitHub()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        server.shutdown()
-        server.server_close()
+def run_fake_github() -> AbstractContextManager[FakeGitHub]:
+    return serving(FakeGitHub())

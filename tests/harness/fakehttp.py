@@ -7,17 +7,20 @@ The stand-in only decides the answer; sockets, threads, body reading and JSON en
 
     with JsonServer(answer) as server:
         httpx.post(f"{server.url}/v1/reply", json={...})
+
+An answer that needs headers of its own or a body that is not JSON returns a `Response` instead.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 
 @dataclass(frozen=True)
@@ -30,13 +33,34 @@ class Request:
     def json(self) -> Any:
         return json.loads(self.body)
 
+    def header(self, name: str) -> str | None:
+        """The header's value whatever its case (HTTP header names are case-insensitive)."""
+        wanted = name.lower()
+        return next((v for k, v in self.headers.items() if k.lower() == wanted), None)
+
+
+@dataclass(frozen=True)
+class Response:
+    """A reply sent as given: any body bytes, headers of its own (Content-Length is added)."""
+
+    status: int
+    body: bytes = b""
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def json(cls, status: int, payload: Any, headers: Mapping[str, str] | None = None) -> Response:
+        content_type = {"Content-Type": "application/json"}
+        return cls(status, json.dumps(payload).encode(), {**content_type, **(headers or {})})
+
 
 Reply = tuple[int, Any]  # status and a JSON-serialisable body
-Answer = Callable[[Request], Reply]
+Answer = Callable[[Request], Reply | Response]
 
 
 class JsonServer:
-    """Answers every GET and POST with `answer(request)`, as JSON. Starts when constructed."""
+    """Answers every request with `answer(request)`: a `Reply` as JSON, a `Response` as given.
+
+    Starts when constructed."""
 
     def __init__(self, answer: Answer) -> None:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(answer))
@@ -69,14 +93,27 @@ class JsonServer:
         self.close()
 
 
+class StandIn(Protocol):
+    """A stand-in that keeps its own state and answers requests; it learns its URL to link to."""
+
+    url: str
+
+    def answer(self, request: Request) -> Reply | Response: ...
+
+
+S = TypeVar("S", bound=StandIn)
+
+
+@contextmanager
+def serving(stand_in: S) -> Iterator[S]:
+    """Serves `stand_in.answer` for the `with` block, with `stand_in.url` set to the server's."""
+    with JsonServer(stand_in.answer) as server:
+        stand_in.url = server.url
+        yield stand_in
+
+
 def _handler(answer: Answer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self._answer()
-
-        def do_POST(self) -> None:
-            self._answer()
-
         def _answer(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             request = Request(
@@ -85,13 +122,18 @@ def _handler(answer: Answer) -> type[BaseHTTPRequestHandler]:
                 headers=dict(self.headers.items()),
                 body=self.rfile.read(length) if length else b"",
             )
-            status, payload = answer(request)
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
+            reply = answer(request)
+            response = reply if isinstance(reply, Response) else Response.json(*reply)
+            self.send_response(response.status)
+            for name, value in response.headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(response.body)))
             self.end_headers()
-            self.wfile.write(data)
+            if self.command != "HEAD":  # a HEAD reply announces the body's length, sends none
+                self.wfile.write(response.body)
+
+        # http.server dispatches on do_<METHOD> (its names, hence the noqa); all get one answer.
+        do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _answer  # noqa: N815
 
         def log_message(self, format: str, *args: Any) -> None:
             """Quiet: no line per request on stderr."""

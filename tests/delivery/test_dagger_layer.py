@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from ci.delivery import image_args, image_argument
+from ci.engine.delivery import image_args, image_argument
 
 CI_SRC = Path(__file__).resolve().parents[2] / "ci" / "src"
 DESCRIBE = """

@@ -1,4 +1,4 @@
-"""The Ci object: public Dagger functions only, each a few lines over `ci.stages`."""
+"""The Ci object: public Dagger functions only, each a few lines over `ci.engine`."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from dagger import DefaultPath, Doc, Ignore, Name, function, object_type
 from ci.core.catalog import catalog_json
 from ci.core.gitfacts import GitFacts
 from ci.core.versions import build_version
-from ci.delivery import Credentials, Delivery, DeployRequest, PreviewRequest
-from ci.stages import Pipeline, StageFailedError
-from ci.toolchains import Images
+from ci.engine.delivery import Credentials, Delivery, DeployRequest, PreviewRequest
+from ci.engine.stages import Pipeline, StageFailedError
+from ci.engine.toolchains import Images
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -211,7 +211,7 @@ class Ci:
             raise StageFailedError(text)
         return text
 
-    # --- delivery: GitOps bumps, previews, releases (ci.delivery + ci.deliver) ---------------
+    # --- delivery: GitOps bumps, previews, releases (ci.engine.delivery + ci.deliver) -----
 
     def _delivery(self) -> Delivery:
         return Delivery(pipeline=self._pipeline(), python_image=self.python_image)

@@ -15,12 +15,12 @@ import anyio
 import dagger
 from dagger import dag
 
-from ci import toolchains
 from ci.core import recipes, scanpolicy
 from ci.core.affected import CHARTS_DIR, Plan, affected, is_library_chart
 from ci.core.catalog import SERVICE_FILE, SERVICES_DIR, Catalog, Service, build_catalog
 from ci.core.report import StageResult, failed, summary
-from ci.toolchains import Images
+from ci.engine import toolchains
+from ci.engine.toolchains import Images
 
 SCAN_IGNORE_FILE = "ci/scan-ignore.yaml"
 REPORTS = "/reports"

@@ -15,10 +15,10 @@ import anyio
 import dagger
 from dagger import dag
 
-from ci import toolchains
 from ci.core.gitfacts import GitFacts
 from ci.core.versions import build_version
-from ci.stages import Pipeline
+from ci.engine import toolchains
+from ci.engine.stages import Pipeline
 
 # The delivery core's third-party packages, pinned to the versions in the root uv.lock.
 DELIVER_REQUIREMENTS = (

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from ci.core.catalog import Service
+from ci.core.affected import affected
+from ci.core.catalog import Catalog, Service
 from ci.core.recipes import (
     build_context,
     env_for_tests,
@@ -12,6 +13,9 @@ from ci.core.recipes import (
     mypy_path,
     oci_labels,
     registry_host,
+    repo_test_paths,
+    runs_repo_tests,
+    step_for_repo_tests,
     step_for_tests,
 )
 from ci.core.report import StageResult, failed, summary
@@ -65,6 +69,28 @@ def test_python_and_node_toolchains() -> None:
         ["npm", "run", "typecheck"],
     ]
     assert "--outputFile.junit=/out/junit.xml" in step_for_tests(node).args
+
+
+def test_repo_suite_is_tests_and_every_library() -> None:
+    catalog = Catalog(services=(service(),), libraries=frozenset({"servicekit", "aaa-lib"}))
+
+    assert repo_test_paths(catalog) == ["tests", "services/aaa-lib", "services/servicekit"]
+    step = step_for_repo_tests(catalog)
+    assert step.args == [
+        "pytest",
+        "tests",
+        "services/aaa-lib",
+        "services/servicekit",
+        "--junitxml=/out/junit.xml",
+    ]
+
+
+def test_repo_suite_runs_on_any_change_or_when_everything_is_asked() -> None:
+    catalog = Catalog(services=(service(),), libraries=frozenset({"servicekit"}))
+
+    assert runs_repo_tests(affected(catalog, ["README.md"]))
+    assert runs_repo_tests(affected(catalog, [], everything=True))
+    assert not runs_repo_tests(affected(catalog, []))
 
 
 def test_labels_and_image_references() -> None:

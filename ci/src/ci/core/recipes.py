@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from ci.core.catalog import SERVICES_DIR, Service
+from ci.core.affected import Plan
+from ci.core.catalog import SERVICES_DIR, Catalog, Service
 
 # Root files a build context carries besides the service and its libraries (lock and workspace
 # metadata; small and rarely changing, so they do not spoil the build cache).
@@ -20,6 +21,10 @@ JUNIT_FILE = "junit.xml"
 # An ephemeral test server inside the engine: trust authentication, no password to leak.
 TEST_DATABASE_URL = f"postgresql://postgres@{POSTGRES_HOST}:5432/postgres"
 TEST_REDIS_URL = f"redis://{REDIS_HOST}:6379/0"
+# The repository-level suite ("test-repo"): everything `make test` runs that no service's own
+# suite covers. Its row in the check summary carries this name.
+REPO_SUITE = "test-repo"
+REPO_TESTS_DIR = "tests"
 
 
 class Step(BaseModel):
@@ -92,6 +97,25 @@ def step_for_tests(service: Service) -> Step:
             ],
         )
     return Step(name="pytest", args=["pytest", service.folder, f"--junitxml={junit}"])
+
+
+def repo_test_paths(catalog: Catalog) -> list[str]:
+    """tests/ and every in-repo library (their suites belong to no service)."""
+    return [REPO_TESTS_DIR, *(f"{SERVICES_DIR}/{lib}" for lib in sorted(catalog.libraries))]
+
+
+def step_for_repo_tests(catalog: Catalog) -> Step:
+    """pytest over the repository-level suite. It starts its own PostgreSQL/Redis through the
+    harness (some tests stop and restart them), so it needs the toolchain's server binaries and
+    no TEST_DATABASE_URL / TEST_REDIS_URL."""
+    junit = f"{JUNIT_DIR}/{JUNIT_FILE}"
+    return Step(name="pytest", args=["pytest", *repo_test_paths(catalog), f"--junitxml={junit}"])
+
+
+def runs_repo_tests(plan: Plan) -> bool:
+    """The repository suite runs whenever anything changed or everything was asked for; a plan
+    with no change and no service checks nothing."""
+    return bool(plan.changed_files or plan.services)
 
 
 def env_for_tests(service: Service) -> dict[str, str]:

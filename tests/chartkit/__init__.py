@@ -130,3 +130,72 @@ def pod_specs(obj: Manifest) -> list[Manifest]:
 
 def containers(pod_spec: Manifest) -> list[Manifest]:
     return list(pod_spec.get("initContainers", [])) + list(pod_spec.get("containers", []))
+
+
+def selector_matches(selector: Manifest, labels: dict[str, str]) -> bool:
+    """A Kubernetes label selector (matchLabels + matchExpressions) against a label set."""
+    for key, value in selector.get("matchLabels", {}).items():
+        if labels.get(key) != value:
+            return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator = expression["key"], expression["operator"]
+        values = expression.get("values", [])
+        present = key in labels
+        matched = {
+            "In": present and labels[key] in values,
+            "NotIn": not present or labels[key] not in values,
+            "Exists": present,
+            "DoesNotExist": not present,
+        }[operator]
+        if not matched:
+            return False
+    return True
+
+
+def _peer_matches(peer: Manifest, source_namespace: str, source_labels: dict[str, str]) -> bool:
+    """One `from` entry against a source pod; the policy's own namespace is `self`."""
+    if "ipBlock" in peer:
+        return False  # pod-to-pod traffic is matched by selectors, not address blocks
+    namespace_labels = {"kubernetes.io/metadata.name": source_namespace}
+    if "namespaceSelector" in peer:
+        if not selector_matches(peer["namespaceSelector"], namespace_labels):
+            return False
+    elif source_namespace != "self":
+        return False  # a podSelector alone selects pods of the policy's own namespace
+    return selector_matches(peer.get("podSelector", {}), source_labels)
+
+
+def ingress_allowed(
+    policies: list[Manifest],
+    pod_labels: dict[str, str],
+    port: int,
+    source_namespace: str,
+    source_labels: dict[str, str],
+) -> bool:
+    """Whether the NetworkPolicies of one namespace let a TCP connection reach a pod.
+
+    `source_namespace` is "self" for a pod of the same namespace. Follows the NetworkPolicy
+    rules: a pod no Ingress policy selects accepts everything; otherwise some rule of a selecting
+    policy must match both the peer and the port (an absent list matches all).
+    """
+    selecting = [
+        p
+        for p in policies
+        if "Ingress" in p["spec"].get("policyTypes", ["Ingress"])
+        and selector_matches(p["spec"].get("podSelector", {}), pod_labels)
+    ]
+    if not selecting:
+        return True
+    for policy in selecting:
+        for rule in policy["spec"].get("ingress", []):
+            peers = rule.get("from")
+            ports = rule.get("ports")
+            peer_ok = not peers or any(
+                _peer_matches(peer, source_namespace, source_labels) for peer in peers
+            )
+            port_ok = not ports or any(
+                p.get("protocol", "TCP") == "TCP" and p.get("port") in (None, port) for p in ports
+            )
+            if peer_ok and port_ok:
+                return True
+    return False

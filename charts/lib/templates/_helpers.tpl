@@ -15,8 +15,17 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{ include "lib.selectorLabels" . }}
 app.kubernetes.io/part-of: chat-platform
 app.kubernetes.io/managed-by: {{ .Release.Service }}
-app.kubernetes.io/version: {{ .Values.image.tag | quote }}
+app.kubernetes.io/version: {{ include "lib.versionLabel" .Values.image.tag | quote }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end -}}
+
+{{/*
+The image tag as a label value. A tag may be 128 characters and start or end with "_", "." or "-";
+a label value is at most 63 characters and starts and ends with a letter or digit. Cut to 63, then
+drop what may not stand at either end (a tag of only such characters yields an empty value).
+*/}}
+{{- define "lib.versionLabel" -}}
+{{- regexReplaceAll "^[^A-Za-z0-9]+|[^A-Za-z0-9]+$" (. | toString | trunc 63) "" -}}
 {{- end -}}
 
 {{/* Labels of one process (the web server is "web", workers carry their own name). */}}

@@ -11,6 +11,45 @@ helm.sh/hook-weight: {{ . | quote }}
 helm.sh/hook-delete-policy: before-hook-creation
 {{- end -}}
 
+{{/* The migration's environment: its settings inline, secrets by reference. */}}
+{{- define "lib.migrationEnv" -}}
+{{- range $key, $value := .Values.config }}
+- name: {{ $key }}
+  value: {{ $value | toString | quote }}
+{{- end }}
+{{- range .Values.secretEnv }}
+- name: {{ .name }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ .secretName }}
+      key: {{ .key }}
+      {{- if .optional }}
+      optional: true
+      {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/*
+Python (the service's own image has psycopg): connect with the URL in the environment variable
+named by argv[1] until the server, the role and the database all answer. The URL stays in the
+environment, never in arguments or output.
+*/}}
+{{- define "lib.waitForDatabaseScript" -}}
+import os, re, sys, time
+import psycopg
+url = re.sub(r"^postgres(ql)?\+\w+://", "postgresql://", os.environ[sys.argv[1]])
+while True:
+    try:
+        psycopg.connect(url, connect_timeout=5).close()
+    except psycopg.OperationalError as error:
+        reason = (str(error).strip().splitlines() or ["no answer"])[-1]
+        print(f"waiting for the database: {reason}", flush=True)
+        time.sleep(2)
+    else:
+        print("the database is ready", flush=True)
+        break
+{{- end -}}
+
 {{- define "lib.migrationJob" -}}
 {{- $v := .Values -}}
 {{- $m := $v.migration -}}
@@ -64,6 +103,28 @@ spec:
       {{- end }}
       securityContext:
         {{- include "lib.podSecurityContext" . | nindent 8 }}
+      {{- with $m.waitForDatabase }}
+      initContainers:
+        # Waits until the service's own database accepts its role (created by postgres's
+        # ensure-databases), however the syncs were ordered; the Job's deadline bounds the wait.
+        - name: wait-for-database
+          image: {{ include "lib.image" $ | quote }}
+          imagePullPolicy: {{ $v.image.pullPolicy }}
+          command:
+            - python
+            - -c
+            - |
+              {{- include "lib.waitForDatabaseScript" $ | nindent 14 }}
+            - {{ . | quote }}
+          env:
+            {{- include "lib.migrationEnv" $ | nindent 12 }}
+          resources:
+            {{- toYaml $m.resources | nindent 12 }}
+          securityContext:
+            {{- include "lib.containerSecurityContext" $ | nindent 12 }}
+          volumeMounts:
+            {{- with include "lib.writableVolumeMounts" $ | trim }}{{ . | nindent 12 }}{{ end }}
+      {{- end }}
       containers:
         - name: migrate
           image: {{ include "lib.image" . | quote }}
@@ -71,20 +132,7 @@ spec:
           command:
             {{- toYaml $m.command | nindent 12 }}
           env:
-            {{- range $key, $value := $v.config }}
-            - name: {{ $key }}
-              value: {{ $value | toString | quote }}
-            {{- end }}
-            {{- range $v.secretEnv }}
-            - name: {{ .name }}
-              valueFrom:
-                secretKeyRef:
-                  name: {{ .secretName }}
-                  key: {{ .key }}
-                  {{- if .optional }}
-                  optional: true
-                  {{- end }}
-            {{- end }}
+            {{- include "lib.migrationEnv" . | nindent 12 }}
           resources:
             {{- toYaml $m.resources | nindent 12 }}
           securityContext:

@@ -332,6 +332,16 @@ def test_preview_parameters_exist_and_render_valid_charts() -> None:
         assert ingress["spec"]["rules"][0]["host"] == preview["host"]
 
 
+def test_a_stuck_sync_is_ended_so_that_retries_happen() -> None:
+    """Argo CD's default sync timeout (0) lets a sync wait forever on a resource that never gets
+    healthy; `retry` only runs after an attempt failed."""
+    params = yaml.safe_load((ARGOCD / "install" / "values.yaml").read_text())["configs"]["params"]
+    timeout = int(params.get("controller.sync.timeout.seconds", 0))
+    assert 0 < timeout <= 1800
+    for app in applications().values():
+        assert app["spec"]["syncPolicy"]["retry"]["limit"] > 0, app["metadata"]["name"]
+
+
 def test_argocd_install_values_give_child_applications_a_health_check() -> None:
     values = yaml.safe_load((ARGOCD / "install" / "values.yaml").read_text())
     assert "resource.customizations.health.argoproj.io_Application" in values["configs"]["cm"]

@@ -1,0 +1,95 @@
+"""Decisions behind the engine's containers: the Debian package list both installers read,
+the key that gives each test run its own backing services, what a test's exit code means."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from ci.core.toolchain import (
+    SYSTEM_PACKAGES_FILE,
+    backing_service_key,
+    describe_exit,
+    killed_by,
+    parse_system_packages,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = REPO_ROOT / ".ci" / "system-packages.sh"
+
+
+def script_output(tmp_path: Path, listing: str, *args: str) -> list[str]:
+    """Run a copy of .ci/system-packages.sh beside `listing` as its package list."""
+    shutil.copy(SCRIPT, tmp_path / "system-packages.sh")
+    (tmp_path / "system-packages.txt").write_text(listing)
+    done = subprocess.run(
+        ["bash", str(tmp_path / "system-packages.sh"), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout.split()
+
+
+def test_the_host_script_and_the_engine_read_the_same_package_list(tmp_path: Path) -> None:
+    text = (REPO_ROOT / SYSTEM_PACKAGES_FILE).read_text()
+
+    names = [p.name for p in parse_system_packages(text)]
+
+    assert {"postgresql", "redis-server", "chromium", "docker-registry", "git"} <= set(names)
+    assert script_output(tmp_path, text, "--list") == names
+
+
+def test_the_script_finds_missing_binaries_by_name_and_by_path(tmp_path: Path) -> None:
+    listing = (
+        "# comment\n"
+        "bash bash\n"
+        "absent-package no-such-binary-xyz\n"
+        "absent-server /no/such/dir/*/bin/server\n"
+        f"present-file {SCRIPT.parent}/*.sh\n"
+    )
+
+    assert script_output(tmp_path, listing, "--missing") == ["absent-package", "absent-server"]
+    assert [p.name for p in parse_system_packages(listing)] == [
+        "bash",
+        "absent-package",
+        "absent-server",
+        "present-file",
+    ]
+
+
+def test_a_bad_package_line_is_named_with_file_and_line() -> None:
+    with pytest.raises(ValueError, match=r"list.txt:2: expected '<debian package> <binary>'"):
+        parse_system_packages("git git\nNot_A_Package\n", "list.txt")
+    with pytest.raises(ValueError, match="lists no package"):
+        parse_system_packages("# nothing\n", "list.txt")
+
+
+def test_backing_services_differ_per_service_and_per_test_container() -> None:
+    auth = backing_service_key("auth", "postgres", "container-1")
+
+    assert auth == backing_service_key("auth", "postgres", "container-1")  # deduplicated run
+    assert auth != backing_service_key("backend", "postgres", "container-1")
+    assert auth != backing_service_key("auth", "postgres", "container-2")
+    assert auth != backing_service_key("auth", "redis", "container-1")
+    assert auth.startswith("auth-postgres-")
+
+
+@pytest.mark.parametrize(
+    ("code", "signal", "text"),
+    [
+        (0, None, "exited 0"),
+        (1, None, "exited 1"),
+        (127, None, "exited 127"),
+        (137, "SIGKILL", "killed by SIGKILL (exit 137)"),
+        (143, "SIGTERM", "killed by SIGTERM (exit 143)"),
+        (130, "SIGINT", "killed by SIGINT (exit 130)"),
+        (255, None, "exited 255"),
+    ],
+)
+def test_exit_codes_of_signals_are_named(code: int, signal: str | None, text: str) -> None:
+    assert killed_by(code) == signal
+    assert describe_exit(code) == text

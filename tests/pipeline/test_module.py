@@ -21,7 +21,18 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CI_SRC = REPO_ROOT / "ci" / "src"
 # The pipeline's functions; delivery functions are checked by tests/delivery.
-FUNCTIONS = {"build", "check", "lint", "plan", "publish", "scan", "services", "test", "version"}
+FUNCTIONS = {
+    "build",
+    "check",
+    "lint",
+    "plan",
+    "publish",
+    "scan",
+    "services",
+    "test",
+    "test_repo",
+    "version",
+}
 ENGINE_TIMEOUT_SECONDS = 3600
 
 REGISTER = """
@@ -67,8 +78,30 @@ def test_engine_test_module_registers_one_function_per_capability_and_all() -> N
     assert reached.startswith("engine call reached:")
 
 
+CACHE_POLICIES = """
+import json, ci
+functions = ci.Ci.__dagger_module__.get_object("Ci").functions
+print(json.dumps({name: f.cache_policy for name, f in functions.items()}))
+"""
+
+
+def test_verdicts_that_depend_on_today_are_never_served_from_the_function_cache() -> None:
+    done = python(CACHE_POLICIES, DAGGER_MAIN_OBJECT="Ci")
+
+    assert done.returncode == 0, done.stderr
+    policies = json.loads(done.stdout)
+    # scan: today's vulnerability DB and the ignore list's expiry dates; check: scans inside;
+    # publish: a push. Everything else is a function of its inputs (default 7-day cache).
+    assert {name: policies[name] for name in ("scan", "check", "publish")} == dict.fromkeys(
+        ("scan", "check", "publish"), "never"
+    )
+    assert policies["lint"] is None
+    assert policies["test"] is None
+
+
 def test_pure_core_and_plan_cli_do_not_import_dagger() -> None:
-    done = python("import sys, ci.plan, ci.core.scanpolicy; print('dagger' in sys.modules)")
+    core = "ci.core.scanpolicy, ci.core.toolchain, ci.core.buildplan, ci.core.toolversions"
+    done = python(f"import sys, ci.plan, {core}; print('dagger' in sys.modules)")
 
     assert done.stdout.strip() == "False", done.stderr
 

@@ -8,19 +8,22 @@ from typing import Annotated, TypeVar, cast
 import dagger
 from dagger import DefaultPath, Doc, Ignore, Name, function, object_type
 
+from ci.core import toolversions
 from ci.core.catalog import catalog_json
 from ci.core.gitfacts import GitFacts
 from ci.core.versions import build_version
 from ci.engine.delivery import Credentials, Delivery, DeployRequest, PreviewRequest
-from ci.engine.stages import Pipeline, StageFailedError
+from ci.engine.stages import BuildLabels, Pipeline, StageFailedError, TestRun
 from ci.engine.toolchains import Images
 
 F = TypeVar("F", bound=Callable[..., object])
 
 
 def never_cached(func: F) -> F:
-    """`@function(cache="never")` for pushes: the SDK's typed overloads (0.21.11) omit `cache`,
-    its runtime accepts it."""
+    """`@function(cache="never")`: for pushes, and for verdicts that depend on more than the
+    arguments (the vulnerability DB of today, the ignore list's expiry dates against today's
+    date), which a long-lived engine would otherwise serve from its 7-day function cache.
+    The SDK's typed overloads (0.21.11) omit `cache`, its runtime accepts it."""
     decorate = cast("Callable[..., Callable[[F], F]]", function)
     return decorate(cache="never")(func)
 
@@ -82,18 +85,19 @@ class Ci:
         DefaultPath("/"),
         Ignore(SOURCE_IGNORE),
     ]
-    python_image: Annotated[str, Doc("Python image for the root tooling")] = (
-        "python:3.12.8-slim-bookworm"
+    # Defaults: ci.core.toolversions, the one source every Dockerfile, chart and workflow is
+    # checked against (tests/pipeline/test_tool_versions.py).
+    python_image: Annotated[str, Doc("Python image of the toolchain and delivery runner")] = (
+        toolversions.PYTHON_IMAGE
     )
-    node_image: Annotated[str, Doc("Node image for node services")] = "node:20.18.1-bookworm-slim"
-    uv_image: Annotated[str, Doc("image holding the uv binary at /uv")] = (
-        "ghcr.io/astral-sh/uv:0.13.9"
+    node_image: Annotated[str, Doc("Node image the toolchain takes node and npm from")] = (
+        toolversions.NODE_IMAGE
     )
-    postgres_image: Annotated[str, Doc("PostgreSQL for tests")] = "postgres:16.6-bookworm"
-    redis_image: Annotated[str, Doc("Redis for tests")] = "redis:7.4.2-bookworm"
-    trivy_image: Annotated[str, Doc("Trivy image scanner")] = "aquasec/trivy:0.58.1"
-    hadolint_image: Annotated[str, Doc("hadolint Dockerfile linter")] = "hadolint/hadolint:v2.12.0"
-    git_image: Annotated[str, Doc("git for the change plan")] = "alpine/git:v2.47.1"
+    uv_image: Annotated[str, Doc("image holding the uv binary at /uv")] = toolversions.UV_IMAGE
+    postgres_image: Annotated[str, Doc("PostgreSQL for tests")] = toolversions.POSTGRES_IMAGE
+    redis_image: Annotated[str, Doc("Redis for tests")] = toolversions.REDIS_IMAGE
+    trivy_image: Annotated[str, Doc("Trivy image scanner")] = toolversions.TRIVY_IMAGE
+    git_image: Annotated[str, Doc("git for the change plan")] = toolversions.GIT_IMAGE
 
     def _pipeline(self) -> Pipeline:
         images = Images(
@@ -103,7 +107,6 @@ class Ci:
             postgres=self.postgres_image,
             redis=self.redis_image,
             trivy=self.trivy_image,
-            hadolint=self.hadolint_image,
             git=self.git_image,
         )
         return Pipeline(source=self.source, images=images)
@@ -148,11 +151,21 @@ class Ci:
         service: ServiceName,
         allow_failure: Annotated[bool, Doc("return the reports even when tests fail")] = False,
     ) -> dagger.Directory:
-        """Run SERVICE's tests (PostgreSQL/Redis as its service.yaml needs); JUnit XML in a dir."""
-        run = await self._pipeline().test(service)
-        if run.exit_code != 0 and not allow_failure:
-            raise StageFailedError(f"tests of {service} failed:\n{run.output}")
-        return run.reports
+        """Run SERVICE's tests (its own PostgreSQL/Redis as service.yaml needs); JUnit XML,
+        output and exit code in a directory."""
+        return reports_or_raise(
+            f"tests of {service}", await self._pipeline().test(service), allow_failure
+        )
+
+    @function
+    async def test_repo(
+        self,
+        allow_failure: Annotated[bool, Doc("return the reports even when tests fail")] = False,
+    ) -> dagger.Directory:
+        """Run the repository suite (tests/ and the libraries: pipeline, charts, manifests,
+        delivery, stack, e2e, browser) in the toolchain container; reports in a directory."""
+        run = await self._pipeline().test_repo()
+        return reports_or_raise("the repository suite", run, allow_failure)
 
     @function
     async def build(
@@ -161,7 +174,7 @@ class Ci:
         """Build SERVICE's image from services/<name>/Dockerfile (repository root context)."""
         return await self._pipeline().build(service, version, revision, "")
 
-    @function
+    @never_cached
     async def scan(
         self,
         service: ServiceName,
@@ -192,7 +205,7 @@ class Ci:
         image = await pipeline.build(service, version, revision, source_url)
         return await pipeline.publish(image, service, registry, username, password, tags)
 
-    @function
+    @never_cached
     async def check(
         self,
         repo: Repo,
@@ -203,10 +216,12 @@ class Ci:
         revision: Revision = "unknown",
         changed: Changed = None,
     ) -> str:
-        """Lint, test, build and scan every affected service concurrently; summary at the end."""
+        """Lint, test, build and scan every affected service, and run the repository suite,
+        concurrently; summary at the end."""
         pipeline = self._pipeline()
         plan = await pipeline.plan(repo, base, everything, changed)
-        text, passed = await pipeline.check(plan, severity, version, revision)
+        labels = BuildLabels(revision=revision, default_version=version)
+        text, passed = await pipeline.check(plan, severity, labels)
         if not passed:
             raise StageFailedError(text)
         return text
@@ -230,11 +245,25 @@ class Ci:
         services: Services = None,
         gitops_branch: GitopsBranch = "main",
         source_url: Annotated[str, Doc("org.opencontainers.image.source")] = "",
+        branch: Annotated[
+            str, Doc("the branch the source is built from: image tags <branch>-<sha7>")
+        ] = "main",
+        severity: Severity = "HIGH",
     ) -> str:
-        """Publish the affected services, then pin their digests in values-ENV.yaml (one
-        commit, pushed with rebase-retry; no commit when the digests are unchanged)."""
+        """Check (lint, test, build, scan) exactly what is to be published, publish it, then
+        pin the digests in values-ENV.yaml (one commit, pushed with rebase-retry; no commit
+        when the digests are unchanged). A failed check publishes nothing."""
         request = DeployRequest(
-            repo, repo_url, env, gitops_branch, base, services, registry, source_url
+            repo,
+            repo_url,
+            env=env,
+            gitops_branch=gitops_branch,
+            base=base,
+            services=services,
+            registry=registry,
+            source_url=source_url,
+            build_branch=branch,
+            severity=severity,
         )
         return await self._delivery().deploy(request, Credentials(git_token, username, password))
 
@@ -283,10 +312,16 @@ class Ci:
         github_repo: GitHubRepo = "",
         pr: Annotated[int, Doc("pull request number for the comment")] = 0,
         gitops_branch: GitopsBranch = "main",
+        base: Annotated[
+            str, Doc("build what changed since the merge base with this ref; the rest reuses")
+        ] = "origin/main",
     ) -> str:
-        """Build and push BRANCH's images; after every push succeeded, write its preview file
-        (namespace, host, digests, expiry) and keep the PR comment up to date."""
-        request = DeployRequest(repo, repo_url, branch=gitops_branch, registry=registry)
+        """Build and push the images of what BRANCH changed since the merge base (the other
+        services keep the digests pinned in staging); after every push succeeded, write its
+        preview file (namespace, host, digests, expiry) and keep the PR comment up to date."""
+        request = DeployRequest(
+            repo, repo_url, gitops_branch=gitops_branch, base=base, registry=registry
+        )
         wanted = PreviewRequest(branch, domain, ttl_hours, github_repo, pr)
         credentials = Credentials(git_token, username, password, github_token)
         return await self._delivery().preview(request, wanted, credentials)
@@ -340,3 +375,10 @@ class Ci:
         args += ["--dry-run"] if dry_run else []
         credentials = Credentials(git_token, registry_username, registry_password, github_token)
         return await self._delivery().deliver(credentials, args)
+
+
+def reports_or_raise(what: str, run: TestRun, allow_failure: bool) -> dagger.Directory:
+    """The reports of a test run; a failed run raises unless `allow_failure` asks for them."""
+    if run.exit_code != 0 and not allow_failure:
+        raise StageFailedError(f"{what} failed:\n{run.output}")
+    return run.reports

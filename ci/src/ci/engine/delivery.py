@@ -15,10 +15,12 @@ import anyio
 import dagger
 from dagger import dag
 
+from ci.core import buildplan
+from ci.core.affected import Plan
 from ci.core.gitfacts import GitFacts
 from ci.core.versions import build_version
 from ci.engine import toolchains
-from ci.engine.stages import Pipeline
+from ci.engine.stages import BuildLabels, Pipeline, StageFailedError
 
 # The delivery core's third-party packages, pinned to the versions in the root uv.lock.
 DELIVER_REQUIREMENTS = (
@@ -126,27 +128,42 @@ class Delivery:
 
     async def targets(
         self, repo: dagger.Directory, base: str, services: list[str] | None
-    ) -> tuple[list[str], str]:
-        """(services to ship, head sha): the named ones, or those affected since `base`, or
-        all of them when `base` is empty."""
+    ) -> tuple[Plan, str]:
+        """(plan of the services to ship, head sha): the named ones, or those affected since
+        `base`, or all of them when `base` is empty."""
         plan = await self.pipeline.plan(repo, base or "HEAD", everything=not base)
         head = plan.head or await self.head(repo)
-        return (list(services) if services else plan.names()), head
+        if services:
+            plan = buildplan.requested_plan(plan, await self.pipeline.catalog(), services)
+        return plan, head
 
     async def head(self, repo: dagger.Directory) -> str:
         git = toolchains.git(repo, self.pipeline.images)
         return (await git.with_exec(["git", "rev-parse", "HEAD"]).stdout()).strip()
 
+    async def check_before_publish(self, plan: Plan, sha: str, request: DeployRequest) -> None:
+        """Lint, test, build and scan exactly what is about to be published, built with the
+        labels it is published with (the engine builds each image once for both)."""
+        versions = {
+            name: build_version(name, GitFacts(sha=sha, branch=request.build_branch)).version
+            for name in plan.names()
+        }
+        labels = BuildLabels(revision=sha, source_url=request.source_url, versions=versions)
+        text, passed = await self.pipeline.check(plan, request.severity, labels)
+        if not passed:
+            raise StageFailedError(f"deploy: nothing published, the check failed:\n{text}")
+
     async def deploy(self, request: DeployRequest, credentials: Credentials) -> str:
-        """Publish the affected services, then pin their digests in values-<env>.yaml."""
-        names, sha = await self.targets(request.repo, request.base, request.services)
-        if not names:
+        """Check, publish the affected services, then pin their digests in values-<env>.yaml."""
+        plan, sha = await self.targets(request.repo, request.base, request.services)
+        if not plan.names():
             return '{"commit": null, "changes": [], "reason": "no service affected"}'
         password = _required(credentials.registry_password, "password")
+        await self.check_before_publish(plan, sha, request)
         images = await self.publish_services(
-            names,
+            plan.names(),
             sha,
-            request.branch,
+            request.build_branch,
             request.registry,
             credentials.registry_username,
             password,
@@ -155,14 +172,29 @@ class Delivery:
         args = ["bump", *request.git_args(), "--env", request.env, "--source", sha]
         return await self.deliver(credentials, args + image_args(images))
 
+    async def pinned_images(self) -> dict[str, str | None]:
+        """service -> `tag@digest` pinned in values-staging.yaml of the source (or None)."""
+        pinned: dict[str, str | None] = {}
+        for name in (await self.pipeline.catalog()).names():
+            path = buildplan.values_file(name)
+            exists = await self.pipeline.source.exists(path)
+            text = await self.pipeline.source.file(path).contents() if exists else ""
+            pinned[name] = buildplan.pinned_image(text, path) if exists else None
+        return pinned
+
     async def preview(
         self, request: DeployRequest, preview: PreviewRequest, credentials: Credentials
     ) -> str:
-        """Publish the branch's images; only when every push succeeded, write the preview."""
-        names, sha = await self.targets(request.repo, request.base, request.services)
+        """Publish what the branch changed since the merge base (the rest keeps the digests
+        pinned in staging); only when every push succeeded, write the preview."""
+        plan = await self.pipeline.plan(request.repo, request.base, everything=False)
+        sha = plan.head or await self.head(request.repo)
+        decision = buildplan.preview_build(
+            plan, await self.pipeline.catalog(), await self.pinned_images()
+        )
         password = _required(credentials.registry_password, "password")
-        images = await self.publish_services(
-            names,
+        built = await self.publish_services(
+            decision.build,
             sha,
             preview.branch,
             request.registry,
@@ -170,6 +202,7 @@ class Delivery:
             password,
             request.source_url,
         )
+        images = {name: f"{name}={ref}" for name, ref in decision.reuse.items()} | built
         args = [
             "preview",
             *request.git_args(),
@@ -205,14 +238,18 @@ class DeployRequest:
     repo: dagger.Directory
     repo_url: str
     env: str = ""
-    branch: str = "main"
+    gitops_branch: str = "main"
     base: str = ""
     services: list[str] | None = None
     registry: str = ""
     source_url: str = ""
+    # The branch the images are built from: their tags are `<branch>-<sha7>` (main-<sha7>).
+    # Not the GitOps branch, which only says where the values commits go.
+    build_branch: str = "main"
+    severity: str = "HIGH"
 
     def git_args(self) -> list[str]:
-        return ["--clone", self.repo_url, "--branch", self.branch]
+        return ["--clone", self.repo_url, "--branch", self.gitops_branch]
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,10 @@ made by `ci.core`.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 import dagger
@@ -19,12 +21,21 @@ from ci.core import recipes, scanpolicy
 from ci.core.affected import CHARTS_DIR, Plan, affected, is_library_chart
 from ci.core.catalog import SERVICE_FILE, SERVICES_DIR, Catalog, Service, build_catalog
 from ci.core.report import StageResult, failed, summary
+from ci.core.toolchain import (
+    SYSTEM_PACKAGES_FILE,
+    SystemPackage,
+    describe_exit,
+    killed_by,
+    parse_system_packages,
+)
 from ci.engine import toolchains
 from ci.engine.toolchains import Images
 
 SCAN_IGNORE_FILE = "ci/scan-ignore.yaml"
 REPORTS = "/reports"
 OUTPUT_TAIL = 4000
+TRIVY_CACHE = "/root/.cache/trivy"
+TRIVY_DB = "/trivy-db"
 
 Stage = Callable[[], Awaitable[str]]
 
@@ -63,7 +74,8 @@ def tail(text: str) -> str:
 def describe(exc: BaseException) -> str:
     """A failure as text: the failing command's output for exec errors."""
     if isinstance(exc, dagger.ExecError):
-        return tail(f"{' '.join(exc.command)} exited {exc.exit_code}\n{exc.stdout}\n{exc.stderr}")
+        status = describe_exit(exc.exit_code)
+        return tail(f"{' '.join(exc.command)} {status}\n{exc.stdout}\n{exc.stderr}")
     return tail(f"{type(exc).__name__}: {exc}")
 
 
@@ -71,6 +83,9 @@ def describe(exc: BaseException) -> str:
 class Pipeline:
     source: dagger.Directory
     images: Images
+    # One per function call: steps that must run once per run (the Trivy DB refresh) carry it,
+    # so the engine neither repeats them inside the run nor serves them from an older run.
+    run: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     async def catalog(self) -> Catalog:
         """services/*/service.yaml from the source directory, validated by the core."""
@@ -115,31 +130,33 @@ class Pipeline:
         files = (await diff.stdout()).splitlines()
         return affected(catalog, files, charts, everything=everything, base=base_sha, head=head)
 
+    async def system_packages(self) -> list[SystemPackage]:
+        text = await self.source.file(SYSTEM_PACKAGES_FILE).contents()
+        return parse_system_packages(text, SYSTEM_PACKAGES_FILE)
+
+    async def toolchain(self) -> dagger.Container:
+        """The one container lint and test run in (ci.engine.toolchains.toolchain)."""
+        return toolchains.toolchain(self.source, self.images, await self.system_packages())
+
     async def lint(self, name: str) -> str:
         service = await self.service(name)
-        ctr = toolchains.toolchain(self.source, service, self.images)
+        ctr = toolchains.for_service(await self.toolchain(), service)
         for step in recipes.lint_steps(service):
             ctr = ctr.with_exec(step.args)
         return await ctr.stdout()
 
     async def test(self, name: str) -> TestRun:
+        """SERVICE's own suite, with a PostgreSQL/Redis of its own as service.yaml `needs`."""
         service = await self.service(name)
-        step = recipes.step_for_tests(service)
-        ran = (
-            toolchains.toolchain(self.source, service, self.images)
-            .with_(lambda c: toolchains.with_backing_services(c, service, self.images))
-            .with_directory(recipes.JUNIT_DIR, dag.directory())
-            .with_exec(step.args, expect=dagger.ReturnType.ANY)
-        )
-        code = await ran.exit_code()
-        output = f"{await ran.stdout()}\n{await ran.stderr()}"
-        reports = (
-            dag.directory()
-            .with_directory(".", ran.directory(recipes.JUNIT_DIR))
-            .with_new_file("output.txt", output)
-            .with_new_file("exit-code", f"{code}\n")
-        )
-        return TestRun(reports=reports, exit_code=code, output=tail(output))
+        ctr = toolchains.for_service(await self.toolchain(), service)
+        ctr = await toolchains.with_backing_services(ctr, service, self.images)
+        return await run_tests(ctr, recipes.step_for_tests(service))
+
+    async def test_repo(self) -> TestRun:
+        """The repository suite (tests/ and the libraries): it starts its own PostgreSQL and
+        Redis from the toolchain's binaries, like `make test` does."""
+        step = recipes.step_for_repo_tests(await self.catalog())
+        return await run_tests(await self.toolchain(), step)
 
     async def build(
         self, name: str, version: str, revision: str, source_url: str
@@ -171,15 +188,14 @@ class Pipeline:
         service = await self.service(name)
         scanpolicy.Severity.parse(severity)  # fail before any work on a bad argument
         trivy = self.trivy(image)
-        dockerfile = self.source.file(recipes.dockerfile(service))
-        hadolint = (
-            dag.container().from_(self.images.hadolint).with_mounted_file("/Dockerfile", dockerfile)
-        )
+        # hadolint from the toolchain's venv: the version `make lint` runs (pyproject.toml).
+        dockerfile = recipes.dockerfile(service)
+        hadolint = await self.toolchain()
         lint_json = await hadolint.with_exec(
-            ["hadolint", "--no-fail", "-f", "json", "/Dockerfile"]
+            ["hadolint", "--no-fail", "-f", "json", dockerfile]
         ).stdout()
         lint_sarif = await hadolint.with_exec(
-            ["hadolint", "--no-fail", "-f", "sarif", "/Dockerfile"]
+            ["hadolint", "--no-fail", "-f", "sarif", dockerfile]
         ).stdout()
         report = await trivy.file(f"{REPORTS}/trivy.json").contents()
         today = dt.datetime.now(tz=dt.UTC).date()
@@ -192,19 +208,42 @@ class Pipeline:
         )
         return ScanRun(reports, verdict, scanpolicy.hadolint_errors(lint_json))
 
+    def trivy_db(self) -> dagger.Directory:
+        """Trivy's vulnerability DB, refreshed once per run.
+
+        Trivy locks its cache while it works, so concurrent scans on one shared cache volume
+        fail. The volume is used by this one step only, in LOCKED mode (other pipelines on the
+        engine wait their turn), and Trivy downloads only when its metadata says the DB is
+        stale. The run id keeps the engine from serving the step from an older run; within the
+        run every scan gets the same step, which the engine executes once. Scans receive a
+        read-only copy and `--skip-db-update`.
+        """
+        cache = dag.cache_volume("ci-trivy-db")
+        return (
+            dag.container()
+            .from_(self.images.trivy)
+            .with_mounted_cache(TRIVY_CACHE, cache, sharing=dagger.CacheSharingMode.LOCKED)
+            .with_env_variable("CI_RUN", self.run)
+            .with_exec(["trivy", "image", "--download-db-only", "--cache-dir", TRIVY_CACHE])
+            .with_exec(["cp", "-R", f"{TRIVY_CACHE}/db", TRIVY_DB])
+            .directory(TRIVY_DB)
+        )
+
     def trivy(self, image: dagger.Container) -> dagger.Container:
         report = f"{REPORTS}/trivy.json"
         scan = ["trivy", "image", "--input", "/image.tar", "--scanners", "vuln", "--list-all-pkgs"]
+        offline = ["--cache-dir", TRIVY_CACHE, "--skip-db-update"]
         convert = ["trivy", "convert", "--format"]
         return (
             dag.container()
             .from_(self.images.trivy)
-            .with_mounted_cache("/root/.cache/trivy", dag.cache_volume("ci-trivy"))
-            .with_env_variable("TRIVY_CACHE_DIR", "/root/.cache/trivy")
+            .with_directory(f"{TRIVY_CACHE}/db", self.trivy_db())
             .with_env_variable("TRIVY_NO_PROGRESS", "true")
             .with_mounted_file("/image.tar", image.as_tarball())
             .with_directory(REPORTS, dag.directory())
-            .with_exec([*scan, "--format", "json", "--output", report, "--timeout", "15m"])
+            .with_exec(
+                [*scan, *offline, "--format", "json", "--output", report, "--timeout", "15m"]
+            )
             .with_exec([*convert, "sarif", "--output", f"{REPORTS}/trivy.sarif", report])
             .with_exec([*convert, "cyclonedx", "--output", f"{REPORTS}/sbom.cdx.json", report])
         )
@@ -225,29 +264,24 @@ class Pipeline:
         return [await authed.publish(recipes.image_ref(registry, name, tag)) for tag in tags]
 
     async def check_service(
-        self, service: Service, severity: str, version: str, revision: str
+        self, service: Service, severity: str, labels: BuildLabels
     ) -> list[StageResult]:
-        """lint, test, build, scan of one service; each stage recorded, none hides another."""
+        """lint, test, build, scan of one service; each stage recorded, none hides another.
+
+        The image is built with the labels it will be published with, so what is scanned here
+        is, layer for layer, what `deploy` pushes.
+        """
         results: list[StageResult] = []
-
-        async def record(stage: str, run: Stage) -> None:
-            # Every failure becomes a recorded result so one stage never hides another.
-            try:
-                ok, detail = True, await run()
-            except Exception as exc:
-                ok, detail = False, describe(exc)
-            results.append(StageResult(service=service.name, stage=stage, ok=ok, detail=detail))
-
-        image = self.build_service(service, version, revision, "")
+        record = recorder(service.name, results)
+        image = self.build_service(
+            service, labels.version(service.name), labels.revision, labels.source_url
+        )
 
         async def lint() -> str:
             return await self.lint(service.name)
 
         async def test() -> str:
-            run = await self.test(service.name)
-            if run.exit_code != 0:
-                raise StageFailedError(run.output)
-            return ""
+            return passed_or_raise(await self.test(service.name))
 
         async def build() -> str:
             await image.sync()
@@ -267,17 +301,91 @@ class Pipeline:
             await record("scan", scan)
         return results
 
-    async def check(
-        self, plan: Plan, severity: str, version: str, revision: str
-    ) -> tuple[str, bool]:
-        """Every planned service concurrently; the summary and whether all passed."""
+    async def check(self, plan: Plan, severity: str, labels: BuildLabels) -> tuple[str, bool]:
+        """Every planned service and the repository suite concurrently; the summary and
+        whether all passed."""
         catalog = await self.catalog()
         results: list[StageResult] = []
 
         async def one(service: Service) -> None:
-            results.extend(await self.check_service(service, severity, version, revision))
+            results.extend(await self.check_service(service, severity, labels))
+
+        async def repo_tests() -> str:
+            return passed_or_raise(await self.test_repo())
 
         async with anyio.create_task_group() as group:
+            if recipes.runs_repo_tests(plan):
+                group.start_soon(recorder(recipes.REPO_SUITE, results), "test", repo_tests)
             for name in plan.names():
                 group.start_soon(one, catalog.get(name))
         return summary(results), not failed(results)
+
+
+@dataclass(frozen=True)
+class BuildLabels:
+    """VERSION/REVISION/source of the images a check builds (per service when they differ)."""
+
+    revision: str = "unknown"
+    source_url: str = ""
+    versions: Mapping[str, str] = field(default_factory=dict)
+    default_version: str = "dev"
+
+    def version(self, service: str) -> str:
+        return self.versions.get(service, self.default_version)
+
+
+def recorder(
+    name: str, results: list[StageResult]
+) -> Callable[[str, Stage], Coroutine[Any, Any, None]]:
+    """Runs a stage and appends its result; every failure becomes a recorded result, so one
+    stage never hides another."""
+
+    async def record(stage: str, run: Stage) -> None:
+        try:
+            ok, detail = True, await run()
+        except Exception as exc:
+            ok, detail = False, describe(exc)
+        results.append(StageResult(service=name, stage=stage, ok=ok, detail=detail))
+
+    return record
+
+
+def passed_or_raise(run: TestRun) -> str:
+    if run.exit_code != 0:
+        raise StageFailedError(run.output)
+    return ""
+
+
+async def run_tests(ctr: dagger.Container, step: recipes.Step) -> TestRun:
+    """Run a test step and keep its reports; failing tests are a result, not an error.
+
+    `ReturnType.ANY` accepts exit codes 0-127 and 192-255 only: a run killed by a signal
+    (128 + n: 137 for the OOM killer's SIGKILL, 143 for SIGTERM) still raises ExecError. That
+    one becomes a failed run naming the signal; its JUnit file is lost with the container.
+    """
+    ran = ctr.with_directory(recipes.JUNIT_DIR, dag.directory()).with_exec(
+        step.args, expect=dagger.ReturnType.ANY
+    )
+    try:
+        code = await ran.exit_code()
+    except dagger.ExecError as exc:
+        if killed_by(exc.exit_code) is None:
+            raise
+        output = f"{' '.join(step.args)} {describe_exit(exc.exit_code)}\n{exc.stdout}\n{exc.stderr}"
+        return TestRun(
+            reports=test_reports(dag.directory(), output, exc.exit_code),
+            exit_code=exc.exit_code,
+            output=tail(output),
+        )
+    output = f"{await ran.stdout()}\n{await ran.stderr()}"
+    reports = test_reports(ran.directory(recipes.JUNIT_DIR), output, code)
+    return TestRun(reports=reports, exit_code=code, output=tail(output))
+
+
+def test_reports(junit: dagger.Directory, output: str, exit_code: int) -> dagger.Directory:
+    return (
+        dag.directory()
+        .with_directory(".", junit)
+        .with_new_file("output.txt", output)
+        .with_new_file("exit-code", f"{exit_code}\n")
+    )

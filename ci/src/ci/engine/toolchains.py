@@ -1,4 +1,4 @@
-"""Containers the stages run in: pinned base images, cache volumes, backing services.
+"""Containers the stages run in: the one toolchain, backing services, git.
 
 Plain functions (no @function): the Dagger SDK's decorated methods lose their types when called
 from our own code, so everything here is undecorated and typed with the SDK's real classes.
@@ -6,6 +6,8 @@ from our own code, so everything here is undecorated and typed with the SDK's re
 
 from __future__ import annotations
 
+import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import dagger
@@ -13,14 +15,19 @@ from dagger import dag
 
 from ci.core import recipes
 from ci.core.catalog import Service
+from ci.core.toolchain import SystemPackage, backing_service_key
 
 REPO = "/repo"
 VENV = "/opt/venv"
 PATH = f"{VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-# Files that decide the Python dev environment: copied first so the venv layer stays cached
-# while only source files change.
+FRONTEND = "services/frontend"
+# Files that decide the dependencies: copied first so the venv and node_modules layers stay
+# cached while only source files change.
 PYTHON_LOCK_FILES = ["pyproject.toml", "uv.lock", "services/*/pyproject.toml"]
-NODE_LOCK_FILES = ["package.json", "package-lock.json"]
+NODE_LOCK_FILES = [f"{FRONTEND}/package.json", f"{FRONTEND}/package-lock.json"]
+NODE_MODULES = "/usr/local/lib/node_modules"
+ContainerStep = Callable[[dagger.Container], dagger.Container]
+UV_SYNC = ["uv", "sync", "--frozen", "--all-packages", "--group", "dev"]
 
 
 @dataclass(frozen=True)
@@ -33,82 +40,117 @@ class Images:
     postgres: str
     redis: str
     trivy: str
-    hadolint: str
     git: str
 
 
-def python_toolchain(source: dagger.Directory, images: Images) -> dagger.Container:
-    """The repository's root tooling (ruff, mypy, pytest, the workspace) in a Python image."""
+def with_system_packages(packages: list[SystemPackage]) -> ContainerStep:
+    """apt-get install of .ci/system-packages.txt: the same list `make setup` installs."""
+    names = shlex.join(p.name for p in packages)
+    script = (
+        "apt-get update -qq && apt-get install -y -qq --no-install-recommends "
+        f"{names} && rm -rf /var/lib/apt/lists/*"
+    )
+
+    def install(ctr: dagger.Container) -> dagger.Container:
+        return ctr.with_env_variable("DEBIAN_FRONTEND", "noninteractive").with_exec(
+            ["sh", "-c", script]
+        )
+
+    return install
+
+
+def with_node(images: Images) -> ContainerStep:
+    """node and npm from the pinned Node image (Debian's own node is older than the front end
+    needs); both images are Debian bookworm, so the binary finds its libraries."""
+    node = dag.container().from_(images.node)
+
+    def add(ctr: dagger.Container) -> dagger.Container:
+        return (
+            ctr.with_file("/usr/local/bin/node", node.file("/usr/local/bin/node"))
+            .with_directory(f"{NODE_MODULES}/npm", node.directory(f"{NODE_MODULES}/npm"))
+            .with_exec(["ln", "-sf", f"{NODE_MODULES}/npm/bin/npm-cli.js", "/usr/local/bin/npm"])
+            .with_exec(["ln", "-sf", f"{NODE_MODULES}/npm/bin/npx-cli.js", "/usr/local/bin/npx"])
+        )
+
+    return add
+
+
+def toolchain(
+    source: dagger.Directory, images: Images, packages: list[SystemPackage]
+) -> dagger.Container:
+    """ONE container for lint and test of every service and of the repository suite: the
+    Python image, the Debian packages the tests need (PostgreSQL, Redis, Chromium, registry,
+    git), node, the dev venv (`uv sync --frozen`) and the front end's node_modules (`npm ci`).
+    Whatever `make test` runs on a developer machine runs here the same way."""
     uv = dag.container().from_(images.uv).file("/uv")
-    deps = source.filter(include=PYTHON_LOCK_FILES)
     return (
         dag.container()
         .from_(images.python)
+        .with_(with_system_packages(packages))
+        .with_(with_node(images))
         .with_file("/usr/local/bin/uv", uv)
+        # uv and npm lock their caches themselves, so concurrent pipelines may share them.
         .with_mounted_cache("/root/.cache/uv", dag.cache_volume("ci-uv"))
-        .with_mounted_cache("/root/.cache/pip", dag.cache_volume("ci-pip"))
+        .with_mounted_cache("/root/.npm", dag.cache_volume("ci-npm"))
         .with_env_variable("UV_LINK_MODE", "copy")
         .with_env_variable("UV_PROJECT_ENVIRONMENT", VENV)
         .with_env_variable("UV_PYTHON_DOWNLOADS", "never")
         .with_env_variable("PATH", PATH)
         .with_workdir(REPO)
-        .with_directory(REPO, deps)
-        .with_exec(
-            ["uv", "sync", "--frozen", "--all-packages", "--group", "dev", "--no-install-workspace"]
-        )
-        .with_directory(REPO, source)
-        .with_exec(["uv", "sync", "--frozen", "--all-packages", "--group", "dev"])
-    )
-
-
-def node_toolchain(source: dagger.Directory, service: Service, images: Images) -> dagger.Container:
-    """The service's node project with `npm ci` done (dependencies cached by the lock file)."""
-    workdir = f"{REPO}/{service.folder}"
-    project = source.directory(service.folder)
-    return (
-        dag.container()
-        .from_(images.node)
-        .with_mounted_cache("/root/.npm", dag.cache_volume("ci-npm"))
-        .with_workdir(workdir)
-        .with_directory(workdir, project.filter(include=NODE_LOCK_FILES))
+        .with_directory(REPO, source.filter(include=PYTHON_LOCK_FILES))
+        .with_exec([*UV_SYNC, "--no-install-workspace"])
+        .with_directory(REPO, source.filter(include=NODE_LOCK_FILES))
+        .with_workdir(f"{REPO}/{FRONTEND}")
         .with_exec(["npm", "ci", "--no-audit", "--no-fund"])
-        .with_directory(workdir, project, exclude=["node_modules/"])
+        .with_workdir(REPO)
+        .with_directory(REPO, source)
+        .with_exec(UV_SYNC)
     )
 
 
-def toolchain(source: dagger.Directory, service: Service, images: Images) -> dagger.Container:
+def for_service(ctr: dagger.Container, service: Service) -> dagger.Container:
+    """The toolchain set up for one service: node services work in their folder, Python ones
+    type-check with their own MYPYPATH."""
     if service.kind == "node":
-        return node_toolchain(source, service, images)
-    return python_toolchain(source, images).with_env_variable(
-        "MYPYPATH", recipes.mypy_path(service)
-    )
+        return ctr.with_workdir(f"{REPO}/{service.folder}")
+    return ctr.with_env_variable("MYPYPATH", recipes.mypy_path(service))
 
 
-def postgres(images: Images) -> dagger.Service:
-    """A throw-away PostgreSQL for tests (trust auth inside the engine's network only)."""
+def postgres(images: Images, key: str) -> dagger.Service:
+    """A throw-away PostgreSQL for one test run (trust auth inside the engine's network only).
+    `key` makes the definition, and so the instance, the run's own."""
     return (
         dag.container()
         .from_(images.postgres)
         .with_env_variable("POSTGRES_HOST_AUTH_METHOD", "trust")
+        .with_env_variable("CI_TEST_RUN", key)
         .with_exposed_port(5432)
         .as_service(use_entrypoint=True)
     )
 
 
-def redis(images: Images) -> dagger.Service:
+def redis(images: Images, key: str) -> dagger.Service:
     return (
-        dag.container().from_(images.redis).with_exposed_port(6379).as_service(use_entrypoint=True)
+        dag.container()
+        .from_(images.redis)
+        .with_env_variable("CI_TEST_RUN", key)
+        .with_exposed_port(6379)
+        .as_service(use_entrypoint=True)
     )
 
 
-def with_backing_services(
+async def with_backing_services(
     ctr: dagger.Container, service: Service, images: Images
 ) -> dagger.Container:
-    """Bind what service.yaml `needs` and export TEST_DATABASE_URL / TEST_REDIS_URL."""
+    """Bind what service.yaml `needs`, each its own instance for this test run, and export
+    TEST_DATABASE_URL / TEST_REDIS_URL."""
+    run = await ctr.id()  # the call chain's identity: equal containers, equal key
     if "postgres" in service.needs:
-        ctr = ctr.with_service_binding(recipes.POSTGRES_HOST, postgres(images))
+        key = backing_service_key(service.name, "postgres", run)
+        ctr = ctr.with_service_binding(recipes.POSTGRES_HOST, postgres(images, key))
     if "redis" in service.needs:
-        ctr = ctr.with_service_binding(recipes.REDIS_HOST, redis(images))
+        key = backing_service_key(service.name, "redis", run)
+        ctr = ctr.with_service_binding(recipes.REDIS_HOST, redis(images, key))
     for name, value in recipes.env_for_tests(service).items():
         ctr = ctr.with_env_variable(name, value)
     return ctr

@@ -14,6 +14,8 @@ import anyio
 from dagger import dag, function, object_type
 
 PYTHON_SERVICE = "auth"
+# Needs PostgreSQL too: run beside auth, it shows each test run gets its own database.
+SECOND_PYTHON_SERVICE = "backend"
 NODE_SERVICE = "frontend"
 SHA = "0123456789abcdef0123456789abcdef01234567"
 SCAN_REPORTS = {
@@ -74,13 +76,27 @@ class CiTests:
 
     @function
     async def test(self) -> None:
-        """Tests run with PostgreSQL/Redis bound and return JUnit XML."""
-        for service in (PYTHON_SERVICE, NODE_SERVICE):
+        """Tests of two PostgreSQL services and a node one at once, each with backing services
+        of its own; every run returns JUnit XML."""
+
+        async def one(service: str) -> None:
             reports = dag.ci().test(service=service)
             entries = await reports.entries()
             expect("junit.xml" in entries, f"{service}: no junit.xml in {entries}")
             junit = await reports.file("junit.xml").contents()
             expect("<testsuite" in junit, f"{service}: junit.xml is not JUnit XML")
+
+        async with anyio.create_task_group() as group:
+            for service in (PYTHON_SERVICE, SECOND_PYTHON_SERVICE, NODE_SERVICE):
+                group.start_soon(one, service)
+
+    @function
+    async def test_repo(self) -> None:
+        """The repository suite (tests/, servicekit) passes in the toolchain container."""
+        reports = dag.ci().test_repo()
+        expect((await reports.file("exit-code").contents()).strip() == "0", "test-repo failed")
+        junit = await reports.file("junit.xml").contents()
+        expect("<testsuite" in junit, "test-repo: junit.xml is not JUnit XML")
 
     @function
     async def build(self) -> None:
@@ -95,14 +111,21 @@ class CiTests:
 
     @function
     async def scan(self) -> None:
-        """Reports (JSON, SARIF, SBOM, verdict) come back even when the gate would fail."""
-        reports = dag.ci().scan(service=PYTHON_SERVICE, severity="CRITICAL", allow_failure=True)
-        entries = set(await reports.entries())
-        expect(entries >= SCAN_REPORTS, f"missing reports: {SCAN_REPORTS - entries}")
-        verdict = json.loads(await reports.file("verdict.json").contents())
-        expect(verdict["threshold"] == "CRITICAL", f"verdict threshold: {verdict['threshold']}")
-        sarif = json.loads(await reports.file("trivy.sarif").contents())
-        expect("runs" in sarif, "trivy.sarif is not SARIF")
+        """Two scans at once share one DB download; reports (JSON, SARIF, SBOM, verdict) come
+        back even when the gate would fail."""
+
+        async def one(service: str) -> None:
+            reports = dag.ci().scan(service=service, severity="CRITICAL", allow_failure=True)
+            entries = set(await reports.entries())
+            expect(entries >= SCAN_REPORTS, f"{service}: missing {SCAN_REPORTS - entries}")
+            verdict = json.loads(await reports.file("verdict.json").contents())
+            expect(verdict["threshold"] == "CRITICAL", f"threshold: {verdict['threshold']}")
+            sarif = json.loads(await reports.file("trivy.sarif").contents())
+            expect("runs" in sarif, f"{service}: trivy.sarif is not SARIF")
+
+        async with anyio.create_task_group() as group:
+            for service in (PYTHON_SERVICE, SECOND_PYTHON_SERVICE):
+                group.start_soon(one, service)
 
     @function
     async def publish(self) -> None:
@@ -133,6 +156,7 @@ class CiTests:
             "version": self.version,
             "lint": self.lint,
             "test": self.test,
+            "test_repo": self.test_repo,
             "build": self.build,
             "scan": self.scan,
             "publish": self.publish,

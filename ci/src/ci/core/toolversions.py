@@ -1,0 +1,33 @@
+"""One version per tool, written once here.
+
+The Dagger module's default images come from these constants; every other place that names a
+version (Dockerfiles, charts, the Makefile, pyproject.toml, .python-version files, the GitHub
+workflows, package.json's engine range) is checked against them by
+tests/pipeline/test_tool_versions.py, so two places can no longer drift apart silently.
+A digest may follow a tag elsewhere (`python:3.12.8-slim-bookworm@sha256:...`): the tag must
+still be the one below.
+"""
+
+from __future__ import annotations
+
+PYTHON = "3.12.8"
+NODE = "20.20.2"
+UV = "0.13.9"
+POSTGRES = "16.6"
+REDIS = "7.4.2"
+TRIVY = "0.58.1"
+DAGGER = "0.21.11"
+GIT = "2.47.1"
+
+PYTHON_IMAGE = f"python:{PYTHON}-slim-bookworm"
+NODE_IMAGE = f"node:{NODE}-bookworm-slim"
+UV_IMAGE = f"ghcr.io/astral-sh/uv:{UV}"
+POSTGRES_IMAGE = f"postgres:{POSTGRES}-bookworm"
+REDIS_IMAGE = f"redis:{REDIS}-bookworm"
+TRIVY_IMAGE = f"aquasec/trivy:{TRIVY}"
+GIT_IMAGE = f"alpine/git:v{GIT}"
+
+
+def python_minor(version: str = PYTHON) -> str:
+    """`3.12.8` -> `3.12` (what .python-version files name)."""
+    return ".".join(version.split(".")[:2])

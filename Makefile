@@ -18,20 +18,18 @@ PY_DIRS := $(patsubst %/pyproject.toml,%,$(wildcard services/*/pyproject.toml))
 export MYPYPATH := $(subst $(space),:,$(wildcard $(addsuffix /src,$(PY_DIRS))) ci/src tests)
 MYPY_FILES := $(wildcard $(addsuffix /src,$(PY_DIRS)) $(addsuffix /tests,$(PY_DIRS)) ci/src) tests
 
-.PHONY: help setup system-packages python frontend lock requirements-check lint format test e2e
+.PHONY: help setup system-packages python frontend lock requirements-check lint format test e2e run
 
-help:
-	@echo "make setup   install everything (system packages, .venv, node modules)"
-	@echo "make lint    ruff, ruff format --check, mypy --strict, tsc and eslint (front end)"
-	@echo "make test    every test tier that runs on this machine"
-	@echo "make e2e     the end-to-end suite only (E2E_BASE_URL, else a local stack of the services)"
+# Every target with a `## text` comment, in file order (tests/test_makefile.py: all are listed).
+help: ## this list
+	@awk -F ':[^#]*## ' '/^[a-z][a-z0-9-]*:[^=]*## / { printf "make %-18s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
-setup: system-packages python frontend
+setup: system-packages python frontend ## install everything (system packages, .venv, node modules)
 
-system-packages:
+system-packages: ## PostgreSQL, Redis, Chromium, ... when missing (.ci/system-packages.sh)
 	@.ci/system-packages.sh
 
-python: $(UV)
+python: $(UV) ## the .venv, exactly as locked in uv.lock
 	@$(UV) sync --frozen --all-packages --group dev --quiet
 
 $(UV):
@@ -41,7 +39,7 @@ $(UV):
 # The front end's node_modules, from the committed package-lock.json; again only when it changed.
 FRONTEND := services/frontend
 NPM := npm --prefix $(FRONTEND)
-frontend: $(FRONTEND)/node_modules/.package-lock.json
+frontend: $(FRONTEND)/node_modules/.package-lock.json ## the front end's node_modules (npm ci)
 
 $(FRONTEND)/node_modules/.package-lock.json: $(FRONTEND)/package-lock.json $(FRONTEND)/package.json
 	cd $(FRONTEND) && npm ci --no-audit --no-fund --loglevel=error
@@ -53,13 +51,13 @@ $(FRONTEND)/node_modules/.package-lock.json: $(FRONTEND)/package-lock.json $(FRO
 PY_SERVICES := $(filter-out servicekit,$(notdir $(PY_DIRS)))
 export_requirements = $(UV) export --quiet --frozen --package "$(1)" --no-dev --no-emit-workspace --format requirements.txt
 
-lock: $(UV)
+lock: $(UV) ## update uv.lock and the services' requirements.txt
 	$(UV) lock
 	@for svc in $(PY_SERVICES); do \
 	  $(call export_requirements,$$svc) -o "services/$$svc/requirements.txt"; \
 	done
 
-requirements-check: $(UV)
+requirements-check: $(UV) ## fail when a service's requirements.txt no longer matches uv.lock
 	@stale=(); for svc in $(PY_SERVICES); do \
 	  file="services/$$svc/requirements.txt"; \
 	  if ! diff -q <($(call export_requirements,$$svc) | grep -v '^#') \
@@ -67,7 +65,7 @@ requirements-check: $(UV)
 	done; \
 	if (( $${#stale[@]} )); then echo "stale or missing (run make lock): $${stale[*]}" >&2; exit 1; fi
 
-lint: setup
+lint: setup ## ruff, mypy --strict, hadolint, shellcheck, yamllint, actionlint, tsc, eslint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy $(MYPY_FILES)
@@ -79,18 +77,29 @@ lint: setup
 	$(NPM) run --silent typecheck
 	$(NPM) run --silent lint
 
-format: setup
+format: setup ## ruff's fixes and formatting, applied
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
 # The front end's unit tests and production build come first: the browser test (pytest,
 # tests/browser) drives that build in Chromium.
-test: setup
+test: setup ## every test tier that runs on this machine
 	$(NPM) run --silent test
 	$(NPM) run --silent build
 	$(BIN)/pytest
 
 # The e2e suite alone. Against E2E_BASE_URL when set (e.g. the K3s ingress), otherwise against a
 # local stack of every Python service started by the suite itself (tests/stack/README.md).
-e2e: setup
+e2e: setup ## the end-to-end suite only (E2E_BASE_URL, else a local stack of the services)
 	$(BIN)/pytest tests/e2e
+
+# The app on your machine: every service as a process behind the edge router, which serves the
+# built front end (rebuilt when its sources changed). Ctrl-C stops it; EDGE_PORT=... moves it.
+EDGE_PORT ?= 8080
+FRONTEND_SOURCES := $(shell find $(FRONTEND)/src $(FRONTEND)/public -type f) \
+	$(addprefix $(FRONTEND)/,index.html package.json vite.config.ts tsconfig.json)
+run: setup $(FRONTEND)/dist/index.html ## the app at http://127.0.0.1:8080/ (EDGE_PORT=N to move it; Ctrl-C stops it)
+	PYTHONPATH=tests:ci/src $(BIN)/python -m stack --static $(FRONTEND)/dist --edge-port $(EDGE_PORT)
+
+$(FRONTEND)/dist/index.html: $(FRONTEND_SOURCES) $(FRONTEND)/node_modules/.package-lock.json
+	$(NPM) run --silent build

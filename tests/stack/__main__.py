@@ -1,7 +1,8 @@
 """`python -m stack`: start the local stack, print its URLs as one JSON line, run until stopped.
 
-Run from the repository root: `PYTHONPATH=tests:ci/src .venv/bin/python -m stack [--static DIR]`.
-PostgreSQL and Redis are servers of its own, or TEST_DATABASE_URL / TEST_REDIS_URL when set.
+Run from the repository root: `PYTHONPATH=tests:ci/src .venv/bin/python -m stack [--static DIR]`
+(or `make run`). PostgreSQL and Redis are servers of its own, or TEST_DATABASE_URL /
+TEST_REDIS_URL when set. Progress goes to stderr; exit 1 when a part cannot start or dies.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Iterator, Sequence
@@ -18,10 +20,12 @@ from pathlib import Path
 
 from harness.servers import HarnessError, PostgresServer, RedisServer
 
-from stack.local import LocalStack
+from stack.local import HOST, LocalStack
 from stack.process import StackError
+from stack.services import load_services
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+WATCH_INTERVAL = 0.5  # seconds between checks that every process still runs
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -39,7 +43,39 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(f"--static {args.static}: no index.html in that directory")
     if args.edge_port is not None and not 0 < args.edge_port < 65536:
         parser.error(f"--edge-port {args.edge_port}: not a TCP port")
+    if args.only is not None:
+        args.only = _known_services(parser, args.only)
     return args
+
+
+def _known_services(parser: argparse.ArgumentParser, only: str) -> list[str]:
+    try:
+        known = [service.name for service in load_services(REPO_ROOT)]
+    except StackError as exc:
+        parser.error(f"cannot read the services: {exc}")
+    names = [name.strip() for name in only.split(",") if name.strip()]
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        parser.error(
+            f"--only {only}: unknown service(s) {', '.join(unknown) or '(none given)'}; "
+            f"choose from {', '.join(known)}"
+        )
+    return names
+
+
+def progress(line: str) -> None:
+    print(f"stack: {line}", file=sys.stderr, flush=True)
+
+
+def ensure_port_free(port: int) -> None:
+    """Fail before starting anything when another program listens on the edge's port."""
+    with socket.socket() as probe:
+        try:
+            probe.bind((HOST, port))
+        except OSError as exc:
+            raise StackError(
+                f"--edge-port {port}: {HOST}:{port} is in use ({exc.strerror})"
+            ) from exc
 
 
 @contextlib.contextmanager
@@ -67,24 +103,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     try:
+        if args.edge_port is not None:
+            ensure_port_free(args.edge_port)
+        progress("starting PostgreSQL and Redis")
         with backing_services() as (admin_url, redis_url):
             stack = LocalStack(
                 repo_root=REPO_ROOT,
                 postgres_admin_url=admin_url,
                 redis_url=redis_url,
                 static_dir=args.static,
-                only=args.only.split(",") if args.only else None,
+                only=args.only,
                 edge_port=args.edge_port,
                 ready_timeout=args.ready_timeout,
+                progress=progress,
             )
             with stack as urls:
                 print(json.dumps(urls.as_json()), flush=True)
-                took = f"{stack.start_seconds:.1f}s {stack.timings}"
-                print(f"local stack up in {took}; Ctrl-C stops it", file=sys.stderr, flush=True)
-                stop.wait()
+                progress(f"up in {stack.start_seconds:.1f}s {stack.timings}; logs in {urls.logs}")
+                progress(f"open {urls.edge}/ in your browser; Ctrl-C stops the stack")
+                return run_until_stopped(stack, stop)
     except (StackError, HarnessError) as exc:
         print(f"local stack failed: {exc}", file=sys.stderr)
         return 1
+
+
+def run_until_stopped(stack: LocalStack, stop: threading.Event) -> int:
+    """0 when stopped by a signal; 1 as soon as one of the stack's processes exits."""
+    while not stop.wait(WATCH_INTERVAL):
+        dead = stack.exited()
+        if dead is not None:
+            code = dead.popen.returncode if dead.popen else None
+            print(
+                f"local stack failed: {dead.failure(f'exited with status {code}')}", file=sys.stderr
+            )
+            return 1
+    progress("stopping")
     return 0
 
 

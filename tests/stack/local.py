@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -25,7 +25,7 @@ import psycopg
 from harness.servers import free_port
 
 from stack.argv import with_listen_address
-from stack.edge import READY_PATH
+from stack.edge import INSTANCE_ENV, READY_PATH
 from stack.process import ManagedProcess, StackError, run_all_to_completion, wait_until_ready
 from stack.services import StackService, load_services
 
@@ -131,6 +131,7 @@ class LocalStack:
     edge_port: int | None = None
     ready_timeout: float = 90.0
     extra_env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    progress: Callable[[str], None] = field(default=lambda _: None)  # one line per step
     processes: list[ManagedProcess] = field(default_factory=list, init=False)
     databases: list[str] = field(default_factory=list, init=False)
     workdir: Path | None = field(default=None, init=False)
@@ -177,13 +178,22 @@ class LocalStack:
         envs = {
             s.name: self._environment(s, wiring, self.workdir / "run" / s.name) for s in services
         }
+        migrating = [s.name for s in services if s.migrate is not None]
+        if migrating:
+            self.progress(f"migrating the databases of {', '.join(migrating)}")
         with self._timed("migrations"):
             self._migrate(services, envs, logs)
+        self.progress(f"starting {', '.join(urls)} and waiting until each is ready")
         with self._timed("servers"):
             self._start_servers(services, envs, urls, logs)
+        self.progress("starting the edge router")
         with self._timed("edge"):
             edge = self._start_edge(services, urls, logs)
         return StackUrls(edge=edge, services=urls, logs=logs)
+
+    def exited(self) -> ManagedProcess | None:
+        """The first process of the running stack that is no longer running, if any."""
+        return next((p for p in self.processes if not p.running), None)
 
     @contextlib.contextmanager
     def _timed(self, phase: str) -> Iterator[None]:
@@ -197,7 +207,9 @@ class LocalStack:
         known = {s.name for s in services}
         unknown = sorted(set(self.only) - known)
         if unknown:
-            raise StackError(f"unknown service(s) {unknown}; services with service.yaml: {known}")
+            raise StackError(
+                f"unknown service(s) {', '.join(unknown)}; choose from {', '.join(sorted(known))}"
+            )
         return [s for s in services if s.name in self.only]
 
     def _environment(
@@ -273,9 +285,11 @@ class LocalStack:
         env["PYTHONPATH"] = os.pathsep.join(
             [str(STACK_PACKAGE_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
         )
+        instance = env[INSTANCE_ENV] = secrets.token_hex(16)
         edge = self._spawn("edge", argv, env, self.repo_root, logs / "edge.log")
         base = f"http://{HOST}:{port}"
-        wait_until_ready({"edge": (edge, base + READY_PATH)}, self.ready_timeout)
+        probe = {"edge": (edge, base + READY_PATH)}
+        wait_until_ready(probe, self.ready_timeout, identities={"edge": instance})
         return base
 
     def _spawn(

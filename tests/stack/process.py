@@ -129,12 +129,18 @@ def run_all_to_completion(processes: Sequence[ManagedProcess], timeout: float) -
                 process.stop()
 
 
-def wait_until_ready(processes: Mapping[str, tuple[ManagedProcess, str]], timeout: float) -> None:
+def wait_until_ready(
+    processes: Mapping[str, tuple[ManagedProcess, str]],
+    timeout: float,
+    identities: Mapping[str, str] | None = None,
+) -> None:
     """Poll every `(process, ready_url)` until each answers 200; fail fast when one exits.
 
     All are polled in one loop, so services that need each other at readiness (backend waiting
-    for auth's JWKS) come up together within one deadline.
+    for auth's JWKS) come up together within one deadline. `identities` names the body a
+    process's ready URL must answer with: a foreign server that holds the port is not ours.
     """
+    identities = identities or {}
     pending = dict(processes)
     last_seen: dict[str, str] = dict.fromkeys(pending, "no answer yet")
     deadline = time.monotonic() + timeout
@@ -149,8 +155,11 @@ def wait_until_ready(processes: Mapping[str, tuple[ManagedProcess, str]], timeou
                 except httpx.HTTPError as exc:
                     last_seen[name] = f"{type(exc).__name__}: {exc}"
                     continue
-                if response.status_code == 200:
+                expected = identities.get(name)
+                if response.status_code == 200 and expected in (None, response.text):
                     del pending[name]
+                elif response.status_code == 200:
+                    last_seen[name] = f"HTTP 200 from another server: {response.text[:100]!r}"
                 else:
                     last_seen[name] = f"HTTP {response.status_code}: {response.text[:300]}"
             if pending and time.monotonic() > deadline:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from harness.fakehttp import JsonServer
 
 from stack.local import STACK_PACKAGE_ROOT
 
@@ -51,13 +52,25 @@ def test_usage_errors_exit_2_naming_the_argument(args: list[str], message: str) 
     assert message in err
 
 
-def test_an_unknown_service_is_refused_by_name(postgres_admin_url: str, redis_url: str) -> None:
-    process = _run(
-        "--only", "no-such-service", TEST_DATABASE_URL=postgres_admin_url, TEST_REDIS_URL=redis_url
-    )
+@pytest.mark.parametrize("only", ["nosuch", "ai,nosuch", ","])
+def test_an_unknown_service_is_a_usage_error_before_anything_starts(only: str) -> None:
+    # No TEST_DATABASE_URL: had it started anything, PostgreSQL would be the first.
+    process = _run("--only", only)
     _, err = process.communicate(timeout=60)
+    assert process.returncode == 2
+    assert f"--only {only}: unknown service(s)" in err
+    assert "choose from ai, auth, backend, data-processor, media-storage" in err
+    assert "stack: starting" not in err
+
+
+def test_a_port_held_by_another_server_fails_before_anything_starts() -> None:
+    with JsonServer(lambda request: (200, {"status": "ok"})) as foreign:
+        port = foreign.url.rsplit(":", 1)[1]
+        process = _run("--edge-port", port)
+        _, err = process.communicate(timeout=60)
     assert process.returncode == 1
-    assert "unknown service(s) ['no-such-service']" in err
+    assert f"--edge-port {port}: 127.0.0.1:{port} is in use" in err
+    assert "stack: starting" not in err
 
 
 @pytest.fixture
@@ -101,3 +114,26 @@ def test_prints_the_urls_serves_them_and_stops_on_sigterm(
             httpx.get(f"{url}/health", timeout=5)
     logs = Path(str(urls["logs"]))
     assert (logs / "ai.log").is_file()
+    _, err = process.communicate(timeout=30)
+    assert "stack: starting ai and waiting until each is ready" in err
+    assert f"stack: open {edge}/ in your browser" in err
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in path.read_text().split()]
+
+
+def test_the_command_fails_when_the_edge_dies(
+    running_cli: tuple[subprocess.Popen[str], dict[str, object]],
+) -> None:
+    process, _ = running_cli
+    edge = next(
+        child
+        for child in _children(process.pid)
+        if b"stack.edge" in Path(f"/proc/{child}/cmdline").read_bytes()
+    )
+    os.kill(edge, signal.SIGKILL)
+    assert process.wait(timeout=60) == 1
+    _, err = process.communicate(timeout=30)
+    assert "local stack failed: edge: exited with status -9" in err

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import socket
 import sys
 import threading
 import time
@@ -87,6 +89,47 @@ async def echo(scope: Scope, receive: Receive, send: Send) -> None:
 class EdgeUnderTest:
     url: str
     upstream: str
+    log: Path
+
+
+TOO_LARGE = b'{"detail": "file exceeds the upload limit of 10485760 bytes"}'
+
+
+@contextlib.contextmanager
+def early_answering_upstream() -> Iterator[str]:
+    """An upstream that answers 413 after the headers and closes without reading the body.
+
+    Like gunicorn refusing an upload by its Content-Length: the unread body makes the kernel
+    reset the connection, so the proxy's write fails after the answer has arrived.
+    """
+    listener = socket.create_server(("127.0.0.1", 0))
+    stopping = threading.Event()
+
+    def serve() -> None:
+        while not stopping.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                received = b""
+                while b"\r\n\r\n" not in received and (chunk := conn.recv(4096)):
+                    received += chunk
+                head = (
+                    "HTTP/1.1 413 Request Entity Too Large\r\n"
+                    "Content-Type: application/json\r\n"
+                    f"Content-Length: {len(TOO_LARGE)}\r\nConnection: close\r\n\r\n"
+                )
+                conn.sendall(head.encode() + TOO_LARGE)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stopping.set()
+        listener.close()
+        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -122,14 +165,16 @@ def edge(upstream: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ed
     (static / "index.html").write_text("<html>spa</html>")
     (static / "assets" / "app-1234.js").write_text("console.log(1)")
     dead = f"http://127.0.0.1:{free_port()}"
-    process, base = _start_edge(
-        workdir,
-        "--route", f"/api/auth={upstream}",
-        "--route", f"/api/stats={dead}",
-        "--static", str(static),
-    )  # fmt: skip
-    yield EdgeUnderTest(url=base, upstream=upstream)
-    process.stop()
+    with early_answering_upstream() as refusing:
+        process, base = _start_edge(
+            workdir,
+            "--route", f"/api/auth={upstream}",
+            "--route", f"/api/stats={dead}",
+            "--route", f"/api/media={refusing}",
+            "--static", str(static),
+        )  # fmt: skip
+        yield EdgeUnderTest(url=base, upstream=upstream, log=workdir / "edge.log")
+        process.stop()
 
 
 def test_the_prefix_is_stripped_and_the_rest_forwarded_verbatim(edge: EdgeUnderTest) -> None:
@@ -167,15 +212,53 @@ def test_static_files_and_the_spa_fallback(edge: EdgeUnderTest) -> None:
     assert httpx.get(f"{edge.url}/conversations/42", timeout=10).text == "<html>spa</html>"
 
 
-def test_a_path_outside_every_route_is_not_proxied(edge: EdgeUnderTest) -> None:
-    # /api/authors is no route: it falls through to the front end like any unknown page.
-    assert httpx.get(f"{edge.url}/api/authors", timeout=10).text == "<html>spa</html>"
+@pytest.mark.parametrize("path", ["/api/authors", "/api/nosuch/x", "/api/"])
+def test_an_unknown_api_path_is_a_json_404_not_the_app(edge: EdgeUnderTest, path: str) -> None:
+    # /api/authors is no route (only /api/auth is); the front end's HTML would be a lie there.
+    answer = httpx.get(f"{edge.url}{path}", timeout=10)
+    assert answer.status_code == 404
+    assert answer.json() == {"detail": "no such API route"}
 
 
 def test_an_unreachable_upstream_is_a_502_naming_it(edge: EdgeUnderTest) -> None:
     answer = httpx.get(f"{edge.url}/api/stats/stats/me", timeout=10)
     assert answer.status_code == 502
     assert "upstream http://127.0.0.1:" in answer.json()["detail"]
+
+
+def test_an_early_413_reaches_the_client_instead_of_a_502(edge: EdgeUnderTest) -> None:
+    body = b"0" * (11 * 1024 * 1024)
+    for _ in range(3):  # the connection reset races the answer: it must win every time
+        answer = httpx.post(f"{edge.url}/api/media/files", content=body, timeout=30)
+        assert answer.status_code == 413, answer.text
+        assert answer.content == TOO_LARGE
+
+
+def test_every_request_is_logged_as_one_json_access_line(edge: EdgeUnderTest) -> None:
+    httpx.get(f"{edge.url}/api/auth/logged?secret=1", timeout=10)
+    httpx.get(f"{edge.url}/api/nosuch", timeout=10)
+    lines = [json.loads(line) for line in edge.log.read_text().splitlines()]
+    access = [line for line in lines if line["logger"] == "edge.access"]
+    assert {"method": "GET", "path": "/api/auth/logged", "status": 200}.items() <= access[
+        -2
+    ].items()
+    assert {"path": "/api/nosuch", "status": 404, "service": "edge"}.items() <= access[-1].items()
+    assert all("secret" not in json.dumps(line) for line in access), "query strings stay out"
+    assert not any(line["path"] == READY_PATH for line in access), "probes are not logged"
+
+
+def test_the_ready_path_answers_with_the_instance_id(upstream: str, tmp_path: Path) -> None:
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(STACK_PACKAGE_ROOT), EDGE_INSTANCE_ID="run-42")
+    argv = [sys.executable, "-m", "stack.edge", "--port", str(port)]
+    edge = ManagedProcess("edge", argv, env, tmp_path, tmp_path / "edge.log")
+    edge.start()
+    try:
+        url = f"http://127.0.0.1:{port}{READY_PATH}"
+        wait_until_ready({"edge": (edge, url)}, 30, identities={"edge": "run-42"})
+        assert httpx.get(url, timeout=10).text == "run-42"
+    finally:
+        edge.stop()
 
 
 def test_without_static_files_unknown_paths_are_json_404(upstream: str, tmp_path: Path) -> None:

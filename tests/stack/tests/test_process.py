@@ -142,6 +142,27 @@ def test_waiting_times_out_with_the_last_answer(tmp_path: Path) -> None:
         process.stop()
 
 
+def test_a_foreign_server_answering_200_is_not_taken_for_ours(tmp_path: Path) -> None:
+    port = free_port()
+    (tmp_path / "ready").write_text("someone else")
+    # Our process runs but never binds; another program answers 200 on the port meanwhile.
+    ours = _process(tmp_path, "sleep", "300", name="edge")
+    foreign = _process(
+        tmp_path, sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"
+    )
+    foreign.start()
+    ours.start()
+    url = f"http://127.0.0.1:{port}/ready"
+    try:
+        with pytest.raises(StackError, match=r"not ready after 2s .*HTTP 200 from another server"):
+            wait_until_ready({"edge": (ours, url)}, 2, identities={"edge": "run-1"})
+        (tmp_path / "ready").write_text("run-1")
+        wait_until_ready({"edge": (ours, url)}, 10, identities={"edge": "run-1"})
+    finally:
+        ours.stop()
+        foreign.stop()
+
+
 def test_log_tail_keeps_the_last_lines(tmp_path: Path) -> None:
     log = tmp_path / "x.log"
     log.write_text("".join(f"line {i}\n" for i in range(100)))

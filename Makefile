@@ -20,7 +20,7 @@ MYPY_FILES := $(wildcard $(addsuffix /src,$(PY_DIRS)) $(addsuffix /tests,$(PY_DI
 
 .PHONY: help setup system-packages python frontend lock requirements-check lint format test e2e run
 
-# Every target with a `## text` comment, in file order (tests/test_makefile.py: all are listed).
+# Every target with a `## text` comment, in file order (tests/stack/tests/test_make.py: all are listed).
 help: ## this list
 	@awk -F ':[^#]*## ' '/^[a-z][a-z0-9-]*:[^=]*## / { printf "make %-18s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 

@@ -249,7 +249,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     logger.info("edge starting", extra={"edge": address, "routes": routes})
     app = Edge(routes, args.static, os.environ.get(INSTANCE_ENV, "edge"))
     # log_config=None: uvicorn keeps the JSON handler configure_logging installed.
-    uvicorn.run(app, host=args.host, port=args.port, log_config=None, log_level="info")
+    # No Server/Date headers of its own: the upstream's pass through unchanged, as at the ingress.
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        log_level="info",
+        server_header=False,
+        date_header=False,
+    )
 
 
 if __name__ == "__main__":

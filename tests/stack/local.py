@@ -48,6 +48,7 @@ SERVICE_VARIABLES = (
     "MEDIA_ROOT",
     "MEDIA_MAX_UPLOAD_BYTES",
     "DJANGO_SECRET_KEY",
+    "DJANGO_FORCE_SCRIPT_NAME",
     "AUTH_SIGNING_KEYS_DIR",
     "AUTH_DEV_MODE",
     "WEB_CONCURRENCY",
@@ -71,6 +72,7 @@ class Wiring:
     """Everything one service's environment is made from."""
 
     urls: Mapping[str, str]
+    routes: Mapping[str, str]  # service name -> its route prefix at the edge (/api/stats)
     databases: Mapping[str, str]
     redis_url: str
     media_root: Path
@@ -115,7 +117,11 @@ def _own_variables(name: str, wiring: Wiring) -> dict[str, str]:
     if name == "media-storage":
         return {"MEDIA_ROOT": str(wiring.media_root)}
     if name == "data-processor":
-        return {"DJANGO_SECRET_KEY": wiring.django_secret_key}
+        # Behind the edge, like behind the ingress: links and the admin's assets carry the prefix.
+        return {
+            "DJANGO_SECRET_KEY": wiring.django_secret_key,
+            "DJANGO_FORCE_SCRIPT_NAME": wiring.routes["data-processor"],
+        }
     return {}
 
 
@@ -170,6 +176,7 @@ class LocalStack:
         urls = {s.name: f"http://{HOST}:{free_port()}" for s in services}
         wiring = Wiring(
             urls=urls,
+            routes={s.name: s.route for s in services},
             databases={s.name: self._create_database(s) for s in services if "postgres" in s.needs},
             redis_url=self.redis_url,
             media_root=media,

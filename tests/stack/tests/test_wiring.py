@@ -14,6 +14,7 @@ URLS = {
 }
 WIRING = Wiring(
     urls=URLS,
+    routes={"auth": "/api/auth", "data-processor": "/api/stats"},
     databases={
         name: f"postgresql://u@127.0.0.1:5/stack_{name.replace('-', '_')}_x"
         for name in ("auth", "backend", "data-processor")
@@ -77,3 +78,4 @@ def test_the_venv_comes_first_on_path() -> None:
 def test_data_processor_gets_the_generated_secret_key() -> None:
     env = service_environment(_service("data-processor", {"postgres", "redis"}), WIRING, {})
     assert env["DJANGO_SECRET_KEY"] == "generated-for-this-start"
+    assert env["DJANGO_FORCE_SCRIPT_NAME"] == "/api/stats"

@@ -77,7 +77,10 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = False
 USE_TZ = True
-STATIC_URL = "static/"
+# Absolute, with the route prefix: a relative "static/" is resolved against the script prefix of
+# the moment it is first read (at start-up, before any request), so the admin's stylesheet links
+# missed /api/stats behind the ingress. WhiteNoise strips FORCE_SCRIPT_NAME again when serving.
+STATIC_URL = f"{(FORCE_SCRIPT_NAME or '').rstrip('/')}/static/"
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = False
 

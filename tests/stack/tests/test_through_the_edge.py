@@ -1,0 +1,40 @@
+"""The session's local stack (every service as a process) reached through its edge router."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+from e2e.api import sign_up
+
+from stack.local import StackUrls
+
+UPLOAD_LIMIT = 10 * 1024 * 1024  # media-storage's default MEDIA_MAX_UPLOAD_BYTES
+
+
+def test_a_too_large_upload_gets_the_services_413(local_stack: StackUrls) -> None:
+    user = sign_up(local_stack.edge, prefix="edge")
+    with user.client:
+        too_large = b"\x89PNG\r\n\x1a\n" + b"0" * (UPLOAD_LIMIT + 1024 * 1024)
+        answer = user.client.post("/api/media/files", files={"file": ("big.png", too_large)})
+    assert answer.status_code == 413, answer.text
+    assert answer.json()["detail"] == f"file exceeds the upload limit of {UPLOAD_LIMIT} bytes"
+
+
+def test_the_admin_links_its_assets_under_the_route_prefix(local_stack: StackUrls) -> None:
+    with httpx.Client(base_url=local_stack.edge, timeout=30) as client:
+        login_page = client.get("/api/stats/admin/login/")
+        assert login_page.status_code == 200
+        stylesheets = re.findall(r'href="([^"]+\.css)"', login_page.text)
+        assert stylesheets, "the admin's login page links no stylesheet"
+        for href in stylesheets:
+            assert href.startswith("/api/stats/static/"), href
+            css = client.get(href)
+            assert css.status_code == 200, href
+            assert css.headers["content-type"].startswith("text/css")
+
+
+def test_an_unknown_api_route_is_a_json_404(local_stack: StackUrls) -> None:
+    answer = httpx.get(f"{local_stack.edge}/api/nosuch/things", timeout=30)
+    assert answer.status_code == 404
+    assert answer.json() == {"detail": "no such API route"}

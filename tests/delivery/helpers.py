@@ -83,3 +83,13 @@ def commit_file(repo: Path, relative: str, content: str, message: str) -> str:
     git(repo, "add", relative)
     git(repo, "commit", "--quiet", "-F", "-", input_text=message)
     return git(repo, "rev-parse", "HEAD")
+
+
+def push_sources(repo: Path, count: int, service: str = "svc0") -> list[str]:
+    """`count` linear source commits (oldest first) pushed to the clone's origin: build inputs."""
+    shas = [
+        commit_file(repo, f"services/{service}/code.txt", f"build {i}\n", f"feat: build {i}")
+        for i in range(count)
+    ]
+    git(repo, "push", "--quiet", "origin", "HEAD:main")
+    return shas

@@ -28,7 +28,8 @@ def ref(name: str) -> ImageRef:
 
 def test_promote_copies_exact_digests(clone: Callable[[str], Git]) -> None:
     repo = clone("a")
-    bump(repo, "staging", {"svc1": ref("s1"), "svc2": ref("s2")}, "src1", POLICY)
+    source = repo.head()
+    bump(repo, "staging", {"svc1": ref("s1"), "svc2": ref("s2")}, source, POLICY)
     staging_head = repo.head()
 
     result = promote(repo, "staging", "production", ["svc1", "svc2"], POLICY)
@@ -40,6 +41,7 @@ def test_promote_copies_exact_digests(clone: Callable[[str], Git]) -> None:
     assert message.startswith("promote(production): svc1, svc2 [skip ci]")
     assert f"Source: {staging_head}" in message
     assert "Promoted-From: staging" in message
+    assert f"Promoted-Source: svc1={source}\nPromoted-Source: svc2={source}" in message
     # Same digests again: nothing to promote.
     assert promote(repo, "staging", "production", ["svc1", "svc2"], POLICY).commit is None
 
@@ -60,9 +62,11 @@ def test_rollback_reverts_only_that_environment(clone: Callable[[str], Git]) -> 
     repo, other = clone("a"), clone("b")
     original = read_image(values_path(repo.workdir, "svc1", "staging"))
     good = repo.head()
-    bump(repo, "staging", {"svc1": ref("bad1")}, "s1", POLICY)
-    bump(other, "production", {"svc1": ref("prod1")}, "s2", POLICY)  # another env, in between
-    bump(repo, "staging", {"svc1": ref("bad2"), "svc2": ref("bad3")}, "s3", POLICY)
+    bump(repo, "staging", {"svc1": ref("bad1")}, repo.head(), POLICY)
+    bump(
+        other, "production", {"svc1": ref("prod1")}, other.head(), POLICY
+    )  # another env, in between
+    bump(repo, "staging", {"svc1": ref("bad2"), "svc2": ref("bad3")}, repo.head(), POLICY)
 
     result = rollback(repo, "staging", good, POLICY)
 
@@ -93,7 +97,7 @@ def test_rollback_to_an_unknown_commit_fails_cleanly(clone: Callable[[str], Git]
 def test_rollback_over_a_hand_edit_stops_with_a_conflict(clone: Callable[[str], Git]) -> None:
     repo = clone("a")
     good = repo.head()
-    bump(repo, "staging", {"svc4": ref("bad")}, "s1", POLICY)
+    bump(repo, "staging", {"svc4": ref("bad")}, repo.head(), POLICY)
     path = values_path(repo.workdir, "svc4", "staging")
     path.write_text(path.read_text().replace('tag: "bad"', 'tag: "hotfix"'))
     git(repo.workdir, "commit", "-qam", "deploy(staging): hotfix by hand", "--trailer", "x: y")
@@ -119,7 +123,7 @@ def test_promote_of_every_service_leaves_platform_charts_alone(
         (platform / f"values-{env}.yaml").write_text("persistence:\n  size: 1Gi\n")
     git(repo.workdir, "add", ".")
     git(repo.workdir, "commit", "-qm", "chore: platform chart without an image")
-    bump(repo, "staging", {"svc1": ref("s1")}, "src1", POLICY)
+    bump(repo, "staging", {"svc1": ref("s1")}, repo.head(), POLICY)
 
     result = promote(repo, "staging", "production", None, POLICY)
 

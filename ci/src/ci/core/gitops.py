@@ -29,6 +29,11 @@ from ci.core.yamlfile import YamlFileError, atomic_write, dump, load
 SKIP_CI_MARKER = "[skip ci]"
 ENV_TRAILER = "Deploy-Environment"
 SOURCE_TRAILER = "Source"
+REVERTS_TRAILER = "Reverts"
+PROMOTED_FROM_TRAILER = "Promoted-From"
+# One per promoted service, `<service>=<sha>`: the source of the build that was copied.
+PROMOTED_SOURCE_TRAILER = "Promoted-Source"
+SOURCE_SHA = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -54,6 +59,10 @@ class GitOpsError(RuntimeError):
 
 class ConflictError(GitOpsError):
     """Our change and a concurrent change edit the same lines; needs a human."""
+
+
+class UnknownSourceError(ValueError):
+    """The source commit of a bump is not in the repository, so it cannot be ordered."""
 
 
 class PushRejectedError(GitOpsError):
@@ -120,6 +129,15 @@ class CommitResult:
     commit: str | None
     changes: tuple[ImageChange, ...] = ()
     attempts: int = 0
+    # Services not pinned because the environment already runs a newer build of them.
+    stale: tuple[str, ...] = ()
+
+
+def check_source(value: str) -> str:
+    """A full commit sha (SHA-1 or SHA-256 repositories): what a pin records as its Source."""
+    if not SOURCE_SHA.fullmatch(value):
+        raise ValueError(f"source {value!r} is not a full commit sha (40 or 64 hex digits)")
+    return value
 
 
 def check_label(kind: str, value: str) -> str:
@@ -144,9 +162,7 @@ def _image_map(path: Path, data: object) -> CommentedMap:
     return image
 
 
-def read_image(path: Path) -> ImageRef | None:
-    """The image a values file pins, or None when it pins none yet (empty tag or digest)."""
-    image = _image_map(path, load(path))
+def _pinned(path: Path, image: CommentedMap) -> ImageRef | None:
     tag, digest = image.get("tag"), image.get("digest")
     if not tag or not digest:
         return None
@@ -154,6 +170,11 @@ def read_image(path: Path) -> ImageRef | None:
         return ImageRef(tag=str(tag), digest=str(digest))
     except ValueError as exc:
         raise YamlFileError(f"{path}: field 'image': {exc}") from exc
+
+
+def read_image(path: Path) -> ImageRef | None:
+    """The image a values file pins, or None when it pins none yet (empty tag or digest)."""
+    return _pinned(path, _image_map(path, load(path)))
 
 
 def _same_style(old: object, new: str) -> str:
@@ -168,7 +189,7 @@ def set_image(path: Path, service: str, env: str, ref: ImageRef) -> ImageChange 
     """Edit exactly image.tag and image.digest; None (file untouched) when already equal."""
     data = load(path)
     image = _image_map(path, data)
-    old = read_image(path)
+    old = _pinned(path, image)
     if old == ref:
         return None
     image["tag"] = _same_style(image.get("tag"), ref.tag)
@@ -189,16 +210,17 @@ def sync_branch(git: Git, policy: PushPolicy) -> str:
         raise GitOpsError(f"{git.workdir}: the work tree has uncommitted changes")
     git.run("fetch", "--quiet", policy.remote, policy.branch)
     remote_ref = f"{policy.remote}/{policy.branch}"
-    if git.succeeds("rev-parse", "--verify", "--quiet", f"refs/heads/{policy.branch}"):
-        git.run("checkout", "--quiet", policy.branch)
-        try:
-            git.run("merge", "--ff-only", "--quiet", remote_ref)
-        except GitError as exc:
-            raise GitOpsError(
-                f"{git.workdir}: local {policy.branch} has diverged from {remote_ref}"
-            ) from exc
-    else:
-        git.run("checkout", "--quiet", "-b", policy.branch, remote_ref)
+    if git.current_branch() != policy.branch:
+        if git.succeeds("rev-parse", "--verify", "--quiet", f"refs/heads/{policy.branch}"):
+            git.run("checkout", "--quiet", policy.branch)
+        else:
+            git.run("checkout", "--quiet", "-b", policy.branch, remote_ref)
+    try:
+        git.run("merge", "--ff-only", "--quiet", remote_ref)
+    except GitError as exc:
+        raise GitOpsError(
+            f"{git.workdir}: local {policy.branch} has diverged from {remote_ref}"
+        ) from exc
     return git.head()
 
 
@@ -224,55 +246,69 @@ def _conflicting_files(git: Git) -> list[str]:
     return git.run("diff", "--name-only", "--diff-filter=U").splitlines()
 
 
-def push_with_retry(
+def _push(git: Git, policy: PushPolicy, refs: Sequence[str]) -> str | None:
+    """Push HEAD (and `refs`) atomically; None on success, else why a retry may succeed.
+
+    Raises GitOpsError when retrying cannot help (a hook refused it, a tag exists).
+    """
+    try:
+        git.run(
+            "push",
+            "--porcelain",
+            "--atomic",
+            policy.remote,
+            f"HEAD:refs/heads/{policy.branch}",
+            *refs,
+        )
+    except GitError as exc:
+        retryable, reason = _rejection(exc.stdout + "\n" + exc.stderr)
+        if not retryable:
+            raise GitOpsError(f"push to {policy.remote}/{policy.branch} refused: {reason}") from exc
+        return reason
+    return None
+
+
+def _refresh(git: Git, policy: PushPolicy) -> str:
+    """Drop our unpushed attempt and stand on the remote's new tip."""
+    git.run("fetch", "--quiet", policy.remote, policy.branch)
+    git.run("reset", "--quiet", "--hard", f"{policy.remote}/{policy.branch}")
+    return git.head()
+
+
+def redo_until_pushed(
     git: Git,
     policy: PushPolicy,
-    start: str,
+    make_commits: Callable[[str], bool],
     extra_refs: Callable[[str], Sequence[str]] | None = None,
-) -> int:
-    """Push HEAD to the branch; on a lost race fetch, rebase and try again. Returns attempts.
+) -> tuple[str | None, int]:
+    """Sync, `make_commits(tip)`, push; when another writer pushed first, redo on the new tip.
 
-    `extra_refs(head)` (re)creates refs that must point at the final commit (release tags) and
-    returns their refspecs; they are pushed atomically with the branch.
+    The change is made again from the fresh files, not rebased as a text patch: a bump sets
+    values, so two bumps of the same keys never "conflict". `make_commits` returns False when
+    there is nothing to do. `extra_refs(head)` (re)creates refs that must point at the final
+    commit (release tags) and returns their refspecs; they are pushed atomically with the branch.
+    Any failure puts the clone back at the first synced tip. Returns (head or None, attempts).
     """
-    remote_ref = f"{policy.remote}/{policy.branch}"
-    for attempt in range(1, policy.max_attempts + 1):
-        head = git.head()
-        refs = list(extra_refs(head)) if extra_refs else []
-        try:
-            git.run(
-                "push",
-                "--porcelain",
-                "--atomic",
-                policy.remote,
-                f"HEAD:refs/heads/{policy.branch}",
-                *refs,
-            )
-            return attempt
-        except GitError as exc:
-            retryable, reason = _rejection(exc.stdout + "\n" + exc.stderr)
-            if not retryable:
-                restore(git, start)
-                raise GitOpsError(f"push to {remote_ref} refused: {reason}") from exc
-        if attempt == policy.max_attempts:
-            break
-        policy.sleep(policy.delay(attempt))
-        git.run("fetch", "--quiet", policy.remote, policy.branch)
-        try:
-            git.run("rebase", "--quiet", remote_ref)
-        except GitError as exc:
-            files = _conflicting_files(git)
-            restore(git, start)
-            raise ConflictError(
-                f"a concurrent change on {remote_ref} conflicts with ours in "
-                f"{', '.join(files) or 'the edited files'}; nothing was pushed and the clone is "
-                f"back at {start[:12]}: resolve by hand or re-run on top of the new state"
-            ) from exc
-        if git.head() == git.run("rev-parse", remote_ref) and not refs:
-            return attempt  # our change was already there; the rebase dropped it
+    start = sync_branch(git, policy)
+    tip = start
+    try:
+        for attempt in range(1, policy.max_attempts + 1):
+            if not make_commits(tip):
+                restore(git, tip)
+                return None, attempt
+            head = git.head()
+            if _push(git, policy, list(extra_refs(head)) if extra_refs else []) is None:
+                return head, attempt
+            if attempt < policy.max_attempts:
+                policy.sleep(policy.delay(attempt))
+                tip = _refresh(git, policy)
+    except BaseException:
+        restore(git, start)
+        raise
     restore(git, start)
     raise PushRejectedError(
-        f"push to {remote_ref} still rejected after {policy.max_attempts} attempts"
+        f"push to {policy.remote}/{policy.branch} still rejected after "
+        f"{policy.max_attempts} attempts"
     )
 
 
@@ -294,26 +330,16 @@ def transact(
     edit: Callable[[str], tuple[list[Path], str] | None],
     extra_refs: Callable[[str], Sequence[str]] | None = None,
 ) -> tuple[str | None, int]:
-    """Sync, run `edit(start)` -> (paths, message), commit, push with retry.
+    """Run `edit(tip)` -> (paths, message) on the remote's tip, commit, push; redo on a lost race.
 
-    Any failure puts the clone back at the synced start, so an error never leaves edits behind.
+    `edit` is called again from scratch after every lost race, so it must read what it edits.
     """
-    start = sync_branch(git, policy)
-    try:
-        outcome = edit(start)
-        if outcome is None:
-            restore(git, start)
-            return None, 0
-        paths, message = outcome
-        commit = commit_paths(git, paths, message)
-        if commit is None:
-            restore(git, start)
-            return None, 0
-    except BaseException:
-        restore(git, start)
-        raise
-    attempts = push_with_retry(git, policy, start, extra_refs)
-    return git.head(), attempts
+
+    def make_commit(tip: str) -> bool:
+        outcome = edit(tip)
+        return outcome is not None and commit_paths(git, *outcome) is not None
+
+    return redo_until_pushed(git, policy, make_commit, extra_refs)
 
 
 # --- bump, promote, rollback ----------------------------------------------------------------
@@ -325,14 +351,59 @@ def bump_message(
     source_sha: str,
     *,
     verb: str = "deploy",
-    extra_trailers: Mapping[str, str] | None = None,
+    extra_trailers: Sequence[tuple[str, str]] = (),
 ) -> str:
     services = ", ".join(change.service for change in changes)
     lines = [f"{verb}({env}): {services} {SKIP_CI_MARKER}", ""]
     lines += [change.line() for change in changes]
-    trailers = {SOURCE_TRAILER: source_sha, ENV_TRAILER: env, **(extra_trailers or {})}
-    lines += ["", *(f"{key}: {value}" for key, value in trailers.items())]
+    trailers = [(SOURCE_TRAILER, source_sha), (ENV_TRAILER, env), *extra_trailers]
+    lines += ["", *(f"{key}: {value}" for key, value in trailers)]
     return "\n".join(lines) + "\n"
+
+
+def _trailer_format(*keys: str) -> str:
+    fields = (f"%(trailers:key={key},valueonly,separator=%x2C)" for key in keys)
+    return "%H%x1f" + "%x1f".join(fields) + "%x1e"
+
+
+def pinned_source(git: Git, service: str, env: str) -> str | None:
+    """The Source of the build `env` runs for `service`, from the history of its values file.
+
+    The newest pin that no rollback undid decides: a bump's `Source`, a promotion's
+    `Promoted-Source` for that service. Commits without those trailers (hand edits of other
+    values) are passed over; None when no pin is known.
+    """
+    path = values_path(Path("."), service, env).as_posix()
+    keys = (SOURCE_TRAILER, REVERTS_TRAILER, PROMOTED_FROM_TRAILER, PROMOTED_SOURCE_TRAILER)
+    out = git.run("log", f"--format={_trailer_format(*keys)}", "HEAD", "--", path)
+    undone: set[str] = set()
+    for record in out.split("\x1e"):
+        if not record.strip():
+            continue
+        sha, source, reverts, promoted_from, promoted = record.strip("\n").split("\x1f")
+        if sha in undone:
+            continue
+        if reverts:
+            undone.update(value.strip() for value in reverts.split(","))
+        elif promoted_from:
+            pairs = (item.strip().partition("=") for item in promoted.split(","))
+            return {name: sha_ for name, _, sha_ in pairs}.get(service) or None
+        elif source:
+            return source.split(",")[0].strip()
+    return None
+
+
+def is_stale(git: Git, source_sha: str, pinned: str | None) -> bool:
+    """True when `source_sha` is an older build than `pinned` (a proper ancestor of it)."""
+    if pinned is None or pinned == source_sha:
+        return False
+    return git.succeeds("merge-base", "--is-ancestor", source_sha, pinned)
+
+
+def require_commit(git: Git, source_sha: str) -> None:
+    """Refuse a source the repository does not know: ordering needs its ancestry."""
+    if not git.succeeds("cat-file", "-e", f"{source_sha}^{{commit}}"):
+        raise UnknownSourceError(f"no such commit in {git.workdir} (after fetching the branch)")
 
 
 def bump(
@@ -343,29 +414,47 @@ def bump(
     policy: PushPolicy | None = None,
     *,
     verb: str = "deploy",
-    extra_trailers: Mapping[str, str] | None = None,
+    extra_trailers: Sequence[tuple[str, str]] = (),
+    refuse_stale: bool = True,
 ) -> CommitResult:
-    """Pin `images` (service -> tag+digest) in values-<env>.yaml: one commit, pushed; idempotent."""
+    """Pin `images` (service -> tag+digest) in values-<env>.yaml: one commit, pushed; idempotent.
+
+    With `refuse_stale`, a service whose pinned source is newer than `source_sha` (`source_sha`
+    is its ancestor) is left alone and reported in `stale`: an out-of-order pipeline never
+    rolls an environment back. After a lost push race everything is decided again on the new tip.
+    """
     policy = policy or PushPolicy()
     check_label("environment", env)
+    check_source(source_sha)
     if not images:
         raise ValueError("bump: no images given")
+    paths = {service: values_path(git.workdir, service, env) for service in images}
     changes: list[ImageChange] = []
+    stale: list[str] = []
 
-    def edit(_start: str) -> tuple[list[Path], str] | None:
+    def edit(_tip: str) -> tuple[list[Path], str] | None:
         changes.clear()
+        stale.clear()
+        require_commit(git, source_sha)
         for service, ref in sorted(images.items()):
-            change = set_image(values_path(git.workdir, service, env), service, env, ref)
+            if refuse_stale and is_stale(git, source_sha, pinned_source(git, service, env)):
+                stale.append(service)
+                continue
+            change = set_image(paths[service], service, env, ref)
             if change:
                 changes.append(change)
         if not changes:
             return None
-        paths = [values_path(git.workdir, c.service, env) for c in changes]
         message = bump_message(env, changes, source_sha, verb=verb, extra_trailers=extra_trailers)
-        return paths, message
+        return [paths[c.service] for c in changes], message
 
     commit, attempts = transact(git, policy, edit)
-    return CommitResult(commit=commit, changes=tuple(changes) if commit else (), attempts=attempts)
+    return CommitResult(
+        commit=commit,
+        changes=tuple(changes) if commit else (),
+        attempts=attempts,
+        stale=tuple(stale),
+    )
 
 
 def environment_services(root: Path, env: str) -> list[str]:
@@ -378,6 +467,25 @@ def environment_services(root: Path, env: str) -> list[str]:
     return sorted(name for name in charts if (root / "services" / name / "service.yaml").is_file())
 
 
+def known_environments(root: Path) -> list[str]:
+    """Environments some service has a values file for (`charts/<service>/values-<env>.yaml`)."""
+    envs = {
+        path.stem.removeprefix("values-")
+        for path in (root / "charts").glob("*/values-*.yaml")
+        if (root / "services" / path.parent.name / "service.yaml").is_file()
+    }
+    return sorted(env for env in envs if DNS_LABEL.fullmatch(env))
+
+
+def check_environment(root: Path, env: str) -> str:
+    """`env` if some service is deployed to it; ValueError naming the known ones otherwise."""
+    check_label("environment", env)
+    known = known_environments(root)
+    if env not in known:
+        raise ValueError(f"unknown environment {env!r} (known: {', '.join(known) or 'none'})")
+    return env
+
+
 def promote(
     git: Git,
     from_env: str,
@@ -385,18 +493,26 @@ def promote(
     services: Sequence[str] | None = None,
     policy: PushPolicy | None = None,
 ) -> CommitResult:
-    """Copy the exact digests pinned in `from_env` to `to_env` (one commit, or none if equal)."""
+    """Copy the exact digests pinned in `from_env` to `to_env` (one commit, or none if equal).
+
+    An explicit act: never refused as stale. Each service's source goes along as a
+    `Promoted-Source` trailer, so later bumps of `to_env` are ordered against it.
+    """
     policy = policy or PushPolicy()
     if from_env == to_env:
         raise ValueError("promote: --from and --to name the same environment")
     sync_branch(git, policy)
     chosen = list(services) if services else environment_services(git.workdir, from_env)
     images: dict[str, ImageRef] = {}
+    sources: list[tuple[str, str]] = []
     for service in chosen:
         ref = read_image(values_path(git.workdir, service, from_env))
         if ref is None:
             raise GitOpsError(f"promote: {service} has no image pinned in {from_env}")
         images[service] = ref
+        source = pinned_source(git, service, from_env)
+        if source:
+            sources.append((PROMOTED_SOURCE_TRAILER, f"{service}={source}"))
     if not images:
         raise GitOpsError(f"promote: no service has a values-{from_env}.yaml")
     return bump(
@@ -406,7 +522,8 @@ def promote(
         git.head(),
         policy,
         verb="promote",
-        extra_trailers={"Promoted-From": from_env},
+        extra_trailers=[(PROMOTED_FROM_TRAILER, from_env), *sources],
+        refuse_stale=False,
     )
 
 
@@ -443,7 +560,7 @@ def _revert_env_commits(git: Git, env: str, to_commit: str, start: str) -> list[
             continue  # already undone by a later commit
         message = (
             f"rollback({env}): revert {sha[:12]} {SKIP_CI_MARKER}\n\n"
-            f'Reverts "{subject}".\n\nReverts: {sha}\n{ENV_TRAILER}: {env}\n'
+            f'Reverts "{subject}".\n\n{REVERTS_TRAILER}: {sha}\n{ENV_TRAILER}: {env}\n'
         )
         git.run("commit", "--quiet", "--no-verify", "-F", "-", stdin=message)
         reverted.append(sha)
@@ -455,19 +572,16 @@ def rollback(git: Git, env: str, to_commit: str, policy: PushPolicy | None = Non
 
     The result pins exactly what `env` pinned at `to_commit`; history is kept (Argo CD's
     documented rollback under automated sync is a git revert). Other environments are untouched.
+    An explicit act: it is never refused as stale; a lost push race redoes it on the new tip.
     """
     policy = policy or PushPolicy()
     check_label("environment", env)
-    start = sync_branch(git, policy)
-    try:
-        reverted = _revert_env_commits(git, env, to_commit, start)
-    except BaseException:
-        restore(git, start)
-        raise
-    if not reverted:
-        return CommitResult(commit=None)
-    attempts = push_with_retry(git, policy, start)
-    return CommitResult(commit=git.head(), attempts=attempts)
+
+    def revert_all(tip: str) -> bool:
+        return bool(_revert_env_commits(git, env, to_commit, tip))
+
+    commit, attempts = redo_until_pushed(git, policy, revert_all)
+    return CommitResult(commit=commit, attempts=attempts)
 
 
 def bump_to_branch(

@@ -83,9 +83,21 @@ class Git:
     def is_clean(self) -> bool:
         return self.run("status", "--porcelain", "--untracked-files=all") == ""
 
+    def git_dir(self) -> Path:
+        """The repository's git directory (read without a subprocess in a plain clone)."""
+        dot_git = self.workdir / ".git"
+        if dot_git.is_dir():
+            return dot_git
+        return Path(self.run("rev-parse", "--absolute-git-dir"))
+
+    def current_branch(self) -> str | None:
+        """The checked-out branch, None when HEAD is detached."""
+        name = self.run("symbolic-ref", "--quiet", "--short", "HEAD", check=False)
+        return name or None
+
     def in_progress_operation(self) -> str | None:
         """The name of a rebase/merge/revert/cherry-pick left in progress, if any."""
-        git_dir = Path(self.run("rev-parse", "--absolute-git-dir"))
+        git_dir = self.git_dir()
         markers = {
             "rebase-merge": "rebase",
             "rebase-apply": "rebase",

@@ -3,6 +3,7 @@ registry and a local GitHub API server."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -14,7 +15,7 @@ import pytest
 from ci.core.gitops import ImageRef, read_image, values_path
 from ci.core.preview import preview_slug
 from ci.core.registry import RegistryClient
-from ci.deliver import main
+from ci.deliver import main, parser
 from delivery.github_server import TOKEN, FakeGitHub, run_fake_github
 from delivery.helpers import configure_identity, git, service_yaml
 from delivery.registry_server import LocalRegistry, push_image
@@ -85,7 +86,7 @@ def test_bump_and_usage_errors(
         "--image",
         image,
         "--source",
-        "abc",
+        git(work, "rev-parse", "HEAD"),
     )
     assert code == 0
     assert out["commit"] == git(work, "rev-parse", "origin/main")
@@ -103,7 +104,7 @@ def test_bump_and_usage_errors(
         "--image",
         "auth=latest",
         "--source",
-        "abc",
+        git(work, "rev-parse", "HEAD"),
     )
     assert code == 2
     assert "--image 'auth=latest'" in err
@@ -267,3 +268,111 @@ def test_preview_verifies_registry_and_comments(
     )
     assert (code, out["commit"], out["comment"]) == (0, None, "updated")
     assert "Destroyed" in github.comments[12][0]["body"]
+
+
+# --- bad input: exit 2 naming the argument, nothing committed or pushed ---------------------
+
+
+def state(work: Path) -> tuple[str, str, str]:
+    """(local HEAD, remote main, work tree status): what bad input must leave unchanged."""
+    remote = git(work, "ls-remote", "origin", "refs/heads/main").split()[0]
+    return git(work, "rev-parse", "HEAD"), remote, git(work, "status", "--porcelain")
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["release", "--dry-run", "--service", "nope"], "--service 'nope'"),
+        (["release", "--to-env", "nope"], "--to-env 'nope': unknown environment"),
+        (["release", "--from-env", "Bad!"], "--from-env 'Bad!'"),
+        (["rollback", "--env", "nope", "--to", "HEAD~1"], "--env 'nope': unknown environment"),
+        (["bump", "--env", "staging", "--image", "AUTH=x@sha256:" + "1" * 64], "--image"),
+        (["bump", "--env", "staging", "--image", "nosuch=t@sha256:" + "1" * 64], "'nosuch'"),
+        (["bump", "--env", "nope", "--image", "auth=t@sha256:" + "1" * 64], "--env 'nope'"),
+        (["bump", "--env", "staging", "--source", "nope"], "--source 'nope'"),
+        (["bump", "--env", "staging", "--source", "0" * 40], "--source 0000000000"),
+        (["promote", "--from", "staging", "--to", "nope"], "--to 'nope'"),
+        (["promote", "--from", "staging", "--to", "staging"], "--from and --to"),
+        (["promote", "--from", "staging", "--to", "production", "--service", "x"], "'x'"),
+        (["preview", "--preview-branch", "f", "--domain", "bad domain"], "--domain 'bad domain'"),
+        (["preview", "--preview-branch", "f", "--domain", "example.com", "--pr", "0"], "--pr 0"),
+        (["preview", "--preview-branch", "f", "--domain", "x.test", "--ttl-hours", "0"], "--ttl"),
+        (["preview-destroy", "--preview-branch", "", "--github-repo", "x/y"], "--preview-branch"),
+        (["preview-gc", "--now", "yesterday"], "--now 'yesterday'"),
+        (["preview-gc", "--max-attempts", "0"], "--max-attempts 0"),
+        (["preview-gc", "--branch", "a..b"], "--branch 'a..b'"),
+    ],
+)
+def test_bad_input_exits_2_naming_it_and_changes_nothing(
+    project: tuple[Path, dict[str, str]],
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    named: str,
+) -> None:
+    work, digests = project
+    command, *rest = argv
+    if command in {"bump", "preview"} and "--image" not in rest:
+        rest += ["--image", f"auth=main-auth@{digests['auth']}"]
+    if command == "bump" and "--source" not in rest:
+        rest += ["--source", git(work, "rev-parse", "HEAD")]
+    before = state(work)
+
+    code, _, err = run(capsys, command, "--repo", str(work), *rest)
+
+    assert code == 2, err
+    assert named in err
+    assert "Traceback" not in err
+    assert state(work) == before
+
+
+def test_stale_bump_exits_0_with_nothing_to_do(
+    project: tuple[Path, dict[str, str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    work, digests = project
+    old = git(work, "rev-parse", "HEAD")
+    (work / "services/auth/more.py").write_text("y = 2\n")
+    git(work, "add", ".")
+    git(work, "commit", "-qm", "feat(auth): more")
+    git(work, "push", "-q", "origin", "HEAD:main")
+    new = git(work, "rev-parse", "HEAD")
+    image = f"auth=main-auth@{digests['ai']}"
+    base = ["bump", "--repo", str(work), "--env", "staging", "--image", image]
+
+    code, out, err = run(capsys, *base, "--source", new)
+    assert (code, out["stale"]) == (0, []), err
+    before = state(work)
+    code, out, err = run(capsys, *base[:-1], f"auth=old@{digests['auth']}", "--source", old)
+
+    assert code == 0, err
+    assert "nothing to do: staging already runs a newer build" in err
+    assert (out["commit"], out["stale"]) == (None, ["auth"])
+    assert state(work) == before
+
+
+def test_release_dry_run_needs_no_remote_and_says_why_nothing(
+    project: tuple[Path, dict[str, str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    work, _ = project
+    git(work, "remote", "remove", "origin")
+
+    code, out, err = run(capsys, "release", "--repo", str(work), "--dry-run")
+
+    assert code == 0, err
+    assert out["releases"] == {}
+    unreleased = out["unreleased"]
+    assert isinstance(unreleased, dict)
+    assert set(unreleased) == {"auth", "ai"}
+    assert "no conventional commit that releases" in unreleased["auth"]
+    assert "no release tag yet" in unreleased["auth"]
+
+
+def test_every_option_has_a_help_text() -> None:
+    root = parser()
+    missing = []
+    for action in root._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                for option in sub._actions:
+                    if not option.help and option.dest != "help":
+                        missing.append(f"{name} {'/'.join(option.option_strings)}")
+    assert missing == []

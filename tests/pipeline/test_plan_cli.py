@@ -72,6 +72,15 @@ def test_missing_base_is_a_usage_error(repo: Repo) -> None:
     assert "--base" in done.stderr
 
 
+def test_all_needs_no_base(repo: Repo) -> None:
+    done = run_plan(repo.root, "--all")
+
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(done.stdout)
+    assert [s["name"] for s in plan["services"]] == ["auth", "backend", "frontend"]
+    assert (plan["base"], plan["changed_files"]) == (None, [])
+
+
 def test_outside_a_git_checkout_exits_2(tmp_path: Path) -> None:
     done = run_plan(tmp_path, "--base", "HEAD~1")
 

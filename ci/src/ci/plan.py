@@ -20,7 +20,9 @@ USAGE_ERROR = 2
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ci.plan", description=__doc__)
-    p.add_argument("--base", required=True, help="git ref to compare with, e.g. origin/main")
+    p.add_argument(
+        "--base", help="git ref to compare with, e.g. origin/main (required unless --all)"
+    )
     p.add_argument("--head", default="HEAD", help="git ref of the change (default: HEAD)")
     p.add_argument("--all", action="store_true", help="select every service")
     p.add_argument(
@@ -32,21 +34,29 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def make_plan(root: Path, base: str, head: str = "HEAD", *, everything: bool = False) -> Plan:
-    """The plan of the checkout at `root`; raises GitError or CatalogError."""
+def make_plan(
+    root: Path, base: str | None, head: str = "HEAD", *, everything: bool = False
+) -> Plan:
+    """The plan of the checkout at `root`; raises GitError or CatalogError.
+
+    Without `base` (only with `everything`) no diff is taken: every service is selected anyway.
+    """
     catalog = load_catalog(root)
     return affected(
         catalog,
-        changed_files(root, base, head),
+        changed_files(root, base, head) if base else [],
         library_charts(root),
         everything=everything,
-        base=resolve(root, base),
+        base=resolve(root, base) if base else None,
         head=resolve(root, head),
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    cli = parser()
+    args = cli.parse_args(argv)
+    if args.base is None and not args.all:
+        cli.error("--base is required (or --all for every service)")
     try:
         root = args.repo or Path(git(Path.cwd(), "rev-parse", "--show-toplevel").strip())
         plan = make_plan(root, args.base, args.head, everything=args.all)

@@ -183,6 +183,13 @@ def plan_service(git: Git, catalog: Catalog, service: str) -> ReleasePlan | None
     return ReleasePlan(service=service, previous=previous, version=version, changes=relevant)
 
 
+def nothing_to_release(git: Git, service: str) -> str:
+    """Why `service` has no release planned, for an empty plan's explanation."""
+    last = last_release(git, service)
+    since = f"since {last[0]}" if last else "in its history (no release tag yet)"
+    return f"no conventional commit that releases (feat, fix, perf, revert, breaking) {since}"
+
+
 def plan_releases(
     git: Git, catalog: Catalog, services: Iterable[str] | None = None
 ) -> list[ReleasePlan]:

@@ -229,7 +229,7 @@ class Ci:
     # --- delivery: GitOps bumps, previews, releases (ci.engine.delivery + ci.deliver) -----
 
     def _delivery(self) -> Delivery:
-        return Delivery(pipeline=self._pipeline(), python_image=self.python_image)
+        return Delivery(pipeline=self._pipeline())
 
     @never_cached
     async def deploy(

@@ -1,5 +1,5 @@
 """Delivery as containers: publish images, then run `python -m ci.deliver` (git, registry API,
-GitHub API) in a small Python image with git.
+GitHub API) in the toolchain container.
 
 Plain (undecorated) builders, wrapped by thin @function methods in `ci.main`. Every decision is
 made by the pure core behind `ci.deliver` (tested on the host against real git, a real registry
@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import anyio
 import dagger
-from dagger import dag
 
 from ci.core import buildplan
 from ci.core.affected import Plan
@@ -22,14 +21,8 @@ from ci.core.versions import build_version
 from ci.engine import toolchains
 from ci.engine.stages import BuildLabels, Pipeline, StageFailedError
 
-# The delivery core's third-party packages, pinned to the versions in the root uv.lock.
-DELIVER_REQUIREMENTS = (
-    "ruamel.yaml==0.19.1",
-    "httpx==0.28.1",
-    "pydantic==2.14.4",
-    "pyyaml==6.0.3",
-)
-CI_SRC = "/opt/ci"
+# The repository as it sits in the toolchain container; the delivery core is imported from here.
+CI_SRC = f"{toolchains.REPO}/ci/src"
 
 
 def image_argument(service: str, published_ref: str) -> str:
@@ -54,27 +47,13 @@ class Credentials:
 @dataclass(frozen=True)
 class Delivery:
     pipeline: Pipeline
-    python_image: str
 
-    def runner(self, credentials: Credentials) -> dagger.Container:
-        """Python + git + the delivery core, with the secrets as environment variables."""
+    async def runner(self, credentials: Credentials) -> dagger.Container:
+        """The toolchain container (git, and the delivery core's libraries at the versions
+        uv.lock pins, installed hashed by `uv sync --frozen`), with the secrets as environment
+        variables."""
         ctr = (
-            dag.container()
-            .from_(self.python_image)
-            .with_env_variable("DEBIAN_FRONTEND", "noninteractive")
-            .with_exec(
-                [
-                    "sh",
-                    "-c",
-                    "apt-get update -qq && apt-get install -y -qq --no-install-recommends "
-                    "git ca-certificates && rm -rf /var/lib/apt/lists/*",
-                ]
-            )
-            .with_mounted_cache("/root/.cache/pip", dag.cache_volume("ci-pip"))
-            .with_exec(
-                ["pip", "install", "--quiet", "--disable-pip-version-check", *DELIVER_REQUIREMENTS]
-            )
-            .with_directory(CI_SRC, self.pipeline.source.directory("ci/src"))
+            (await self.pipeline.toolchain())
             .with_env_variable("PYTHONPATH", CI_SRC)
             .with_workdir("/work")
             .with_secret_variable("GIT_TOKEN", credentials.git_token)
@@ -93,7 +72,7 @@ class Delivery:
         The run marker defeats the engine's exec cache: a push must happen every time.
         """
         return await (
-            self.runner(credentials)
+            (await self.runner(credentials))
             .with_env_variable("CI_DELIVER_RUN", str(time.time_ns()))
             .with_exec(["python", "-m", "ci.deliver", *args])
             .stdout()

@@ -99,6 +99,18 @@ def test_verdicts_that_depend_on_today_are_never_served_from_the_function_cache(
     assert policies["test"] is None
 
 
+def test_engine_tests_always_run_instead_of_coming_from_the_cache() -> None:
+    code = CACHE_POLICIES.replace("ci.Ci", "ci_tests.CiTests").replace('"Ci"', '"CiTests"')
+    code = code.replace("import json, ci", "import json, ci_tests")
+
+    done = python(code, REPO_ROOT / "ci" / "tests" / "src", DAGGER_MAIN_OBJECT="CiTests")
+
+    assert done.returncode == 0, done.stderr
+    policies = json.loads(done.stdout)
+    assert set(policies) == FUNCTIONS | {"all"}
+    assert set(policies.values()) == {"never"}
+
+
 def test_pure_core_and_plan_cli_do_not_import_dagger() -> None:
     core = "ci.core.scanpolicy, ci.core.toolchain, ci.core.buildplan, ci.core.toolversions"
     done = python(f"import sys, ci.plan, {core}; print('dagger' in sys.modules)")

@@ -28,6 +28,11 @@ SCAN_REPORTS = {
 }
 
 
+# Every test is `cache="never"`: a test served from the engine's 7-day function cache (the
+# tests take no arguments, so nothing in their cache key follows the ci module's source)
+# would pass without having run.
+
+
 class CapabilityError(AssertionError):
     """A capability of the ci module did not do what it promises."""
 
@@ -39,7 +44,7 @@ def expect(condition: bool, message: str) -> None:
 
 @object_type
 class CiTests:
-    @function
+    @function(cache="never")
     async def services(self) -> None:
         """The catalog lists the python and node services with their schema fields."""
         catalog = json.loads(await dag.ci().services())
@@ -47,7 +52,7 @@ class CiTests:
         expect({PYTHON_SERVICE, NODE_SERVICE} <= names, f"catalog misses services: {names}")
         expect("servicekit" in catalog["libraries"], "servicekit is not listed as a library")
 
-    @function
+    @function(cache="never")
     async def plan(self) -> None:
         """A plan against HEAD has no changes, lists every service as unaffected."""
         plan = json.loads(await dag.ci().plan(base="HEAD"))
@@ -58,7 +63,7 @@ class CiTests:
             "unaffected services differ from the catalog",
         )
 
-    @function
+    @function(cache="never")
     async def version(self) -> None:
         """main -> main-<sha7>; a release tag -> its version."""
         main = json.loads(await dag.ci().version(service=PYTHON_SERVICE, sha=SHA, branch="main"))
@@ -68,13 +73,13 @@ class CiTests:
         )
         expect(tagged["version"] == "1.2.3", f"release version: {tagged['version']}")
 
-    @function
+    @function(cache="never")
     async def lint(self) -> None:
         """Lint passes for a python and a node service (raises on findings)."""
         await dag.ci().lint(service=PYTHON_SERVICE)
         await dag.ci().lint(service=NODE_SERVICE)
 
-    @function
+    @function(cache="never")
     async def test(self) -> None:
         """Tests of two PostgreSQL services and a node one at once, each with backing services
         of its own; every run returns JUnit XML."""
@@ -90,7 +95,7 @@ class CiTests:
             for service in (PYTHON_SERVICE, SECOND_PYTHON_SERVICE, NODE_SERVICE):
                 group.start_soon(one, service)
 
-    @function
+    @function(cache="never")
     async def test_repo(self) -> None:
         """The repository suite (tests/, servicekit) passes in the toolchain container."""
         reports = dag.ci().test_repo()
@@ -98,7 +103,7 @@ class CiTests:
         junit = await reports.file("junit.xml").contents()
         expect("<testsuite" in junit, "test-repo: junit.xml is not JUnit XML")
 
-    @function
+    @function(cache="never")
     async def build(self) -> None:
         """The image carries the version labels and runs as a non-root user."""
         image = dag.ci().build(service=PYTHON_SERVICE, version="1.2.3", revision=SHA)
@@ -109,7 +114,7 @@ class CiTests:
         user = await image.user()
         expect(user not in ("", "root", "0", "0:0"), f"image runs as root: {user!r}")
 
-    @function
+    @function(cache="never")
     async def scan(self) -> None:
         """Two scans at once share one DB download; reports (JSON, SARIF, SBOM, verdict) come
         back even when the gate would fail."""
@@ -127,7 +132,7 @@ class CiTests:
             for service in (PYTHON_SERVICE, SECOND_PYTHON_SERVICE):
                 group.start_soon(one, service)
 
-    @function
+    @function(cache="never")
     async def publish(self) -> None:
         """Pushes to the ephemeral public registry ttl.sh and returns digests."""
         namespace = f"ttl.sh/chat-ci-{uuid.uuid4().hex[:12]}"
@@ -141,13 +146,13 @@ class CiTests:
         expect(len(refs) == 1, f"expected one reference: {refs}")
         expect(refs[0].startswith(f"{namespace}/{PYTHON_SERVICE}:1h@sha256:"), f"ref: {refs[0]}")
 
-    @function
+    @function(cache="never")
     async def check(self) -> None:
         """With no changes, check selects nothing and says so."""
         text = await dag.ci().check(base="HEAD")
         expect("no services selected" in text, f"unexpected summary: {text}")
 
-    @function
+    @function(cache="never")
     async def all(self) -> None:
         """Every test above, concurrently; raises listing every failure."""
         tests: dict[str, Callable[[], Awaitable[None]]] = {

@@ -18,13 +18,13 @@ PY_DIRS := $(patsubst %/pyproject.toml,%,$(wildcard services/*/pyproject.toml))
 export MYPYPATH := $(subst $(space),:,$(wildcard $(addsuffix /src,$(PY_DIRS))) ci/src tests)
 MYPY_FILES := $(wildcard $(addsuffix /src,$(PY_DIRS)) $(addsuffix /tests,$(PY_DIRS)) ci/src) tests
 
-.PHONY: help setup system-packages python frontend lock requirements-check lint format test e2e run
+.PHONY: help setup system-packages python frontend crd-schemas lock requirements-check lint format test e2e run
 
 # Every target with a `## text` comment, in file order (tests/stack/tests/test_make.py: all are listed).
 help: ## this list
 	@awk -F ':[^#]*## ' '/^[a-z][a-z0-9-]*:[^=]*## / { printf "make %-18s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
-setup: system-packages python frontend ## install everything (system packages, .venv, node modules)
+setup: system-packages python frontend crd-schemas ## install everything (system packages, .venv, node modules)
 
 system-packages: ## PostgreSQL, Redis, Chromium, ... when missing (.ci/system-packages.sh)
 	@.ci/system-packages.sh
@@ -43,6 +43,15 @@ frontend: $(FRONTEND)/node_modules/.package-lock.json ## the front end's node_mo
 
 $(FRONTEND)/node_modules/.package-lock.json: $(FRONTEND)/package-lock.json $(FRONTEND)/package.json
 	cd $(FRONTEND) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# The custom resources' schemas (Gateway API, cert-manager, Sealed Secrets) that tests/chartkit
+# validates rendered objects against, from the committed tests/crds/package-lock.json.
+CRDS := tests/crds
+crd-schemas: $(CRDS)/node_modules/.package-lock.json ## the CRD schemas the chart tests validate against (tests/crds)
+
+$(CRDS)/node_modules/.package-lock.json: $(CRDS)/package-lock.json $(CRDS)/package.json
+	cd $(CRDS) && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
 # Python services (every services/*/pyproject.toml but the servicekit library): their images

@@ -2,18 +2,24 @@
 
 Shared by tests/charts and tests/manifests. Rendering goes through helm-python-sdk (the Helm v4
 SDK in-process), validation through kubernetes-validate's bundled schemas for the Kubernetes
-version of the K3s release pinned in k3s/versions.env.
+version of the K3s release pinned in k3s/versions.env, and for custom resources through their CRDs'
+schemas: Gateway API, cert-manager and Sealed Secrets with the @kubernetes-models packages
+(tests/crds, run by node), NGINX Gateway Fabric's policies with the schema below.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import re
+import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import helm_python
+import jsonschema
 import kubernetes_validate
 import kubernetes_validate.utils
 import yaml
@@ -22,6 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 CHARTS = REPO / "charts"
 ARGOCD = REPO / "argocd"
 K3S = REPO / "k3s"
+CRD_VALIDATOR = REPO / "tests" / "crds" / "validate.mjs"
 
 APP_CHARTS = ("auth", "backend", "ai", "media-storage", "data-processor", "frontend")
 INFRA_CHARTS = ("postgres", "redis", "platform")
@@ -99,20 +106,130 @@ class ManifestInvalidError(AssertionError):
     """A rendered object does not match the Kubernetes schema of the pinned version."""
 
 
-def validate_strictly(obj: Manifest, version: str) -> None:
-    """Validate against the bundled schema for `version`, rejecting unknown fields.
+# Groups whose kinds the @kubernetes-models packages in tests/crds validate.
+MODEL_GROUPS = frozenset(
+    {"gateway.networking.k8s.io", "cert-manager.io", "acme.cert-manager.io", "bitnami.com"}
+)
 
-    kubernetes-validate only warns about a kind/apiVersion it has no schema for; here that is an
-    error, because such an object would be refused by the API server of that version.
-    """
-    name = f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
+_NAME = {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", "maxLength": 253}
+# NGINX Gateway Fabric v2.6.7's ClientSettingsPolicy (apis/v1alpha1), narrowed to the fields the
+# charts use and closed (unknown fields are errors): no package ships NGF's CRD schemas.
+NGF_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
+    ("gateway.nginx.org/v1alpha1", "ClientSettingsPolicy"): {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {},
+            "kind": {},
+            "metadata": {"type": "object"},
+            "spec": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["targetRef"],
+                "properties": {
+                    "targetRef": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["group", "kind", "name"],
+                        "properties": {
+                            "group": {"const": "gateway.networking.k8s.io"},
+                            "kind": {"enum": ["Gateway", "HTTPRoute", "GRPCRoute"]},
+                            "name": _NAME,
+                        },
+                    },
+                    "body": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "maxSize": {"type": "string", "pattern": r"^\d{1,4}(k|m|g)?$"},
+                            "timeout": {"type": "string", "pattern": r"^[0-9]{1,4}(ms|s|m|h)?$"},
+                        },
+                    },
+                },
+            },
+        },
+        "additionalProperties": False,
+    },
+}
+
+
+def group_of(obj: Manifest) -> str:
+    api_version = str(obj.get("apiVersion", ""))
+    return api_version.split("/", 1)[0] if "/" in api_version else ""
+
+
+def _describe(obj: Manifest) -> str:
+    return f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
+
+
+def validate_custom_resources(objects: list[Manifest]) -> list[str]:
+    """Problems of custom resources against their CRDs' schemas (one node run for all)."""
+    if not objects:
+        return []
+    node = shutil.which("node")
+    if node is None or not (CRD_VALIDATOR.parent / "node_modules").is_dir():
+        raise RuntimeError(f"node and {CRD_VALIDATOR.parent}/node_modules are needed: make setup")
+    result = subprocess.run(
+        [node, str(CRD_VALIDATOR)],
+        input=json.dumps(objects),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"{CRD_VALIDATOR.name} failed: {result.stderr.strip()}")
+    answers: list[str | None] = json.loads(result.stdout)
+    return [f"{_describe(o)}: {a}" for o, a in zip(objects, answers, strict=True) if a]
+
+
+def _ngf_problems(obj: Manifest) -> list[str]:
+    schema = NGF_SCHEMAS.get((str(obj.get("apiVersion")), str(obj.get("kind"))))
+    if schema is None:
+        return [
+            f"{_describe(obj)}: no schema for kind {obj.get('kind')} of {obj.get('apiVersion')}"
+        ]
+    validator = jsonschema.Draft202012Validator(schema)
+    return [
+        f"{_describe(obj)}: {'.'.join(map(str, e.path)) or '<root>'}: {e.message}"
+        for e in validator.iter_errors(obj)
+    ]
+
+
+def _kubernetes_problem(obj: Manifest, version: str) -> str | None:
+    name = _describe(obj)
     try:
         kubernetes_validate.validate(obj, version, strict=True)
     except kubernetes_validate.SchemaNotFoundError as error:
-        raise ManifestInvalidError(f"{name}: {error.message}") from error
+        return f"{name}: {error.message}"
     except kubernetes_validate.ValidationError as error:
         path = ".".join(str(part) for part in error.path) or "<root>"
-        raise ManifestInvalidError(f"{name}: {path}: {error.message}") from error
+        return f"{name}: {path}: {error.message}"
+    return None
+
+
+def problems_of(objects: list[Manifest] | tuple[Manifest, ...], version: str) -> list[str]:
+    """Every problem of the objects: built-in kinds against the Kubernetes schemas of `version`
+    (unknown fields rejected), custom resources against their CRDs' schemas. A kind no schema
+    knows is a problem, because the API server of that cluster would refuse it."""
+    problems: list[str] = []
+    custom: list[Manifest] = []
+    for obj in objects:
+        group = group_of(obj)
+        if group in MODEL_GROUPS:
+            custom.append(obj)
+        elif group == "gateway.nginx.org":
+            problems.extend(_ngf_problems(obj))
+        elif (problem := _kubernetes_problem(obj, version)) is not None:
+            problems.append(problem)
+    return problems + validate_custom_resources(custom)
+
+
+def validate_strictly(obj: Manifest, version: str) -> None:
+    """Raise ManifestInvalidError naming the object and field when `obj` is invalid."""
+    problems = problems_of([obj], version)
+    if problems:
+        raise ManifestInvalidError("\n".join(problems))
 
 
 def pod_specs(obj: Manifest) -> list[Manifest]:

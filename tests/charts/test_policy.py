@@ -14,6 +14,7 @@ from chartkit import (
     CHARTS,
     DEPLOYABLE_CHARTS,
     ENVIRONMENTS,
+    REPO,
     Manifest,
     containers,
     load_values,
@@ -260,42 +261,93 @@ EXPECTED_ROUTES = {
 }
 
 
+# The listener of the shared Gateway (k3s/gateway.yaml) that each environment's routes attach to.
+LISTENERS = {
+    "dev": "http",
+    "staging": "https-staging",
+    "production": "https-production",
+    "preview": "https-previews",
+}
+
+
+def filters_of(rule: Manifest, kind: str) -> list[Manifest]:
+    return [f for f in rule.get("filters", []) if f["type"] == kind]
+
+
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
-def test_ingress_routes_strip_their_prefix(environment: str) -> None:
+def test_routes_attach_to_the_environments_listener_and_strip_their_prefix(
+    environment: str,
+) -> None:
     hosts = set()
     for chart, route in EXPECTED_ROUTES.items():
-        (ingress,) = render_environment(chart, environment).of_kind("Ingress")
-        (rule,) = ingress["spec"]["rules"]
-        hosts.add(rule["host"])
-        (path,) = rule["http"]["paths"]
-        annotations = ingress["metadata"]["annotations"]
-        assert ingress["spec"]["ingressClassName"] == "nginx"
-        assert path["backend"]["service"]["name"] == chart
+        (http_route,) = render_environment(chart, environment).of_kind("HTTPRoute")
+        spec = http_route["spec"]
+        (parent,) = spec["parentRefs"]
+        assert parent == {
+            "group": "gateway.networking.k8s.io",
+            "kind": "Gateway",
+            "name": "chat",
+            "namespace": "nginx-gateway",
+            "sectionName": LISTENERS[environment],
+        }
+        hosts.update(spec["hostnames"])
+        (rule,) = spec["rules"]
+        (match,) = rule["matches"]
+        assert match == {"path": {"type": "PathPrefix", "value": route}}
+        (backend,) = rule["backendRefs"]
+        assert (backend["kind"], backend["name"], backend["port"]) == ("Service", chart, 8000) or (
+            chart == "frontend" and backend["name"] == "frontend"
+        )
+        rewrites = filters_of(rule, "URLRewrite")
         if route == "/":
-            assert path == {**path, "path": "/", "pathType": "Prefix"}
-            assert "nginx.ingress.kubernetes.io/rewrite-target" not in annotations
+            assert not rewrites
         else:
-            pattern = re.compile(path["path"])
-            assert path["pathType"] == "ImplementationSpecific"
-            assert annotations["nginx.ingress.kubernetes.io/use-regex"] == "true"
-            target = annotations["nginx.ingress.kubernetes.io/rewrite-target"]
-            for request, forwarded in [(route, "/"), (f"{route}/", "/"), (f"{route}/x/y", "/x/y")]:
-                match = pattern.fullmatch(request)
-                assert match, f"{request} does not reach {chart}"
-                assert target.replace("$2", match.group(2)) == forwarded
-            assert not pattern.fullmatch(f"{route}extra"), "prefix must end at a path segment"
+            (rewrite,) = rewrites
+            assert rewrite["urlRewrite"]["path"] == {
+                "type": "ReplacePrefixMatch",
+                "replacePrefixMatch": "/",
+            }
     assert len(hosts) == 1, f"services of {environment} on different hosts: {hosts}"
 
 
-@pytest.mark.parametrize("environment", ["staging", "production", "preview"])
-def test_tls_has_one_certificate_owner_per_host(environment: str) -> None:
-    issuers = []
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_routes_replace_a_client_supplied_forwarded_for(environment: str) -> None:
+    # NGINX would append the peer to a client's own X-Forwarded-For; every route sets it to the
+    # address the gateway saw instead, so a made-up header never reaches a service.
     for chart in APP_CHARTS:
-        (ingress,) = render_environment(chart, environment).of_kind("Ingress")
-        assert ingress["spec"]["tls"][0]["secretName"] == "chat-tls"
-        if "cert-manager.io/cluster-issuer" in ingress["metadata"]["annotations"]:
-            issuers.append(chart)
-    assert issuers == ["frontend"]
+        (http_route,) = render_environment(chart, environment).of_kind("HTTPRoute")
+        for rule in http_route["spec"]["rules"]:
+            (modifier,) = filters_of(rule, "RequestHeaderModifier")
+            headers = modifier["requestHeaderModifier"]
+            assert headers["set"] == [{"name": "X-Forwarded-For", "value": "$remote_addr"}]
+            assert "add" not in headers
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_every_route_has_a_body_size_policy(environment: str) -> None:
+    for chart in APP_CHARTS:
+        rendered = render_environment(chart, environment)
+        (policy,) = rendered.of_kind("ClientSettingsPolicy")
+        assert policy["spec"]["targetRef"] == {
+            "group": "gateway.networking.k8s.io",
+            "kind": "HTTPRoute",
+            "name": rendered.of_kind("HTTPRoute")[0]["metadata"]["name"],
+        }
+        expected = "12m" if chart == "media-storage" else "1m"
+        assert policy["spec"]["body"]["maxSize"] == expected, chart
+
+
+def test_no_ingress_objects_or_ingress_nginx_references_remain() -> None:
+    for chart in DEPLOYABLE_CHARTS:
+        for environment in ENVIRONMENTS:
+            assert not render_environment(chart, environment).of_kind("Ingress"), chart
+    needles = ("ingress-nginx", "nginx.ingress.kubernetes.io", "ingressClassName")
+    places = [CHARTS, REPO / "k3s", REPO / "argocd"]
+    for path in sorted(p for place in places for p in place.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            text = path.read_text()
+            for needle in needles:
+                assert needle not in text, f"{path}: {needle}"
 
 
 def network_policies(environment: str) -> list[Manifest]:
@@ -364,18 +416,26 @@ def test_network_policies_default_deny_and_matching_allows(environment: str) -> 
 
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
-def test_every_service_allows_dns_and_the_ingress_controller(environment: str) -> None:
+def test_every_service_allows_dns_and_only_the_gateways_pods(environment: str) -> None:
     for chart in APP_CHARTS:
         policy = render_environment(chart, environment).of_kind("NetworkPolicy")[0]
         ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule.get("ports", [])}
         assert 53 in ports, f"{chart}: no DNS egress"
-        sources = [
-            peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+        from_other_namespaces = [
+            peer
             for rule in policy["spec"]["ingress"]
             for peer in rule["from"]
             if "namespaceSelector" in peer
         ]
-        assert sources == ["ingress-nginx"], chart
+        # Both selectors in one peer: the gateway's NGINX pods, not the whole namespace.
+        assert from_other_namespaces == [
+            {
+                "namespaceSelector": {
+                    "matchLabels": {"kubernetes.io/metadata.name": "nginx-gateway"}
+                },
+                "podSelector": {"matchLabels": {"gateway.networking.k8s.io/gateway-name": "chat"}},
+            }
+        ], chart
 
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)

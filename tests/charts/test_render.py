@@ -20,6 +20,7 @@ from chartkit import (
     kubernetes_version,
     load_values,
     namespace_for,
+    problems_of,
     render,
     render_environment,
     validate_strictly,
@@ -34,12 +35,7 @@ def test_renders_objects_valid_for_pinned_kubernetes(chart: str, environment: st
     rendered = render_environment(chart, environment)
     assert rendered.objects, f"{chart} rendered nothing for {environment}"
     version = kubernetes_version()
-    problems = []
-    for obj in rendered.objects:
-        try:
-            validate_strictly(obj, version)
-        except ManifestInvalidError as error:
-            problems.append(str(error))
+    problems = problems_of(rendered.objects, version)
     assert not problems, f"{chart}/{environment} against Kubernetes {version}:\n" + "\n".join(
         problems
     )
@@ -72,6 +68,33 @@ def test_unknown_api_version_is_an_error_not_a_warning() -> None:
         validate_strictly(widget, kubernetes_version())
 
 
+def test_gateway_api_objects_are_checked_against_their_crd_schema() -> None:
+    route = copy.deepcopy(render_environment("auth", "staging").of_kind("HTTPRoute")[0])
+    validate_strictly(route, kubernetes_version())
+    route["spec"]["rules"][0]["backendRefs"][0]["port"] = "http"
+    with pytest.raises(ManifestInvalidError, match="port must be integer"):
+        validate_strictly(route, kubernetes_version())
+
+
+def test_an_unknown_custom_kind_is_an_error() -> None:
+    route = copy.deepcopy(render_environment("auth", "staging").of_kind("HTTPRoute")[0])
+    route["kind"] = "HTTPRoutez"
+    with pytest.raises(ManifestInvalidError, match="no schema for kind HTTPRoutez"):
+        validate_strictly(route, kubernetes_version())
+
+
+def test_gateway_fabric_policy_rejects_an_unknown_field_and_a_bad_size() -> None:
+    policy = copy.deepcopy(
+        render_environment("backend", "staging").of_kind("ClientSettingsPolicy")[0]
+    )
+    validate_strictly(policy, kubernetes_version())
+    policy["spec"]["body"]["maxSize"] = "12 MB"
+    policy["spec"]["bodyy"] = {}
+    with pytest.raises(ManifestInvalidError, match="maxSize") as error:
+        validate_strictly(policy, kubernetes_version())
+    assert "bodyy" in str(error.value)
+
+
 def test_removed_api_version_is_rejected() -> None:
     # policy/v1beta1 PodDisruptionBudget was removed in Kubernetes 1.25.
     pdb = copy.deepcopy(render_environment("auth", "production").of_kind("PodDisruptionBudget")[0])
@@ -91,7 +114,7 @@ def test_unknown_field_in_rendered_object_is_rejected() -> None:
 def test_every_service_chart_renders_its_core_objects(environment: str) -> None:
     for chart in ("auth", "backend", "ai", "media-storage", "data-processor", "frontend"):
         kinds = {obj["kind"] for obj in render_environment(chart, environment).objects}
-        expected = {"Deployment", "Service", "Ingress", "ServiceAccount", "NetworkPolicy"}
+        expected = {"Deployment", "Service", "HTTPRoute", "ServiceAccount", "NetworkPolicy"}
         assert expected <= kinds, f"{chart}/{environment} lacks {expected - kinds}"
 
 

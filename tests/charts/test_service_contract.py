@@ -62,12 +62,15 @@ def test_chart_reaches_exactly_the_backing_services_it_needs(path: Path) -> None
     assert (name in chart_defaults("redis")["clients"]) is ("redis" in needs)
 
 
-UVICORN_SERVICES = [p for p in SERVICE_FILES if service_of(p)["run"][0] == "uvicorn"]
+PYTHON_SERVICES = [p for p in SERVICE_FILES if service_of(p)["kind"] == "python"]
 
 
-@pytest.mark.parametrize("path", UVICORN_SERVICES, ids=lambda p: p.parent.name)
-def test_uvicorn_services_see_the_client_address_behind_the_ingress(path: Path) -> None:
-    # Per-IP rate limits need the client's address, which ingress-nginx sends in X-Forwarded-For;
-    # uvicorn honours that header only from the addresses in FORWARDED_ALLOW_IPS.
+@pytest.mark.parametrize("path", PYTHON_SERVICES, ids=lambda p: p.parent.name)
+def test_python_services_trust_forwarded_headers_from_the_pod_network_only(path: Path) -> None:
+    # The services honour X-Forwarded-For only from FORWARDED_ALLOW_IPS: the K3s pod network,
+    # whose only callers NetworkPolicy lets in are the gateway's pods and the namespace's services.
     service = service_of(path)
-    assert chart_defaults(service["name"])["config"].get("FORWARDED_ALLOW_IPS") == "*"
+    allowed = chart_defaults(service["name"])["config"].get("FORWARDED_ALLOW_IPS")
+    config = yaml.safe_load((REPO / "k3s" / "config.yaml").read_text())
+    assert allowed == config["cluster-cidr"]
+    assert "*" not in allowed

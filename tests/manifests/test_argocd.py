@@ -315,21 +315,21 @@ def test_preview_namespace_goes_with_the_preview() -> None:
 def test_preview_parameters_exist_and_render_valid_charts() -> None:
     patch = applicationset()["spec"]["templatePatch"]
     parameters = re.findall(r"- name: ([\w.]+)", patch)
-    assert parameters == ["image.tag", "image.digest", "ingress.host"]
+    assert parameters == ["image.tag", "image.digest", "httpRoute.host"]
     preview = sample_preview()
     for chart in APP_CHARTS:
         values = load_values(chart, "preview")
         image = preview["images"][chart]
         values["image"] = {**values["image"], **image}
-        values["ingress"] = {**values["ingress"], "host": preview["host"]}
+        values["httpRoute"] = {**values["httpRoute"], "host": preview["host"]}
         objects = render(chart, values, preview["namespace"])
         for obj in objects:
             try:
                 validate_strictly(obj, kubernetes_version())
             except ManifestInvalidError as error:
                 pytest.fail(str(error))
-        (ingress,) = [o for o in objects if o["kind"] == "Ingress"]
-        assert ingress["spec"]["rules"][0]["host"] == preview["host"]
+        (route,) = [o for o in objects if o["kind"] == "HTTPRoute"]
+        assert route["spec"]["hostnames"] == [preview["host"]]
 
 
 def test_a_stuck_sync_is_ended_so_that_retries_happen() -> None:
@@ -396,7 +396,7 @@ def test_template_patch_sets_images_and_host_of_services_only(
     assert parameters == {
         "image.tag": preview["images"][component]["tag"],
         "image.digest": preview["images"][component]["digest"],
-        "ingress.host": preview["host"],
+        "httpRoute.host": preview["host"],
     }
 
 

@@ -56,13 +56,17 @@ spec:
     matchLabels:
       app.kubernetes.io/name: {{ include "lib.name" . }}
   policyTypes: [Ingress, Egress]
-  {{- if or $v.ingress.enabled $np.allowFrom }}
+  {{- if or $v.httpRoute.enabled $np.allowFrom }}
   ingress:
-    {{- if $v.ingress.enabled }}
+    {{- if $v.httpRoute.enabled }}
+    # The gateway's NGINX pods (NGF labels them with their Gateway's name).
     - from:
         - namespaceSelector:
             matchLabels:
-              kubernetes.io/metadata.name: {{ $np.ingressControllerNamespace }}
+              kubernetes.io/metadata.name: {{ $v.httpRoute.gateway.namespace }}
+          podSelector:
+            matchLabels:
+              gateway.networking.k8s.io/gateway-name: {{ $v.httpRoute.gateway.name }}
       ports:
         - protocol: TCP
           port: {{ $v.port }}

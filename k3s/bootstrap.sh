@@ -1,48 +1,109 @@
 #!/usr/bin/env bash
-# Installs the cluster's platform components with Helm (ingress-nginx, cert-manager, Argo CD),
-# the system-upgrade-controller and its Plan, then hands the cluster to Argo CD by applying the
-# AppProjects and the root app-of-apps. Idempotent: helm upgrade --install and kubectl apply.
+# Installs the cluster's platform: a pinned Helm, the Gateway API CRDs, NGINX Gateway Fabric and
+# the cluster's Gateway, cert-manager (issuing through that Gateway), Sealed Secrets, Argo CD, the
+# platform-wide policies, the system-upgrade-controller and its Plan, then hands the cluster to
+# Argo CD by applying the AppProjects and the root app-of-apps. Every download is checked against
+# a SHA-256 pinned in versions.env. Idempotent: helm upgrade --install and kubectl apply.
 #
-#   sudo ACME_EMAIL=ops@example.com k3s/bootstrap.sh   (after k3s/install.sh; needs helm)
+#   sudo ACME_EMAIL=ops@example.com k3s/bootstrap.sh   (after k3s/install.sh)
 #
 # Without ACME_EMAIL the Let's Encrypt ClusterIssuer is not created (TLS stays off until it is).
 set -euo pipefail
 # shellcheck source=k3s/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+# Overridable so the download and checksum logic can be exercised without touching the host.
+HELM=${HELM_BIN:-/usr/local/bin/helm}
 
+# The standard channel's files, in the order of the release's config/crd/kustomization.yaml;
+# GATEWAY_API_CRDS_SHA256 pins their concatenation.
+GATEWAY_API_CRD_FILES=(
+  gatewayclasses gateways grpcroutes httproutes referencegrants backendtlspolicies
+  listenersets tlsroutes vap_safeupgrades
+)
 
 main() {
   require_root
-  require_command helm "see https://helm.sh/docs/intro/install/ (a pinned release tarball)"
+  require_command curl "apt-get install -y curl"
   require_command kubectl "run k3s/install.sh first"
   kubectl get nodes >/dev/null || die "no cluster at $KUBECONFIG; run k3s/install.sh first"
+  local work
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
 
-  log "helm: ingress-nginx $INGRESS_NGINX_CHART_VERSION"
-  helm upgrade --install ingress-nginx ingress-nginx \
-    --repo https://kubernetes.github.io/ingress-nginx --version "$INGRESS_NGINX_CHART_VERSION" \
-    --namespace ingress-nginx --create-namespace \
-    --values "$K3S_DIR/ingress-nginx-values.yaml" --wait --timeout 10m
-
-  log "helm: cert-manager $CERT_MANAGER_CHART_VERSION"
-  helm upgrade --install cert-manager cert-manager \
-    --repo https://charts.jetstack.io --version "$CERT_MANAGER_CHART_VERSION" \
-    --namespace cert-manager --create-namespace \
-    --set crds.enabled=true --wait --timeout 10m
+  ensure_helm "$work"
+  install_gateway_api_crds "$work"
+  install_chart "$work" ngf nginx-gateway nginx-gateway-fabric oci://ghcr.io/nginx/charts \
+    "$NGF_CHART_VERSION" NGF_CHART_SHA256 --values "$K3S_DIR/nginx-gateway-fabric-values.yaml"
+  install_chart "$work" cert-manager cert-manager cert-manager https://charts.jetstack.io \
+    "$CERT_MANAGER_CHART_VERSION" CERT_MANAGER_CHART_SHA256 \
+    --values "$K3S_DIR/cert-manager-values.yaml"
   install_cluster_issuer
+  install_chart "$work" sealed-secrets kube-system sealed-secrets \
+    https://bitnami-labs.github.io/sealed-secrets "$SEALED_SECRETS_CHART_VERSION" \
+    SEALED_SECRETS_CHART_SHA256 --set fullnameOverride=sealed-secrets-controller
+  install_chart "$work" argocd argocd argo-cd https://argoproj.github.io/argo-helm \
+    "$ARGO_CD_CHART_VERSION" ARGO_CD_CHART_SHA256 --values "$REPO_DIR/argocd/install/values.yaml"
 
-  log "helm: argo-cd $ARGO_CD_CHART_VERSION"
-  helm upgrade --install argocd argo-cd \
-    --repo https://argoproj.github.io/argo-helm --version "$ARGO_CD_CHART_VERSION" \
-    --namespace argocd --create-namespace \
-    --values "$REPO_DIR/argocd/install/values.yaml" --wait --timeout 10m
+  log "the cluster's Gateway and its routes (k3s/gateway.yaml)"
+  kubectl apply -f "$K3S_DIR/gateway.yaml"
 
-  install_upgrade_controller
+  install_upgrade_controller "$work"
 
   log "Argo CD: AppProjects and the root app-of-apps"
   kubectl apply -f "$REPO_DIR/argocd/apps/projects.yaml"
   kubectl apply -f "$REPO_DIR/argocd/root.yaml"
   log "done: Argo CD now syncs argocd/apps from git"
+}
+
+# Installs the pinned Helm unless that version is already there.
+ensure_helm() {
+  local work=$1 arch pin
+  if [[ -x $HELM && $("$HELM" version --template '{{.Version}}' 2>/dev/null) == "$HELM_VERSION" ]]; then
+    log "helm $HELM_VERSION already installed"
+    return 0
+  fi
+  arch=$(host_arch)
+  pin=HELM_SHA256_${arch^^}
+  log "installing helm $HELM_VERSION ($arch)"
+  fetch_verified "https://get.helm.sh/helm-$HELM_VERSION-linux-$arch.tar.gz" "$work/helm.tar.gz" "$pin"
+  tar -xzf "$work/helm.tar.gz" -C "$work" "linux-$arch/helm"
+  install -D -m 0755 "$work/linux-$arch/helm" "$HELM"
+}
+
+install_gateway_api_crds() {
+  local work=$1 base name bundle=$1/gateway-api-crds.yaml
+  base="https://raw.githubusercontent.com/kubernetes-sigs/gateway-api/$GATEWAY_API_VERSION/config/crd/standard"
+  log "Gateway API $GATEWAY_API_VERSION CRDs (standard channel)"
+  : >"$bundle"
+  for name in "${GATEWAY_API_CRD_FILES[@]}"; do
+    fetch "$base/gateway.networking.k8s.io_$name.yaml" "$work/$name.yaml"
+    cat "$work/$name.yaml" >>"$bundle"
+  done
+  verify_sha256 "$bundle" GATEWAY_API_CRDS_SHA256
+  kubectl apply --server-side --force-conflicts -f "$bundle"
+  kubectl wait --for=condition=Established --timeout=120s \
+    crd/gateways.gateway.networking.k8s.io crd/httproutes.gateway.networking.k8s.io
+}
+
+# helm pull of a pinned chart version, checked against its pinned SHA-256, then installed from
+# that verified archive:  install_chart WORK RELEASE NAMESPACE CHART REPO VERSION PIN [ARGS...]
+install_chart() {
+  local work=$1 release=$2 namespace=$3 chart=$4 repo=$5 version=$6 pin=$7
+  shift 7
+  local archive="$work/$chart-${version#v}.tgz"
+  log "helm: $release ($chart $version)"
+  pinned_sha256 "$pin" >/dev/null || exit 1
+  rm -rf "$work/pull" && mkdir -p "$work/pull"
+  if [[ $repo == oci://* ]]; then
+    "$HELM" pull "$repo/$chart" --version "$version" --destination "$work/pull"
+  else
+    "$HELM" pull "$chart" --repo "$repo" --version "$version" --destination "$work/pull"
+  fi
+  mv "$work/pull"/*.tgz "$archive"
+  verify_sha256 "$archive" "$pin"
+  "$HELM" upgrade --install "$release" "$archive" --namespace "$namespace" --create-namespace \
+    --wait --timeout 10m "$@"
 }
 
 install_cluster_issuer() {
@@ -56,14 +117,13 @@ install_cluster_issuer() {
 
 # The controller's manifests come from its pinned release; the Plan pins the K3s version.
 install_upgrade_controller() {
-  local base work
+  local work=$1 base
   base="https://github.com/rancher/system-upgrade-controller/releases/download/$SYSTEM_UPGRADE_CONTROLLER_VERSION"
-  work=$(mktemp -d)
-  trap 'rm -rf "$work"; trap - RETURN' RETURN
   log "system-upgrade-controller $SYSTEM_UPGRADE_CONTROLLER_VERSION"
-  fetch "$base/crd.yaml" "$work/crd.yaml"
-  fetch "$base/system-upgrade-controller.yaml" "$work/controller.yaml"
-  kubectl apply -f "$work/crd.yaml" -f "$work/controller.yaml"
+  fetch_verified "$base/crd.yaml" "$work/suc-crd.yaml" SYSTEM_UPGRADE_CONTROLLER_CRD_SHA256
+  fetch_verified "$base/system-upgrade-controller.yaml" "$work/suc.yaml" \
+    SYSTEM_UPGRADE_CONTROLLER_MANIFEST_SHA256
+  kubectl apply -f "$work/suc-crd.yaml" -f "$work/suc.yaml"
   kubectl wait --for=condition=Established crd/plans.upgrade.cattle.io --timeout=120s
   kubectl apply -f "$K3S_DIR/upgrade-plan.yaml"
 }

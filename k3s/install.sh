@@ -5,8 +5,7 @@
 #
 #   sudo k3s/install.sh
 #
-# Environment (optional): K3S_SHA256 (expected checksum of the binary, checked in addition to the
-# release's checksum file), REGISTRY_USERNAME/REGISTRY_PASSWORD (ghcr.io pull credentials),
+# Environment (optional): REGISTRY_USERNAME/REGISTRY_PASSWORD (ghcr.io pull credentials),
 # KUBECONFIG_USER (whose ~/.kube/config to write; default: the sudo user, else root).
 set -euo pipefail
 # shellcheck source=k3s/lib.sh
@@ -17,11 +16,11 @@ BIN=${K3S_BIN:-/usr/local/bin/k3s}
 CONF_DIR=/etc/rancher/k3s
 UNIT=/etc/systemd/system/k3s.service
 
-release_asset_names() {
-  case $(uname -m) in
-    x86_64) echo "k3s sha256sum-amd64.txt" ;;
-    aarch64 | arm64) echo "k3s-arm64 sha256sum-arm64.txt" ;;
-    *) die "unsupported architecture $(uname -m)" ;;
+# The release asset of the K3s binary for an architecture.
+k3s_asset() {
+  case $1 in
+    amd64) echo k3s ;;
+    *) echo "k3s-$1" ;;
   esac
 }
 
@@ -30,29 +29,22 @@ installed_version() {
   "$BIN" --version 2>/dev/null | awk 'NR == 1 { print $3 }'
 }
 
-# Downloads the release binary and the release's checksum file, and refuses to install a binary
-# whose SHA-256 does not match (nor, when K3S_SHA256 is given, that pin).
+# Downloads the release binary and installs it only when its SHA-256 equals the pin in
+# versions.env (K3S_SHA256_AMD64 / _ARM64), never a checksum fetched from the same release.
 download_k3s() {
-  local binary sums base work expected actual
-  read -r binary sums < <(release_asset_names)
+  local arch binary base work
+  arch=$(host_arch)
+  binary=$(k3s_asset "$arch")
   base="https://github.com/k3s-io/k3s/releases/download/${K3S_VERSION//+/%2B}"
   work=$(mktemp -d)
   trap 'rm -rf "$work"; trap - RETURN' RETURN
   log "downloading K3s $K3S_VERSION ($binary)"
-  fetch "$base/$binary" "$work/$binary"
-  fetch "$base/$sums" "$work/sha256sum-k3s.txt"
-  expected=$(awk -v name="$binary" '$2 == name { print $1 }' "$work/sha256sum-k3s.txt")
-  [[ $expected =~ ^[0-9a-f]{64}$ ]] || die "no checksum for $binary in the release's $sums"
-  actual=$(sha256sum "$work/$binary" | awk '{ print $1 }')
-  [[ $actual == "$expected" ]] || die "checksum mismatch for $binary: got $actual, want $expected"
-  if [[ -n ${K3S_SHA256:-} && $actual != "$K3S_SHA256" ]]; then
-    die "checksum mismatch for $binary: got $actual, pinned K3S_SHA256=$K3S_SHA256"
-  fi
-  install -m 0755 "$work/$binary" "$BIN"
+  fetch_verified "$base/$binary" "$work/$binary" "K3S_SHA256_${arch^^}"
+  install -D -m 0755 "$work/$binary" "$BIN"
   for tool in kubectl crictl ctr; do
     ln -sfn "$BIN" "$(dirname "$BIN")/$tool"
   done
-  log "installed $BIN ($actual)"
+  log "installed $BIN"
 }
 
 write_registries() {

@@ -18,10 +18,45 @@ require_command() {
   command -v "$1" >/dev/null 2>&1 || die "$1 is required: $2"
 }
 
+# The release architecture name of this machine (amd64 or arm64).
+host_arch() {
+  case $(uname -m) in
+    x86_64 | amd64) echo amd64 ;;
+    aarch64 | arm64) echo arm64 ;;
+    *) die "unsupported architecture $(uname -m)" ;;
+  esac
+}
+
+# The value of a pin in versions.env, by name; refuses an empty or malformed pin.
+pinned_sha256() {
+  local name=$1 value
+  value=${!name:-}
+  [[ -n $value ]] || die "$name is not pinned in k3s/versions.env: refusing an unverified download (see k3s/README.md, Pinned checksums)"
+  [[ $value =~ ^[0-9a-f]{64}$ ]] || die "$name in k3s/versions.env is not a SHA-256 (64 hex digits)"
+  echo "$value"
+}
+
+# Refuses a file whose SHA-256 differs from the pin named by $2.
+verify_sha256() {
+  local file=$1 name=$2 expected actual
+  expected=$(pinned_sha256 "$name") || exit 1
+  actual=$(sha256sum "$file" | awk '{ print $1 }')
+  [[ $actual == "$expected" ]] || die "checksum mismatch for $(basename "$file"): got $actual, pinned $name=$expected"
+}
+
 # curl with a connect and a total timeout and a few retries: every download is bounded.
 fetch() {
   curl --fail --silent --show-error --location --proto '=https' --tlsv1.2 \
     --connect-timeout 15 --max-time 600 --retry 3 --retry-delay 2 --output "$2" "$1"
+}
+
+# Downloads $1 to $2 and keeps it only when its SHA-256 matches the pin named by $3.
+fetch_verified() {
+  local url=$1 target=$2 name=$3
+  pinned_sha256 "$name" >/dev/null || exit 1
+  fetch "$url" "$target.part"
+  verify_sha256 "$target.part" "$name"
+  mv "$target.part" "$target"
 }
 
 # Copies a file into place only when its content differs; prints "changed" when it did.

@@ -16,7 +16,17 @@ from pathlib import Path
 import kubernetes_validate.utils
 import pytest
 import yaml
-from chartkit import K3S, REPO, k3s_version, kubernetes_version
+from chartkit import (
+    APP_CHARTS,
+    ENVIRONMENTS,
+    K3S,
+    REPO,
+    Manifest,
+    k3s_version,
+    kubernetes_version,
+    problems_of,
+    render_environment,
+)
 
 SCRIPTS = sorted(K3S.glob("*.sh"))
 EXECUTABLES = [path for path in SCRIPTS if path.name != "lib.sh"]
@@ -91,7 +101,8 @@ def test_registries_hold_no_credentials() -> None:
 def test_bootstrap_installs_what_argocd_needs() -> None:
     text = (K3S / "bootstrap.sh").read_text()
     for needed in (
-        "ingress-nginx",
+        "nginx-gateway-fabric",
+        "gateway.yaml",
         "cert-manager",
         "argo-cd",
         "argocd/install/values.yaml",
@@ -114,49 +125,66 @@ def test_uninstall_refuses_without_confirmation() -> None:
     assert "usage" in result.stderr
 
 
-# --- the download: real script code, with curl replaced by a local file server stub ---
+# --- downloads: real script code from a copy of k3s/ with test pins, curl stubbed ---
 
 
-def asset_names() -> tuple[str, str]:
-    machine = platform.machine()
-    if machine in {"aarch64", "arm64"}:
-        return "k3s-arm64", "sha256sum-arm64.txt"
-    return "k3s", "sha256sum-amd64.txt"
+def host_arch() -> str:
+    return "arm64" if platform.machine() in {"aarch64", "arm64"} else "amd64"
 
 
-@pytest.fixture
-def release(tmp_path: Path) -> Path:
-    """A fake release directory and a curl stub on PATH that serves files from it."""
-    assets = tmp_path / "release"
-    assets.mkdir()
-    binary, sums = asset_names()
-    fake = f'#!/bin/sh\necho "k3s version {k3s_version()} (0123abcd)"\necho "go version go1.24"\n'
-    (assets / binary).write_text(fake)
-    digest = hashlib.sha256(fake.encode()).hexdigest()
-    (assets / sums).write_text(f"{'0' * 64}  k3s-airgap-images.tar\n{digest}  {binary}\n")
+def k3s_copy(tmp_path: Path, **pins: str) -> Path:
+    """k3s/ copied with some versions.env pins replaced (the scripts read pins only there)."""
+    copy = tmp_path / "k3s"
+    shutil.copytree(K3S, copy)
+    env = copy / "versions.env"
+    text = env.read_text()
+    for name, value in pins.items():
+        text, count = re.subn(rf"^{name}=.*$", f"{name}={value}", text, flags=re.MULTILINE)
+        assert count == 1, name
+    env.write_text(text)
+    return copy
+
+
+def curl_stub(tmp_path: Path, served: Path) -> Path:
+    """A curl on PATH that serves files by their URL's basename from `served` and logs URLs."""
     stubs = tmp_path / "stubs"
-    stubs.mkdir()
+    stubs.mkdir(exist_ok=True)
     curl = stubs / "curl"
     curl.write_text(
         "#!/bin/sh\n"
         'while [ $# -gt 1 ]; do [ "$1" = --output ] && out=$2; shift; done\n'
         f'echo "$1" >> "{tmp_path}/urls.log"\n'
-        f'cp "{assets}/$(basename "$1")" "$out"\n'
+        f'cp "{served}/$(basename "$1")" "$out"\n'
     )
     curl.chmod(0o755)
+    return stubs
+
+
+@pytest.fixture
+def release(tmp_path: Path) -> Path:
+    """A fake K3s release directory with the binary for this machine's architecture."""
+    assets = tmp_path / "release"
+    assets.mkdir()
+    binary = "k3s" if host_arch() == "amd64" else "k3s-arm64"
+    fake = f'#!/bin/sh\necho "k3s version {k3s_version()} (0123abcd)"\necho "go version go1.24"\n'
+    (assets / binary).write_text(fake)
     return assets
 
 
-def run_download(release: Path, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def run_download(release: Path, tmp_path: Path, pin: str) -> subprocess.CompletedProcess[str]:
+    k3s = k3s_copy(tmp_path, **{f"K3S_SHA256_{host_arch().upper()}": pin})
     target = tmp_path / "bin" / "k3s"
     target.parent.mkdir(exist_ok=True)
     return subprocess.run(
-        ["bash", "-c", f'source "{K3S / "install.sh"}"; download_k3s; installed_version'],
+        ["bash", "-c", f'source "{k3s / "install.sh"}"; download_k3s; installed_version'],
         env={
             **os.environ,
-            "PATH": f"{release.parent / 'stubs'}:{os.environ['PATH']}",
+            "PATH": f"{curl_stub(tmp_path, release)}:{os.environ['PATH']}",
             "K3S_BIN": str(target),
-            **env,
         },
         capture_output=True,
         text=True,
@@ -164,38 +192,58 @@ def run_download(release: Path, tmp_path: Path, **env: str) -> subprocess.Comple
     )
 
 
-def test_download_installs_a_binary_whose_checksum_matches(release: Path, tmp_path: Path) -> None:
-    result = run_download(release, tmp_path)
+def the_binary(release: Path) -> Path:
+    (binary,) = release.iterdir()
+    return binary
+
+
+def test_download_installs_a_binary_matching_its_pin(release: Path, tmp_path: Path) -> None:
+    result = run_download(release, tmp_path, sha256_of(the_binary(release)))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == k3s_version()
     assert (tmp_path / "bin" / "kubectl").resolve() == (tmp_path / "bin" / "k3s")
     base = f"https://github.com/k3s-io/k3s/releases/download/{k3s_version().replace('+', '%2B')}"
     urls = (tmp_path / "urls.log").read_text().split()
-    assert urls == [f"{base}/{name}" for name in asset_names()]
+    # Only the binary: no checksum file from the same release is trusted.
+    assert urls == [f"{base}/{the_binary(release).name}"]
 
 
 def test_download_refuses_a_tampered_binary(release: Path, tmp_path: Path) -> None:
-    binary, _ = asset_names()
-    (release / binary).write_text("#!/bin/sh\necho evil\n")
-    result = run_download(release, tmp_path)
+    pin = sha256_of(the_binary(release))
+    the_binary(release).write_text("#!/bin/sh\necho evil\n")
+    result = run_download(release, tmp_path, pin)
     assert result.returncode != 0
     assert "checksum mismatch" in result.stderr
     assert not (tmp_path / "bin" / "k3s").exists()
 
 
-def test_download_checks_an_operator_pinned_checksum_too(release: Path, tmp_path: Path) -> None:
-    result = run_download(release, tmp_path, K3S_SHA256="f" * 64)
+def test_download_refuses_without_a_pin(release: Path, tmp_path: Path) -> None:
+    result = run_download(release, tmp_path, "")
     assert result.returncode != 0
-    assert "pinned K3S_SHA256" in result.stderr
+    assert f"K3S_SHA256_{host_arch().upper()} is not pinned" in result.stderr
+    assert not (tmp_path / "urls.log").exists(), "nothing may be downloaded without a pin"
     assert not (tmp_path / "bin" / "k3s").exists()
 
 
-def test_download_refuses_a_release_without_a_checksum(release: Path, tmp_path: Path) -> None:
-    _, sums = asset_names()
-    (release / sums).write_text(f"{'0' * 64}  something-else\n")
-    result = run_download(release, tmp_path)
+def test_download_refuses_a_malformed_pin(release: Path, tmp_path: Path) -> None:
+    result = run_download(release, tmp_path, "not-a-checksum")
     assert result.returncode != 0
-    assert "no checksum" in result.stderr
+    assert "is not a SHA-256" in result.stderr
+
+
+def test_every_architecture_has_its_own_pins() -> None:
+    text = (K3S / "versions.env").read_text()
+    names = set(re.findall(r"^([A-Z0-9_]+)=", text, re.MULTILINE))
+    for artefact in ("K3S_SHA256", "K3S_AIRGAP_IMAGES_SHA256", "HELM_SHA256"):
+        assert {f"{artefact}_AMD64", f"{artefact}_ARM64"} <= names
+    values = dict(re.findall(r"^([A-Z0-9_]+)=(.*)$", text, re.MULTILINE))
+    for name, value in values.items():
+        if name.endswith("_SHA256") or "_SHA256_" in name:
+            assert value == "" or re.fullmatch(r"[0-9a-f]{64}", value), name
+    scripts = " ".join(p.read_text() for p in SCRIPTS)
+    for name in values:
+        if "SHA256" in name and not name.endswith(("_AMD64", "_ARM64")):
+            assert name in scripts, f"{name} is pinned but never checked"
 
 
 def test_config_files_are_copied_only_when_changed(tmp_path: Path) -> None:
@@ -226,18 +274,28 @@ def run_issuer(tmp_path: Path, email: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_cluster_issuer_is_the_one_the_charts_name(tmp_path: Path) -> None:
+def test_cluster_issuer_solves_through_the_gateway_it_issues_for(tmp_path: Path) -> None:
     result = run_issuer(tmp_path, "ops@example.com")
     assert result.returncode == 0, result.stderr
     issuer = yaml.safe_load((tmp_path / "applied.yaml").read_text())
     assert issuer["kind"] == "ClusterIssuer"
     assert issuer["spec"]["acme"]["email"] == "ops@example.com"
-    solver = issuer["spec"]["acme"]["solvers"][0]["http01"]["ingress"]
-    assert solver["ingressClassName"] == "nginx"
-    for values_file in sorted((REPO / "charts").glob("*/values*.yaml")):
-        tls = (yaml.safe_load(values_file.read_text()) or {}).get("ingress", {}).get("tls")
-        if tls:
-            assert tls["clusterIssuer"] == issuer["metadata"]["name"], values_file
+    assert problems_of([issuer], kubernetes_version()) == []
+    (solver,) = issuer["spec"]["acme"]["solvers"]
+    (parent,) = solver["http01"]["gatewayHTTPRoute"]["parentRefs"]
+    gateway = production_gateway()
+    assert (parent["name"], parent["namespace"]) == (
+        gateway["metadata"]["name"],
+        gateway["metadata"]["namespace"],
+    )
+    http = listener(gateway, parent["sectionName"])
+    assert (http["protocol"], http["port"]) == ("HTTP", 80)
+    # cert-manager creates its solver routes in the Certificate's (= the Gateway's) namespace.
+    assert http["allowedRoutes"]["namespaces"]["from"] == "Same"
+    annotations = gateway["metadata"]["annotations"]
+    assert annotations["cert-manager.io/cluster-issuer"] == issuer["metadata"]["name"]
+    values = yaml.safe_load((K3S / "cert-manager-values.yaml").read_text())
+    assert values["config"]["enableGatewayAPI"] is True
 
 
 def test_cluster_issuer_refuses_an_odd_email(tmp_path: Path) -> None:
@@ -245,3 +303,95 @@ def test_cluster_issuer_refuses_an_odd_email(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "not an e-mail address" in result.stderr
     assert not (tmp_path / "applied.yaml").exists()
+
+
+# --- the Gateway: one per cluster, a listener per environment, TLS through cert-manager ---
+
+
+def manifests(name: str) -> list[Manifest]:
+    return [doc for doc in yaml.safe_load_all((K3S / name).read_text()) if doc]
+
+
+def production_gateway() -> Manifest:
+    (gateway,) = [o for o in manifests("gateway.yaml") if o["kind"] == "Gateway"]
+    return gateway
+
+
+def listener(gateway: Manifest, name: str) -> Manifest:
+    listeners: list[Manifest] = gateway["spec"]["listeners"]
+    (found,) = [item for item in listeners if item["name"] == name]
+    return found
+
+
+@pytest.mark.parametrize("name", ["gateway.yaml", "gateway-dev.yaml"])
+def test_gateway_files_are_valid_gateway_api_objects(name: str) -> None:
+    objects = manifests(name)
+    assert objects
+    assert problems_of(objects, kubernetes_version()) == []
+
+
+def test_each_environment_attaches_to_a_listener_of_its_own_host_and_namespace() -> None:
+    gateway = production_gateway()
+    for environment in ("staging", "production", "preview"):
+        for chart in APP_CHARTS:
+            (route,) = render_environment(chart, environment).of_kind("HTTPRoute")
+            (parent,) = route["spec"]["parentRefs"]
+            assert (parent["name"], parent["namespace"]) == ("chat", "nginx-gateway")
+            https = listener(gateway, parent["sectionName"])
+            assert https["protocol"] == "HTTPS"
+            assert https["tls"]["mode"] == "Terminate"
+            namespaces = https["allowedRoutes"]["namespaces"]
+            assert namespaces["from"] == "Selector"
+            labels = namespaces["selector"]["matchLabels"]
+            if environment == "preview":
+                assert https["hostname"].startswith("*.")
+                assert labels == {"chat-platform/environment": "preview"}
+                (namespace,) = render_environment("platform", "preview").of_kind("Namespace")
+                assert namespace["metadata"]["labels"]["chat-platform/environment"] == "preview"
+            else:
+                assert route["spec"]["hostnames"] == [https["hostname"]]
+                assert labels == {"kubernetes.io/metadata.name": f"chat-{environment}"}
+
+
+def test_plain_http_only_redirects_to_https() -> None:
+    (redirect,) = [
+        o for o in manifests("gateway.yaml") if o["metadata"]["name"] == "https-redirect"
+    ]
+    (parent,) = redirect["spec"]["parentRefs"]
+    assert parent["sectionName"] == "http"
+    (rule,) = redirect["spec"]["rules"]
+    (only_filter,) = rule["filters"]
+    assert only_filter["requestRedirect"] == {"scheme": "https", "statusCode": 301}
+    assert "backendRefs" not in rule
+
+
+def test_dev_gateway_serves_the_dev_routes_over_http() -> None:
+    (gateway,) = manifests("gateway-dev.yaml")
+    production = production_gateway()
+    assert gateway["metadata"]["name"] == production["metadata"]["name"]
+    assert gateway["metadata"]["namespace"] == production["metadata"]["namespace"]
+    assert gateway["spec"]["gatewayClassName"] == production["spec"]["gatewayClassName"]
+    for chart in APP_CHARTS:
+        (route,) = render_environment(chart, "dev").of_kind("HTTPRoute")
+        (parent,) = route["spec"]["parentRefs"]
+        http = listener(gateway, parent["sectionName"])
+        assert (http["protocol"], http["port"]) == ("HTTP", 80)
+
+
+def test_gateway_class_and_client_address_settings_of_the_controller() -> None:
+    values = yaml.safe_load((K3S / "nginx-gateway-fabric-values.yaml").read_text())
+    assert (
+        values["nginxGateway"]["gatewayClassName"]
+        == production_gateway()["spec"]["gatewayClassName"]
+    )
+    assert values["nginxGateway"]["snippets"]["enable"] is False
+    service = values["nginx"]["service"]
+    assert service == {"type": "LoadBalancer", "externalTrafficPolicy": "Local"}
+
+
+def test_cluster_cidr_is_what_the_services_trust_for_forwarded_headers() -> None:
+    config = yaml.safe_load((K3S / "config.yaml").read_text())
+    for chart in ("auth", "backend", "ai", "media-storage", "data-processor"):
+        for environment in ENVIRONMENTS:
+            (config_map,) = render_environment(chart, environment).of_kind("ConfigMap")
+            assert config_map["data"]["FORWARDED_ALLOW_IPS"] == config["cluster-cidr"], chart

@@ -55,6 +55,11 @@ HOP_BY_HOP = frozenset(
         "host",
     }
 )
+# What the edge itself says about the client; a client's own values are forgeries and dropped
+# (the services trust X-Forwarded-For from the edge, so a forwarded one would pick the limit key).
+FORWARDING = frozenset(
+    {"forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-prefix"}
+)
 
 access_log = logging.getLogger("edge.access")
 logger = logging.getLogger("edge")
@@ -157,7 +162,8 @@ class Edge:
 
     async def _forward(self, request: Request, upstream: str, prefix: str, path: str) -> Response:
         assert self.client is not None, "lifespan startup creates the client"
-        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
+        dropped = HOP_BY_HOP | FORWARDING
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in dropped]
         headers += [
             ("x-forwarded-for", request.client.host if request.client else "unknown"),
             ("x-forwarded-host", request.headers.get("host", "")),
@@ -258,6 +264,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         log_level="info",
         server_header=False,
         date_header=False,
+        # The edge is the first hop: the peer is the client, whatever X-Forwarded-For it sends.
+        proxy_headers=False,
     )
 
 

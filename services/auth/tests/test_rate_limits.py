@@ -7,9 +7,11 @@ import contextlib
 from collections.abc import Callable
 
 import httpx
+import pytest
 from auth.app import create_app
 from auth.config import Settings
 from fastapi import FastAPI
+from harness.appservers import AsgiServer
 from harness.servers import RedisServer
 
 ClientFactory = Callable[[FastAPI], contextlib.AbstractAsyncContextManager[httpx.AsyncClient]]
@@ -103,3 +105,40 @@ async def test_fail_open_is_configurable(
         assert (await client.post("/register", json=credentials)).status_code == 201
         assert (await client.post("/login", json=credentials)).status_code == 200
     app.state.engine.dispose()
+
+
+def _forged_logins(url: str, count: int) -> list[int]:
+    """Wrong logins, each claiming another client address in X-Forwarded-For."""
+    with httpx.Client(base_url=url, timeout=30) as client:
+        return [
+            client.post(
+                "/login",
+                json={"username": f"v{i}", "password": "x"},
+                headers={"X-Forwarded-For": f"203.0.113.{i}"},
+            ).status_code
+            for i in range(count)
+        ]
+
+
+def test_a_forged_forwarded_for_does_not_buy_a_fresh_budget(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the proxies in FORWARDED_ALLOW_IPS (the gateway) may name the client; we are not one."""
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "10.255.0.1,10.42.0.0/16")
+    app = create_app(make_settings(auth_login_limit_per_ip=3, auth_rate_limit_period=60))
+    with AsgiServer(lambda: app, lifespan="off") as server:
+        codes = _forged_logins(server.url, 4)
+    app.state.engine.dispose()
+    assert codes == [401, 401, 401, 429]
+
+
+def test_the_trusted_gateway_names_the_client(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From a listed proxy (here: loopback is the gateway), each forwarded client has its budget."""
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "127.0.0.1")
+    app = create_app(make_settings(auth_login_limit_per_ip=3, auth_rate_limit_period=60))
+    with AsgiServer(lambda: app, lifespan="off") as server:
+        codes = _forged_logins(server.url, 4)
+    app.state.engine.dispose()
+    assert codes == [401, 401, 401, 401]

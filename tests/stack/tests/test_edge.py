@@ -69,6 +69,7 @@ async def echo(scope: Scope, receive: Receive, send: Send) -> None:
         "query": scope["query_string"].decode(),
         "body": body.decode(),
         "headers": dict(request.headers),
+        "forwarded_for": request.headers.getlist("x-forwarded-for"),
     }
     data = json.dumps(payload).encode()
     await send(
@@ -185,6 +186,14 @@ def test_the_prefix_is_stripped_and_the_rest_forwarded_verbatim(edge: EdgeUnderT
     assert echoed["query"] == "x=1&y=%2F"
     assert echoed["headers"]["x-forwarded-prefix"] == "/api/auth"
     assert echoed["headers"]["x-forwarded-for"] == "127.0.0.1"
+
+
+def test_a_forged_forwarded_for_never_reaches_the_service(edge: EdgeUnderTest) -> None:
+    """Like the gateway, the edge says who connected; what the client claims is dropped."""
+    forged = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"}
+    echoed = httpx.get(f"{edge.url}/api/auth/login", headers=forged, timeout=10).json()
+    assert echoed["forwarded_for"] == ["127.0.0.1"]
+    assert echoed["headers"]["x-forwarded-proto"] == "http"
 
 
 def test_the_bare_prefix_becomes_the_root(edge: EdgeUnderTest) -> None:

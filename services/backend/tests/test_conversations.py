@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pytest
@@ -111,6 +112,8 @@ async def test_messages_paginate_oldest_first(
         ("/conversations", {"title": "   "}, 422, "title must not be blank"),
         ("/conversations", {"title": "x" * 201}, 422, "200 characters"),
         ("/conversations", {"name": "x"}, 422, "title"),
+        ("/conversations", {"title": "nul\x00byte"}, 422, "title"),
+        ("{conv}/messages", {"content": "nul\x00byte"}, 422, "content"),
         ("{conv}/messages", {"content": ""}, 422, "content"),
         ("{conv}/messages", {"content": "\n  "}, 422, "content must not be blank"),
         ("{conv}/messages", {"content": "x" * 101}, 422, "at most 100 characters"),
@@ -136,18 +139,26 @@ async def test_bad_input_gets_a_clear_4xx(
     assert words in response.json()["detail"]
 
 
+# A cursor of the right shape whose `after` no database integer can hold.
+HUGE_CURSOR = base64.urlsafe_b64encode(b'{"after":' + b"9" * 40 + b"}").decode().rstrip("=")
+
+
 @pytest.mark.parametrize(
     ("query", "words"),
     [("limit=0", "limit"), ("limit=101", "at most 100"), ("cursor=%%%", "cursor"),
-     ("cursor=eyJ4IjoxfQ", "cursor")],
+     ("cursor=eyJ4IjoxfQ", "cursor"), (f"cursor={HUGE_CURSOR}", "cursor"),
+     ("cursor=%00", "cursor")],
 )  # fmt: skip
 async def test_bad_paging_parameters_are_4xx(
     make_backend: MakeBackend, ai_server: AsgiServer, alice: dict[str, str], query: str, words: str
 ) -> None:
     backend = await make_backend(ai_url=ai_server.url)
-    response = await backend.http.get(f"/conversations?{query}", headers=alice)
-    assert response.status_code in (400, 422)
-    assert words in response.json()["detail"]
+    conversation = await backend.http.post("/conversations", json={"title": "t"}, headers=alice)
+    messages = f"/conversations/{conversation.json()['id']}/messages"
+    for path in ("/conversations", messages):
+        response = await backend.http.get(f"{path}?{query}", headers=alice)
+        assert response.status_code in (400, 422), response.text
+        assert words in response.json()["detail"]
 
 
 async def test_unknown_conversation_is_404(

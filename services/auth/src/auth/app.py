@@ -16,6 +16,7 @@ from servicekit.jwt import AsyncJwtVerifier
 from servicekit.logging import configure_logging
 from servicekit.ratelimit import RateLimiter, redis_client
 from servicekit.settings import sqlalchemy_url
+from servicekit.text import Text
 from sqlalchemy import create_engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -32,20 +33,20 @@ class Credentials(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     username: str = Field(min_length=3, max_length=32, pattern=USERNAME_PATTERN)
-    password: str = Field(min_length=8, max_length=256)
+    password: Text = Field(min_length=8, max_length=256)
 
 
 class LoginRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    username: str = Field(min_length=1, max_length=64)
-    password: str = Field(min_length=1, max_length=256)
+    username: Text = Field(min_length=1, max_length=64)
+    password: Text = Field(min_length=1, max_length=256)
 
 
 class RefreshRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    refresh_token: str = Field(min_length=1, max_length=256)
+    refresh_token: Text = Field(min_length=1, max_length=256)
 
 
 class UserOut(BaseModel):
@@ -203,6 +204,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app,
         readiness_checks={"postgres": postgres_check(engine), "redis": redis_check(redis)},
         verifier=verifier,
+        max_body_bytes=settings.auth_max_body_bytes,
     )
     app.add_exception_handler(OperationalError, _database_unavailable)
     _routes(app)

@@ -20,6 +20,9 @@ class Settings(ServiceSettings):
     auth_access_token_ttl: int = Field(default=900, ge=30, description="seconds")
     auth_refresh_token_ttl: int = Field(default=30 * 24 * 3600, ge=60, description="seconds")
 
+    # Every request body is a small JSON document; larger ones get 413 before they are read.
+    auth_max_body_bytes: int = Field(default=16 * 1024, ge=1024)
+
     # Rate limits: `limit` attempts per AUTH_RATE_LIMIT_PERIOD seconds, per client IP and per
     # account (username). The client IP is the peer address as uvicorn reports it; behind the
     # ingress set FORWARDED_ALLOW_IPS so uvicorn takes it from X-Forwarded-For.

@@ -6,6 +6,9 @@ import base64
 import binascii
 import json
 
+# `seq` is a 64-bit signed integer in the database: a larger `after` could only be forged.
+MAX_SEQ = 2**63 - 1
+
 
 class InvalidCursorError(ValueError):
     pass
@@ -23,6 +26,6 @@ def decode_cursor(cursor: str) -> int:
         seq = value["after"]
     except (binascii.Error, ValueError, TypeError, KeyError) as exc:
         raise InvalidCursorError("cursor is not one this API returned") from exc
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+    if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq <= MAX_SEQ:
         raise InvalidCursorError("cursor is not one this API returned")
     return seq

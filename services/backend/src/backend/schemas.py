@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from servicekit.text import Text
 
 from backend.models import TITLE_MAX
 
@@ -14,7 +15,7 @@ from backend.models import TITLE_MAX
 class ConversationCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    title: str = Field(min_length=1, max_length=TITLE_MAX)
+    title: Text = Field(min_length=1, max_length=TITLE_MAX)
 
     @field_validator("title")
     @classmethod
@@ -38,7 +39,7 @@ class MessageCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    content: str = Field(min_length=1)
+    content: Text = Field(min_length=1)
 
     @field_validator("content")
     @classmethod

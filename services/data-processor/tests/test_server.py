@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from harness.appservers import gunicorn_server
+from harness.slowclients import slow_clients
 from harness.tokens import TokenIssuer
 
 MANAGE = [sys.executable, "-m", "data_processor.manage"]
@@ -70,3 +71,10 @@ def test_consumer_usage_errors_exit_2(server_env: dict[str, str]) -> None:
     )
     assert result.returncode == 2
     assert b"--batch-size must be positive" in result.stderr
+
+
+def test_slow_clients_do_not_starve_the_health_probe(server: str) -> None:
+    """32 connections trickling their headers must not leave /health (the liveness probe) waiting."""
+    with slow_clients(server, count=32), httpx.Client(base_url=server, timeout=10) as client:
+        for _ in range(3):
+            assert client.get("/health").status_code == 200

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from harness.appservers import gunicorn_server
+from harness.slowclients import slow_clients
 from harness.tokens import TokenIssuer
 
 LIMIT = 256 * 1024
@@ -85,3 +86,10 @@ def test_chunked_upload_over_the_limit_is_cut_off_while_streaming(
     leftovers = [p for p in media.rglob("*") if p.is_file() and not p.name.startswith("index.")]
     assert leftovers == []
     assert httpx.get(f"{server}/health", timeout=5).status_code == 200
+
+
+def test_slow_clients_do_not_starve_the_health_probe(server: str) -> None:
+    """32 connections trickling their headers must not leave /health (the liveness probe) waiting."""
+    with slow_clients(server, count=32), httpx.Client(base_url=server, timeout=10) as client:
+        for _ in range(3):
+            assert client.get("/health").status_code == 200

@@ -13,7 +13,8 @@ from servicekit.gunicorn import gunicorn_settings
 
 def test_defaults_and_environment_overrides() -> None:
     defaults = gunicorn_settings("svc", environ={})
-    assert (defaults["bind"], defaults["workers"], defaults["threads"]) == ("0.0.0.0:8000", 1, 8)
+    assert (defaults["bind"], defaults["workers"]) == ("0.0.0.0:8000", 1)
+    assert (defaults["worker_class"], defaults["worker_connections"]) == ("gevent", 1000)
     assert defaults["worker_tmp_dir"] == "/dev/shm"
     tuned = gunicorn_settings(
         "svc",
@@ -21,11 +22,15 @@ def test_defaults_and_environment_overrides() -> None:
         environ={
             "BIND": "127.0.0.1:9000",
             "WEB_CONCURRENCY": "3",
-            "GUNICORN_THREADS": "2",
+            "GUNICORN_WORKER_CONNECTIONS": "50",
             "GUNICORN_WORKER_TMP_DIR": "/tmp/x",
         },
     )
-    assert (tuned["bind"], tuned["workers"], tuned["threads"]) == ("127.0.0.1:9000", 3, 2)
+    assert (tuned["bind"], tuned["workers"], tuned["worker_connections"]) == (
+        "127.0.0.1:9000",
+        3,
+        50,
+    )
     assert (tuned["timeout"], tuned["worker_tmp_dir"]) == (60, "/tmp/x")
 
 

@@ -55,11 +55,9 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {
-    "default": dj_database_url.parse(
-        CONFIG.database_url_or_fail(), conn_max_age=60, conn_health_checks=True
-    ),
-}
+# conn_max_age=0: under gunicorn's gevent worker every request runs in a greenlet of its own,
+# so a kept connection would belong to a greenlet that is gone; one connection per request.
+DATABASES = {"default": dj_database_url.parse(CONFIG.database_url_or_fail(), conn_max_age=0)}
 # Every network call has a timeout: connecting, and any single statement.
 DATABASES["default"].setdefault("OPTIONS", {}).update(
     {"connect_timeout": 5, "options": "-c statement_timeout=30000"}

@@ -5,8 +5,12 @@ A service's config module (`gunicorn -c python:<pkg>.gunicorn_conf ...`) only na
     globals().update(gunicorn_settings("media-storage", timeout=60))
 
 gunicorn reads a config module's global names, so the returned names become its settings.
-Threads in one worker by default: the per-process metrics registry then sees every request.
-Environment: BIND (default 0.0.0.0:8000), WEB_CONCURRENCY (workers, 1), GUNICORN_THREADS (8),
+One gevent worker by default: the per-process metrics registry then sees every request, and a
+connection costs a greenlet, not a thread. With threads (gthread) each connection holds a thread
+while its headers arrive, so a few dozen slow clients (slowloris) left nothing for the liveness
+probe; a greenlet waits for a slow client without blocking the others (the services' tests hold
+slow sockets and probe /health). Environment: BIND (default 0.0.0.0:8000), WEB_CONCURRENCY
+(workers, 1), GUNICORN_WORKER_CONNECTIONS (concurrent connections per worker, 1000),
 GUNICORN_WORKER_TMP_DIR (/dev/shm). No gunicorn import here: these are plain values.
 """
 
@@ -24,12 +28,19 @@ def gunicorn_settings(
     return {
         "bind": env.get("BIND", "0.0.0.0:8000"),
         "workers": int(env.get("WEB_CONCURRENCY", "1")),
-        "worker_class": "gthread",
-        "threads": int(env.get("GUNICORN_THREADS", "8")),
+        "worker_class": "gevent",
+        "worker_connections": int(env.get("GUNICORN_WORKER_CONNECTIONS", "1000")),
         "timeout": timeout,
         "graceful_timeout": 20,
         # The heartbeat file must live on a writable tmpfs (the root filesystem may be read-only).
         "worker_tmp_dir": env.get("GUNICORN_WORKER_TMP_DIR", "/dev/shm"),  # noqa: S108 (tmpfs)
+        # One request per connection: the connection closes after each response, so the unread
+        # rest of a refused body (413 mid-upload) is never drained, and no idle connection waits.
+        "keepalive": 0,
+        # Request line and headers are bounded (gunicorn's defaults, said here on purpose).
+        "limit_request_line": 4094,
+        "limit_request_fields": 100,
+        "limit_request_field_size": 8190,
         "accesslog": None,  # the app writes one JSON access line per request
         "errorlog": "-",
         # No runtime control socket: nothing uses it, and it would need a writable home directory.

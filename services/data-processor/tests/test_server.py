@@ -74,7 +74,7 @@ def test_consumer_usage_errors_exit_2(server_env: dict[str, str]) -> None:
 
 
 def test_slow_clients_do_not_starve_the_health_probe(server: str) -> None:
-    """32 connections trickling their headers must not leave /health (the liveness probe) waiting."""
+    """32 connections trickling their headers must not leave the liveness probe waiting."""
     with slow_clients(server, count=32), httpx.Client(base_url=server, timeout=10) as client:
         for _ in range(3):
             assert client.get("/health").status_code == 200

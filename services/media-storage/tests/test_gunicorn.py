@@ -89,7 +89,7 @@ def test_chunked_upload_over_the_limit_is_cut_off_while_streaming(
 
 
 def test_slow_clients_do_not_starve_the_health_probe(server: str) -> None:
-    """32 connections trickling their headers must not leave /health (the liveness probe) waiting."""
+    """32 connections trickling their headers must not leave the liveness probe waiting."""
     with slow_clients(server, count=32), httpx.Client(base_url=server, timeout=10) as client:
         for _ in range(3):
             assert client.get("/health").status_code == 200

@@ -1,7 +1,8 @@
-"""What each stage runs for a service, as data: build context, commands, environment.
+"""What each stage runs, as data: build context, commands, working directories, environment.
 
-The Dagger layer turns these into containers; keeping them here makes them testable and keeps
-the toolchain of a service kind in one place.
+The single source of the stage commands: the Dagger layer turns these Steps into `with_exec`
+calls in containers, `python -m ci.check` runs the very same Steps as host processes, and
+`make lint` / `make test` run the repository recipes below (`python -m ci.check --recipe`).
 """
 
 from __future__ import annotations
@@ -28,12 +29,18 @@ REPO_TESTS_DIR = "tests"
 
 
 class Step(BaseModel):
-    """One command of a stage, with a name for the logs."""
+    """One command of a stage, with a name for the logs.
+
+    `workdir` is relative to the repository root (the engine's toolchain container sets the
+    same directory); `env` are variables the command needs on top of the toolchain's.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     name: str
     args: list[str]
+    workdir: str = "."
+    env: dict[str, str] = {}
 
 
 def dockerfile(service: Service) -> str:
@@ -62,28 +69,62 @@ def oci_labels(service: Service, version: str, revision: str, source: str) -> di
     return labels
 
 
+def docker_build_step(
+    service: Service, context_dir: str, tag: str, version: str, revision: str, source: str
+) -> Step:
+    """`docker build` over a context directory holding `build_context(service)`: the same
+    Dockerfile, build args and labels as the engine's build."""
+    args = ["docker", "build", "--file", f"{context_dir}/{dockerfile(service)}", "--tag", tag]
+    for key, value in build_args(version, revision, source).items():
+        args += ["--build-arg", f"{key}={value}"]
+    for key, value in oci_labels(service, version, revision, source).items():
+        args += ["--label", f"{key}={value}"]
+    return Step(name="docker build", args=[*args, context_dir])
+
+
+def hadolint_step(dockerfile_path: str, output_format: str) -> Step:
+    """hadolint as the scan runs it: findings as a report, the policy decides (--no-fail)."""
+    return Step(
+        name=f"hadolint {output_format}",
+        args=["hadolint", "--no-fail", "-f", output_format, dockerfile_path],
+    )
+
+
 def mypy_path(service: Service) -> str:
     """MYPYPATH for one service: its src, its libraries' src and the repo test harness."""
     roots = [f"{service.folder}/src", *(f"{SERVICES_DIR}/{lib}/src" for lib in service.uses)]
     return ":".join([*roots, "tests"])
 
 
-def lint_steps(service: Service) -> list[Step]:
-    if service.kind == "node":
-        return [
-            Step(name="eslint", args=["npm", "run", "lint"]),
-            Step(name="typecheck", args=["npm", "run", "typecheck"]),
-        ]
-    folder = service.folder
+def ruff_steps(paths: list[str]) -> list[Step]:
     return [
-        Step(name="ruff check", args=["ruff", "check", folder]),
-        Step(name="ruff format", args=["ruff", "format", "--check", folder]),
-        Step(name="mypy", args=["mypy", f"{folder}/src", f"{folder}/tests"]),
+        Step(name="ruff check", args=["ruff", "check", *paths]),
+        Step(name="ruff format", args=["ruff", "format", "--check", *paths]),
     ]
 
 
-def step_for_tests(service: Service) -> Step:
-    junit = f"{JUNIT_DIR}/{JUNIT_FILE}"
+def mypy_step(paths: list[str], mypypath: str) -> Step:
+    return Step(name="mypy", args=["mypy", *paths], env={"MYPYPATH": mypypath})
+
+
+def node_lint_steps(folder: str) -> list[Step]:
+    return [
+        Step(name="eslint", args=["npm", "run", "--silent", "lint"], workdir=folder),
+        Step(name="typecheck", args=["npm", "run", "--silent", "typecheck"], workdir=folder),
+    ]
+
+
+def lint_steps(service: Service) -> list[Step]:
+    if service.kind == "node":
+        return node_lint_steps(service.folder)
+    folder = service.folder
+    mypy = mypy_step([f"{folder}/src", f"{folder}/tests"], mypy_path(service))
+    return [*ruff_steps([folder]), mypy]
+
+
+def step_for_tests(service: Service, junit: str = f"{JUNIT_DIR}/{JUNIT_FILE}") -> Step:
+    """The service's test command, writing JUnit XML to `junit` (absolute, or relative to the
+    step's working directory)."""
     if service.kind == "node":
         return Step(
             name="vitest",
@@ -95,6 +136,7 @@ def step_for_tests(service: Service) -> Step:
                 "--reporter=junit",
                 f"--outputFile.junit={junit}",
             ],
+            workdir=service.folder,
         )
     return Step(name="pytest", args=["pytest", service.folder, f"--junitxml={junit}"])
 
@@ -104,11 +146,10 @@ def repo_test_paths(catalog: Catalog) -> list[str]:
     return [REPO_TESTS_DIR, *(f"{SERVICES_DIR}/{lib}" for lib in sorted(catalog.libraries))]
 
 
-def step_for_repo_tests(catalog: Catalog) -> Step:
+def step_for_repo_tests(catalog: Catalog, junit: str = f"{JUNIT_DIR}/{JUNIT_FILE}") -> Step:
     """pytest over the repository-level suite. It starts its own PostgreSQL/Redis through the
     harness (some tests stop and restart them), so it needs the toolchain's server binaries and
     no TEST_DATABASE_URL / TEST_REDIS_URL."""
-    junit = f"{JUNIT_DIR}/{JUNIT_FILE}"
     return Step(name="pytest", args=["pytest", *repo_test_paths(catalog), f"--junitxml={junit}"])
 
 
@@ -118,13 +159,16 @@ def runs_repo_tests(plan: Plan) -> bool:
     return bool(plan.changed_files or plan.services)
 
 
-def env_for_tests(service: Service) -> dict[str, str]:
-    """Environment for the tests: URLs of the backing services the service needs."""
+def env_for_tests(
+    service: Service, database_url: str = TEST_DATABASE_URL, redis_url: str = TEST_REDIS_URL
+) -> dict[str, str]:
+    """Environment for the tests: URLs of the backing services the service needs (the engine's
+    service bindings by default; the host passes the harness's servers)."""
     env: dict[str, str] = {}
     if "postgres" in service.needs:
-        env["TEST_DATABASE_URL"] = TEST_DATABASE_URL
+        env["TEST_DATABASE_URL"] = database_url
     if "redis" in service.needs:
-        env["TEST_REDIS_URL"] = TEST_REDIS_URL
+        env["TEST_REDIS_URL"] = redis_url
     return env
 
 
@@ -139,3 +183,46 @@ def registry_host(registry: str) -> str:
 def image_ref(registry: str, service: str, tag: str) -> str:
     registry_host(registry)
     return f"{registry.strip().strip('/')}/{service}:{tag}"
+
+
+# --- repository recipes: what `make lint` and `make test` run ------------------------------
+
+
+class RepoLayout(BaseModel):
+    """What the repository recipes need to know about a checkout (found by the caller)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source_roots: list[str]  # every services/*/src and ci/src
+    test_dirs: list[str]  # every services/*/tests and tests
+    dockerfiles: list[str]
+    shell_scripts: list[str]
+    yaml_dirs: list[str]
+    node_folders: list[str]  # the folders of the node services
+
+
+def repo_lint_steps(layout: RepoLayout) -> list[Step]:
+    """`make lint`: every service's linters over the whole tree at once, plus the linters of
+    the files no service owns (Dockerfiles, shell scripts, YAML, workflows)."""
+    mypypath = ":".join([*layout.source_roots, REPO_TESTS_DIR])
+    steps = [*ruff_steps(["."]), mypy_step([*layout.source_roots, *layout.test_dirs], mypypath)]
+    steps.append(Step(name="hadolint", args=["hadolint", *layout.dockerfiles]))
+    shellcheck = ["shellcheck", "--external-sources", *layout.shell_scripts]
+    steps.append(Step(name="shellcheck", args=shellcheck))
+    steps.append(Step(name="yamllint", args=["yamllint", "--strict", *layout.yaml_dirs]))
+    steps.append(Step(name="actionlint", args=["actionlint", "-shellcheck", "shellcheck"]))
+    for folder in layout.node_folders:
+        steps += node_lint_steps(folder)
+    return steps
+
+
+def repo_test_steps(layout: RepoLayout) -> list[Step]:
+    """`make test`: the node services' unit tests and production builds (the browser test
+    drives that build), then one pytest session over every Python suite (`testpaths`)."""
+    steps: list[Step] = []
+    for folder in layout.node_folders:
+        npm = ["npm", "run", "--silent"]
+        steps.append(Step(name="vitest", args=[*npm, "test"], workdir=folder))
+        steps.append(Step(name="vite build", args=[*npm, "build"], workdir=folder))
+    steps.append(Step(name="pytest", args=["pytest"]))
+    return steps

@@ -1,54 +1,82 @@
-"""Results of a `check` run: one entry per service and stage, and the summary printed at the end."""
+"""Results of a `check` run: one entry per service and stage, and the summary printed at the end.
+
+The engine (`dagger call check`) and host mode (`python -m ci.check`) print the same table.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 STAGES = ("lint", "test", "build", "scan")
 
 
 class StageResult(BaseModel):
+    """The verdict of one stage of one service.
+
+    `not_run` names why a stage could not run here (a missing optional tool such as a Docker
+    daemon); such a stage is neither passed silently nor a failure of the run.
+    """
+
     model_config = ConfigDict(frozen=True)
 
     service: str
     stage: str
     ok: bool
     detail: str = ""
+    seconds: float | None = None
+    not_run: str = ""
+
+    @model_validator(mode="after")
+    def _not_run_is_no_failure(self) -> StageResult:
+        if self.not_run and not self.ok:
+            raise ValueError("a stage that did not run cannot have failed (ok must be True)")
+        return self
+
+    @property
+    def verdict(self) -> str:
+        if not self.ok:
+            return "FAILED"
+        return f"not run: {self.not_run}" if self.not_run else "ok"
 
 
 def failed(results: Iterable[StageResult]) -> list[StageResult]:
     return [r for r in results if not r.ok]
 
 
-def _order(result: StageResult) -> tuple[str, int]:
+def _order(result: StageResult) -> tuple[str, int, str]:
     stage = STAGES.index(result.stage) if result.stage in STAGES else len(STAGES)
-    return result.service, stage
+    return result.service, stage, result.stage
 
 
-def _cell(result: StageResult | None) -> str:
-    if result is None:
+def duration(seconds: float | None) -> str:
+    if seconds is None:
         return "-"
-    return "ok" if result.ok else "FAIL"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes}m{rest:02d}s" if minutes else f"{seconds:.1f}s"
 
 
 def summary(results: Iterable[StageResult]) -> str:
-    """A table: one row per service, one column per stage; failures with their detail below."""
+    """A table: one row per service and stage (duration, verdict); failures with their detail
+    below."""
     rows = sorted(results, key=_order)
-    by_service: dict[str, dict[str, StageResult]] = {}
-    for result in rows:
-        by_service.setdefault(result.service, {})[result.stage] = result
-    if not by_service:
+    if not rows:
         return "check: no services selected"
-    width = max(len(name) for name in by_service)
-    header = f"{'service'.ljust(width)}  " + "  ".join(s.ljust(5) for s in STAGES)
-    lines = [header]
-    for name, stages in by_service.items():
-        cells = [_cell(stages.get(stage)) for stage in STAGES]
-        lines.append(f"{name.ljust(width)}  " + "  ".join(c.ljust(5) for c in cells))
+    table = [("service", "stage", "duration", "verdict")]
+    table += [(r.service, r.stage, duration(r.seconds), r.verdict) for r in rows]
+    widths = [max(len(row[column]) for row in table) for column in range(3)]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True))
+        + f"  {row[3]}"
+        for row in table
+    ]
     bad = failed(rows)
-    lines.append(f"{len(by_service)} service(s), {len(bad)} failed stage(s)")
+    services = len({r.service for r in rows})
+    skipped = sum(1 for r in rows if r.not_run)
+    lines.append(
+        f"{services} service(s), {len(rows)} stage(s): {len(bad)} failed, {skipped} not run"
+    )
     for result in bad:
         lines.append(f"--- {result.service} {result.stage}:\n{result.detail.strip()}")
     return "\n".join(lines)

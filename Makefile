@@ -18,11 +18,15 @@ PY_DIRS := $(patsubst %/pyproject.toml,%,$(wildcard services/*/pyproject.toml))
 export MYPYPATH := $(subst $(space),:,$(wildcard $(addsuffix /src,$(PY_DIRS))) ci/src tests)
 MYPY_FILES := $(wildcard $(addsuffix /src,$(PY_DIRS)) $(addsuffix /tests,$(PY_DIRS)) ci/src) tests
 
-.PHONY: help setup system-packages python frontend crd-schemas lock requirements-check lint format test e2e run
+.PHONY: help setup system-packages python frontend crd-schemas lock requirements-check lint format test e2e run check
 
 # Every target with a `## text` comment, in file order (tests/stack/tests/test_make.py: all are listed).
 help: ## this list
 	@awk -F ':[^#]*## ' '/^[a-z][a-z0-9-]*:[^=]*## / { printf "make %-18s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+# The pipeline's command line on the host (ci/src/ci/check.py); the harness comes from tests/.
+CHECK := PYTHONPATH=ci/src $(BIN)/python -m ci.check
+CHECK_ARGS ?= --all
 
 setup: system-packages python frontend crd-schemas ## install everything (system packages, .venv, node modules)
 
@@ -96,6 +100,11 @@ test: setup ## every test tier that runs on this machine
 	$(NPM) run --silent test
 	$(NPM) run --silent build
 	$(BIN)/pytest
+
+# The main job: `dagger call check $(CHECK_ARGS)` when a dagger CLI reaches an engine; otherwise
+# one line saying why, then the same plan and recipes as host processes (python -m ci.check).
+check: setup ## the main job: dagger call check, else its stages on this host (CHECK_ARGS=--all)
+	@$(CHECK) --engine-first $(CHECK_ARGS)
 
 # The e2e suite alone. Against E2E_BASE_URL when set (e.g. the K3s ingress), otherwise against a
 # local stack of every Python service started by the suite itself (tests/stack/README.md).

@@ -64,11 +64,16 @@ def test_python_and_node_toolchains() -> None:
     assert step_for_tests(python).args == ["pytest", "services/auth", "--junitxml=/out/junit.xml"]
     assert mypy_path(python) == "services/auth/src:services/servicekit/src:tests"
     node = service(name="frontend", kind="node")
-    assert [s.args[:3] for s in lint_steps(node)] == [
-        ["npm", "run", "lint"],
-        ["npm", "run", "typecheck"],
+    assert [s.args for s in lint_steps(node)] == [
+        ["npm", "run", "--silent", "lint"],
+        ["npm", "run", "--silent", "typecheck"],
     ]
+    assert {s.workdir for s in lint_steps(node)} == {"services/frontend"}
     assert "--outputFile.junit=/out/junit.xml" in step_for_tests(node).args
+    assert step_for_tests(node).workdir == "services/frontend"
+    assert step_for_tests(python, "/tmp/x.xml").args[-1] == "--junitxml=/tmp/x.xml"
+    mypy = lint_steps(python)[-1]
+    assert mypy.env == {"MYPYPATH": "services/auth/src:services/servicekit/src:tests"}
 
 
 def test_repo_suite_is_tests_and_every_library() -> None:
@@ -104,23 +109,31 @@ def test_labels_and_image_references() -> None:
         image_ref(" / ", "auth", "x")
 
 
-def test_check_summary_shows_every_service_and_every_failure() -> None:
+def test_check_summary_has_a_row_per_service_and_stage_with_duration_and_verdict() -> None:
     results = [
-        StageResult(service="backend", stage="test", ok=False, detail="2 failed\n"),
-        StageResult(service="auth", stage="lint", ok=True),
+        StageResult(service="backend", stage="test", ok=False, detail="2 failed\n", seconds=75),
+        StageResult(service="auth", stage="lint", ok=True, seconds=3.25),
         StageResult(service="backend", stage="lint", ok=True),
         StageResult(service="auth", stage="scan", ok=False, detail="CVE-1 HIGH"),
-        StageResult(service="auth", stage="build", ok=True),
+        StageResult(service="auth", stage="build", ok=True, not_run="no Docker daemon"),
     ]
 
     text = summary(results)
 
     lines = text.splitlines()
-    assert lines[0].split() == ["service", "lint", "test", "build", "scan"]
-    assert lines[1].split() == ["auth", "ok", "-", "ok", "FAIL"]
-    assert lines[2].split() == ["backend", "ok", "FAIL", "-", "-"]
-    assert "2 service(s), 2 failed stage(s)" in text
+    assert lines[0].split() == ["service", "stage", "duration", "verdict"]
+    assert lines[1].split() == ["auth", "lint", "3.2s", "ok"]
+    assert lines[2].split() == ["auth", "build", "-", "not", "run:", "no", "Docker", "daemon"]
+    assert lines[3].split() == ["auth", "scan", "-", "FAILED"]
+    assert lines[4].split() == ["backend", "lint", "-", "ok"]
+    assert lines[5].split() == ["backend", "test", "1m15s", "FAILED"]
+    assert "2 service(s), 5 stage(s): 2 failed, 1 not run" in text
     assert "--- auth scan:\nCVE-1 HIGH" in text
     assert "--- backend test:\n2 failed" in text
     assert [r.stage for r in failed(results)] == ["test", "scan"]
     assert summary([]) == "check: no services selected"
+
+
+def test_a_stage_that_did_not_run_cannot_have_failed() -> None:
+    with pytest.raises(ValueError, match="cannot have failed"):
+        StageResult(service="auth", stage="build", ok=False, not_run="no Docker daemon")

@@ -26,6 +26,7 @@ TEST_REDIS_URL = f"redis://{REDIS_HOST}:6379/0"
 # suite covers. Its row in the check summary carries this name.
 REPO_SUITE = "test-repo"
 REPO_TESTS_DIR = "tests"
+TRIVY_REPORT = "trivy.json"
 
 
 class Step(BaseModel):
@@ -88,6 +89,27 @@ def hadolint_step(dockerfile_path: str, output_format: str) -> Step:
         name=f"hadolint {output_format}",
         args=["hadolint", "--no-fail", "-f", output_format, dockerfile_path],
     )
+
+
+def trivy_steps(image_tar: str, reports: str) -> list[Step]:
+    """Trivy over an image tarball: the JSON report the policy reads, then SARIF and a
+    CycloneDX SBOM converted from it (no second scan)."""
+    report = f"{reports}/{TRIVY_REPORT}"
+    scan = ["trivy", "image", "--input", image_tar, "--scanners", "vuln", "--list-all-pkgs"]
+    convert = ["trivy", "convert", "--format"]
+    return [
+        Step(
+            name="trivy", args=[*scan, "--format", "json", "--output", report, "--timeout", "15m"]
+        ),
+        Step(
+            name="trivy sarif",
+            args=[*convert, "sarif", "--output", f"{reports}/trivy.sarif", report],
+        ),
+        Step(
+            name="trivy sbom",
+            args=[*convert, "cyclonedx", "--output", f"{reports}/sbom.cdx.json", report],
+        ),
+    ]
 
 
 def mypy_path(service: Service) -> str:

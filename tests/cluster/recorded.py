@@ -1,0 +1,46 @@
+"""API answers in the shapes a K3s API server returns, read through the kubernetes client's own
+deserialiser, so the code under test sees the same model objects as against a real cluster.
+
+Each file in recorded/ maps a list type (V1PodList, CoreV1EventList, ...) to the JSON body of the
+list call; a key may carry `@variant` for a later answer of the same list.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ci.core.cluster_readiness import Snapshot
+from kubernetes.client import ApiClient
+
+RECORDED = Path(__file__).parent / "recorded"
+FIELDS = {
+    "V1DeploymentList": "deployments",
+    "V1StatefulSetList": "statefulsets",
+    "V1JobList": "jobs",
+    "V1PodList": "pods",
+    "V1PersistentVolumeClaimList": "pvcs",
+    "CoreV1EventList": "events",
+}
+
+
+def answers(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((RECORDED / f"{name}.json").read_text())
+    return data
+
+
+def deserialize(body: Any, list_type: str) -> Any:
+    return ApiClient().deserialize(json.dumps(body), list_type, "application/json")
+
+
+def snapshot(name: str, variant: str = "") -> Snapshot:
+    """The recorded answers as one Snapshot (`variant` picks `Type@variant` keys over `Type`)."""
+    bodies = answers(name)
+    found = Snapshot()
+    for list_type, field in FIELDS.items():
+        body = bodies.get(f"{list_type}@{variant}") if variant else None
+        body = body or bodies.get(list_type)
+        if body is not None:
+            setattr(found, field, list(deserialize(body, list_type).items))
+    return found

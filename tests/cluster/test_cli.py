@@ -1,0 +1,221 @@
+"""`python -m ci.cluster`: usage errors (exit 2) and, against a stand-in Kubernetes API serving
+recorded answers (no cluster runs here), failed waits (exit 1) and diagnostics."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import yaml
+from chartkit import REPO
+from ci.cluster import main
+from harness.fakehttp import JsonServer, Request, Response
+
+from cluster.recorded import answers
+
+NAMESPACE = "chat-ci"
+LISTS = {
+    "/apis/apps/v1/namespaces/chat-ci/deployments": "V1DeploymentList",
+    "/apis/apps/v1/namespaces/chat-ci/statefulsets": "V1StatefulSetList",
+    "/apis/batch/v1/namespaces/chat-ci/jobs": "V1JobList",
+    "/api/v1/namespaces/chat-ci/pods": "V1PodList",
+    "/api/v1/namespaces/chat-ci/persistentvolumeclaims": "V1PersistentVolumeClaimList",
+    "/api/v1/namespaces/chat-ci/events": "CoreV1EventList",
+}
+CRASH_LOG = "Traceback (most recent call last):\nRuntimeError: REDIS_URL is not reachable\n"
+
+
+class RecordedApi:
+    """Answers the list calls with one recorded file; logs of previous runs say they crashed."""
+
+    def __init__(self, name: str) -> None:
+        self.bodies = answers(name)
+        self.seen: list[str] = []
+
+    def answer(self, request: Request) -> tuple[int, object] | Response:
+        url = urlsplit(request.path)
+        self.seen.append(url.path)
+        if url.path.endswith("/log"):
+            previous = parse_qs(url.query).get("previous") == ["true"]
+            text = CRASH_LOG if previous else "starting\n"
+            return Response(200, text.encode(), {"Content-Type": "text/plain"})
+        list_type = LISTS.get(url.path)
+        if list_type is None or request.method != "GET":
+            return 404, {"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404}
+        return 200, self.bodies.get(list_type, {"metadata": {}, "items": []})
+
+
+@pytest.fixture
+def kubeconfig(tmp_path: Path) -> Iterator[tuple[Path, RecordedApi]]:
+    api = RecordedApi("healthy")
+    with JsonServer(lambda request: api.answer(request)) as server:
+        path = tmp_path / "kubeconfig"
+        path.write_text(yaml.safe_dump(kubeconfig_for(server.url)))
+        yield path, api
+
+
+def kubeconfig_for(url: str) -> dict[str, object]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "stand-in", "cluster": {"server": url}}],
+        "users": [{"name": "ci", "user": {"token": "stand-in-token"}}],
+        "contexts": [{"name": "ci", "context": {"cluster": "stand-in", "user": "ci"}}],
+        "current-context": "ci",
+    }
+
+
+def run(*argv: str) -> tuple[int, str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "ci.cluster", *argv],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO / "ci" / "src")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return done.returncode, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["install", "--kubeconfig", "k"], "--images"),
+        (["wait", "--images", "x"], "--kubeconfig"),
+        (["wait", "--kubeconfig", "k", "--timeout", "0"], "--timeout"),
+        (["launch", "--kubeconfig", "k"], "launch"),
+    ],
+)
+def test_usage_errors_exit_2_naming_the_argument(
+    argv: list[str], named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+
+    assert exited.value.code == 2
+    assert named in capsys.readouterr().err
+
+
+def test_the_module_runs_as_a_command_and_exits_2_without_a_command() -> None:
+    code, stderr = run()
+
+    assert code == 2
+    assert "COMMAND" in stderr
+
+
+def test_install_with_a_bad_image_exits_2_before_touching_any_cluster(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+
+    code = main(["install", "--kubeconfig", "missing", "--images", "auth", "--output", str(out)])
+
+    assert code == 2
+    assert not out.exists()
+
+
+def test_install_names_services_without_an_image(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["install", "--kubeconfig", "k", "--repo", str(REPO), "--images", "auth=a/auth:1"])
+
+    assert code == 2
+    assert "--images: no image for ai, backend, data-processor, frontend, media-storage" in (
+        capsys.readouterr().err
+    )
+
+
+def test_a_kubeconfig_that_is_not_there_exits_2_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["wait", "--kubeconfig", str(tmp_path / "nope"), "--output", str(tmp_path)])
+
+    assert code == 2
+    assert f"--kubeconfig: {tmp_path / 'nope'} is not a file" in capsys.readouterr().err
+
+
+def test_wait_on_a_ready_namespace_exits_0_and_records_its_time(
+    kubeconfig: tuple[Path, RecordedApi], tmp_path: Path
+) -> None:
+    path, api = kubeconfig
+
+    code = main(["wait", "--kubeconfig", str(path), "--output", str(tmp_path / "out")])
+
+    assert code == 0
+    assert "/api/v1/namespaces/chat-ci/pods" in api.seen
+    assert set(json.loads((tmp_path / "out" / "timings.json").read_text())) == {"ready"}
+
+
+def test_wait_exits_1_naming_the_crashing_pod_and_its_last_exit(
+    kubeconfig: tuple[Path, RecordedApi], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, api = kubeconfig
+    api.bodies = answers("crashloop")
+
+    code = main(["wait", "--kubeconfig", str(path), "--output", str(tmp_path)])
+
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "namespace chat-ci failed:" in err
+    assert "Pod/backend-5f7c9d8b6-qp2vx: CrashLoopBackOff: container backend" in err
+    assert "last exit code 3 (Error)" in err
+
+
+def test_wait_exits_1_when_its_deadline_expires_naming_what_is_still_waiting(
+    kubeconfig: tuple[Path, RecordedApi], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, api = kubeconfig
+    api.bodies = answers("rollout-stuck")
+
+    code = main(["wait", "--kubeconfig", str(path), "--timeout", "0.1", "--output", str(tmp_path)])
+
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "namespace chat-ci: deadline expired, still waiting for:" in err
+    assert "Deployment/media-storage: 0 of 1 replicas available" in err
+
+
+def test_diagnose_writes_events_pods_verdicts_and_the_crashed_run_s_log(
+    kubeconfig: tuple[Path, RecordedApi], tmp_path: Path
+) -> None:
+    path, api = kubeconfig
+    api.bodies = answers("crashloop")
+
+    code = main(["diagnose", "--kubeconfig", str(path), "--output", str(tmp_path)])
+
+    folder = tmp_path / "diagnostics"
+    assert code == 0
+    assert (
+        folder / "logs" / "backend-5f7c9d8b6-qp2vx.backend.previous.log"
+    ).read_text() == CRASH_LOG
+    assert "waiting (CrashLoopBackOff)" in (folder / "pods.txt").read_text()
+    assert (
+        "failed\tPod/backend-5f7c9d8b6-qp2vx: CrashLoopBackOff"
+        in (folder / "verdicts.txt").read_text()
+    )
+    assert (folder / "events.txt").is_file()
+
+
+def test_e2e_needs_the_repository_s_suite(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["e2e", "--kubeconfig", "k", "--repo", str(tmp_path), "--base-url", "http://k3s"])
+
+    assert code == 2
+    assert f"--repo: {tmp_path} has no tests/e2e" in capsys.readouterr().err
+
+
+def test_the_command_line_and_its_core_do_not_import_dagger() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys, ci.cluster; print('dagger' in sys.modules)"],
+        env={**os.environ, "PYTHONPATH": str(REPO / "ci" / "src")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert done.stdout.strip() == "False", done.stderr

@@ -1,0 +1,235 @@
+"""The CI install plan from the real charts, rendered with real Helm, validated against the
+Kubernetes schemas of the pinned K3s and each chart's values schema."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from chartkit import CHARTS, REPO, ManifestInvalidError, kubernetes_version, validate_strictly
+from ci.core.catalog import load_catalog
+from ci.core.cluster_plan import (
+    PlanError,
+    Release,
+    image_values,
+    install_releases,
+    object_name,
+    parse_images,
+    phases,
+    render_release,
+)
+from ci.core.cluster_secrets import generate_secrets, secret_manifest, secret_needs
+
+SERVICES = load_catalog(REPO).names()
+IMAGES = {name: f"ci.local/chat-platform/{name}:run-42" for name in SERVICES}
+
+
+@pytest.fixture(scope="module")
+def releases() -> list[Release]:
+    return install_releases(CHARTS, SERVICES, IMAGES, namespace="chat-ci", host="k3s")
+
+
+@pytest.fixture(scope="module")
+def rendered(releases: list[Release]) -> dict[str, list[dict[str, object]]]:
+    return {release.chart: render_release(CHARTS, release) for release in releases}
+
+
+def test_order_is_platform_postgres_redis_then_every_service_of_the_catalog(
+    releases: list[Release],
+) -> None:
+    assert [r.chart for r in releases] == ["platform", "postgres", "redis", *SERVICES]
+    assert set(SERVICES) == {"ai", "auth", "backend", "data-processor", "frontend", "media-storage"}
+    assert {r.namespace for r in releases} == {"chat-ci"}
+
+
+def test_every_object_of_the_ci_install_is_valid_for_the_pinned_kubernetes(
+    rendered: dict[str, list[dict[str, object]]],
+) -> None:
+    needs = secret_needs(obj for objects in rendered.values() for obj in objects)
+    secrets = generate_secrets(needs, ["auth", "backend", "data-processor"])
+    everything = [obj for objects in rendered.values() for obj in objects]
+    everything += [secret_manifest(name, "chat-ci", data) for name, data in secrets.items()]
+    problems = []
+    for obj in everything:
+        try:
+            validate_strictly(obj, kubernetes_version())
+        except ManifestInvalidError as error:
+            problems.append(str(error))
+    assert not problems, "\n".join(problems)
+    assert len(everything) > 40
+
+
+def test_service_workloads_run_the_images_of_the_run_and_never_pull_them(
+    rendered: dict[str, list[dict[str, object]]],
+) -> None:
+    for service in SERVICES:
+        workloads = [o for o in rendered[service] if o["kind"] in {"Deployment", "Job"}]
+        assert workloads, service
+        for obj in workloads:
+            pod = obj["spec"]["template"]["spec"]  # type: ignore[index]
+            for container in pod["containers"]:
+                assert container["image"] == IMAGES[service], object_name(obj)
+                assert container["imagePullPolicy"] == "Never", object_name(obj)
+
+
+def test_routes_use_the_host_of_the_run_without_tls(
+    rendered: dict[str, list[dict[str, object]]],
+) -> None:
+    ingresses = [o for s in SERVICES for o in rendered[s] if o["kind"] == "Ingress"]
+
+    assert len(ingresses) == len(SERVICES)
+    for ingress in ingresses:
+        spec = ingress["spec"]
+        assert [rule["host"] for rule in spec["rules"]] == ["k3s"]  # type: ignore[index]
+        assert "tls" not in spec  # type: ignore[operator]
+
+
+def test_migrations_are_presync_hooks_in_weight_order_and_postgres_ensures_databases_after(
+    rendered: dict[str, list[dict[str, object]]],
+) -> None:
+    auth = phases("auth", rendered["auth"])
+    postgres = phases("postgres", rendered["postgres"])
+    platform = phases("platform", rendered["platform"])
+
+    assert [p.name for p in auth] == ["PreSync", "Sync"]
+    assert [object_name(o) for o in auth[0].objects] == [
+        "NetworkPolicy/auth-migrate",
+        "Job/auth-migrate",
+    ]
+    assert [p.name for p in postgres] == ["Sync", "PostSync"]
+    assert [object_name(o) for o in postgres[1].objects] == ["Job/postgres-ensure-databases"]
+    assert object_name(platform[0].objects[0]) == "Namespace/chat-ci"
+    kinds = [o["kind"] for o in auth[1].objects]
+    assert kinds.index("ServiceAccount") < kinds.index("Deployment") < kinds.index("Ingress")
+
+
+def test_every_secret_the_charts_reference_is_generated_fresh_and_none_is_rendered(
+    rendered: dict[str, list[dict[str, object]]],
+) -> None:
+    everything = [obj for objects in rendered.values() for obj in objects]
+    needs = secret_needs(everything)
+    first = generate_secrets(needs, ["auth", "backend", "data-processor"])
+    second = generate_secrets(needs, ["auth", "backend", "data-processor"])
+
+    assert set(first) == {
+        "postgres-superuser",
+        "postgres-service-passwords",
+        "redis-auth",
+        "auth-database",
+        "backend-database",
+        "data-processor-database",
+        "auth-redis",
+        "backend-redis",
+        "ai-redis",
+        "data-processor-redis",
+        "auth-signing-keys",
+        "data-processor-django",
+    }
+    assert "ai-openai" not in needs.keys  # optional: ai runs its local provider
+    assert not [o for o in everything if o["kind"] == "Secret"]
+    assert first["redis-auth"] != second["redis-auth"]
+    password = first["postgres-service-passwords"]["backend"]
+    assert first["backend-database"]["url"] == (
+        f"postgresql://backend:{password}@postgres:5432/backend"
+    )
+    assert first["data-processor-redis"]["url"].endswith("@redis:6379/0")
+    pem = next(iter(first["auth-signing-keys"].values()))
+    assert pem.startswith("-----BEGIN PRIVATE KEY-----")
+
+
+def test_a_secret_without_a_recipe_fails_the_plan_naming_it_and_its_user() -> None:
+    job = {
+        "kind": "Job",
+        "metadata": {"name": "x"},
+        "spec": {
+            "template": {
+                "spec": {
+                    "containers": [
+                        {
+                            "env": [
+                                {
+                                    "name": "T",
+                                    "valueFrom": {
+                                        "secretKeyRef": {"name": "mystery", "key": "token"}
+                                    },
+                                }
+                            ]
+                        }
+                    ]
+                }
+            }
+        },
+    }
+
+    with pytest.raises(PlanError, match=r"Secret mystery \(used by Job/x\) has no CI recipe"):
+        generate_secrets(secret_needs([job]), [])
+
+
+@pytest.mark.parametrize(
+    ("pairs", "message"),
+    [
+        (["auth"], "--images: 'auth' is not SERVICE=IMAGE"),
+        (["auth=a:1", "auth=b:2"], "--images: auth given twice"),
+        (["auth=Not An Image"], "--images auth: 'Not An Image' is not REPOSITORY:TAG"),
+        (["auth=registry/auth"], "--images auth: 'registry/auth' is not REPOSITORY:TAG"),
+    ],
+)
+def test_bad_images_name_the_argument(pairs: list[str], message: str) -> None:
+    with pytest.raises(PlanError) as caught:
+        parse_images(pairs)
+    assert str(caught.value).startswith(message)
+
+
+def test_image_references_become_chart_image_values() -> None:
+    digest = "sha256:" + "a" * 64
+
+    assert image_values("localhost:5000/chat/auth:ci") == {
+        "repository": "localhost:5000/chat/auth",
+        "tag": "ci",
+        "digest": "",
+    }
+    assert image_values(f"ghcr.io/acme/auth:main-1a2b3c4@{digest}") == {
+        "repository": "ghcr.io/acme/auth",
+        "tag": "main-1a2b3c4",
+        "digest": digest,
+    }
+
+
+def test_every_service_needs_an_image_and_no_unknown_one_is_accepted() -> None:
+    without_auth = {k: v for k, v in IMAGES.items() if k != "auth"}
+
+    with pytest.raises(PlanError, match="--images: no image for auth"):
+        install_releases(CHARTS, SERVICES, without_auth)
+    with pytest.raises(PlanError, match="--images: chat is not a service of the catalog"):
+        install_releases(CHARTS, SERVICES, {**IMAGES, "chat": "x/chat:1"})
+    with pytest.raises(PlanError, match="--namespace: 'Chat_CI'"):
+        install_releases(CHARTS, SERVICES, IMAGES, namespace="Chat_CI")
+
+
+def copy_charts(tmp_path: Path) -> Path:
+    charts = tmp_path / "charts"
+    shutil.copytree(CHARTS, charts, symlinks=True)
+    return charts
+
+
+def test_a_values_ci_file_that_breaks_the_chart_schema_is_rejected_naming_the_field(
+    tmp_path: Path,
+) -> None:
+    charts = copy_charts(tmp_path)
+    path = charts / "auth" / "values-ci.yaml"
+    path.write_text(path.read_text().replace("replicas: 1", "replicas: one"))
+    releases = install_releases(charts, SERVICES, IMAGES)
+
+    with pytest.raises(
+        PlanError, match=r"(?s)charts/auth with values-ci.yaml: .*at ./replicas.: got string"
+    ):
+        render_release(charts, next(r for r in releases if r.chart == "auth"))
+
+
+def test_a_missing_values_ci_file_is_named(tmp_path: Path) -> None:
+    charts = copy_charts(tmp_path)
+    (charts / "redis" / "values-ci.yaml").unlink()
+
+    with pytest.raises(PlanError, match=r"redis/values-ci.yaml: cannot be read"):
+        install_releases(charts, SERVICES, IMAGES)

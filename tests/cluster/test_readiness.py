@@ -1,0 +1,167 @@
+"""Readiness verdicts over recorded API shapes deserialised into the kubernetes client's models."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from ci.core.cluster_readiness import (
+    State,
+    deployment_verdict,
+    job_verdict,
+    judge,
+    pod_verdict,
+    verdicts,
+)
+
+from cluster.recorded import answers, deserialize, snapshot
+
+NOW = 1000.0
+LATER = NOW + 60
+
+
+def by_subject(name: str, variant: str = "") -> dict[str, tuple[State, str]]:
+    return {v.subject: (v.state, v.reason) for v in verdicts(snapshot(name, variant))}
+
+
+def test_a_healthy_install_is_done() -> None:
+    found = verdicts(snapshot("healthy"))
+
+    assert {v.subject for v in found} == {
+        "Deployment/auth",
+        "StatefulSet/postgres",
+        "Job/auth-migrate",
+        "Pod/auth-6d9c7b8f5d-x2k8p",
+        "Pod/auth-migrate-7w9qz",
+        "PersistentVolumeClaim/data-postgres-0",
+    }
+    assert all(v.state is State.READY for v in found), found
+    assert judge(found, NOW, LATER, "install") == judge([], NOW, LATER, "install")
+    assert judge(found, NOW, LATER, "install").done
+
+
+def test_a_pending_claim_waits_with_its_event_and_expires_naming_it() -> None:
+    found = verdicts(snapshot("pvc-pending"))
+
+    assert by_subject("pvc-pending") == {
+        "PersistentVolumeClaim/postgres-backup": (
+            State.WAITING,
+            "Pending: WaitForFirstConsumer: "
+            "waiting for first consumer to be created before binding",
+        )
+    }
+    assert not judge(found, NOW, LATER, "postgres").finished
+    outcome = judge(found, LATER, LATER, "postgres")
+    assert outcome.failure is not None
+    assert "postgres: deadline expired" in outcome.failure
+    assert "PersistentVolumeClaim/postgres-backup: Pending: WaitForFirstConsumer" in outcome.failure
+
+
+def test_a_job_out_of_retries_fails_at_once_with_its_backoff() -> None:
+    outcome = judge(verdicts(snapshot("job-backoff")), NOW, LATER, "backend PreSync")
+
+    assert outcome.failure == (
+        "backend PreSync failed:\n  Job/backend-migrate: BackoffLimitExceeded: Job has reached the "
+        "specified backoff limit (3 failed pods, backoffLimit 2)"
+    )
+
+
+def test_a_job_still_retrying_waits_and_its_failed_pod_does_not_fail_the_wait() -> None:
+    bodies = answers("job-backoff")
+    job = copy.deepcopy(bodies["V1JobList"])
+    job["items"][0]["status"] = {"active": 1, "failed": 1, "startTime": "2026-11-27T10:04:00Z"}
+    found = verdicts(snapshot("job-backoff"))
+    found[0] = job_verdict(deserialize(job, "V1JobList").items[0])
+
+    assert found[0].state is State.WAITING
+    assert found[0].reason == "running: 1 active, 1 failed of backoffLimit 2"
+    assert found[1].subject == "Pod/backend-migrate-4kd8s"
+    assert found[1].state is State.READY
+    assert not judge(found, NOW, LATER, "backend PreSync").finished
+
+
+def test_crash_loop_fails_with_restarts_and_last_exit() -> None:
+    found = by_subject("crashloop")
+
+    assert found["Pod/backend-5f7c9d8b6-qp2vx"] == (
+        State.FAILED,
+        "CrashLoopBackOff: container backend (ci.local/chat-platform/backend:ci), 4 restarts, "
+        "last exit code 3 (Error)",
+    )
+    assert found["Deployment/backend"] == (State.WAITING, "0 of 1 replicas available")
+
+
+def test_an_early_crash_loop_waits_for_dependencies() -> None:
+    body = copy.deepcopy(answers("crashloop")["V1PodList"])
+    body["items"][0]["status"]["containerStatuses"][0]["restartCount"] = 1
+
+    verdict = pod_verdict(deserialize(body, "V1PodList").items[0])
+
+    assert verdict.state is State.WAITING
+    assert verdict.reason.startswith("CrashLoopBackOff: container backend")
+
+
+def test_an_image_that_is_not_on_the_node_fails_naming_image_and_cause() -> None:
+    outcome = judge(verdicts(snapshot("image-never-pull")), NOW, LATER, "ai")
+
+    assert outcome.failure is not None
+    assert (
+        "Pod/ai-6b8d7c9f5-m4n7t: ErrImageNeverPull: container ai (ci.local/chat-platform/ai:ci)"
+        in (outcome.failure)
+    )
+    assert "not loaded?" in outcome.failure
+
+
+@pytest.mark.parametrize("reason", ["ImagePullBackOff", "ErrImagePull"])
+def test_a_pull_in_trouble_waits_and_names_the_reason(reason: str) -> None:
+    body = copy.deepcopy(answers("image-never-pull")["V1PodList"])
+    body["items"][0]["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] = reason
+
+    verdict = pod_verdict(deserialize(body, "V1PodList").items[0])
+
+    assert (verdict.state, verdict.reason.split(":")[0]) == (State.WAITING, reason)
+
+
+def test_a_stuck_rollout_waits_then_the_deadline_names_deployment_and_unschedulable_pod() -> None:
+    found = verdicts(snapshot("rollout-stuck"))
+
+    assert not judge(found, NOW, LATER, "media-storage").finished
+    outcome = judge(found, LATER + 1, LATER, "media-storage")
+    assert outcome.failure is not None
+    lines = outcome.failure.splitlines()
+    assert lines[0] == "media-storage: deadline expired, still waiting for:"
+    assert "  Deployment/media-storage: 0 of 1 replicas available" in lines
+    assert any(
+        line.startswith("  Pod/media-storage-7d-k2j4h: not scheduled: Unschedulable: 0/1 nodes")
+        and "unbound immediate PersistentVolumeClaims" in line
+        for line in lines
+    ), lines
+
+
+def test_progress_deadline_exceeded_fails_without_waiting_for_ours() -> None:
+    found = by_subject("rollout-stuck", "progress-deadline")
+
+    assert found["Deployment/media-storage"] == (
+        State.FAILED,
+        'ProgressDeadlineExceeded: ReplicaSet "media-storage-7d" has timed out progressing.',
+    )
+
+
+def test_an_expected_object_the_cluster_lacks_waits_as_not_created() -> None:
+    found = verdicts(snapshot("healthy"), expected=["Deployment/auth", "Deployment/backend"])
+
+    outcome = judge(found, LATER, LATER, "install")
+    assert (
+        outcome.failure
+        == "install: deadline expired, still waiting for:\n  Deployment/backend: not created yet"
+    )
+
+
+def test_a_spec_the_controller_has_not_seen_waits() -> None:
+    body = copy.deepcopy(answers("healthy")["V1DeploymentList"])
+    body["items"][0]["metadata"]["generation"] = 2
+
+    verdict = deployment_verdict(deserialize(body, "V1DeploymentList").items[0])
+
+    assert verdict.state is State.WAITING
+    assert "not observed" in verdict.reason

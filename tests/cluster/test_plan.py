@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from chartkit import CHARTS, REPO, ManifestInvalidError, kubernetes_version, validate_strictly
+from chartkit import CHARTS, REPO, kubernetes_version, problems_of
 from ci.core.catalog import load_catalog
 from ci.core.cluster_plan import (
     PlanError,
@@ -50,14 +50,12 @@ def test_every_object_of_the_ci_install_is_valid_for_the_pinned_kubernetes(
     secrets = generate_secrets(needs, ["auth", "backend", "data-processor"])
     everything = [obj for objects in rendered.values() for obj in objects]
     everything += [secret_manifest(name, "chat-ci", data) for name, data in secrets.items()]
-    problems = []
-    for obj in everything:
-        try:
-            validate_strictly(obj, kubernetes_version())
-        except ManifestInvalidError as error:
-            problems.append(str(error))
+    problems = problems_of(everything, kubernetes_version())
+
     assert not problems, "\n".join(problems)
-    assert len(everything) > 40
+    assert {"HTTPRoute", "ClientSettingsPolicy", "Job", "StatefulSet"} <= {
+        str(o["kind"]) for o in everything
+    }
 
 
 def test_service_workloads_run_the_images_of_the_run_and_never_pull_them(
@@ -76,13 +74,21 @@ def test_service_workloads_run_the_images_of_the_run_and_never_pull_them(
 def test_routes_use_the_host_of_the_run_without_tls(
     rendered: dict[str, list[dict[str, object]]],
 ) -> None:
-    ingresses = [o for s in SERVICES for o in rendered[s] if o["kind"] == "Ingress"]
+    routes = [o for s in SERVICES for o in rendered[s] if o["kind"] == "HTTPRoute"]
 
-    assert len(ingresses) == len(SERVICES)
-    for ingress in ingresses:
-        spec = ingress["spec"]
-        assert [rule["host"] for rule in spec["rules"]] == ["k3s"]  # type: ignore[index]
-        assert "tls" not in spec  # type: ignore[operator]
+    assert len(routes) == len(SERVICES)
+    for route in routes:
+        spec = route["spec"]
+        assert spec["hostnames"] == ["k3s"]  # type: ignore[index]
+        assert spec["parentRefs"] == [  # type: ignore[index]
+            {
+                "group": "gateway.networking.k8s.io",
+                "kind": "Gateway",
+                "name": "chat",
+                "namespace": "nginx-gateway",
+                "sectionName": "http",
+            }
+        ]
 
 
 def test_migrations_are_presync_hooks_in_weight_order_and_postgres_ensures_databases_after(
@@ -101,7 +107,7 @@ def test_migrations_are_presync_hooks_in_weight_order_and_postgres_ensures_datab
     assert [object_name(o) for o in postgres[1].objects] == ["Job/postgres-ensure-databases"]
     assert object_name(platform[0].objects[0]) == "Namespace/chat-ci"
     kinds = [o["kind"] for o in auth[1].objects]
-    assert kinds.index("ServiceAccount") < kinds.index("Deployment") < kinds.index("Ingress")
+    assert kinds.index("ServiceAccount") < kinds.index("Deployment") < kinds.index("HTTPRoute")
 
 
 def test_every_secret_the_charts_reference_is_generated_fresh_and_none_is_rendered(

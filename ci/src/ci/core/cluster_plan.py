@@ -22,7 +22,7 @@ import yaml
 INFRA_CHARTS = ("platform", "postgres", "redis")
 CI_VALUES_FILE = "values-ci.yaml"
 DEFAULT_NAMESPACE = "chat-ci"
-# The charts' objects carry `ingress.host`; the CI install points it at the name the e2e client
+# The charts' routes carry `httpRoute.host`; the CI install points it at the name the e2e client
 # uses (the engine binds K3s under it; `stack up` uses localhost).
 DEFAULT_HOST = "k3s"
 
@@ -171,8 +171,8 @@ def install_releases(
     for service in services:
         values = read_ci_values(charts, service)
         overrides = {"image": image_values(images[service], f"--images {service}")}
-        if "ingress" in values:
-            overrides["ingress"] = {"host": host}
+        if "httpRoute" in values:
+            overrides["httpRoute"] = {"host": host}
         releases.append(Release(service, namespace, deep_merge(values, overrides)))
     return releases
 

@@ -15,10 +15,12 @@ input (naming the argument, file or field).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -35,6 +37,19 @@ from ci.core.cluster_diagnostics import (
     log_requests,
     pod_table,
 )
+from ci.core.cluster_gateway import (
+    GATEWAY_FILE,
+    GATEWAY_NAMESPACE,
+    NGF_CHART,
+    NGF_RELEASE,
+    NGF_VALUES_FILE,
+    VERSIONS_FILE,
+    gateway_api_crd_urls,
+    gateway_phases,
+    pinned,
+    read_versions,
+    verify_sha256,
+)
 from ci.core.cluster_plan import (
     DEFAULT_HOST,
     DEFAULT_NAMESPACE,
@@ -43,11 +58,14 @@ from ci.core.cluster_plan import (
     PlanError,
     Release,
     database_services,
+    gateway_probe_paths,
     install_releases,
     object_name,
     parse_images,
     phases,
+    render_chart,
     render_release,
+    split_documents,
 )
 from ci.core.cluster_readiness import Snapshot, Verdict, judge, verdicts
 from ci.core.cluster_secrets import generate_secrets, secret_manifest, secret_needs
@@ -92,12 +110,22 @@ def parser() -> argparse.ArgumentParser:
     )
     install.add_argument("--host", default=DEFAULT_HOST, help="host name the routes answer to")
     install.add_argument("--timeout", type=positive, default=300.0, help="seconds per wait")
+    install.add_argument(
+        "--gateway",
+        action="store_true",
+        help="install the gateway first (Gateway API CRDs, NGINX Gateway Fabric, "
+        "k3s/gateway-dev.yaml at the versions of k3s/versions.env); leave out when the cluster "
+        "has one (a K3s host bootstrapped by k3s/bootstrap.sh)",
+    )
     wait = command("wait", "wait until every workload in the namespace is ready")
     wait.add_argument("--timeout", type=positive, default=300.0, help="seconds to wait")
     command("diagnose", "write events, pod statuses and container logs to OUTPUT/diagnostics")
     e2e = command("e2e", "run tests/e2e against the gateway")
     e2e.add_argument("--repo", type=Path, default=Path.cwd(), help="repository root")
     e2e.add_argument("--base-url", required=True, help="the gateway, e.g. http://k3s")
+    e2e.add_argument(
+        "--timeout", type=positive, default=180.0, help="seconds for the gateway to route"
+    )
     return p
 
 
@@ -120,6 +148,7 @@ class Cluster:
 
     api: Any  # kubernetes.client.ApiClient
     namespace: str
+    _dynamic: Any = None
 
     @classmethod
     def connect(cls, kubeconfig: Path, namespace: str) -> Cluster:
@@ -152,24 +181,56 @@ class Cluster:
             events=core.list_namespaced_event(ns, _request_timeout=timeout).items,
         )
 
-    def apply(self, obj: Manifest) -> None:
-        """Server-side apply (idempotent); a hook with before-hook-creation is deleted first."""
+    def resource(self, obj: Manifest) -> Any:
+        """The API resource of `obj` (discovery is cached; refreshed once for new CRDs)."""
         from kubernetes.dynamic import DynamicClient
+        from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
-        dynamic = DynamicClient(self.api)  # type: ignore[no-untyped-call]
-        resource = dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
-        namespace = self.namespace if resource.namespaced else None
+        if self._dynamic is None:
+            self._dynamic = DynamicClient(self.api)  # type: ignore[no-untyped-call]
+        try:
+            return self._dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+        except ResourceNotFoundError:
+            self._dynamic.resources.invalidate_cache()
+            return self._dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+
+    def apply(self, obj: Manifest) -> None:
+        """Server-side apply (idempotent); a hook with before-hook-creation is deleted first.
+        A namespaced object goes to its own namespace, else to this one."""
+        resource = self.resource(obj)
+        where = None
+        if resource.namespaced:
+            where = obj["metadata"].get("namespace") or self.namespace
         name = obj["metadata"]["name"]
         if "before-hook-creation" in _hook_delete_policy(obj):
-            self._delete_and_forget(resource, name, namespace)
+            self._delete_and_forget(resource, name, where)
         resource.server_side_apply(
             body=obj,
             name=name,
-            namespace=namespace,
+            namespace=where,
             field_manager=FIELD_MANAGER,
             force_conflicts=True,
             _request_timeout=REQUEST_TIMEOUT,
         )
+
+    def wait_established(self, crds: Iterable[Manifest], timeout: float) -> None:
+        """Until every CRD is Established (its kinds can be created)."""
+        from kubernetes import client
+
+        api = client.ApiextensionsV1Api(self.api)
+        pending = {obj["metadata"]["name"] for obj in crds}
+        deadline = time.monotonic() + timeout
+        while pending:
+            for name in sorted(pending):
+                crd = api.read_custom_resource_definition(name, _request_timeout=REQUEST_TIMEOUT)
+                conditions = crd.status.conditions if crd.status else None
+                if any(c.type == "Established" and c.status == "True" for c in conditions or []):
+                    pending.discard(name)
+            if pending and time.monotonic() >= deadline:
+                names = ", ".join(f"CustomResourceDefinition/{n}" for n in sorted(pending))
+                raise WaitFailedError(f"deadline expired, not Established: {names}")
+            if pending:
+                time.sleep(POLL_SECONDS)
 
     def _delete_and_forget(self, resource: Any, name: str, namespace: str | None) -> None:
         from kubernetes.client.exceptions import ApiException
@@ -329,6 +390,8 @@ def install(args: argparse.Namespace) -> None:
     write_manifests(args.output, rendered)
     cluster = Cluster.connect(args.kubeconfig, args.namespace)
     started = time.monotonic()
+    if args.gateway:
+        install_gateway(cluster, args)
     for release in releases:
         for phase in phases(release.chart, rendered[release.chart]):
             apply_and_wait(cluster, phase, args.timeout)
@@ -339,10 +402,77 @@ def install(args: argparse.Namespace) -> None:
     record_timing(args.output, "installed", time.monotonic() - started)
 
 
+def install_gateway(cluster: Cluster, args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="ci-cluster-") as work:
+        try:
+            gateway, warnings = load_gateway(args.repo, Path(work))
+        except PlanError as exc:
+            raise UsageError(str(exc)) from exc
+    for warning in warnings:
+        print(f"ci.cluster: WARNING: {warning}", file=sys.stderr)
+    write_manifests(args.output, {"gateway": [o for p in gateway for o in p.objects]})
+    started = time.monotonic()
+    for phase in gateway:
+        apply_and_wait(cluster, phase, args.timeout)
+    record_timing(args.output, "gateway installed", time.monotonic() - started)
+
+
+def load_gateway(repo: Path, work: Path) -> tuple[list[Phase], list[str]]:
+    """The gateway's phases from the pinned downloads, and warnings about unpinned ones."""
+    import helm_python
+
+    versions = read_versions(_read(repo / VERSIONS_FILE))
+    bundle = b"".join(download(url) for url in gateway_api_crd_urls(versions))
+    warnings = [verify_sha256(bundle, versions, "GATEWAY_API_CRDS_SHA256", "Gateway API CRDs")]
+    version = pinned(versions, "NGF_CHART_VERSION")
+    try:
+        helm_python.pull(NGF_CHART, version=version, destination=work)
+    except helm_python.HelmError as exc:
+        raise WaitFailedError(f"helm pull {NGF_CHART} {version}: {exc}") from exc
+    archive = next(work.glob("*.tgz"))
+    chart_pin = verify_sha256(archive.read_bytes(), versions, "NGF_CHART_SHA256", archive.name)
+    values = yaml.safe_load(_read(repo / NGF_VALUES_FILE))
+    release = Release(NGF_RELEASE, GATEWAY_NAMESPACE, values)
+    controller, chart_crds = render_chart(archive, release, archive.name)
+    crds = split_documents({"gateway-api-crds.yaml": bundle.decode()}) + chart_crds
+    gateway = split_documents({GATEWAY_FILE: _read(repo / GATEWAY_FILE)})
+    found = [w for w in [*warnings, chart_pin] if w]
+    return gateway_phases(crds, controller, gateway), found
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot be read: {exc.strerror}") from exc
+
+
+def download(url: str, attempts: int = 3) -> bytes:
+    """GET with a timeout, retried with backoff; a failure names the URL."""
+    import httpx
+
+    for attempt in range(1, attempts + 1):
+        try:
+            response = httpx.get(url, timeout=30, follow_redirects=True)
+            response.raise_for_status()
+        except httpx.HTTPError as exc:
+            if attempt == attempts:
+                raise WaitFailedError(f"download {url}: {exc}") from exc
+            time.sleep(2**attempt)
+        else:
+            return response.content
+    raise AssertionError("unreachable")
+
+
 def apply_and_wait(cluster: Cluster, phase: Phase, timeout: float) -> None:
+    """Apply a phase's objects in order, then wait for them (in the phase's namespace)."""
     what = f"{phase.release} {phase.name}"
+    if phase.namespace:
+        cluster = dataclasses.replace(cluster, namespace=phase.namespace)
     for obj in phase.objects:
         cluster.apply(obj)
+    if phase.name == "CRDs":
+        cluster.wait_established(phase.objects, timeout)
     expected, selected = phase_selector(phase)
     if expected:
         wait_until_ready(cluster.snapshot, what, timeout, expected, selected)
@@ -373,13 +503,44 @@ def diagnose(args: argparse.Namespace) -> None:
     print(f"ci.cluster: diagnostics of {args.namespace} in {folder}", file=sys.stderr)
 
 
+def wait_for_routes(base_url: str, paths: Sequence[str], timeout: float) -> None:
+    """Until every path answers 200 through the gateway (it programs routes asynchronously)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    last: dict[str, str] = {}
+    with httpx.Client(base_url=base_url, timeout=10) as client:
+        pending = list(paths)
+        while pending:
+            for path in list(pending):
+                try:
+                    status = client.get(path).status_code
+                except httpx.HTTPError as exc:
+                    last[path] = f"{type(exc).__name__}: {exc}"
+                    continue
+                if status == 200:
+                    pending.remove(path)
+                last[path] = f"HTTP {status}"
+            if pending and time.monotonic() >= deadline:
+                lines = "\n".join(f"  {base_url}{p}: {last[p]}" for p in pending)
+                raise WaitFailedError(f"gateway: deadline expired, routes not answering:\n{lines}")
+            if pending:
+                time.sleep(POLL_SECONDS)
+
+
 def e2e(args: argparse.Namespace) -> int:
     """tests/e2e against the gateway; pytest's exit status (1 when a test failed)."""
     if not (args.repo / "tests" / "e2e").is_dir():
         raise UsageError(f"--repo: {args.repo} has no tests/e2e")
+    try:
+        catalog = load_catalog(args.repo)
+    except CatalogError as exc:
+        raise UsageError(str(exc)) from exc
     args.output.mkdir(parents=True, exist_ok=True)
     junit = args.output.resolve() / "junit.xml"
     started = time.monotonic()
+    routes = {s.name: (s.route, s.health) for s in catalog.services}
+    wait_for_routes(args.base_url, gateway_probe_paths(routes), args.timeout)
     done = subprocess.run(  # noqa: S603 - our own interpreter and a fixed argument list
         [sys.executable, "-m", "pytest", "tests/e2e", "-q", f"--junitxml={junit}"],
         cwd=args.repo,

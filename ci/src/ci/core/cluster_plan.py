@@ -91,8 +91,9 @@ class Phase:
     """Objects applied together, then waited for, before the next phase starts."""
 
     release: str
-    name: str  # PreSync | Sync | PostSync
+    name: str  # PreSync | Sync | PostSync (CRDs, Namespace for the gateway's)
     objects: tuple[Manifest, ...]
+    namespace: str | None = None  # namespaced objects without their own: the install's
 
 
 def parse_images(pairs: Sequence[str]) -> dict[str, str]:
@@ -255,17 +256,26 @@ def render_release(charts: Path, release: Release) -> list[Manifest]:
 
     Helm enforces the chart's values.schema.json here; a violation names the field.
     """
+    objects, _ = render_chart(
+        charts / release.chart, release, f"charts/{release.chart} with {CI_VALUES_FILE}"
+    )
+    return objects
+
+
+def render_chart(path: Path, release: Release, what: str) -> tuple[list[Manifest], list[Manifest]]:
+    """A chart folder or .tgz rendered as an install: its objects and its crds/ CRDs."""
     import helm_python  # the Helm SDK is a large native library: loaded only when rendering
 
     helm_python.disable_logging()
     try:
-        with helm_python.Chart.load(charts / release.chart) as chart:
+        with helm_python.Chart.load(path) as chart:
             files = chart.render(
                 release.values, name=release.chart, namespace=release.namespace, is_install=True
             )
+            crds = {entry["filename"]: entry["data"] for entry in chart.crds}
     except helm_python.HelmError as exc:
-        raise PlanError(f"charts/{release.chart} with {CI_VALUES_FILE}: {exc}") from exc
-    return split_documents(files)
+        raise PlanError(f"{what}: {exc}") from exc
+    return split_documents(files), split_documents(crds)
 
 
 def database_services(charts: Path, releases: Sequence[Release]) -> list[str]:
@@ -276,3 +286,9 @@ def database_services(charts: Path, releases: Sequence[Release]) -> list[str]:
     defaults = yaml.safe_load((charts / "postgres" / "values.yaml").read_text(encoding="utf-8"))
     values = deep_merge(defaults, release.values)
     return [str(name) for name in values["databases"]["services"]]
+
+
+def gateway_probe_paths(routes: Mapping[str, tuple[str, str]]) -> list[str]:
+    """Each service's health check through the gateway: its route prefix (which the gateway
+    strips) followed by its `health` path; {service: (route, health)} from the catalog."""
+    return [f"{route.rstrip('/')}{health}" for _, (route, health) in sorted(routes.items())]

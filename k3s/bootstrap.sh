@@ -32,6 +32,8 @@ main() {
   trap 'rm -rf "$work"' EXIT
 
   ensure_helm "$work"
+  log "PriorityClasses (k3s/cluster-policies.yaml)"
+  kubectl apply -f "$K3S_DIR/cluster-policies.yaml"
   install_gateway_api_crds "$work"
   install_chart "$work" ngf nginx-gateway nginx-gateway-fabric oci://ghcr.io/nginx/charts \
     "$NGF_CHART_VERSION" NGF_CHART_SHA256 --values "$K3S_DIR/nginx-gateway-fabric-values.yaml"

@@ -15,6 +15,9 @@ metadata:
     checksum/config: {{ $v.config | toJson | sha256sum }}
 spec:
   serviceAccountName: {{ include "lib.serviceAccountName" $root }}
+  {{- with include "lib.priorityClassName" $root | trim }}
+  {{ . }}
+  {{- end }}
   automountServiceAccountToken: false
   enableServiceLinks: false
   {{- with $v.imagePullSecrets }}

@@ -50,3 +50,13 @@ because only a digest is immutable).
 {{- define "lib.serviceAccountName" -}}
 {{- include "lib.name" . -}}
 {{- end -}}
+
+{{/*
+The pod's PriorityClass (k3s/cluster-policies.yaml): production and the platform above staging,
+previews lowest and never preempting. Empty: the cluster default (dev, integration).
+*/}}
+{{- define "lib.priorityClassName" -}}
+{{- with .Values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- end -}}

@@ -93,6 +93,9 @@ spec:
         app.kubernetes.io/component: migrate
     spec:
       restartPolicy: Never
+      {{- with include "lib.priorityClassName" . | trim }}
+      {{ . }}
+      {{- end }}
       automountServiceAccountToken: false
       enableServiceLinks: false
       {{- with $v.imagePullSecrets }}

@@ -10,13 +10,8 @@ UV_VERSION := 0.13.9
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 export UV_PYTHON_DOWNLOADS := never
 
-# One mypy run over all Python code; each package root is a base so modules get their import names.
-empty :=
-space := $(empty) $(empty)
 # Python code lives only in the folders with a pyproject.toml (not in services/frontend).
 PY_DIRS := $(patsubst %/pyproject.toml,%,$(wildcard services/*/pyproject.toml))
-export MYPYPATH := $(subst $(space),:,$(wildcard $(addsuffix /src,$(PY_DIRS))) ci/src tests)
-MYPY_FILES := $(wildcard $(addsuffix /src,$(PY_DIRS)) $(addsuffix /tests,$(PY_DIRS)) ci/src) tests
 
 .PHONY: help setup system-packages python frontend crd-schemas lock requirements-check lint format test e2e run check
 
@@ -78,28 +73,20 @@ requirements-check: $(UV) ## fail when a service's requirements.txt no longer ma
 	done; \
 	if (( $${#stale[@]} )); then echo "stale or missing (run make lock): $${stale[*]}" >&2; exit 1; fi
 
+# `make lint` and `make test` are the repository recipes of ci/src/ci/core/recipes.py, the single
+# source of the stage commands that `dagger call check` and `make check` run per service.
 lint: setup ## ruff, mypy --strict, hadolint, shellcheck, yamllint, actionlint, tsc, eslint
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
-	$(BIN)/mypy $(MYPY_FILES)
+	@$(CHECK) --recipe lint
 	@$(MAKE) --no-print-directory requirements-check
-	$(BIN)/hadolint $(wildcard services/*/Dockerfile)
-	$(BIN)/shellcheck --external-sources k3s/*.sh .ci/run $(wildcard .ci/*.sh)
-	$(BIN)/yamllint --strict charts argocd k3s
-	$(BIN)/actionlint -shellcheck $(BIN)/shellcheck
-	$(NPM) run --silent typecheck
-	$(NPM) run --silent lint
 
 format: setup ## ruff's fixes and formatting, applied
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
 # The front end's unit tests and production build come first: the browser test (pytest,
-# tests/browser) drives that build in Chromium.
+# tests/browser) drives that build in Chromium. Then one pytest session over every suite.
 test: setup ## every test tier that runs on this machine
-	$(NPM) run --silent test
-	$(NPM) run --silent build
-	$(BIN)/pytest
+	@$(CHECK) --recipe test
 
 # The main job: `dagger call check $(CHECK_ARGS)` when a dagger CLI reaches an engine; otherwise
 # one line saying why, then the same plan and recipes as host processes (python -m ci.check).

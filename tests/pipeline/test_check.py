@@ -248,3 +248,22 @@ def test_sigkill_of_the_runner_leaves_no_postgres_nor_pytest_behind(tmp_path: Pa
     finally:
         for pid in processes_marked(marker):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_a_repository_recipe_stops_at_the_first_failing_step(tmp_path: Path) -> None:
+    repo = small_repo(tmp_path / "repo", {"services/hello/src/hello/unused.py": "import os\n"})
+
+    done = subprocess.run(
+        [sys.executable, "-m", "ci.check", "--repo", str(repo.root), "--recipe", "lint"],
+        env=check_env(),
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=False,
+    )
+
+    assert done.returncode == 1
+    assert "$ ruff check ." in done.stdout
+    assert "F401" in done.stdout  # ruff's own report, straight to the terminal
+    assert "$ mypy" not in done.stdout
+    assert "ruff check failed (exit 1)" in done.stderr

@@ -6,17 +6,24 @@ import pytest
 from ci.core.affected import affected
 from ci.core.catalog import Catalog, Service
 from ci.core.recipes import (
+    RepoLayout,
     build_context,
+    docker_build_step,
     env_for_tests,
+    hadolint_step,
     image_ref,
     lint_steps,
     mypy_path,
     oci_labels,
     registry_host,
+    repo_lint_steps,
     repo_test_paths,
+    repo_test_steps,
+    ruff_steps,
     runs_repo_tests,
     step_for_repo_tests,
     step_for_tests,
+    trivy_steps,
 )
 from ci.core.report import StageResult, failed, summary
 
@@ -137,3 +144,65 @@ def test_check_summary_has_a_row_per_service_and_stage_with_duration_and_verdict
 def test_a_stage_that_did_not_run_cannot_have_failed() -> None:
     with pytest.raises(ValueError, match="cannot have failed"):
         StageResult(service="auth", stage="build", ok=False, not_run="no Docker daemon")
+
+
+LAYOUT = RepoLayout(
+    source_roots=["services/auth/src", "ci/src"],
+    test_dirs=["services/auth/tests", "tests"],
+    dockerfiles=["services/auth/Dockerfile"],
+    shell_scripts=["k3s/install.sh", ".ci/run"],
+    yaml_dirs=["charts", "k3s"],
+    node_folders=["services/frontend"],
+)
+
+
+def test_make_lint_is_the_service_linters_over_the_whole_tree_plus_the_file_linters() -> None:
+    steps = repo_lint_steps(LAYOUT)
+
+    assert steps[:2] == ruff_steps(["."])
+    mypy = steps[2]
+    assert mypy.args == ["mypy", "services/auth/src", "ci/src", "services/auth/tests", "tests"]
+    assert mypy.env == {"MYPYPATH": "services/auth/src:ci/src:tests"}
+    assert [s.args[0] for s in steps[3:7]] == ["hadolint", "shellcheck", "yamllint", "actionlint"]
+    assert steps[4].args[-2:] == ["k3s/install.sh", ".ci/run"]
+    assert steps[-2:] == lint_steps(service(name="frontend", kind="node"))
+
+
+def test_make_test_builds_the_front_end_before_one_pytest_session() -> None:
+    steps = repo_test_steps(LAYOUT)
+
+    assert [(s.name, s.workdir) for s in steps] == [
+        ("vitest", "services/frontend"),
+        ("vite build", "services/frontend"),
+        ("pytest", "."),
+    ]
+    assert steps[-1].args == ["pytest"]
+
+
+def test_build_and_scan_commands_match_the_engine_build() -> None:
+    auth = service(uses=["servicekit"])
+
+    step = docker_build_step(auth, "/ctx", "ci-check/auth:1.2.3", "1.2.3", "f" * 40, "")
+
+    assert step.args[:6] == [
+        "docker",
+        "build",
+        "--file",
+        "/ctx/services/auth/Dockerfile",
+        "--tag",
+        "ci-check/auth:1.2.3",
+    ]
+    assert step.args[-1] == "/ctx"
+    assert step.args[step.args.index("VERSION=1.2.3") - 1] == "--build-arg"
+    assert "org.opencontainers.image.revision=" + "f" * 40 in step.args
+    assert hadolint_step("/Dockerfile", "json").args == [
+        "hadolint",
+        "--no-fail",
+        "-f",
+        "json",
+        "/Dockerfile",
+    ]
+    trivy = trivy_steps("/image.tar", "/reports")
+    assert trivy[0].args[:4] == ["trivy", "image", "--input", "/image.tar"]
+    assert "/reports/trivy.json" in trivy[0].args
+    assert [s.args[3] for s in trivy[1:]] == ["sarif", "cyclonedx"]

@@ -75,12 +75,12 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(arguments)
-    if args.engine_first and not args.recipe:
-        reason = engine_unavailable()
-        if reason is None:
-            return run_on_engine(args)
-        print(f"ci.check: {reason}; running the pipeline's stages on the host", flush=True)
     if not processes.supervised():
+        if args.engine_first and not args.recipe:
+            reason = engine_unavailable()
+            if reason is None:
+                return run_on_engine(args)
+            print(f"ci.check: {reason}; running the pipeline's stages on the host", flush=True)
         return processes.run_supervised(["ci.check", *arguments])
     try:
         processes.become_supervisor()

@@ -7,6 +7,8 @@ calls in containers, `python -m ci.check` runs the very same Steps as host proce
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pydantic import BaseModel, ConfigDict
 
 from ci.core.affected import Plan
@@ -91,16 +93,16 @@ def hadolint_step(dockerfile_path: str, output_format: str) -> Step:
     )
 
 
-def trivy_steps(image_tar: str, reports: str) -> list[Step]:
+def trivy_steps(image_tar: str, reports: str, scan_options: Sequence[str] = ()) -> list[Step]:
     """Trivy over an image tarball: the JSON report the policy reads, then SARIF and a
-    CycloneDX SBOM converted from it (no second scan)."""
+    CycloneDX SBOM converted from it (no second scan). `scan_options` say where the
+    vulnerability DB comes from (the engine: a prepared cache, `--skip-db-update`)."""
     report = f"{reports}/{TRIVY_REPORT}"
     scan = ["trivy", "image", "--input", image_tar, "--scanners", "vuln", "--list-all-pkgs"]
+    scan += [*scan_options, "--format", "json", "--output", report, "--timeout", "15m"]
     convert = ["trivy", "convert", "--format"]
     return [
-        Step(
-            name="trivy", args=[*scan, "--format", "json", "--output", report, "--timeout", "15m"]
-        ),
+        Step(name="trivy", args=scan),
         Step(
             name="trivy sarif",
             args=[*convert, "sarif", "--output", f"{reports}/trivy.sarif", report],

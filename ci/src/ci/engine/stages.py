@@ -8,6 +8,8 @@ made by `ci.core`.
 from __future__ import annotations
 
 import datetime as dt
+import posixpath
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -142,7 +144,7 @@ class Pipeline:
         service = await self.service(name)
         ctr = toolchains.for_service(await self.toolchain(), service)
         for step in recipes.lint_steps(service):
-            ctr = ctr.with_exec(step.args)
+            ctr = with_step(ctr, step)
         return await ctr.stdout()
 
     async def test(self, name: str) -> TestRun:
@@ -191,12 +193,8 @@ class Pipeline:
         # hadolint from the toolchain's venv: the version `make lint` runs (pyproject.toml).
         dockerfile = recipes.dockerfile(service)
         hadolint = await self.toolchain()
-        lint_json = await hadolint.with_exec(
-            ["hadolint", "--no-fail", "-f", "json", dockerfile]
-        ).stdout()
-        lint_sarif = await hadolint.with_exec(
-            ["hadolint", "--no-fail", "-f", "sarif", dockerfile]
-        ).stdout()
+        lint_json = await with_step(hadolint, recipes.hadolint_step(dockerfile, "json")).stdout()
+        lint_sarif = await with_step(hadolint, recipes.hadolint_step(dockerfile, "sarif")).stdout()
         report = await trivy.file(f"{REPORTS}/trivy.json").contents()
         today = dt.datetime.now(tz=dt.UTC).date()
         verdict = scanpolicy.evaluate(report, severity, await self.ignore_file(), today)
@@ -230,23 +228,18 @@ class Pipeline:
         )
 
     def trivy(self, image: dagger.Container) -> dagger.Container:
-        report = f"{REPORTS}/trivy.json"
-        scan = ["trivy", "image", "--input", "/image.tar", "--scanners", "vuln", "--list-all-pkgs"]
         offline = ["--cache-dir", TRIVY_CACHE, "--skip-db-update"]
-        convert = ["trivy", "convert", "--format"]
-        return (
+        ctr = (
             dag.container()
             .from_(self.images.trivy)
             .with_directory(f"{TRIVY_CACHE}/db", self.trivy_db())
             .with_env_variable("TRIVY_NO_PROGRESS", "true")
             .with_mounted_file("/image.tar", image.as_tarball())
             .with_directory(REPORTS, dag.directory())
-            .with_exec(
-                [*scan, *offline, "--format", "json", "--output", report, "--timeout", "15m"]
-            )
-            .with_exec([*convert, "sarif", "--output", f"{REPORTS}/trivy.sarif", report])
-            .with_exec([*convert, "cyclonedx", "--output", f"{REPORTS}/sbom.cdx.json", report])
         )
+        for step in recipes.trivy_steps("/image.tar", REPORTS, offline):
+            ctr = ctr.with_exec(step.args)
+        return ctr
 
     async def publish(
         self,
@@ -341,11 +334,15 @@ def recorder(
     stage never hides another."""
 
     async def record(stage: str, run: Stage) -> None:
+        started = time.monotonic()
         try:
             ok, detail = True, await run()
         except Exception as exc:
             ok, detail = False, describe(exc)
-        results.append(StageResult(service=name, stage=stage, ok=ok, detail=detail))
+        seconds = time.monotonic() - started
+        results.append(
+            StageResult(service=name, stage=stage, ok=ok, detail=detail, seconds=seconds)
+        )
 
     return record
 
@@ -363,8 +360,8 @@ async def run_tests(ctr: dagger.Container, step: recipes.Step) -> TestRun:
     (128 + n: 137 for the OOM killer's SIGKILL, 143 for SIGTERM) still raises ExecError. That
     one becomes a failed run naming the signal; its JUnit file is lost with the container.
     """
-    ran = ctr.with_directory(recipes.JUNIT_DIR, dag.directory()).with_exec(
-        step.args, expect=dagger.ReturnType.ANY
+    ran = with_step(
+        ctr.with_directory(recipes.JUNIT_DIR, dag.directory()), step, dagger.ReturnType.ANY
     )
     try:
         code = await ran.exit_code()
@@ -380,6 +377,19 @@ async def run_tests(ctr: dagger.Container, step: recipes.Step) -> TestRun:
     output = f"{await ran.stdout()}\n{await ran.stderr()}"
     reports = test_reports(ran.directory(recipes.JUNIT_DIR), output, code)
     return TestRun(reports=reports, exit_code=code, output=tail(output))
+
+
+def with_step(
+    ctr: dagger.Container,
+    step: recipes.Step,
+    expect: dagger.ReturnType = dagger.ReturnType.SUCCESS,
+) -> dagger.Container:
+    """A recipe Step as `with_exec`: in its working directory (relative to the checkout), with
+    its environment; `python -m ci.check` runs the same Step as a host process."""
+    for name, value in step.env.items():
+        ctr = ctr.with_env_variable(name, value)
+    workdir = posixpath.normpath(f"{toolchains.REPO}/{step.workdir}")
+    return ctr.with_workdir(workdir).with_exec(step.args, expect=expect)
 
 
 def test_reports(junit: dagger.Directory, output: str, exit_code: int) -> dagger.Directory:

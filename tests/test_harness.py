@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -64,3 +69,38 @@ def test_missing_redis_binary_is_an_error_naming_the_install(
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(HarnessError, match="apt-get install"):
         RedisServer().start()
+
+
+def _alive(pid: int) -> bool:
+    """Running, not merely a zombie waiting to be reaped."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_servers_die_with_a_runner_killed_by_sigkill(tmp_path: Path) -> None:
+    # A CI timeout SIGKILLs the runner: no finally, no fixture teardown. The servers it started
+    # must go anyway (harness.lifetime), or they pile up on a shared machine.
+    script = (
+        "import sys; from harness.servers import PostgresServer, RedisServer\n"
+        "pg = PostgresServer().init(); pg.start(); r = RedisServer(); r.start()\n"
+        "print(pg.process.pid, r.process.pid, flush=True); sys.stdin.read()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    runner = subprocess.Popen(
+        [sys.executable, "-c", script], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert runner.stdout is not None
+    pids = [int(pid) for pid in runner.stdout.readline().split()]
+    assert len(pids) == 2
+    assert all(_alive(pid) for pid in pids)
+
+    runner.kill()
+    runner.wait()
+
+    deadline = time.monotonic() + 60
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in pids if _alive(pid)], "servers outlived their runner"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 from delivery.helpers import free_port
+from harness.lifetime import bound_to_parent
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -47,7 +48,9 @@ def run_registry(workdir: Path, htpasswd: Path | None = None) -> Iterator[LocalR
         + (f"auth: {{htpasswd: {{realm: test, path: {htpasswd}}}}}\n" if htpasswd else "")
     )
     log = (workdir / "registry.log").open("w")
-    proc = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        bound_to_parent([binary, "serve", str(config)]), stdout=log, stderr=subprocess.STDOUT
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 20

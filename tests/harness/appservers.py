@@ -15,10 +15,12 @@ from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
 from typing import Literal
 
+import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
-from harness.servers import HarnessError, free_port
+from harness.lifetime import bound_to_parent
+from harness.servers import START_TIMEOUT, HarnessError, free_port
 
 
 class AsgiServer:
@@ -36,7 +38,7 @@ class AsgiServer:
         port: int = 0,
         *,
         lifespan: Literal["auto", "on", "off"] = "auto",
-        start_timeout: float = 15.0,
+        start_timeout: float = START_TIMEOUT,
     ) -> None:
         self._app_factory = app_factory
         self.port = port
@@ -100,30 +102,39 @@ def _run(server: uvicorn.Server, sock: socket.socket) -> None:
 
 @contextlib.contextmanager
 def gunicorn_server(
-    config_module: str, app: str, env: Mapping[str, str], *, start_timeout: float = 30.0
+    config_module: str,
+    app: str,
+    env: Mapping[str, str],
+    *,
+    start_timeout: float = START_TIMEOUT,
+    probe: str = "/health",
 ) -> Iterator[str]:
-    """`gunicorn -c python:<config_module> <app>` on a free loopback port; yields its base URL.
+    """`gunicorn -c python:<config_module> <app>` on a free loopback port; yields its base URL
+    once `probe` answers (the master listens before its workers have loaded the app).
 
     `env` is the whole environment of the server (start from `os.environ`); BIND is set here.
     """
     port = free_port()
     command = [sys.executable, "-m", "gunicorn", "-c", f"python:{config_module}", app]
-    process = subprocess.Popen(command, env={**env, "BIND": f"127.0.0.1:{port}"})
+    process = subprocess.Popen(bound_to_parent(command), env={**env, "BIND": f"127.0.0.1:{port}"})
+    url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + start_timeout
-        while not _listening(port):
+        while not _answers(f"{url}{probe}"):
             if process.poll() is not None:
-                raise HarnessError(f"gunicorn exited with {process.returncode} before listening")
+                raise HarnessError(f"gunicorn exited with {process.returncode} before serving")
             if time.monotonic() > deadline:
-                raise HarnessError(f"gunicorn does not listen on {port} after {start_timeout}s")
+                raise HarnessError(f"gunicorn does not answer {probe} after {start_timeout}s")
             time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
+        yield url
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        process.wait(timeout=START_TIMEOUT)
 
 
-def _listening(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+def _answers(url: str) -> bool:
+    """Any HTTP answer: the app is loaded (whether it is healthy is the test's question)."""
+    with contextlib.suppress(httpx.HTTPError):
+        httpx.get(url, timeout=5)
         return True
     return False

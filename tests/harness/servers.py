@@ -1,7 +1,9 @@
 """Throw-away PostgreSQL and Redis servers on free loopback ports, in temporary directories.
 
 PostgreSQL refuses to run as root, so when the tests run as root the server runs as the
-`postgres` user (created by the Debian package) in a data directory that user owns.
+`postgres` user (created by the Debian package) in a data directory that user owns. Both run
+in the foreground as our children, bound to our lifetime (harness.lifetime): a test run killed
+with SIGKILL takes them with it.
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from harness.lifetime import bound_to_parent
 
 INSTALL_HINT = "sudo apt-get install -y postgresql redis-server  (or run `make setup`)"
 
@@ -31,7 +36,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_port(port: int, timeout: float = 15.0) -> None:
+# Generous: a loaded two-core CI machine can take many seconds to start a server.
+START_TIMEOUT = 120.0
+
+
+def wait_for_port(port: int, timeout: float = START_TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
@@ -56,17 +65,23 @@ def _version_key(path: str) -> int:
     return int(part) if part.isdigit() else 0
 
 
-def _as_postgres_user() -> list[str]:
-    """Command prefix that drops root to the `postgres` user; empty when not root."""
+def _postgres_user() -> str | None:
+    """The user PostgreSQL runs as: `postgres` when we are root (it refuses root), else us."""
     if os.geteuid() != 0:
-        return []
+        return None
     try:
         pwd.getpwnam("postgres")
     except KeyError as exc:
         raise HarnessError(
             f"running as root but there is no `postgres` user to run PostgreSQL as; {INSTALL_HINT}"
         ) from exc
-    return ["runuser", "-u", "postgres", "--"]
+    return "postgres"
+
+
+def _as_postgres_user() -> list[str]:
+    """Command prefix that drops root to the `postgres` user; empty when not root."""
+    user = _postgres_user()
+    return ["runuser", "-u", user, "--"] if user else []
 
 
 @dataclass
@@ -76,6 +91,7 @@ class PostgresServer:
     port: int = field(default_factory=free_port)
     user: str = "postgres"
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="pg-harness-")))
+    process: subprocess.Popen[bytes] | None = None
 
     @property
     def datadir(self) -> Path:
@@ -103,19 +119,37 @@ class PostgresServer:
         return self
 
     def start(self) -> None:
-        options = (
-            f"-p {self.port} -k {self.datadir} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
-        )
-        log = self.datadir / "server.log"
-        self._run(
-            str(postgres_bindir() / "pg_ctl"), "start", "-D", str(self.datadir), "-w",
-            "-l", str(log), "-o", options,
-        )  # fmt: skip
-        wait_for_port(self.port)
+        """The postmaster in the foreground, as our child; returns once it accepts queries."""
+        log = (self.workdir / "server.log").open("ab")
+        command = [
+            str(postgres_bindir() / "postgres"), "-D", str(self.datadir), "-p", str(self.port),
+            "-k", str(self.datadir), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
+            "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+            "-c", "max_connections=300",
+        ]  # fmt: skip
+        with log:
+            self.process = subprocess.Popen(
+                bound_to_parent(command, user=_postgres_user()),
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        self._wait_until_ready()
+
+    def _wait_until_ready(self) -> None:
+        isready = [str(postgres_bindir() / "pg_isready"), "-q", "-h", "127.0.0.1"]
+        deadline = time.monotonic() + START_TIMEOUT
+        while subprocess.run([*isready, "-p", str(self.port)], check=False).returncode != 0:
+            assert self.process is not None
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                log = (self.workdir / "server.log").read_text(errors="replace")[-2000:]
+                raise HarnessError(f"PostgreSQL on port {self.port} did not start:\n{log}")
+            time.sleep(0.05)
 
     def stop(self) -> None:
-        self._run(str(postgres_bindir() / "pg_ctl"), "stop", "-D", str(self.datadir), "-m", "fast")
+        """Fast shutdown (SIGINT): clients are disconnected, the data stays for a restart."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGINT)
+            self.process.wait(timeout=START_TIMEOUT)
+            self.process = None
 
     def destroy(self) -> None:
         with contextlib.suppress(HarnessError):
@@ -140,11 +174,11 @@ class RedisServer:
         if binary is None:
             raise HarnessError(f"redis-server not found; install it: {INSTALL_HINT}")
         self.process = subprocess.Popen(
-            [
+            bound_to_parent([
                 binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                 "--appendonly", "no", "--databases", str(self.databases),
                 "--dir", str(self.workdir), "--protected-mode", "no",
-            ],
+            ]),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
@@ -153,7 +187,7 @@ class RedisServer:
     def stop(self) -> None:
         if self.process is not None:
             self.process.terminate()
-            self.process.wait(timeout=10)
+            self.process.wait(timeout=START_TIMEOUT)
             self.process = None
 
     def destroy(self) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from harness.lifetime import bound_to_parent
 
 TERM_GRACE_SECONDS = 10.0
 LOG_TAIL_LINES = 40
@@ -46,9 +47,10 @@ class ManagedProcess:
     def start(self) -> None:
         with self.log_path.open("ab") as log:
             # A session of its own: stopping signals the whole group, so gunicorn's and
-            # uvicorn's worker processes go with their parent.
+            # uvicorn's worker processes go with their parent. Bound to our lifetime: a stack
+            # killed with SIGKILL takes its servers with it (their workers follow them).
             self.popen = subprocess.Popen(
-                list(self.argv),
+                bound_to_parent(self.argv),
                 env=dict(self.env),
                 cwd=self.cwd,
                 stdin=subprocess.DEVNULL,

@@ -16,6 +16,7 @@ from typing import Any
 
 import redis
 from data_processor.models import DailyMessageCount, ProcessedEvent
+from harness.lifetime import bound_to_parent
 
 STREAM = "chat:events"
 GROUP = "data-processor"
@@ -28,7 +29,7 @@ def start_consumer(
     command = [sys.executable, "-m", "data_processor.manage", "consume_events"]
     options = ["--consumer", name, "--batch-size", "10", "--block-ms", "200"]
     return subprocess.Popen(
-        [*command, *options, "--claim-idle-ms", str(claim_idle_ms)],
+        bound_to_parent([*command, *options, "--claim-idle-ms", str(claim_idle_ms)]),
         env=env,
         stdout=subprocess.DEVNULL,
     )

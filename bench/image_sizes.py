@@ -1,0 +1,73 @@
+"""Report: how big each Python service image is, layer by layer, without a container runtime.
+
+The runtime image is the pinned base plus two layers: /opt/venv (the service's hashed
+requirements, installed as wheels for the base's platform, without bytecode - exactly what the
+Dockerfile does) and /opt/app (servicekit and the service's own source). Both layers are
+measured here by installing the same wheels for musllinux into a temporary directory; the base
+image cannot be pulled on a machine without a registry, so its size is an argument.
+
+    .venv/bin/python bench/image_sizes.py [--base-mb 57] [--arch x86_64|aarch64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+GOAL_MB = 150
+# python:3.12.8-alpine3.21 as Docker Hub lists it (uncompressed); not measurable here.
+DEFAULT_BASE_MB = 57.0
+
+
+def size_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
+
+
+def python_services() -> list[str]:
+    return sorted(p.parent.name for p in ROOT.glob("services/*/requirements.txt"))
+
+
+def dependency_layer_mb(service: str, arch: str) -> float:
+    """pip installs the service's requirements as the Dockerfile does, for musllinux/arch."""
+    with tempfile.TemporaryDirectory() as target:
+        platforms = [f"--platform=musllinux_1_{n}_{arch}" for n in (2, 1)]
+        subprocess.run(  # noqa: S603 - our own interpreter and repository files
+            [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+             "--require-hashes", "--no-deps", "--only-binary", ":all:", "--no-compile",
+             *platforms, "--python-version=3.12", "--implementation=cp",
+             "--target", target, "-r", str(ROOT / "services" / service / "requirements.txt")],
+            check=True,
+        )  # fmt: skip
+        return size_mb(Path(target))
+
+
+def app_layer_mb(service: str) -> float:
+    sources = [ROOT / "services" / name / "src" for name in ("servicekit", service)]
+    return sum(size_mb(src) for src in sources)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base-mb", type=float, default=DEFAULT_BASE_MB, help="base image MB")
+    parser.add_argument("--arch", choices=["x86_64", "aarch64"], default="x86_64")
+    args = parser.parse_args()
+    print(f"| service | dependencies MB | own code MB | base MB | image MB | goal <= {GOAL_MB} |")
+    print("|---|---:|---:|---:|---:|---|")
+    over = 0
+    for service in python_services():
+        deps, app = dependency_layer_mb(service, args.arch), app_layer_mb(service)
+        total = args.base_mb + deps + app
+        over += total > GOAL_MB
+        verdict = "ok" if total <= GOAL_MB else "OVER"
+        sizes = [f"{deps:.1f}", f"{app:.2f}", f"{args.base_mb:.0f}", f"{total:.1f}"]
+        cells = [service, *sizes, verdict]
+        print("| " + " | ".join(cells) + " |")
+    return 1 if over else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

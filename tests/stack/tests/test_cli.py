@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from harness.fakehttp import JsonServer
+from harness.lifetime import bound_to_parent
 
 from stack.local import STACK_PACKAGE_ROOT
 
@@ -28,7 +29,7 @@ def _cli_env(**extra: str) -> dict[str, str]:
 
 def _run(*args: str, **env: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "stack", *args],
+        bound_to_parent([sys.executable, "-m", "stack", *args]),
         cwd=REPO_ROOT,
         env=_cli_env(**env),
         stdout=subprocess.PIPE,

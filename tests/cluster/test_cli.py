@@ -27,6 +27,7 @@ LISTS = {
     "/api/v1/namespaces/chat-ci/pods": "V1PodList",
     "/api/v1/namespaces/chat-ci/persistentvolumeclaims": "V1PersistentVolumeClaimList",
     "/api/v1/namespaces/chat-ci/events": "CoreV1EventList",
+    "/api/v1/nodes": "V1NodeList",
 }
 CRASH_LOG = "Traceback (most recent call last):\nRuntimeError: REDIS_URL is not reachable\n"
 
@@ -219,3 +220,40 @@ def test_the_command_line_and_its_core_do_not_import_dagger() -> None:
     )
 
     assert done.stdout.strip() == "False", done.stderr
+
+
+def test_run_fails_naming_a_node_that_never_gets_ready_and_leaves_diagnostics(
+    kubeconfig: tuple[Path, RecordedApi], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, api = kubeconfig
+    api.bodies = {**answers("node-not-ready"), **answers("crashloop")}
+    argv = [
+        "run",
+        "--kubeconfig",
+        str(path),
+        "--images",
+        "auth=a/auth:1",
+        "--base-url",
+        "http://k3s",
+    ]
+
+    code = main([*argv, "--timeout", "0.1", "--output", str(tmp_path)])
+
+    assert code == 1
+    err = capsys.readouterr().err
+    assert (
+        "cluster: deadline expired: Node/k3s: not Ready: KubeletNotReady: container runtime" in err
+    )
+    assert (tmp_path / "diagnostics" / "pods.txt").is_file()
+    assert not (tmp_path / "timings.json").exists()  # the cluster never got ready
+
+
+def test_run_fails_when_k3s_never_writes_its_kubeconfig(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["run", "--kubeconfig", str(tmp_path / "k3s.yaml"), "--images", "auth=a/auth:1"]
+
+    code = main([*argv, "--base-url", "http://k3s", "--timeout", "0.1", "--output", str(tmp_path)])
+
+    assert code == 1
+    assert f"K3s wrote no kubeconfig at {tmp_path / 'k3s.yaml'}" in capsys.readouterr().err

@@ -10,6 +10,7 @@ from ci.core.cluster_readiness import (
     deployment_verdict,
     job_verdict,
     judge,
+    node_verdict,
     pod_verdict,
     verdicts,
 )
@@ -165,3 +166,14 @@ def test_a_spec_the_controller_has_not_seen_waits() -> None:
 
     assert verdict.state is State.WAITING
     assert "not observed" in verdict.reason
+
+
+def test_a_node_is_ready_only_when_its_kubelet_says_so() -> None:
+    body = copy.deepcopy(answers("node-not-ready")["V1NodeList"])
+    waiting_node = node_verdict(deserialize(body, "V1NodeList").items[0])
+    body["items"][0]["status"]["conditions"][1].update(status="True", reason="KubeletReady")
+    ready_node = node_verdict(deserialize(body, "V1NodeList").items[0])
+
+    assert waiting_node.state is State.WAITING
+    assert waiting_node.reason.startswith("not Ready: KubeletNotReady: container runtime network")
+    assert (ready_node.state, ready_node.reason) == (State.READY, "Ready")

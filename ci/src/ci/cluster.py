@@ -6,6 +6,9 @@ Kubernetes cluster (the pipeline's ephemeral K3s, k3d, kind, a K3s host), as Arg
   wait      wait until everything in the namespace is ready (deadline, reasons on expiry)
   diagnose  write events, pod statuses and container logs (with previous runs) to a directory
   e2e       run tests/e2e against the gateway (E2E_BASE_URL), JUnit XML into the output
+  run       all of it for a fresh cluster: node Ready, install --gateway, wait, e2e, and
+            diagnose when anything failed (what `dagger call integration` runs in a container)
+  name-archives  name image archives (Container.as_tarball) for K3s's auto-import directory
 
 Every subcommand records how long it took in OUTPUT/timings.json. Exit status: 0 done, 1 a
 wait failed or expired (the message names each object and why) or e2e failed, 2 bad usage or
@@ -18,6 +21,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -50,6 +54,7 @@ from ci.core.cluster_gateway import (
     read_versions,
     verify_sha256,
 )
+from ci.core.cluster_images import name_archive
 from ci.core.cluster_plan import (
     DEFAULT_HOST,
     DEFAULT_NAMESPACE,
@@ -67,7 +72,7 @@ from ci.core.cluster_plan import (
     render_release,
     split_documents,
 )
-from ci.core.cluster_readiness import Snapshot, Verdict, judge, verdicts
+from ci.core.cluster_readiness import Snapshot, State, Verdict, judge, node_verdict, verdicts
 from ci.core.cluster_secrets import generate_secrets, secret_manifest, secret_needs
 
 USAGE_ERROR = 2
@@ -120,6 +125,25 @@ def parser() -> argparse.ArgumentParser:
     wait = command("wait", "wait until every workload in the namespace is ready")
     wait.add_argument("--timeout", type=positive, default=300.0, help="seconds to wait")
     command("diagnose", "write events, pod statuses and container logs to OUTPUT/diagnostics")
+    run = command("run", "node Ready, install --gateway, wait, e2e; diagnose on failure")
+    run.add_argument("--repo", type=Path, default=Path.cwd(), help="repository root")
+    run.add_argument(
+        "--images", nargs="+", required=True, metavar="SERVICE=IMAGE", help="image per service"
+    )
+    run.add_argument("--host", default=DEFAULT_HOST, help="host name the routes answer to")
+    run.add_argument("--base-url", required=True, help="the gateway, e.g. http://k3s")
+    run.add_argument("--timeout", type=positive, default=300.0, help="seconds per wait")
+    run.add_argument(
+        "--server",
+        default="",
+        help="API server URL to put into the kubeconfig (e.g. https://k3s:6443)",
+    )
+    run.add_argument("--no-e2e", action="store_true", help="install and wait only (stack up)")
+    names = commands.add_parser("name-archives", help="name image archives for K3s's auto-import")
+    names.add_argument(
+        "--archive", nargs="+", required=True, metavar="NAME=PATH", help="image name and archive"
+    )
+    names.add_argument("--out", type=Path, required=True, help="directory for the named archives")
     e2e = command("e2e", "run tests/e2e against the gateway")
     e2e.add_argument("--repo", type=Path, default=Path.cwd(), help="repository root")
     e2e.add_argument("--base-url", required=True, help="the gateway, e.g. http://k3s")
@@ -551,6 +575,88 @@ def e2e(args: argparse.Namespace) -> int:
     return FAILED if done.returncode else 0
 
 
+def wait_for_kubeconfig(path: Path, server: str, timeout: float) -> Path:
+    """The file K3s writes once its API serves, copied with `server` as the API address."""
+    deadline = time.monotonic() + timeout
+    while not path.is_file() or not path.stat().st_size:
+        if time.monotonic() >= deadline:
+            raise WaitFailedError(f"deadline expired: K3s wrote no kubeconfig at {path}")
+        time.sleep(POLL_SECONDS)
+    config = yaml.safe_load(path.read_text())
+    if server:
+        for cluster in config.get("clusters", []):
+            cluster["cluster"]["server"] = server
+    copy = Path(tempfile.mkdtemp(prefix="ci-cluster-")) / "kubeconfig"
+    copy.write_text(yaml.safe_dump(config))
+    copy.chmod(0o600)
+    return copy
+
+
+def wait_for_nodes(cluster: Cluster, timeout: float) -> None:
+    """Until every node is Ready; API errors while K3s starts count as waiting."""
+    from kubernetes import client
+    from urllib3.exceptions import HTTPError
+
+    deadline = time.monotonic() + timeout
+    reason = "no node registered yet"
+    while True:
+        try:
+            nodes = client.CoreV1Api(cluster.api).list_node(_request_timeout=REQUEST_TIMEOUT).items
+            found = [node_verdict(node) for node in nodes]
+            if found and all(v.state is State.READY for v in found):
+                return
+            reason = "; ".join(str(v) for v in found) or reason
+        except (client.ApiException, HTTPError) as exc:
+            reason = f"API not answering yet: {exc}"
+        if time.monotonic() >= deadline:
+            raise WaitFailedError(f"cluster: deadline expired: {reason}")
+        time.sleep(POLL_SECONDS)
+
+
+def run(args: argparse.Namespace) -> int:
+    """The whole integration on a fresh cluster; diagnostics when anything failed."""
+    started = time.monotonic()
+    args.kubeconfig = wait_for_kubeconfig(args.kubeconfig, args.server, args.timeout)
+    cluster = Cluster.connect(args.kubeconfig, args.namespace)
+    try:
+        wait_for_nodes(cluster, args.timeout)
+        record_timing(args.output, "cluster ready", time.monotonic() - started)
+        args.gateway = True
+        install(args)
+        wait(args)
+        code = 0 if args.no_e2e else e2e(args)
+    except WaitFailedError:
+        diagnose_after_failure(args)
+        raise
+    if code:
+        diagnose_after_failure(args)
+    return code
+
+
+def diagnose_after_failure(args: argparse.Namespace) -> None:
+    """Diagnostics plus the rendered manifests; a failure here never hides the first one."""
+    try:
+        diagnose(args)
+    except Exception as exc:
+        print(f"ci.cluster: diagnostics incomplete: {exc}", file=sys.stderr)
+    manifests = args.output / "manifests"
+    if manifests.is_dir():
+        shutil.copytree(manifests, args.output / "diagnostics" / "manifests", dirs_exist_ok=True)
+
+
+def name_archives(args: argparse.Namespace) -> None:
+    args.out.mkdir(parents=True, exist_ok=True)
+    for pair in args.archive:
+        name, sep, path = pair.partition("=")
+        if not sep or not name or not path:
+            raise UsageError(f"--archive: {pair!r} is not NAME=PATH")
+        target = args.out / f"{name.rsplit('/', 1)[-1].replace(':', '_')}.tar"
+        try:
+            name_archive(Path(path), target, name)
+        except PlanError as exc:
+            raise UsageError(f"--archive {name}: {exc}") from exc
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
@@ -560,6 +666,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             wait(args)
         elif args.command == "diagnose":
             diagnose(args)
+        elif args.command == "run":
+            return run(args)
+        elif args.command == "name-archives":
+            name_archives(args)
         else:
             return e2e(args)
     except UsageError as exc:

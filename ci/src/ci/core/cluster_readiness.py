@@ -18,6 +18,7 @@ from kubernetes.client import (
     CoreV1Event,
     V1Deployment,
     V1Job,
+    V1Node,
     V1PersistentVolumeClaim,
     V1Pod,
     V1PodStatus,
@@ -289,3 +290,13 @@ def summary(found: Sequence[Verdict]) -> Mapping[str, int]:
     for verdict in found:
         counts[verdict.state.value] += 1
     return counts
+
+
+def node_verdict(node: V1Node) -> Verdict:
+    """A node is ready when its kubelet reports Ready (the API answering is not enough)."""
+    subject = f"Node/{name_of(node)}"
+    condition = _condition(node.status.conditions if node.status else None, "Ready")
+    if condition is not None and condition.status == "True":
+        return ready(subject, "Ready")
+    reason = f"{condition.reason}: {condition.message}" if condition else "no Ready condition yet"
+    return waiting(subject, f"not Ready: {reason}")

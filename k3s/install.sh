@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
 # Installs the pinned K3s version as a systemd service on a single Ubuntu LTS node.
-# Idempotent: re-running changes nothing when the binary, config and unit are already current,
-# and restarts K3s only when one of them changed.
+# Idempotent: a re-run keeps what was configured (registry credentials included) and restarts
+# K3s only when the binary, a config file or the unit changed.
 #
-#   sudo k3s/install.sh
+#   sudo k3s/install.sh                     (downloads the pinned, checksum-verified binary)
+#   sudo k3s/install.sh --airgap DIR        (no network: DIR holds k3s[-arm64] and
+#                                            k3s-airgap-images-<arch>.tar.zst; see README)
 #
-# Environment (optional): REGISTRY_USERNAME/REGISTRY_PASSWORD (ghcr.io pull credentials),
-# KUBECONFIG_USER (whose ~/.kube/config to write; default: the sudo user, else root).
+# Environment (optional): REGISTRY_USERNAME/REGISTRY_PASSWORD (ghcr.io pull credentials; set them
+# again only to change them), KUBECONFIG_USER (whose ~/.kube/config to write; default: the sudo
+# user, else root).
 set -euo pipefail
 # shellcheck source=k3s/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-# Overridable so the download and checksum logic can be exercised without touching the host.
-BIN=${K3S_BIN:-/usr/local/bin/k3s}
-CONF_DIR=/etc/rancher/k3s
-UNIT=/etc/systemd/system/k3s.service
+# Every host path below ROOT (empty on a real host), so tests can run the script on a fake root.
+ROOT=${K3S_ROOT:-}
+BIN=${K3S_BIN:-$ROOT/usr/local/bin/k3s}
+CONF_DIR=$ROOT/etc/rancher/k3s
+UNIT=$ROOT/etc/systemd/system/k3s.service
+IMAGES_DIR=$ROOT/var/lib/rancher/k3s/agent/images
 
 # The release asset of the K3s binary for an architecture.
 k3s_asset() {
@@ -29,17 +34,24 @@ installed_version() {
   "$BIN" --version 2>/dev/null | awk 'NR == 1 { print $3 }'
 }
 
-# Downloads the release binary and installs it only when its SHA-256 equals the pin in
-# versions.env (K3S_SHA256_AMD64 / _ARM64), never a checksum fetched from the same release.
-download_k3s() {
-  local arch binary base work
+# Puts the K3s binary in place, from the release or from an air-gap directory, only when its
+# SHA-256 equals the pin in versions.env (K3S_SHA256_AMD64 / _ARM64), never a checksum fetched
+# from the same release.
+install_k3s_binary() {
+  local airgap=$1 arch binary work
   arch=$(host_arch)
   binary=$(k3s_asset "$arch")
-  base="https://github.com/k3s-io/k3s/releases/download/${K3S_VERSION//+/%2B}"
   work=$(mktemp -d)
   trap 'rm -rf "$work"; trap - RETURN' RETURN
-  log "downloading K3s $K3S_VERSION ($binary)"
-  fetch_verified "$base/$binary" "$work/$binary" "K3S_SHA256_${arch^^}"
+  if [[ -n $airgap ]]; then
+    log "installing K3s $K3S_VERSION from $airgap/$binary"
+    cp "$airgap/$binary" "$work/$binary"
+    verify_sha256 "$work/$binary" "K3S_SHA256_${arch^^}"
+  else
+    log "downloading K3s $K3S_VERSION ($binary)"
+    fetch_verified "https://github.com/k3s-io/k3s/releases/download/${K3S_VERSION//+/%2B}/$binary" \
+      "$work/$binary" "K3S_SHA256_${arch^^}"
+  fi
   install -D -m 0755 "$work/$binary" "$BIN"
   for tool in kubectl crictl ctr; do
     ln -sfn "$BIN" "$(dirname "$BIN")/$tool"
@@ -47,13 +59,46 @@ download_k3s() {
   log "installed $BIN"
 }
 
+# Kept for the tests and for readers: the online path of install_k3s_binary.
+download_k3s() {
+  install_k3s_binary ""
+}
+
+# Air gap: the release's image archive where K3s imports it at start. Prints "changed" when it
+# was put there.
+install_airgap_images() {
+  local airgap=$1 arch archive
+  arch=$(host_arch)
+  archive=k3s-airgap-images-$arch.tar.zst
+  [[ -f $airgap/$archive ]] || die "$airgap/$archive is missing (see k3s/README.md, Air-gapped install)"
+  verify_sha256 "$airgap/$archive" "K3S_AIRGAP_IMAGES_SHA256_${arch^^}"
+  install_if_changed "$airgap/$archive" "$IMAGES_DIR/$archive" 0644
+}
+
+# A YAML double-quoted string: backslashes and quotes escaped; control characters refused.
+yaml_quoted() {
+  local value=$1
+  [[ $value != *[[:cntrl:]]* ]] || die "registry credentials must not contain control characters"
+  value=${value//\\/\\\\}
+  printf '"%s"' "${value//\"/\\\"}"
+}
+
+# registries.yaml from git, plus the ghcr.io credentials: from REGISTRY_USERNAME/PASSWORD when
+# both are set, else the ones already installed (a re-run without them keeps them).
 write_registries() {
-  local target=$1
+  local target=$1 installed=$CONF_DIR/registries.yaml
   cp "$K3S_DIR/registries.yaml" "$target"
   if [[ -n ${REGISTRY_USERNAME:-} && -n ${REGISTRY_PASSWORD:-} ]]; then
-    # Credentials come from the environment and go only to a root-only file on the host.
-    printf 'configs:\n  ghcr.io:\n    auth:\n      username: "%s"\n      password: "%s"\n' \
-      "$REGISTRY_USERNAME" "$REGISTRY_PASSWORD" >>"$target"
+    local username password
+    username=$(yaml_quoted "$REGISTRY_USERNAME")
+    password=$(yaml_quoted "$REGISTRY_PASSWORD")
+    printf 'configs:\n  ghcr.io:\n    auth:\n      username: %s\n      password: %s\n' \
+      "$username" "$password" >>"$target"
+  elif [[ -n ${REGISTRY_USERNAME:-}${REGISTRY_PASSWORD:-} ]]; then
+    die "set both REGISTRY_USERNAME and REGISTRY_PASSWORD, or neither (to keep the installed ones)"
+  elif [[ -f $installed ]] && grep -q '^configs:' "$installed"; then
+    log "keeping the registry credentials already in $installed"
+    sed -n '/^configs:/,$p' "$installed" >>"$target"
   fi
 }
 
@@ -86,54 +131,74 @@ WantedBy=multi-user.target
 UNIT
 }
 
+# Installs the config files and the unit; prints one "changed" per file that changed. Runs in a
+# command substitution: inherit_errexit (lib.sh) makes any failure here fail the caller.
 install_config() {
-  local work changed=""
+  local work
   work=$(mktemp -d)
   trap 'rm -rf "$work"; trap - RETURN' RETURN
   write_registries "$work/registries.yaml"
   write_unit "$work/k3s.service"
-  changed+=$(install_if_changed "$K3S_DIR/config.yaml" "$CONF_DIR/config.yaml" 0600)
-  changed+=$(install_if_changed "$K3S_DIR/pod-security.yaml" "$CONF_DIR/pod-security.yaml" 0600)
-  changed+=$(install_if_changed "$work/registries.yaml" "$CONF_DIR/registries.yaml" 0600)
-  changed+=$(install_if_changed "$work/k3s.service" "$UNIT" 0644)
-  echo "$changed"
+  install_if_changed "$K3S_DIR/config.yaml" "$CONF_DIR/config.yaml" 0600
+  install_if_changed "$K3S_DIR/pod-security.yaml" "$CONF_DIR/pod-security.yaml" 0600
+  install_if_changed "$work/registries.yaml" "$CONF_DIR/registries.yaml" 0600
+  install_if_changed "$work/k3s.service" "$UNIT" 0644
 }
 
 setup_kubeconfig() {
   local user=${KUBECONFIG_USER:-${SUDO_USER:-root}} home
   home=$(getent passwd "$user" | cut -d: -f6)
   [[ -n $home ]] || die "no home directory for $user"
-  install -d -m 0700 -o "$user" "$home/.kube"
-  install -m 0600 -o "$user" /etc/rancher/k3s/k3s.yaml "$home/.kube/config"
+  install -d -m 0700 -o "$user" "$ROOT$home/.kube"
+  install -m 0600 -o "$user" "$CONF_DIR/k3s.yaml" "$ROOT$home/.kube/config"
   log "kubeconfig for $user: $home/.kube/config"
 }
 
 wait_for_node() {
   log "waiting for the API server and the node"
   for _ in $(seq 1 60); do
-    [[ -f /etc/rancher/k3s/k3s.yaml ]] && "$BIN" kubectl get nodes >/dev/null 2>&1 && break
+    [[ -f $CONF_DIR/k3s.yaml ]] && "$BIN" kubectl get nodes >/dev/null 2>&1 && break
     sleep 5
   done
   "$BIN" kubectl wait --for=condition=Ready node --all --timeout=300s
 }
 
+usage() {
+  echo "usage: $0 [--airgap DIR]" >&2
+  exit 2
+}
+
 main() {
+  local airgap="" changes="" restart=""
+  case ${1:-} in
+    "") ;;
+    --airgap)
+      [[ $# -eq 2 && -d $2 ]] || usage
+      airgap=$(cd "$2" && pwd)
+      ;;
+    *) usage ;;
+  esac
   require_root
-  require_command curl "apt-get install -y curl"
   require_command sha256sum "apt-get install -y coreutils"
-  local restart=""
+  [[ -n $airgap ]] || require_command curl "apt-get install -y curl"
   if [[ $(installed_version) == "$K3S_VERSION" ]]; then
     log "K3s $K3S_VERSION already installed"
   else
-    download_k3s
+    install_k3s_binary "$airgap"
     restart=yes
   fi
-  [[ -n $(install_config) ]] && restart=yes
+  if [[ -n $airgap ]]; then
+    changes=$(install_airgap_images "$airgap")
+  fi
+  changes+=$(install_config)
+  [[ -z $changes ]] || restart=yes
   systemctl daemon-reload
   systemctl enable k3s.service >/dev/null
   if [[ -n $restart ]] || ! systemctl is-active --quiet k3s.service; then
     log "(re)starting k3s.service"
     systemctl restart k3s.service
+  else
+    log "nothing changed: k3s.service keeps running"
   fi
   wait_for_node
   setup_kubeconfig

@@ -1,6 +1,10 @@
 # Shared helpers for the K3s host scripts (sourced, not executed).
 # shellcheck shell=bash
 
+# A failure inside $(...) fails the command that uses it (bash leaves errexit off there by default,
+# so `x=$(f)` would carry on after a failing step in f).
+shopt -s inherit_errexit
+
 K3S_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck disable=SC2034  # used by the scripts that source this file
 REPO_DIR=$(cd "$K3S_DIR/.." && pwd)

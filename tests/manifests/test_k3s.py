@@ -12,6 +12,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import kubernetes_validate.utils
 import pytest
@@ -395,3 +396,293 @@ def test_cluster_cidr_is_what_the_services_trust_for_forwarded_headers() -> None
         for environment in ENVIRONMENTS:
             (config_map,) = render_environment(chart, environment).of_kind("ConfigMap")
             assert config_map["data"]["FORWARDED_ALLOW_IPS"] == config["cluster-cidr"], chart
+
+
+# --- install.sh on a fake root: re-runs keep what was configured, restart only on change ---
+
+SYSTEMCTL_STUB = """#!/bin/sh
+echo "$*" >> "$STUB_LOG/systemctl.log"
+case "$1" in
+  is-active) [ -f "$STUB_LOG/active" ] ;;
+  restart) touch "$STUB_LOG/active"; mkdir -p "$K3S_ROOT/etc/rancher/k3s"
+           echo "apiVersion: v1" > "$K3S_ROOT/etc/rancher/k3s/k3s.yaml" ;;
+  *) exit 0 ;;
+esac
+"""
+FAKE_K3S = """#!/bin/sh
+case "$1" in
+  --version) echo "k3s version {version} (0123abcd)" ;;
+  *) exit 0 ;;
+esac
+"""
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> dict[str, Path]:
+    """A fake root, stub systemctl and curl, a fake release, and k3s/ pinned to its binary."""
+    root, logs, release = tmp_path / "root", tmp_path / "logs", tmp_path / "release"
+    for directory in (root, logs, release):
+        directory.mkdir()
+    binary = release / ("k3s" if host_arch() == "amd64" else "k3s-arm64")
+    binary.write_text(FAKE_K3S.replace("{version}", k3s_version()))
+    images = release / f"k3s-airgap-images-{host_arch()}.tar.zst"
+    images.write_bytes(b"\x28\xb5\x2f\xfd images")
+    stubs = curl_stub(tmp_path, release)
+    (stubs / "systemctl").write_text(SYSTEMCTL_STUB)
+    (stubs / "systemctl").chmod(0o755)
+    arch = host_arch().upper()
+    pins = {f"K3S_SHA256_{arch}": sha256_of(binary)}
+    pins[f"K3S_AIRGAP_IMAGES_SHA256_{arch}"] = sha256_of(images)
+    k3s = k3s_copy(tmp_path, **pins)
+    return {"root": root, "logs": logs, "release": release, "stubs": stubs, "k3s": k3s}
+
+
+def run_install(host: dict[str, Path], *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+    return subprocess.run(
+        ["bash", str(host["k3s"] / "install.sh"), *args],
+        env={
+            **base,
+            "PATH": f"{host['stubs']}:{os.environ['PATH']}",
+            "K3S_ROOT": str(host["root"]),
+            "STUB_LOG": str(host["logs"]),
+            "KUBECONFIG_USER": "root",
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def systemctl_calls(host: dict[str, Path]) -> list[str]:
+    log = host["logs"] / "systemctl.log"
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def registries(host: dict[str, Path]) -> dict[str, Any]:
+    path = host["root"] / "etc/rancher/k3s/registries.yaml"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    loaded: dict[str, Any] = yaml.safe_load(path.read_text())
+    return loaded
+
+
+def test_rerun_without_registry_variables_keeps_credentials_and_k3s_running(
+    host: dict[str, Path],
+) -> None:
+    password = 'p"ss\\word with spaces'
+    first = run_install(host, REGISTRY_USERNAME="bot", REGISTRY_PASSWORD=password)
+    assert first.returncode == 0, first.stderr
+    assert "restart k3s.service" in systemctl_calls(host)
+    auth = registries(host)["configs"]["ghcr.io"]["auth"]
+    assert auth == {"username": "bot", "password": password}
+    assert (host["root"] / "root/.kube/config").is_file()
+
+    restarts = systemctl_calls(host).count("restart k3s.service")
+    second = run_install(host)
+    assert second.returncode == 0, second.stderr
+    assert registries(host)["configs"]["ghcr.io"]["auth"] == auth
+    assert systemctl_calls(host).count("restart k3s.service") == restarts
+    assert "nothing changed" in second.stderr
+    assert (host["logs"].parent / "urls.log").read_text().count("\n") == 1, "downloaded again"
+
+
+def test_a_changed_config_file_restarts_k3s(host: dict[str, Path]) -> None:
+    assert run_install(host).returncode == 0
+    restarts = systemctl_calls(host).count("restart k3s.service")
+    config = host["k3s"] / "config.yaml"
+    config.write_text(config.read_text() + "node-label:\n  - changed=yes\n")
+    result = run_install(host)
+    assert result.returncode == 0, result.stderr
+    assert systemctl_calls(host).count("restart k3s.service") == restarts + 1
+
+
+def test_a_failing_config_step_fails_the_install_and_restarts_nothing(
+    host: dict[str, Path],
+) -> None:
+    (host["root"] / "etc/rancher").mkdir(parents=True)
+    (host["root"] / "etc/rancher/k3s").write_text("a file where the directory should be\n")
+    result = run_install(host)
+    assert result.returncode != 0
+    calls = systemctl_calls(host)
+    assert not any(call.startswith(("restart", "daemon-reload", "enable")) for call in calls)
+
+
+def test_one_registry_variable_alone_is_refused(host: dict[str, Path]) -> None:
+    result = run_install(host, REGISTRY_USERNAME="bot")
+    assert result.returncode != 0
+    assert "set both REGISTRY_USERNAME and REGISTRY_PASSWORD" in result.stderr
+    assert not systemctl_calls(host)
+
+
+def test_airgap_install_uses_the_directory_only(host: dict[str, Path]) -> None:
+    (host["stubs"] / "curl").write_text('#!/bin/sh\necho "no network" >&2\nexit 7\n')
+    result = run_install(host, "--airgap", str(host["release"]))
+    assert result.returncode == 0, result.stderr
+    images = (
+        host["root"] / f"var/lib/rancher/k3s/agent/images/k3s-airgap-images-{host_arch()}.tar.zst"
+    )
+    assert images.read_bytes() == (host["release"] / images.name).read_bytes()
+    assert (host["root"] / "usr/local/bin/k3s").is_file()
+
+
+def test_airgap_install_refuses_a_tampered_image_archive(host: dict[str, Path]) -> None:
+    (host["release"] / f"k3s-airgap-images-{host_arch()}.tar.zst").write_bytes(b"evil")
+    result = run_install(host, "--airgap", str(host["release"]))
+    assert result.returncode != 0
+    assert "checksum mismatch" in result.stderr
+    assert not (host["root"] / "var/lib/rancher/k3s/agent/images").exists()
+    assert not systemctl_calls(host)
+
+
+# --- uninstall.sh on a fake root: what K3s's killall and uninstall scripts do ---
+
+PGREP_STUB = """#!/bin/sh
+# A shim (100) running a container (101, whose child is 103) and a second container (102).
+case "$1 $2" in
+  "-f "*) echo 100 ;;
+  "-P 100") printf '101\\n102\\n' ;;
+  "-P 101") echo 103 ;;
+  *) exit 1 ;;
+esac
+"""
+IP_STUB = """#!/bin/sh
+echo "ip $*" >> "$STUB_LOG/ip.log"
+case "$*" in
+  "netns list") printf 'cni-1a2b (id: 0)\\ncni-3c4d (id: 1)\\nmy-own-ns\\n' ;;
+  "link show cni0"|"link show flannel.1") exit 0 ;;
+  "link show "*) exit 1 ;;
+esac
+"""
+RULES = """*filter
+:INPUT ACCEPT [0:0]
+:KUBE-FIREWALL - [0:0]
+:FLANNEL-FWD - [0:0]
+-A INPUT -j KUBE-FIREWALL
+-A INPUT -p tcp --dport 22 -j ACCEPT
+-A FORWARD -s 10.42.0.0/16 -m comment --comment "flanneld forward" -j ACCEPT
+-A FORWARD -j CNI-FORWARD
+COMMIT
+"""
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> dict[str, Path]:
+    """A fake root as K3s leaves it, and stubs for the commands uninstall.sh runs."""
+    root, logs, stubs = tmp_path / "root", tmp_path / "logs", tmp_path / "stubs"
+    for directory in (root, logs, stubs):
+        directory.mkdir()
+    files = [
+        "usr/local/bin/k3s",
+        "usr/local/bin/unrelated-tool",
+        "etc/rancher/k3s/config.yaml",
+        "etc/systemd/system/k3s.service",
+        "var/lib/rancher/k3s/agent/containerd/x",
+        "var/lib/kubelet/pods/p1/volumes/v",
+        "var/lib/cni/networks/cbr0/10.42.0.5",
+        "run/flannel/subnet.env",
+        "etc/hostname",
+    ]
+    for name in files:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("x\n")
+    (root / "usr/local/bin/kubectl").symlink_to(root / "usr/local/bin/k3s")
+    mounts = [
+        "run/k3s/containerd/io.containerd.grpc.v1.cri/sandboxes/abc/shm",
+        "run/k3s/containerd/io.containerd.runtime.v2.task/k8s.io/abc/rootfs",
+        "var/lib/kubelet/pods/p1/volumes/kubernetes.io~secret/token",
+        "run/netns/cni-1a2b",
+    ]
+    (root / "proc/self").mkdir(parents=True)
+    (root / "proc/self/mounts").write_text(
+        "".join(f"tmpfs {root}/{m} tmpfs rw 0 0\n" for m in mounts)
+        + "/dev/sda1 / ext4 rw 0 0\n/dev/sdb1 /home ext4 rw 0 0\n"
+    )
+    stub_scripts = {
+        "systemctl": 'echo "$*" >> "$STUB_LOG/systemctl.log"\n',
+        "pgrep": PGREP_STUB.removeprefix("#!/bin/sh\n"),
+        "umount": 'echo "$*" >> "$STUB_LOG/umount.log"\n',
+        "ip": IP_STUB.removeprefix("#!/bin/sh\n"),
+        "iptables-save": f"cat <<'RULES'\n{RULES}RULES\n",
+        "iptables-restore": 'cat > "$STUB_LOG/iptables.restored"\n',
+        "ip6tables-save": f"cat <<'RULES'\n{RULES}RULES\n",
+        "ip6tables-restore": 'cat > "$STUB_LOG/ip6tables.restored"\n',
+    }
+    for name, body in stub_scripts.items():
+        (stubs / name).write_text("#!/bin/sh\n" + body)
+        (stubs / name).chmod(0o755)
+    return {"root": root, "logs": logs, "stubs": stubs}
+
+
+def run_uninstall(node: dict[str, Path]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(K3S / "uninstall.sh"), "--yes"],
+        env={
+            **os.environ,
+            "PATH": f"{node['stubs']}:{os.environ['PATH']}",
+            "K3S_ROOT": str(node["root"]),
+            "STUB_LOG": str(node["logs"]),
+            # `kill` is a shell builtin: an exported function takes its place in the script.
+            "BASH_FUNC_kill%%": '() { echo "$*" >> "$STUB_LOG/kill.log"; }',
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_uninstall_kills_every_container_process_not_only_the_shims(node: dict[str, Path]) -> None:
+    result = run_uninstall(node)
+    assert result.returncode == 0, result.stderr
+    killed = (node["logs"] / "kill.log").read_text().splitlines()
+    assert killed == ["-9 103", "-9 101", "-9 102", "-9 100"], "children before parents"
+
+
+def test_uninstall_unmounts_what_the_pods_mounted_deepest_first(node: dict[str, Path]) -> None:
+    assert run_uninstall(node).returncode == 0
+    unmounted = (node["logs"] / "umount.log").read_text().splitlines()
+    root = node["root"]
+    assert f"{root}/run/netns/cni-1a2b" in unmounted
+    assert f"{root}/var/lib/kubelet/pods/p1/volumes/kubernetes.io~secret/token" in unmounted
+    assert len([m for m in unmounted if m.startswith(f"{root}/run/k3s/")]) == 2
+    assert not [m for m in unmounted if not m.startswith(str(root))], "a host mount was touched"
+
+
+def test_uninstall_removes_network_namespaces_links_state_and_rules(node: dict[str, Path]) -> None:
+    assert run_uninstall(node).returncode == 0
+    calls = (node["logs"] / "ip.log").read_text().splitlines()
+    assert "ip netns delete cni-1a2b" in calls
+    assert "ip netns delete cni-3c4d" in calls
+    assert "ip netns delete my-own-ns" not in calls
+    assert {c for c in calls if c.startswith("ip link delete")} == {
+        "ip link delete cni0",
+        "ip link delete flannel.1",
+    }
+    assert not (node["root"] / "var/lib/cni").exists()
+    assert not (node["root"] / "run/flannel").exists()
+    for family in ("iptables", "ip6tables"):
+        kept = (node["logs"] / f"{family}.restored").read_text()
+        assert "--dport 22 -j ACCEPT" in kept
+        assert "*filter" in kept
+        assert "COMMIT" in kept
+        for gone in ("KUBE-", "CNI-", "flannel", "FLANNEL"):
+            assert gone not in kept, (family, gone)
+
+
+def test_uninstall_removes_k3s_files_only_and_can_run_again(node: dict[str, Path]) -> None:
+    assert run_uninstall(node).returncode == 0
+    root = node["root"]
+    for gone in (
+        "usr/local/bin/k3s",
+        "usr/local/bin/kubectl",
+        "etc/rancher/k3s",
+        "etc/systemd/system/k3s.service",
+        "var/lib/rancher/k3s",
+        "var/lib/kubelet",
+    ):
+        assert not (root / gone).exists(), gone
+        assert not (root / gone).is_symlink(), gone
+    assert (root / "usr/local/bin/unrelated-tool").is_file()
+    assert (root / "etc/hostname").is_file()
+    again = run_uninstall(node)
+    assert again.returncode == 0, again.stderr

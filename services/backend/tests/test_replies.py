@@ -49,6 +49,8 @@ async def test_reply_comes_from_the_running_ai_service(
     )
     assert posted["reply"]["status"] == "completed"
     assert posted["reply"]["content"] == expected
+    assert posted["reply"]["model"] == LocalProvider.model  # the UI marks the demo model
+    assert posted["message"]["model"] is None
     assert "message 2 of this conversation" in expected
 
     stored = await _messages(backend, path, alice)

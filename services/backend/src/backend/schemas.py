@@ -58,6 +58,9 @@ class MessageOut(BaseModel):
     content: str
     status: Literal["completed", "pending", "failed"]
     created_at: datetime
+    # The ai model that wrote an assistant reply (None for the user's messages and pending
+    # replies); the front end marks replies of the local demo provider.
+    model: str | None = None
 
 
 class PostedMessage(BaseModel):

@@ -2,11 +2,12 @@
 
 The services run as real processes (the local stack of tests/stack, on the harness's PostgreSQL
 and Redis). `services/frontend/browser/run.mjs` serves the built app with `vite preview`, which
-routes /api/<service> to them the way the ingress does (prefix stripped), and drives Debian's
-Chromium through playwright-core: register, log in, create a conversation, send a message, see the
-AI's reply, survive a rejected access token with one transparent refresh, upload and download a
-file, open the statistics. Screenshots land in
-test-output/browser/.
+sends /api/... to the stack's edge router (API_URL), and drives Debian's Chromium through
+playwright-core: the registration rules, register, a failed then a good login, create a
+conversation, send a message, see the AI's reply marked "demo model", survive a rejected access
+token with one transparent refresh, upload and download a file, refuse an 11 MB one, open the
+statistics, then every page at desktop size and at 390x844: no page may scroll sideways.
+Screenshots of each page at both sizes land in test-output/browser/.
 """
 
 from __future__ import annotations
@@ -24,15 +25,18 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 FRONTEND = REPO_ROOT / "services" / "frontend"
 OUTPUT_DIR = REPO_ROOT / "test-output" / "browser"
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
-# The front end's API routes and the variable run.mjs reads each service's URL from.
-ROUTED_SERVICES = {
-    "auth": "API_AUTH_URL",
-    "backend": "API_CHAT_URL",
-    "ai": "API_AI_URL",
-    "media-storage": "API_MEDIA_URL",
-    "data-processor": "API_STATS_URL",
-}
-BROWSER_TIMEOUT = 240.0
+# Every page run.mjs visits at both sizes (desktop-<page>.png, phone-<page>.png).
+PAGES = (
+    "login",
+    "register",
+    "conversations",
+    "conversation",
+    "files",
+    "statistics",
+    "not-found",
+)
+DEVICES = ("desktop", "phone")
+BROWSER_TIMEOUT = 300.0
 BUILD_TIMEOUT = 300.0
 
 
@@ -65,10 +69,13 @@ def test_register_log_in_chat_and_upload_in_chromium(stack: StackUrls) -> None:
     _built_app()
     env = dict(os.environ)
     env.pop("APP_URL", None)  # always the built app served here, never a stray server
-    env.update({var: stack.services[name] for name, var in ROUTED_SERVICES.items()})
-    env.update({"OUTPUT_DIR": str(OUTPUT_DIR), "CHROMIUM_PATH": str(CHROMIUM)})
+    env.update(
+        {"API_URL": stack.edge, "OUTPUT_DIR": str(OUTPUT_DIR), "CHROMIUM_PATH": str(CHROMIUM)}
+    )
     screenshot = OUTPUT_DIR / "conversation.png"
-    screenshot.unlink(missing_ok=True)
+    pictures = [OUTPUT_DIR / f"{device}-{page}.png" for page in PAGES for device in DEVICES]
+    for old in (screenshot, *pictures):
+        old.unlink(missing_ok=True)
 
     run = subprocess.run(
         ["node", "browser/run.mjs"],
@@ -90,4 +97,5 @@ def test_register_log_in_chat_and_upload_in_chromium(stack: StackUrls) -> None:
     assert result["uploadedBytes"] == screenshot.stat().st_size
     assert result["messagesCounted"] >= 1, "the statistics page does not count the message"
     assert result["refreshes"] == 1
-    assert screenshot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    for picture in (screenshot, *pictures):
+        assert picture.read_bytes().startswith(b"\x89PNG\r\n\x1a\n"), f"{picture} is no PNG"

@@ -1,16 +1,18 @@
 // Real-browser test of the BUILT app: headless Debian Chromium driven by playwright-core.
 //
-// The app (dist/) is served by `vite preview` with the same /api routing as the ingress (prefix
-// stripped, proxied to the service URLs in API_AUTH_URL, API_CHAT_URL, ... see
-// config/api-routes.js) and the production security headers; or, when APP_URL is set, the test
-// uses that server instead (e.g. the local stack's edge router or a cluster's ingress).
+// The app (dist/) is served by `vite preview` with the production security headers, its /api
+// paths proxied to one edge (API_URL: the local stack's edge router or a cluster's gateway, see
+// config/api-routes.js); or, when APP_URL is set, the test uses that server for everything.
 //
-// Flow: register, log in, create a conversation, send a message, wait for the AI's reply,
-// screenshot the conversation, reload with a rejected access token (one transparent refresh),
-// upload the screenshot as a file, download it back, delete it, open the statistics. Prints one
-// JSON line with the results; exits 1 on failure (with failure.png).
+// Flow: the rules on the registration form and a refused username, register, a failed login
+// (the "created" note goes), log in, create a conversation, send a message, wait for the AI's
+// reply (marked "demo model"), reload with a rejected access token (one transparent refresh),
+// upload the screenshot as a file, download it back, refuse an 11 MB file, open the statistics;
+// then every page at desktop size and at 390x844 (a phone): no page may scroll sideways, and
+// each is saved as desktop-<page>.png and phone-<page>.png. Prints one JSON line with the
+// results; exits 1 on failure (with failure.png).
 //
-// Environment: APP_URL, API_*_URL, CHROMIUM_PATH (/usr/bin/chromium), OUTPUT_DIR
+// Environment: APP_URL, API_URL, CHROMIUM_PATH (/usr/bin/chromium), OUTPUT_DIR
 // (<repo>/test-output/browser), STEP_TIMEOUT_MS (30000).
 import { randomBytes } from 'node:crypto';
 import { mkdir, stat } from 'node:fs/promises';
@@ -70,11 +72,25 @@ export async function startApp() {
  */
 export async function registerAndLogIn(page, username, password) {
   await page.getByRole('link', { name: 'Register' }).click();
-  await page.getByLabel('Username').fill(username);
+  await page.getByText('3 to 32 characters: letters, digits').waitFor();
+  await page.getByText('At least 8 characters.').waitFor();
+  await page.getByLabel('Username').fill('not allowed!');
   await page.getByLabel('Password', { exact: true }).fill(password);
   await page.getByLabel('Repeat password').fill(password);
   await page.getByRole('button', { name: 'Register' }).click();
-  await page.getByText(`Account ${username} created. Log in to continue.`).waitFor();
+  await page.getByRole('alert').getByText('The username may only use letters').waitFor();
+
+  await page.getByLabel('Username').fill(username);
+  await page.getByRole('button', { name: 'Register' }).click();
+  const created = page.getByText(`Account ${username} created. Log in to continue.`);
+  await created.waitFor();
+
+  // A wrong password first: the error must not stand beside a green "created".
+  await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Password').fill(`${password}-wrong`);
+  await page.getByLabel('Password').press('Enter');
+  await page.getByRole('alert').waitFor();
+  await created.waitFor({ state: 'detached' });
 
   await page.getByLabel('Username').fill(username);
   await page.getByLabel('Password').fill(password);
@@ -103,6 +119,8 @@ export async function chat(page, title, text) {
   await reply.waitFor({ timeout: STEP_TIMEOUT_MS * 2 });
   const replyText = (await reply.locator('.message-content').innerText()).trim();
   if (!replyText) throw new Error('the AI reply is empty');
+  // The local stack runs ai's local provider: its reply says it is a demo.
+  await reply.getByText('demo model').waitFor();
   return replyText;
 }
 
@@ -159,9 +177,62 @@ export async function uploadAndDownload(page, file) {
   if (original.size !== copy.size) {
     throw new Error(`downloaded ${copy.size} bytes of ${name}, uploaded ${original.size}`);
   }
+  return original.size;
+}
+
+/**
+ * @param {import('playwright-core').Page} page
+ * @param {string} file
+ */
+export async function deleteFile(page, file) {
+  const name = file.split('/').pop() ?? file;
+  await page.getByRole('link', { name: 'Files' }).click();
   await page.getByRole('button', { name: `Delete ${name}` }).click();
   await page.getByText('No files yet').waitFor();
-  return original.size;
+}
+
+/**
+ * An 11 MB file is refused in the browser, in words, before it travels.
+ * @param {import('playwright-core').Page} page
+ */
+export async function refuseTooLargeFile(page) {
+  await page.getByText('Up to 10 MB; PNG, JPEG, GIF, WebP, PDF or plain text.').waitFor();
+  const buffer = Buffer.alloc(11 * 1024 * 1024, 0x30);
+  await page.getByLabel('File to upload').setInputFiles({ name: 'big.txt', mimeType: 'text/plain', buffer });
+  await page.getByRole('alert').getByText('File too large (max 10 MB).').waitFor();
+  if (await page.getByRole('button', { name: 'Upload', exact: true }).isEnabled()) {
+    throw new Error('an 11 MB file can still be sent');
+  }
+}
+
+export const DESKTOP = { width: 1280, height: 800 };
+export const PHONE = { width: 390, height: 844 };
+
+/**
+ * Every page at desktop and at phone size: saved as <device>-<name>.png, and none may be wider
+ * than the window (the page scrolling sideways, a header or table cut off).
+ * @param {import('playwright-core').Page} page
+ * @param {{ name: string, url: string, heading: string }[]} pages
+ * @returns {Promise<string[]>} the problems found
+ */
+export async function layoutTour(page, pages) {
+  const problems = [];
+  /** @type {[string, { width: number, height: number }][]} */
+  const devices = [['desktop', DESKTOP], ['phone', PHONE]];
+  for (const [device, viewport] of devices) {
+    await page.setViewportSize(viewport);
+    for (const { name, url, heading } of pages) {
+      await page.goto(url);
+      await page.getByRole('heading', { name: heading }).first().waitFor();
+      const overflow = await page.evaluate(
+        () => document.documentElement.scrollWidth - document.documentElement.clientWidth,
+      );
+      if (overflow > 0) problems.push(`${name} at ${viewport.width} px scrolls sideways by ${overflow} px`);
+      await page.screenshot({ path: join(OUTPUT_DIR, `${device}-${name}.png`), fullPage: true });
+    }
+  }
+  await page.setViewportSize(DESKTOP);
+  return problems;
 }
 
 /**
@@ -194,7 +265,7 @@ export async function main() {
   });
   /** @type {string[]} */
   const problems = [];
-  const page = await browser.newPage({ viewport: { width: 1100, height: 800 }, acceptDownloads: true });
+  const page = await browser.newPage({ viewport: DESKTOP, acceptDownloads: true });
   page.setDefaultTimeout(STEP_TIMEOUT_MS);
   // Script errors and CSP violations in the console fail the test: the build must run under the
   // production policy.
@@ -209,16 +280,32 @@ export async function main() {
   const password = `pw-${randomBytes(12).toString('hex')}`;
   const screenshot = join(OUTPUT_DIR, 'conversation.png');
   try {
+    const signedOut = [
+      { name: 'login', url: `${app.url}/login`, heading: 'Log in' },
+      { name: 'register', url: `${app.url}/register`, heading: 'Create an account' },
+    ];
+    problems.push(...(await layoutTour(page, signedOut)));
     await page.goto(`${app.url}/`);
     await page.getByRole('heading', { name: 'Log in' }).waitFor();
     await registerAndLogIn(page, username, password);
     const userText = 'Hello from the browser test! What can you do?';
     const reply = await chat(page, 'Browser test conversation', userText);
+    const conversationUrl = page.url();
     await page.screenshot({ path: screenshot, fullPage: true });
     const refreshes = await survivesARejectedAccessToken(page, userText);
     const uploadedBytes = await uploadAndDownload(page, screenshot);
+    await refuseTooLargeFile(page);
     const messagesCounted = await openStatistics(page);
-    await page.screenshot({ path: join(OUTPUT_DIR, 'statistics.png'), fullPage: true });
+    problems.push(
+      ...(await layoutTour(page, [
+        { name: 'conversations', url: `${app.url}/conversations`, heading: 'Conversations' },
+        { name: 'conversation', url: conversationUrl, heading: 'Browser test conversation' },
+        { name: 'files', url: `${app.url}/files`, heading: 'Files' },
+        { name: 'statistics', url: `${app.url}/stats`, heading: 'Your statistics' },
+        { name: 'not-found', url: `${app.url}/no/such/page`, heading: 'Page not found' },
+      ])),
+    );
+    await deleteFile(page, screenshot);
     if (problems.length > 0) throw new Error(problems.join('\n'));
     console.log(
       JSON.stringify({

@@ -1,43 +1,20 @@
-// The same-origin API routes, shared by the Vite dev server, `vite preview` (used by the browser
-// test) and documented against the ingress: `/api/<route>/x` reaches the service as `/x`.
+// Where the Vite dev server and `vite preview` (the browser test) send `/api/...`: one edge URL,
+// the local stack's (`make run`, http://127.0.0.1:8080) or a cluster's gateway. The edge owns the
+// routing (`/api/<route>/x` reaches the service as `/x`), so the path is forwarded unchanged.
 
-/** @typedef {{ prefix: string, env: string, defaultTarget: string }} ApiRoute */
-
-/** @type {readonly ApiRoute[]} */
-export const API_ROUTES = [
-  { prefix: '/api/auth', env: 'API_AUTH_URL', defaultTarget: 'http://127.0.0.1:8001' },
-  { prefix: '/api/chat', env: 'API_CHAT_URL', defaultTarget: 'http://127.0.0.1:8002' },
-  { prefix: '/api/ai', env: 'API_AI_URL', defaultTarget: 'http://127.0.0.1:8003' },
-  { prefix: '/api/media', env: 'API_MEDIA_URL', defaultTarget: 'http://127.0.0.1:8004' },
-  { prefix: '/api/stats', env: 'API_STATS_URL', defaultTarget: 'http://127.0.0.1:8005' },
-];
+export const API_URL_ENV = 'API_URL';
+export const DEFAULT_API_URL = 'http://127.0.0.1:8080';
 
 /**
- * Strips the route prefix the way the ingress does; the service always sees an absolute path.
- * @param {string} prefix
- * @param {string} path
- * @returns {string}
- */
-export function stripPrefix(prefix, path) {
-  const rest = path.slice(prefix.length);
-  return rest.startsWith('/') ? rest : `/${rest}`;
-}
-
-/**
- * Vite `server.proxy` / `preview.proxy` entries, targets taken from the environment.
+ * Vite `server.proxy` / `preview.proxy`: every `/api` path to the edge in API_URL.
  * @param {Record<string, string | undefined>} env
- * @returns {Record<string, { target: string, changeOrigin: boolean, rewrite: (path: string) => string }>}
+ * @returns {Record<string, { target: string, changeOrigin: boolean }>}
  */
 export function proxyTable(env) {
-  return Object.fromEntries(
-    API_ROUTES.map((route) => [
-      // Match `/api/auth` and `/api/auth/...`, but not `/api/authority`.
-      `^${route.prefix}(/|$|\\?)`,
-      {
-        target: env[route.env] || route.defaultTarget,
-        changeOrigin: true,
-        rewrite: (path) => stripPrefix(route.prefix, path),
-      },
-    ]),
-  );
+  const target = (env[API_URL_ENV] || DEFAULT_API_URL).replace(/\/+$/, '');
+  if (!/^https?:\/\/[^/]+/.test(target)) {
+    throw new Error(`${API_URL_ENV}=${target}: expected http(s)://host[:port] of the edge`);
+  }
+  // `/api` and `/api/...`, not `/apiary`.
+  return { '^/api(/|$|\\?)': { target, changeOrigin: true } };
 }

@@ -3,39 +3,30 @@ import { readFileSync } from 'node:fs';
 
 import { describe, expect, it } from 'vitest';
 
-import { API_ROUTES, proxyTable, stripPrefix } from './api-routes.js';
+import { DEFAULT_API_URL, proxyTable } from './api-routes.js';
 import { SECURITY_HEADERS } from './security-headers.js';
 
-describe('API routing (dev server and preview)', () => {
-  it.each([
-    ['/api/auth', '/api/auth/login', '/login'],
-    ['/api/auth', '/api/auth', '/'],
-    ['/api/chat', '/api/chat/conversations?limit=5', '/conversations?limit=5'],
-    ['/api/stats', '/api/stats?x=1', '/?x=1'],
-  ])('%s strips %s to %s', (prefix, path, expected) => {
-    expect(stripPrefix(prefix, path)).toBe(expected);
+describe('API proxy (dev server and preview): one edge URL', () => {
+  it('sends every /api path, unchanged, to API_URL', () => {
+    const table = proxyTable({ API_URL: 'http://127.0.0.1:9999/' });
+    const [pattern, route] = Object.entries(table)[0] ?? [];
+    expect(Object.keys(table)).toHaveLength(1);
+    expect(route).toEqual({ target: 'http://127.0.0.1:9999', changeOrigin: true });
+    const matches = (path: string) => new RegExp(pattern ?? '$^').test(path);
+    expect(matches('/api/auth/login')).toBe(true);
+    expect(matches('/api')).toBe(true);
+    expect(matches('/api?x=1')).toBe(true);
+    expect(matches('/apiary')).toBe(false);
+    expect(matches('/conversations')).toBe(false);
   });
 
-  it('matches each route and not a longer name sharing its prefix', () => {
-    const patterns = Object.keys(proxyTable({})).map((key) => new RegExp(key));
-    const matching = (path: string) => patterns.filter((pattern) => pattern.test(path)).length;
-    expect(matching('/api/auth/login')).toBe(1);
-    expect(matching('/api/auth')).toBe(1);
-    expect(matching('/api/authors')).toBe(0);
-    expect(matching('/conversations')).toBe(0);
+  it('defaults to the edge of `make run`', () => {
+    expect(Object.values(proxyTable({}))[0]?.target).toBe(DEFAULT_API_URL);
+    expect(DEFAULT_API_URL).toBe('http://127.0.0.1:8080');
   });
 
-  it('takes each target from its environment variable', () => {
-    const table = proxyTable({ API_MEDIA_URL: 'http://127.0.0.1:9999' });
-    expect(table['^/api/media(/|$|\\?)']?.target).toBe('http://127.0.0.1:9999');
-    expect(table['^/api/auth(/|$|\\?)']?.target).toBe('http://127.0.0.1:8001');
-    expect(API_ROUTES.map((route) => route.prefix)).toEqual([
-      '/api/auth',
-      '/api/chat',
-      '/api/ai',
-      '/api/media',
-      '/api/stats',
-    ]);
+  it('refuses a value that is no URL, naming the variable', () => {
+    expect(() => proxyTable({ API_URL: '127.0.0.1:8080' })).toThrow(/^API_URL=127.0.0.1:8080: expected/);
   });
 });
 

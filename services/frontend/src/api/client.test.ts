@@ -52,7 +52,20 @@ describe('ApiClient requests', () => {
 
   it.each([
     [json({ detail: 'username taken' }, 409), 409, 'username taken'],
-    [json({ detail: [{ loc: ['body', 'title'], msg: 'Field required' }] }, 422), 422, 'Field required'],
+    [json({ detail: [{ loc: ['body', 'title'], type: 'missing', msg: 'Field required' }] }, 422), 422, 'The title is required.'],
+    [
+      json({ detail: [{ loc: ['body', 'username'], type: 'string_pattern_mismatch', msg: "String should match pattern '^[A-Za-z0-9]'", ctx: { pattern: '^[A-Za-z0-9]' } }] }, 422),
+      422,
+      'The username contains characters that are not allowed.',
+    ],
+    [
+      json({ detail: [
+        { loc: ['body', 'password'], type: 'string_too_short', msg: 'String should have at least 8 characters', ctx: { min_length: 8 } },
+        { loc: ['query', 'max_items'], type: 'value_error', msg: 'Value error, must be positive' },
+      ] }, 422),
+      422,
+      'The password is too short: use at least 8 characters. The max items is not valid: must be positive.',
+    ],
     [new Response('<html>bad gateway</html>', { status: 502, statusText: 'Bad Gateway' }), 502, '502 Bad Gateway'],
     [json({ detail: 'slow down' }, 429, { 'Retry-After': '7' }), 429, 'slow down (try again in 7 s)'],
   ])('turns an error answer into ApiError %#', async (response, status, detail) => {

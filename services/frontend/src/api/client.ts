@@ -165,16 +165,46 @@ export async function toApiError(response: Response): Promise<ApiError> {
 
 function describeDetail(detail: unknown): string | null {
   if (typeof detail === 'string') return detail;
-  // FastAPI validation errors: [{loc: [...], msg: "..."}]
+  // FastAPI validation errors: [{loc: [...], type: "...", msg: "...", ctx: {...}}]
   if (Array.isArray(detail)) {
     const messages = detail
-      .map((item: unknown) =>
-        typeof item === 'object' && item !== null && 'msg' in item ? String(item.msg) : null,
-      )
+      .map((item: unknown) => (isValidationItem(item) ? describeValidationItem(item) : null))
       .filter((message): message is string => message !== null);
-    return messages.length > 0 ? messages.join('; ') : null;
+    return messages.length > 0 ? messages.join(' ') : null;
   }
   return null;
+}
+
+interface ValidationItem {
+  loc?: unknown[];
+  type?: string;
+  msg: string;
+  ctx?: Record<string, unknown>;
+}
+
+function isValidationItem(item: unknown): item is ValidationItem {
+  return typeof item === 'object' && item !== null && 'msg' in item;
+}
+
+/** A sentence a person understands: `body.username: String should match pattern ...` is none. */
+export function describeValidationItem(item: ValidationItem): string {
+  const names = (item.loc ?? []).filter((part) => typeof part === 'string' && part !== 'body');
+  const field = names.length > 0 ? `The ${String(names[names.length - 1]).replace(/_/g, ' ')}` : 'A value';
+  const ctx = item.ctx ?? {};
+  switch (item.type) {
+    case 'missing':
+      return `${field} is required.`;
+    case 'string_too_short':
+      return `${field} is too short: use at least ${String(ctx.min_length)} characters.`;
+    case 'string_too_long':
+      return `${field} is too long: use at most ${String(ctx.max_length)} characters.`;
+    case 'string_pattern_mismatch':
+      return `${field} contains characters that are not allowed.`;
+    default: {
+      const text = String(item.msg).replace(/^Value error, /, '');
+      return `${field} is not valid: ${text.charAt(0).toLowerCase()}${text.slice(1)}${/[.!?]$/.test(text) ? '' : '.'}`;
+    }
+  }
 }
 
 export function errorMessage(error: unknown): string {

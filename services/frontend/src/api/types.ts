@@ -33,6 +33,8 @@ export interface Message {
   content: string;
   status: MessageStatus;
   created_at: string;
+  /** The model that wrote an assistant reply; `local-...` is ai's demo provider. */
+  model?: string | null;
 }
 
 export interface SentMessage {

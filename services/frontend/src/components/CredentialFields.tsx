@@ -10,6 +10,7 @@ type PasswordFieldProps = {
   value: string;
   onValueChange: (value: string) => void;
   invalid?: boolean;
+  hint?: string;
 };
 
 /** A required, labelled password input that reports its text rather than the change event. */
@@ -42,6 +43,9 @@ type CredentialFieldsProps = {
   password: string;
   onPasswordChange: (password: string) => void;
   passwordAutoComplete: PasswordFieldProps['autoComplete'];
+  /** The rules of each field, shown under it (where an account is created). */
+  usernameHint?: string;
+  passwordHint?: string;
 };
 
 /**
@@ -54,6 +58,8 @@ export function CredentialFields({
   password,
   onPasswordChange,
   passwordAutoComplete,
+  usernameHint,
+  passwordHint,
 }: CredentialFieldsProps) {
   return (
     <>
@@ -62,6 +68,7 @@ export function CredentialFields({
         name="username"
         autoComplete="username"
         required
+        hint={usernameHint}
         value={username}
         onChange={(event) => onUsernameChange(event.target.value)}
       />
@@ -69,6 +76,7 @@ export function CredentialFields({
         label="Password"
         name="password"
         autoComplete={passwordAutoComplete}
+        hint={passwordHint}
         value={password}
         onValueChange={onPasswordChange}
       />

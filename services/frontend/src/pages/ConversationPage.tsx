@@ -8,6 +8,7 @@ import {
 import { Link, getRouteApi } from '@tanstack/react-router';
 import { useState, type FormEvent, type KeyboardEvent } from 'react';
 
+import { ApiError } from '../api/client';
 import type { Message, Page } from '../api/types';
 import { Empty, ErrorNotice, Loading } from '../components/Status';
 import { formatDateTime } from '../format';
@@ -35,6 +36,17 @@ export function ConversationPage() {
       </p>
       {conversation.isPending ? (
         <Loading label="Loading conversation…" />
+      ) : conversation.error instanceof ApiError && conversation.error.status === 404 ? (
+        // Trying again cannot bring it back: say so and point the way out.
+        <>
+          <h1 id="conversation-heading">Conversation not found</h1>
+          <p className="status status-error" role="alert">
+            This conversation does not exist or belongs to someone else.
+          </p>
+          <p>
+            <Link to="/conversations">Back to your conversations</Link>
+          </p>
+        </>
       ) : conversation.isError ? (
         <ErrorNotice error={conversation.error} onRetry={() => void conversation.refetch()} />
       ) : (
@@ -99,6 +111,14 @@ export function MessageItem({ message }: { message: Message }) {
       <div className="message-meta">
         <strong>{author}</strong>
         <time dateTime={message.created_at}>{formatDateTime(message.created_at)}</time>
+        {isDemoModel(message) && (
+          <span
+            className="badge"
+            title="This reply comes from the built-in demo model, which only echoes. Plug in a real model: see the README (AI_PROVIDER=openai)."
+          >
+            demo model
+          </span>
+        )}
       </div>
       {message.status === 'pending' ? (
         <p className="message-pending" role="status">
@@ -110,6 +130,11 @@ export function MessageItem({ message }: { message: Message }) {
       {message.status === 'failed' && <RetryReply message={message} />}
     </li>
   );
+}
+
+/** ai's `local` provider (model `local-...`) answers with an echo, not a language model. */
+export function isDemoModel(message: Message): boolean {
+  return message.role === 'assistant' && (message.model ?? '').startsWith('local-');
 }
 
 function RetryReply({ message }: { message: Message }) {

@@ -1,8 +1,10 @@
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { useRef, useState, type FormEvent } from 'react';
 
+import { ApiError } from '../api/client';
 import type { StoredFile } from '../api/types';
 import { Empty, ErrorNotice, Loading } from '../components/Status';
+import { ACCEPT, MAX_UPLOAD_BYTES, TOO_LARGE, TYPE_REFUSED, UPLOAD_RULE } from '../rules';
 import { formatDateTime, formatSize } from '../format';
 import { useApi } from '../session';
 
@@ -23,23 +25,27 @@ export function FilesPage() {
       ) : files.data.items.length === 0 ? (
         <Empty>No files yet. Upload one above.</Empty>
       ) : (
-        <table className="files">
-          <caption>Your files</caption>
-          <thead>
-            <tr>
-              <th scope="col">Name</th>
-              <th scope="col">Size</th>
-              <th scope="col">Type</th>
-              <th scope="col">Uploaded</th>
-              <th scope="col">Actions</th>
-            </tr>
-          </thead>
-          <tbody>
-            {files.data.items.map((file) => (
-              <FileRow key={file.id} file={file} />
-            ))}
-          </tbody>
-        </table>
+        <div className="table-scroll">
+          <table className="files">
+            <caption>Your files</caption>
+            <thead>
+              <tr>
+                <th scope="col">Name</th>
+                <th scope="col">Size</th>
+                <th scope="col" className="column-type">
+                  Type
+                </th>
+                <th scope="col">Uploaded</th>
+                <th scope="col">Actions</th>
+              </tr>
+            </thead>
+            <tbody>
+              {files.data.items.map((file) => (
+                <FileRow key={file.id} file={file} />
+              ))}
+            </tbody>
+          </table>
+        </div>
       )}
     </section>
   );
@@ -52,7 +58,10 @@ function UploadForm() {
   const [chosen, setChosen] = useState<File | null>(null);
 
   const upload = useMutation({
-    mutationFn: (file: File) => api.media.upload(file),
+    mutationFn: (file: File) =>
+      api.media.upload(file).catch((error: unknown) => {
+        throw uploadError(error);
+      }),
     onSuccess: async () => {
       setChosen(null);
       if (input.current) input.current.value = '';
@@ -60,9 +69,17 @@ function UploadForm() {
     },
   });
 
+  function choose(file: File | null) {
+    upload.reset(); // the last upload's message belongs to the last file
+    setChosen(file);
+  }
+
+  // Checked before sending: 10 MB need not travel to be refused.
+  const tooLarge = chosen !== null && chosen.size > MAX_UPLOAD_BYTES;
+
   function submit(event: FormEvent) {
     event.preventDefault();
-    if (chosen) upload.mutate(chosen);
+    if (chosen && !tooLarge) upload.mutate(chosen);
   }
 
   return (
@@ -74,12 +91,22 @@ function UploadForm() {
           ref={input}
           type="file"
           name="file"
-          onChange={(event) => setChosen(event.target.files?.[0] ?? null)}
+          accept={ACCEPT}
+          aria-describedby="upload-rule"
+          onChange={(event) => choose(event.target.files?.[0] ?? null)}
         />
+        <span id="upload-rule" className="hint">
+          {UPLOAD_RULE}
+        </span>
       </div>
-      <button type="submit" disabled={!chosen || upload.isPending}>
+      <button type="submit" disabled={!chosen || tooLarge || upload.isPending}>
         {upload.isPending ? 'Uploading…' : 'Upload'}
       </button>
+      {tooLarge && (
+        <p className="status status-error" role="alert">
+          {TOO_LARGE}
+        </p>
+      )}
       {upload.isError && <ErrorNotice error={upload.error} />}
       {upload.isSuccess && (
         <p className="status status-success" role="status">
@@ -107,7 +134,7 @@ function FileRow({ file }: { file: StoredFile }) {
     <tr>
       <td>{file.name}</td>
       <td>{formatSize(file.size)}</td>
-      <td>{file.content_type}</td>
+      <td className="column-type">{file.content_type}</td>
       <td>
         <time dateTime={file.created_at}>{formatDateTime(file.created_at)}</time>
       </td>
@@ -136,6 +163,13 @@ function FileRow({ file }: { file: StoredFile }) {
       </td>
     </tr>
   );
+}
+
+/** media-storage's refusals, in the words of the rules shown above the form. */
+function uploadError(error: unknown): unknown {
+  if (error instanceof ApiError && error.status === 413) return new ApiError(413, TOO_LARGE);
+  if (error instanceof ApiError && error.status === 415) return new ApiError(415, TYPE_REFUSED);
+  return error;
 }
 
 /** The download needs the bearer token, so it is fetched and handed to the browser as a blob. */

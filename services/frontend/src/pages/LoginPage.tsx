@@ -36,7 +36,8 @@ export function LoginPage() {
   return (
     <main className="centered">
       <h1>Log in</h1>
-      {search.registered && (
+      {/* Only until the first attempt: a green "created" beside a red error confuses. */}
+      {search.registered && login.isIdle && (
         <p className="status status-success" role="status">
           Account {search.registered} created. Log in to continue.
         </p>

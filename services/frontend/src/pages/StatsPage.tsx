@@ -29,23 +29,25 @@ export function StatsPage() {
           {stats.data.per_day.length === 0 ? (
             <Empty>No messages counted yet.</Empty>
           ) : (
-            <table className="per-day">
-              <caption>Messages per day</caption>
-              <thead>
-                <tr>
-                  <th scope="col">Day</th>
-                  <th scope="col">Messages</th>
-                </tr>
-              </thead>
-              <tbody>
-                {stats.data.per_day.map((entry) => (
-                  <tr key={entry.day}>
-                    <td>{entry.day}</td>
-                    <td>{entry.count}</td>
+            <div className="table-scroll">
+              <table className="per-day">
+                <caption>Messages per day</caption>
+                <thead>
+                  <tr>
+                    <th scope="col">Day</th>
+                    <th scope="col">Messages</th>
                   </tr>
-                ))}
-              </tbody>
-            </table>
+                </thead>
+                <tbody>
+                  {stats.data.per_day.map((entry) => (
+                    <tr key={entry.day}>
+                      <td>{entry.day}</td>
+                      <td>{entry.count}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
           )}
         </>
       )}

@@ -63,6 +63,41 @@ describe('login and registration', () => {
     expect(history.location.pathname).toBe('/login');
   });
 
+  it('shows the rules of username and password on the form', async () => {
+    renderApp('/register', {}, { signedIn: false });
+    expect(await screen.findByLabelText('Username')).toHaveAccessibleDescription(
+      '3 to 32 characters: letters, digits, dots, dashes or underscores, starting with a letter or digit.',
+    );
+    expect(screen.getByLabelText('Password')).toHaveAccessibleDescription('At least 8 characters.');
+  });
+
+  it.each([
+    ['a b', 'long-password', 'The username may only use letters, digits, dots, dashes and underscores'],
+    ['ab', 'long-password', 'The username is too short: use at least 3 characters.'],
+    ['grace', 'short', 'The password is too short: use at least 8 characters.'],
+  ])('explains a rule %s / %s breaks without asking the server', async (name, password, message) => {
+    const { user, calls } = renderApp('/register', {}, { signedIn: false });
+    await user.type(await screen.findByLabelText('Username'), name);
+    await user.type(screen.getByLabelText('Password'), password);
+    await user.type(screen.getByLabelText('Repeat password'), password);
+    await user.click(screen.getByRole('button', { name: 'Register' }));
+    expect(await screen.findByRole('alert')).toHaveTextContent(message);
+    expect(calls.some((call) => call.path === '/api/auth/register')).toBe(false);
+  });
+
+  it('hides the "account created" note once a login attempt failed', async () => {
+    const { user } = renderApp(
+      '/login?registered=grace',
+      { 'POST /api/auth/login': () => json({ detail: 'invalid username or password' }, 401) },
+      { signedIn: false },
+    );
+    expect(await screen.findByText('Account grace created. Log in to continue.')).toBeVisible();
+    await user.type(screen.getByLabelText('Username'), 'grace');
+    await user.type(screen.getByLabelText('Password'), 'wrong-password{Enter}');
+    expect(await screen.findByRole('alert')).toHaveTextContent('invalid username or password');
+    expect(screen.queryByText(/Account grace created/)).toBeNull();
+  });
+
   it('refuses to register with passwords that differ', async () => {
     const { user, calls } = renderApp('/register', {}, { signedIn: false });
     await user.type(await screen.findByLabelText('Password'), 'one-password');

@@ -153,4 +153,57 @@ describe('a conversation', () => {
     );
     expect(screen.queryByRole('button', { name: 'Retry' })).not.toBeInTheDocument();
   });
+
+  it('marks replies of the local demo model, and only those', async () => {
+    renderApp('/conversations/c1', {
+      'GET /api/chat/conversations/c1': () => json(conversation),
+      'GET /api/chat/conversations/c1/messages': () =>
+        page([
+          message({ id: 'm1' }),
+          message({ id: 'm2', role: 'assistant', content: 'echo', model: 'local-echo-1' }),
+          message({ id: 'm3', role: 'assistant', content: 'real', model: 'gpt-4o-mini' }),
+        ]),
+    });
+    const items = within(await screen.findByRole('list', { name: 'Messages' })).getAllByRole(
+      'listitem',
+    );
+    expect(items.map((item) => within(item).queryByText('demo model') !== null)).toEqual([
+      false,
+      true,
+      false,
+    ]);
+  });
+
+  it('says a missing conversation does not exist, without a pointless "Try again"', async () => {
+    renderApp('/conversations/gone', {
+      'GET /api/chat/conversations/gone': () => json({ detail: 'conversation not found' }, 404),
+    });
+    expect(await screen.findByRole('heading', { name: 'Conversation not found' })).toBeVisible();
+    expect(screen.getByRole('alert')).toHaveTextContent('does not exist');
+    expect(screen.queryByRole('button', { name: 'Try again' })).toBeNull();
+    expect(screen.getByRole('link', { name: 'Back to your conversations' })).toBeVisible();
+  });
+
+  it('still offers "Try again" when loading failed for another reason', async () => {
+    renderApp('/conversations/c1', {
+      'GET /api/chat/conversations/c1': () => json({ detail: 'upstream failed' }, 502),
+    });
+    expect(await screen.findByRole('button', { name: 'Try again' })).toBeVisible();
+  });
+});
+
+describe('an unknown page', () => {
+  it('keeps the header with the way back', async () => {
+    renderApp('/no/such/page', {});
+    expect(await screen.findByRole('heading', { name: 'Page not found' })).toBeVisible();
+    const nav = screen.getByRole('navigation', { name: 'Main' });
+    expect(within(nav).getByRole('link', { name: 'Files' })).toBeVisible();
+    expect(screen.getByRole('link', { name: 'Chat' })).toBeVisible();
+  });
+
+  it('offers logging in to a visitor without a session', async () => {
+    renderApp('/no/such/page', {}, { signedIn: false });
+    const nav = await screen.findByRole('navigation', { name: 'Main' });
+    expect(within(nav).getByRole('link', { name: 'Log in' })).toBeVisible();
+  });
 });

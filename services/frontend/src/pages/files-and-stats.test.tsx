@@ -48,14 +48,41 @@ describe('files', () => {
     expect(await screen.findByText(/No files yet/)).toBeInTheDocument();
   });
 
-  it('shows why an upload was refused', async () => {
+  it('states the size limit and the allowed types before any upload', async () => {
+    renderApp('/files', { 'GET /api/media/files': () => json({ items: [] }) });
+    const input = await screen.findByLabelText('File to upload');
+    expect(input).toHaveAccessibleDescription('Up to 10 MB; PNG, JPEG, GIF, WebP, PDF or plain text.');
+  });
+
+  it.each([
+    [415, 'This type of file is not accepted: upload PNG, JPEG, GIF, WebP, PDF or plain text.'],
+    [413, 'File too large (max 10 MB).'],
+  ])('says in plain words why the service refused an upload (%i)', async (status, message) => {
     const { user } = renderApp('/files', {
       'GET /api/media/files': () => json({ items: [] }),
-      'POST /api/media/files': () => json({ detail: 'file type not allowed' }, 415),
+      'POST /api/media/files': () => json({ detail: 'refused by media-storage' }, status),
     });
-    await user.upload(await screen.findByLabelText('File to upload'), new File(['x'], 'a.exe'));
+    await user.upload(await screen.findByLabelText('File to upload'), new File(['x'], 'a.txt'));
     await user.click(screen.getByRole('button', { name: 'Upload' }));
-    expect(await screen.findByRole('alert')).toHaveTextContent('file type not allowed');
+    expect(await screen.findByRole('alert')).toHaveTextContent(message);
+  });
+
+  it('refuses a file over 10 MB without sending it', async () => {
+    const { user, calls } = renderApp('/files', { 'GET /api/media/files': () => json({ items: [] }) });
+    const big = new File([new Uint8Array(10 * 1024 * 1024 + 1)], 'big.png', { type: 'image/png' });
+    await user.upload(await screen.findByLabelText('File to upload'), big);
+    expect(await screen.findByRole('alert')).toHaveTextContent('File too large (max 10 MB).');
+    expect(screen.getByRole('button', { name: 'Upload' })).toBeDisabled();
+    expect(calls.some((call) => call.method === 'POST')).toBe(false);
+  });
+
+  it('puts the files table in a box of its own that can scroll sideways', async () => {
+    renderApp('/files', {
+      'GET /api/media/files': () =>
+        json({ items: [{ id: 'f1', name: 'a.txt', size: 3, content_type: 'text/plain', sha256: 'x', created_at: '2026-11-24T10:00:00Z' }] }),
+    });
+    const table = await screen.findByRole('table', { name: 'Your files' });
+    expect(table.parentElement).toHaveClass('table-scroll');
   });
 });
 

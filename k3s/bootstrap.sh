@@ -6,6 +6,7 @@
 # a SHA-256 pinned in versions.env. Idempotent: helm upgrade --install and kubectl apply.
 #
 #   sudo ACME_EMAIL=ops@example.com k3s/bootstrap.sh   (after k3s/install.sh)
+#   sudo AIRGAP_DIR=/srv/airgap k3s/bootstrap.sh      (no network: k3s/airgap-bundle.sh's output)
 #
 # Without ACME_EMAIL the Let's Encrypt ClusterIssuer is not created (TLS stays off until it is).
 set -euo pipefail
@@ -22,30 +23,35 @@ GATEWAY_API_CRD_FILES=(
   listenersets tlsroutes vap_safeupgrades
 )
 
+# release namespace chart repository version-variable pin-variable
+CHARTS=(
+  "ngf nginx-gateway nginx-gateway-fabric oci://ghcr.io/nginx/charts NGF_CHART_VERSION NGF_CHART_SHA256"
+  "cert-manager cert-manager cert-manager https://charts.jetstack.io CERT_MANAGER_CHART_VERSION CERT_MANAGER_CHART_SHA256"
+  "sealed-secrets kube-system sealed-secrets https://bitnami-labs.github.io/sealed-secrets SEALED_SECRETS_CHART_VERSION SEALED_SECRETS_CHART_SHA256"
+  "argocd argocd argo-cd https://argoproj.github.io/argo-helm ARGO_CD_CHART_VERSION ARGO_CD_CHART_SHA256"
+)
+
 main() {
   require_root
-  require_command curl "apt-get install -y curl"
+  [[ -n ${AIRGAP_DIR:-} ]] || require_command curl "apt-get install -y curl"
   require_command kubectl "run k3s/install.sh first"
   kubectl get nodes >/dev/null || die "no cluster at $KUBECONFIG; run k3s/install.sh first"
   local work
   work=$(mktemp -d)
-  trap 'rm -rf "$work"' EXIT
+  # Expanded now: the EXIT trap runs after this function's locals are gone.
+  # shellcheck disable=SC2064
+  trap "rm -rf -- $(printf %q "$work")" EXIT
 
   ensure_helm "$work"
   log "PriorityClasses (k3s/cluster-policies.yaml)"
   kubectl apply -f "$K3S_DIR/cluster-policies.yaml"
   install_gateway_api_crds "$work"
-  install_chart "$work" ngf nginx-gateway nginx-gateway-fabric oci://ghcr.io/nginx/charts \
-    "$NGF_CHART_VERSION" NGF_CHART_SHA256 --values "$K3S_DIR/nginx-gateway-fabric-values.yaml"
-  install_chart "$work" cert-manager cert-manager cert-manager https://charts.jetstack.io \
-    "$CERT_MANAGER_CHART_VERSION" CERT_MANAGER_CHART_SHA256 \
-    --values "$K3S_DIR/cert-manager-values.yaml"
+  install_platform_chart "$work" ngf --values "$K3S_DIR/nginx-gateway-fabric-values.yaml"
+  install_platform_chart "$work" cert-manager --values "$K3S_DIR/cert-manager-values.yaml"
   install_cluster_issuer
-  install_chart "$work" sealed-secrets kube-system sealed-secrets \
-    https://bitnami-labs.github.io/sealed-secrets "$SEALED_SECRETS_CHART_VERSION" \
-    SEALED_SECRETS_CHART_SHA256 --set fullnameOverride=sealed-secrets-controller
-  install_chart "$work" argocd argocd argo-cd https://argoproj.github.io/argo-helm \
-    "$ARGO_CD_CHART_VERSION" ARGO_CD_CHART_SHA256 --values "$REPO_DIR/argocd/install/values.yaml"
+  install_platform_chart "$work" sealed-secrets --set fullnameOverride=sealed-secrets-controller \
+    --set priorityClassName=chat-platform
+  install_platform_chart "$work" argocd --values "$REPO_DIR/argocd/install/values.yaml"
 
   log "the cluster's Gateway and its routes (k3s/gateway.yaml)"
   kubectl apply -f "$K3S_DIR/gateway.yaml"
@@ -88,24 +94,50 @@ install_gateway_api_crds() {
     crd/gateways.gateway.networking.k8s.io crd/httproutes.gateway.networking.k8s.io
 }
 
+# The chart archive <chart>-<version>.tgz: helm pull, or from AIRGAP_DIR when set.
+pull_chart() {
+  local chart=$1 repo=$2 version=$3 archive=$4 pulled
+  if [[ -n ${AIRGAP_DIR:-} ]]; then
+    [[ -f $AIRGAP_DIR/$chart-$version.tgz ]] || die "$AIRGAP_DIR/$chart-$version.tgz is missing"
+    cp "$AIRGAP_DIR/$chart-$version.tgz" "$archive"
+    return 0
+  fi
+  pulled=$(mktemp -d)
+  if [[ $repo == oci://* ]]; then
+    "$HELM" pull "$repo/$chart" --version "$version" --destination "$pulled"
+  else
+    "$HELM" pull "$chart" --repo "$repo" --version "$version" --destination "$pulled"
+  fi
+  mv "$pulled"/*.tgz "$archive"
+  rm -rf "$pulled"
+}
+
 # helm pull of a pinned chart version, checked against its pinned SHA-256, then installed from
 # that verified archive:  install_chart WORK RELEASE NAMESPACE CHART REPO VERSION PIN [ARGS...]
 install_chart() {
   local work=$1 release=$2 namespace=$3 chart=$4 repo=$5 version=$6 pin=$7
   shift 7
-  local archive="$work/$chart-${version#v}.tgz"
+  local archive="$work/$chart-$version.tgz"
   log "helm: $release ($chart $version)"
   pinned_sha256 "$pin" >/dev/null || exit 1
-  rm -rf "$work/pull" && mkdir -p "$work/pull"
-  if [[ $repo == oci://* ]]; then
-    "$HELM" pull "$repo/$chart" --version "$version" --destination "$work/pull"
-  else
-    "$HELM" pull "$chart" --repo "$repo" --version "$version" --destination "$work/pull"
-  fi
-  mv "$work/pull"/*.tgz "$archive"
+  pull_chart "$chart" "$repo" "$version" "$archive"
   verify_sha256 "$archive" "$pin"
   "$HELM" upgrade --install "$release" "$archive" --namespace "$namespace" --create-namespace \
     --wait --timeout 10m "$@"
+}
+
+# install_chart for one entry of CHARTS, by release name:  install_platform_chart WORK RELEASE [ARGS]
+install_platform_chart() {
+  local work=$1 wanted=$2 entry release namespace chart repo version pin
+  shift 2
+  for entry in "${CHARTS[@]}"; do
+    read -r release namespace chart repo version pin <<<"$entry"
+    if [[ $release == "$wanted" ]]; then
+      install_chart "$work" "$release" "$namespace" "$chart" "$repo" "${!version}" "$pin" "$@"
+      return 0
+    fi
+  done
+  die "no chart for release $wanted"
 }
 
 install_cluster_issuer() {

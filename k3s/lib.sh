@@ -48,8 +48,17 @@ verify_sha256() {
   [[ $actual == "$expected" ]] || die "checksum mismatch for $(basename "$file"): got $actual, pinned $name=$expected"
 }
 
-# curl with a connect and a total timeout and a few retries: every download is bounded.
+# curl with a connect and a total timeout and a few retries: every download is bounded. With
+# AIRGAP_DIR set nothing is downloaded: the file of the same name is taken from that directory
+# (k3s/airgap-bundle.sh fills it on a connected machine).
 fetch() {
+  if [[ -n ${AIRGAP_DIR:-} ]]; then
+    local name
+    name=$(basename "$1")
+    [[ -f $AIRGAP_DIR/$name ]] || die "$AIRGAP_DIR/$name is missing (see k3s/README.md, Air-gapped install)"
+    cp "$AIRGAP_DIR/$name" "$2"
+    return 0
+  fi
   curl --fail --silent --show-error --location --proto '=https' --tlsv1.2 \
     --connect-timeout 15 --max-time 600 --retry 3 --retry-delay 2 --output "$2" "$1"
 }

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,7 @@ from ci.core.cluster_gateway import (
     verify_sha256,
 )
 from ci.core.cluster_plan import PlanError, gateway_probe_paths, object_name, split_documents
+from ci.engine.k3s import CGROUP_V2_ENTRYPOINT, K3S_IMAGE
 from harness.fakehttp import JsonServer, Request
 
 VERSIONS = read_versions((REPO / "k3s" / "versions.env").read_text())
@@ -148,3 +151,20 @@ def test_e2e_exits_1_when_the_gateway_never_routes(
     err = capsys.readouterr().err
     assert "gateway: deadline expired, routes not answering" in err
     assert f"{server.url}/api/auth/health: HTTP 404" in err
+
+
+def test_the_engine_runs_the_k3s_release_of_versions_env() -> None:
+    assert k3s_image(VERSIONS) == K3S_IMAGE
+
+
+def test_the_cgroup_v2_entrypoint_passes_shellcheck(tmp_path: Path) -> None:
+    script = tmp_path / "entrypoint.sh"
+    script.write_text(CGROUP_V2_ENTRYPOINT)
+    shellcheck = Path(sys.executable).parent / "shellcheck"
+
+    done = subprocess.run(
+        [str(shellcheck), "--shell=sh", str(script)], capture_output=True, text=True, check=False
+    )
+
+    assert done.returncode == 0, done.stdout
+    assert CGROUP_V2_ENTRYPOINT.rstrip().endswith('exec "$@"')

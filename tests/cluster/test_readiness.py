@@ -10,6 +10,7 @@ from ci.core.cluster_readiness import (
     deployment_verdict,
     job_verdict,
     judge,
+    missing_images,
     node_verdict,
     pod_verdict,
     verdicts,
@@ -177,3 +178,22 @@ def test_a_node_is_ready_only_when_its_kubelet_says_so() -> None:
     assert waiting_node.state is State.WAITING
     assert waiting_node.reason.startswith("not Ready: KubeletNotReady: container runtime network")
     assert (ready_node.state, ready_node.reason) == (State.READY, "Ready")
+
+
+def test_images_count_as_loaded_once_the_node_lists_them() -> None:
+    body = copy.deepcopy(answers("node-not-ready")["V1NodeList"])
+    body["items"][0]["status"]["images"] = [
+        {
+            "names": [
+                "ci.local/chat-platform/auth:ci",
+                "ci.local/chat-platform/auth@sha256:" + "a" * 64,
+            ],
+            "sizeBytes": 61234567,
+        },
+        {"names": ["docker.io/rancher/mirrored-pause:3.6"], "sizeBytes": 301463},
+    ]
+    nodes = deserialize(body, "V1NodeList").items
+    wanted = ["ci.local/chat-platform/auth:ci", "ci.local/chat-platform/ai:ci"]
+
+    assert missing_images(nodes, wanted) == ["ci.local/chat-platform/ai:ci"]
+    assert missing_images(nodes, wanted[:1]) == []

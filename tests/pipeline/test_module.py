@@ -24,11 +24,13 @@ CI_SRC = REPO_ROOT / "ci" / "src"
 FUNCTIONS = {
     "build",
     "check",
+    "integration",
     "lint",
     "plan",
     "publish",
     "scan",
     "services",
+    "stack",
     "test",
     "test_repo",
     "version",

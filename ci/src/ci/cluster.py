@@ -72,7 +72,15 @@ from ci.core.cluster_plan import (
     render_release,
     split_documents,
 )
-from ci.core.cluster_readiness import Snapshot, State, Verdict, judge, node_verdict, verdicts
+from ci.core.cluster_readiness import (
+    Snapshot,
+    State,
+    Verdict,
+    judge,
+    missing_images,
+    node_verdict,
+    verdicts,
+)
 from ci.core.cluster_secrets import generate_secrets, secret_manifest, secret_needs
 
 USAGE_ERROR = 2
@@ -613,6 +621,31 @@ def wait_for_nodes(cluster: Cluster, timeout: float) -> None:
         time.sleep(POLL_SECONDS)
 
 
+def parse_images_or_exit(pairs: Sequence[str]) -> dict[str, str]:
+    try:
+        return parse_images(pairs)
+    except PlanError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def wait_for_images(cluster: Cluster, refs: Iterable[str], timeout: float) -> None:
+    """Until the node lists every image of the run (imported from the auto-import directory)."""
+    from kubernetes import client
+
+    refs = list(refs)
+    deadline = time.monotonic() + timeout
+    while True:
+        nodes = client.CoreV1Api(cluster.api).list_node(_request_timeout=REQUEST_TIMEOUT).items
+        missing = missing_images(nodes, refs)
+        if not missing:
+            return
+        if time.monotonic() >= deadline:
+            raise WaitFailedError(
+                f"images: deadline expired, not on the node: {', '.join(missing)}"
+            )
+        time.sleep(POLL_SECONDS)
+
+
 def run(args: argparse.Namespace) -> int:
     """The whole integration on a fresh cluster; diagnostics when anything failed."""
     started = time.monotonic()
@@ -621,6 +654,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         wait_for_nodes(cluster, args.timeout)
         record_timing(args.output, "cluster ready", time.monotonic() - started)
+        wait_for_images(cluster, parse_images_or_exit(args.images).values(), args.timeout)
+        record_timing(args.output, "images loaded", time.monotonic() - started)
         args.gateway = True
         install(args)
         wait(args)

@@ -6,12 +6,13 @@ from collections.abc import Callable
 from typing import Annotated, TypeVar, cast
 
 import dagger
-from dagger import DefaultPath, Doc, Ignore, Name, function, object_type
+from dagger import DefaultPath, Doc, Ignore, Name, dag, function, object_type
 
 from ci.core import toolversions
 from ci.core.catalog import catalog_json
 from ci.core.gitfacts import GitFacts
 from ci.core.versions import build_version
+from ci.engine import k3s
 from ci.engine.delivery import Credentials, Delivery, DeployRequest, PreviewRequest
 from ci.engine.stages import BuildLabels, Pipeline, StageFailedError, TestRun
 from ci.engine.toolchains import Images
@@ -98,6 +99,9 @@ class Ci:
     redis_image: Annotated[str, Doc("Redis for tests")] = toolversions.REDIS_IMAGE
     trivy_image: Annotated[str, Doc("Trivy image scanner")] = toolversions.TRIVY_IMAGE
     git_image: Annotated[str, Doc("git for the change plan")] = toolversions.GIT_IMAGE
+    k3s_image: Annotated[str, Doc("K3s of the integration stage (k3s/versions.env)")] = (
+        k3s.K3S_IMAGE
+    )
 
     def _pipeline(self) -> Pipeline:
         images = Images(
@@ -215,16 +219,56 @@ class Ci:
         version: Version = "dev",
         revision: Revision = "unknown",
         changed: Changed = None,
+        integration: Annotated[
+            bool,
+            Doc("the platform on an ephemeral K3s with e2e (--integration=false leaves it out)"),
+        ] = True,
     ) -> str:
         """Lint, test, build and scan every affected service, and run the repository suite,
-        concurrently; summary at the end."""
+        concurrently, plus the platform's integration on K3s; summary at the end."""
         pipeline = self._pipeline()
         plan = await pipeline.plan(repo, base, everything, changed)
         labels = BuildLabels(revision=revision, default_version=version)
-        text, passed = await pipeline.check(plan, severity, labels)
+        also = [k3s.integration_stage(self._cluster(pipeline), labels)]
+        wanted = integration and bool(plan.names())
+        text, passed = await pipeline.check(plan, severity, labels, also if wanted else ())
         if not passed:
             raise StageFailedError(text)
         return text
+
+    # --- the platform on an ephemeral K3s (ci.engine.k3s + ci.cluster) ---------------------
+
+    def _cluster(self, pipeline: Pipeline | None = None) -> k3s.Cluster:
+        return k3s.Cluster(pipeline=pipeline or self._pipeline(), k3s_image=self.k3s_image)
+
+    @never_cached
+    async def integration(
+        self,
+        repo: Repo,
+        base: Base = "origin/main",
+        everything: Everything = False,
+        changed: Changed = None,
+        revision: Revision = "unknown",
+        allow_failure: Annotated[bool, Doc("return the reports even when the run fails")] = False,
+    ) -> dagger.Directory:
+        """Every image built, K3s started with them, the platform installed as Argo CD syncs it
+        (charts, hooks, values-ci.yaml), readiness awaited, tests/e2e through the gateway.
+        junit.xml, timings.json, and diagnostics/ on failure, in a directory. Skipped (an
+        empty report) when the changes since BASE affect no service."""
+        pipeline = self._pipeline()
+        plan = await pipeline.plan(repo, base, everything, changed)
+        if not plan.names():
+            return dag.directory().with_new_file("skipped.txt", "no service affected\n")
+        run = await k3s.integration(self._cluster(pipeline), BuildLabels(revision=revision))
+        if run.exit_code != 0 and not allow_failure:
+            raise StageFailedError(f"integration failed:\n{run.output}")
+        return run.reports
+
+    @never_cached
+    async def stack(self, revision: Revision = "unknown") -> dagger.Service:
+        """The platform installed on an ephemeral K3s and kept running, its gateway on port
+        80 for `localhost`: `dagger call stack up --ports 8080:80`, then http://localhost:8080."""
+        return await k3s.stack(self._cluster(), BuildLabels(revision=revision))
 
     # --- delivery: GitOps bumps, previews, releases (ci.engine.delivery + ci.deliver) -----
 

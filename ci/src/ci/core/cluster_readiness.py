@@ -300,3 +300,14 @@ def node_verdict(node: V1Node) -> Verdict:
         return ready(subject, "Ready")
     reason = f"{condition.reason}: {condition.message}" if condition else "no Ready condition yet"
     return waiting(subject, f"not Ready: {reason}")
+
+
+def missing_images(nodes: Sequence[V1Node], refs: Iterable[str]) -> list[str]:
+    """The image references no node has yet (K3s imports its archives in the background)."""
+    present = {
+        name
+        for node in nodes
+        for image in (node.status.images if node.status else None) or []
+        for name in image.names or []
+    }
+    return sorted(ref for ref in refs if ref not in present)

@@ -11,7 +11,7 @@ import datetime as dt
 import posixpath
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -294,9 +294,16 @@ class Pipeline:
             await record("scan", scan)
         return results
 
-    async def check(self, plan: Plan, severity: str, labels: BuildLabels) -> tuple[str, bool]:
-        """Every planned service and the repository suite concurrently; the summary and
-        whether all passed."""
+    async def check(
+        self,
+        plan: Plan,
+        severity: str,
+        labels: BuildLabels,
+        also: Sequence[tuple[str, str, Stage]] = (),
+    ) -> tuple[str, bool]:
+        """Every planned service and the repository suite concurrently, plus the `also` stages
+        (name, stage, run: e.g. the platform's integration); the summary and whether all
+        passed."""
         catalog = await self.catalog()
         results: list[StageResult] = []
 
@@ -311,6 +318,8 @@ class Pipeline:
                 group.start_soon(recorder(recipes.REPO_SUITE, results), "test", repo_tests)
             for name in plan.names():
                 group.start_soon(one, catalog.get(name))
+            for name, stage, run in also:
+                group.start_soon(recorder(name, results), stage, run)
         return summary(results), not failed(results)
 
 

@@ -18,6 +18,12 @@ PYTHON_SERVICE = "auth"
 SECOND_PYTHON_SERVICE = "backend"
 NODE_SERVICE = "frontend"
 SHA = "0123456789abcdef0123456789abcdef01234567"
+PROBE_IMAGE = "python:3.12.8-slim-bookworm"
+# GET /api/auth/health through the stack's gateway with the host its routes answer to.
+PROBE = (
+    "import urllib.request as u; r = u.Request('http://stack/api/auth/health', "
+    "headers={'Host': 'localhost'}); print(u.urlopen(r, timeout=30).read().decode())"
+)
 SCAN_REPORTS = {
     "trivy.json",
     "trivy.sarif",
@@ -153,6 +159,39 @@ class CiTests:
         expect("no services selected" in text, f"unexpected summary: {text}")
 
     @function(cache="never")
+    async def integration(self) -> None:
+        """K3s with every image, the platform installed, e2e through the gateway: JUnit XML
+        and every timing of the run in the reports."""
+        reports = dag.ci().integration(changed=[f"services/{PYTHON_SERVICE}/service.yaml"])
+        entries = set(await reports.entries())
+        expect({"junit.xml", "timings.json", "exit-code"} <= entries, f"reports: {entries}")
+        expect("diagnostics" not in {e.rstrip("/") for e in entries}, "a passing run diagnosed")
+        timings = json.loads(await reports.file("timings.json").contents())
+        wanted = {
+            "cluster ready",
+            "images loaded",
+            "gateway installed",
+            "installed",
+            "ready",
+            "e2e",
+        }
+        expect(wanted <= set(timings), f"timings.json misses {wanted - set(timings)}")
+
+    @function(cache="never")
+    async def stack(self) -> None:
+        """The kept cluster answers through its gateway for localhost."""
+        gateway = dag.ci().stack()
+        probe = (
+            dag.container()
+            .from_(PROBE_IMAGE)
+            .with_service_binding("stack", gateway)
+            .with_env_variable("RUN", uuid.uuid4().hex)
+            .with_exec(["python", "-c", PROBE])
+        )
+        answer = await probe.stdout()
+        expect('"ok"' in answer or "ok" in answer, f"auth health through the gateway: {answer}")
+
+    @function(cache="never")
     async def all(self) -> None:
         """Every test above, concurrently; raises listing every failure."""
         tests: dict[str, Callable[[], Awaitable[None]]] = {
@@ -166,6 +205,8 @@ class CiTests:
             "scan": self.scan,
             "publish": self.publish,
             "check": self.check,
+            "integration": self.integration,
+            "stack": self.stack,
         }
         failures: list[str] = []
 

@@ -1,0 +1,181 @@
+"""An ephemeral K3s as a Dagger service, the run's images loaded into it, and `python -m
+ci.cluster run` in the toolchain container against it (install, wait, e2e, diagnostics).
+
+Plain (undecorated) builders wrapped by thin @function methods in `ci.main`; every decision
+(install plan, readiness, diagnostics) is made by `ci.cluster` and its core, which the host tests.
+
+Images reach K3s through its auto-import directory (/var/lib/rancher/k3s/agent/images, imported
+by containerd when K3s starts), not through a registry: no registry service, no push and pull
+of every layer, nothing listening that another job could reach, and the archives come straight
+from `Container.as_tarball()` of images the engine has cached. `as_tarball()` leaves the image
+unnamed (dagger/dagger#6999), so `ci.cluster name-archives` names each archive first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dagger
+from dagger import dag
+
+from ci.core.catalog import Catalog, Service
+from ci.core.cluster_plan import DEFAULT_NAMESPACE
+from ci.engine import toolchains
+from ci.engine.stages import BuildLabels, Pipeline, Stage, StageFailedError, tail
+
+# rancher/k3s image of K3S_VERSION in k3s/versions.env (`+` spelled `-`; a test keeps them equal).
+K3S_IMAGE = "rancher/k3s:v1.33.5-k3s1"
+K3S_HOST = "k3s"  # the service's alias: API at https://k3s:6443, gateway at http://k3s
+API_PORT = 6443
+GATEWAY_PORT = 80
+IMAGE_REPOSITORY = "ci.local/chat-platform"
+IMAGE_TAG = "ci"
+CONFIG_DIR = "/etc/rancher/k3s"
+DATA_DIR = "/var/lib/rancher/k3s"
+IMPORT_DIR = f"{DATA_DIR}/agent/images"
+OUTPUT = "/out"
+PLATFORM = "platform"  # the check summary's row for the whole installed platform
+ENTRYPOINT = "/usr/local/bin/cgroup-v2-entrypoint"
+# K3s evacuates the root cgroup (v2) only when it runs as PID 1 (k3s-io/k3s#4086); in a Dagger
+# service it does not, so this moves every process into a child group and delegates the
+# controllers before starting it (dagger/dagger#6364).
+CGROUP_V2_ENTRYPOINT = """#!/bin/sh
+set -eu
+if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+  mkdir -p /sys/fs/cgroup/init
+  while read -r pid; do echo "$pid" > /sys/fs/cgroup/init/cgroup.procs 2>/dev/null || :; done \\
+    < /sys/fs/cgroup/cgroup.procs
+  sed -e 's/ / +/g' -e 's/^/+/' < /sys/fs/cgroup/cgroup.controllers \\
+    > /sys/fs/cgroup/cgroup.subtree_control
+fi
+exec "$@"
+"""
+
+
+def image_name(service: str) -> str:
+    return f"{IMAGE_REPOSITORY}/{service}:{IMAGE_TAG}"
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """One ephemeral K3s for one run (`pipeline.run` keys its kubeconfig and data volume)."""
+
+    pipeline: Pipeline
+    k3s_image: str = K3S_IMAGE
+
+    @property
+    def kubeconfig(self) -> str:
+        """Unique per run, so a file left by an earlier run is never read."""
+        return f"{CONFIG_DIR}/{self.pipeline.run}.yaml"
+
+    async def images(self, catalog: Catalog, labels: BuildLabels) -> dagger.Directory:
+        """Every service's image as a named archive for the auto-import directory."""
+        archives = [f"{image_name(s.name)}=/in/{s.name}.tar" for s in catalog.services]
+        namer = (await self.pipeline.toolchain()).with_env_variable(
+            "PYTHONPATH", f"{toolchains.REPO}/ci/src"
+        )
+        for service in catalog.services:
+            namer = namer.with_file(f"/in/{service.name}.tar", self.archive(service, labels))
+        cmd = ["python", "-m", "ci.cluster", "name-archives", "--out", "/images", "--archive"]
+        return namer.with_exec([*cmd, *archives]).directory("/images")
+
+    def archive(self, service: Service, labels: BuildLabels) -> dagger.File:
+        """The image exactly as `check` builds and scans it (same build, engine-cached)."""
+        version = labels.version(service.name)
+        image = self.pipeline.build_service(service, version, labels.revision, labels.source_url)
+        return image.as_tarball()
+
+    def server(self, images: dagger.Directory) -> dagger.Service:
+        """K3s, privileged, its images mounted for import; Traefik off (the gateway is NGINX
+        Gateway Fabric, installed by ci.cluster), the API certificate valid for `k3s`."""
+        args = (
+            "exec k3s server --bind-address $(ip route | grep src | awk '{print $NF}') "
+            f"--disable traefik --disable metrics-server --egress-selector-mode=disabled "
+            f"--tls-san {K3S_HOST} --write-kubeconfig {self.kubeconfig} "
+            "--write-kubeconfig-mode 0644"
+        )
+        return (
+            dag.container()
+            .from_(self.k3s_image)
+            .with_new_file(ENTRYPOINT, CGROUP_V2_ENTRYPOINT, permissions=0o755)
+            .with_entrypoint([ENTRYPOINT])
+            .with_mounted_cache(CONFIG_DIR, dag.cache_volume("ci-k3s-config"))
+            # A volume of this run only: K3s starts from an empty data directory every time.
+            .with_mounted_cache(DATA_DIR, dag.cache_volume(f"ci-k3s-data-{self.pipeline.run}"))
+            .with_mounted_directory(IMPORT_DIR, images)
+            .with_mounted_temp("/var/lib/kubelet")
+            .with_mounted_temp("/var/lib/cni")
+            .with_mounted_temp("/var/log")
+            .with_exposed_port(API_PORT)
+            # The gateway listens only once ci.cluster installed it: no health check at start.
+            .with_exposed_port(GATEWAY_PORT, experimental_skip_healthcheck=True)
+            .as_service(
+                args=["sh", "-c", args], use_entrypoint=True, insecure_root_capabilities=True
+            )
+        )
+
+    async def runner(self, k3s: dagger.Service) -> dagger.Container:
+        """The toolchain (root venv: kubernetes, helm-python-sdk, pytest) bound to K3s."""
+        return (
+            (await self.pipeline.toolchain())
+            .with_mounted_cache(CONFIG_DIR, dag.cache_volume("ci-k3s-config"))
+            .with_service_binding(K3S_HOST, k3s)
+            .with_env_variable("PYTHONPATH", f"{toolchains.REPO}/ci/src")
+            # One run, one execution: never served from the cache of an earlier run.
+            .with_env_variable("CI_CLUSTER_RUN", self.pipeline.run)
+        )
+
+    def run_args(self, catalog: Catalog, host: str, e2e: bool) -> list[str]:
+        images = [f"{s.name}={image_name(s.name)}" for s in catalog.services]
+        args = ["python", "-m", "ci.cluster", "run", "--kubeconfig", self.kubeconfig]
+        args += ["--server", f"https://{K3S_HOST}:{API_PORT}", "--namespace", DEFAULT_NAMESPACE]
+        args += ["--repo", toolchains.REPO, "--output", OUTPUT, "--host", host]
+        args += ["--base-url", f"http://{K3S_HOST}", "--images", *images]
+        return args if e2e else [*args, "--no-e2e"]
+
+
+@dataclass(frozen=True)
+class IntegrationRun:
+    exit_code: int
+    output: str
+    reports: dagger.Directory
+
+
+async def integration(cluster: Cluster, labels: BuildLabels) -> IntegrationRun:
+    """Build every image, start K3s with them, install the platform, run the e2e suite."""
+    catalog = await cluster.pipeline.catalog()
+    k3s = cluster.server(await cluster.images(catalog, labels))
+    runner = await cluster.runner(k3s)
+    done = await runner.with_exec(
+        [*cluster.run_args(catalog, K3S_HOST, e2e=True)], expect=dagger.ReturnType.ANY
+    ).sync()
+    code = await done.exit_code()
+    output = tail(await done.stdout() + await done.stderr())
+    reports = (
+        done.directory(OUTPUT)
+        .with_new_file("output.txt", output)
+        .with_new_file("exit-code", f"{code}\n")
+    )
+    return IntegrationRun(code, output, reports)
+
+
+def integration_stage(cluster: Cluster, labels: BuildLabels) -> tuple[str, str, Stage]:
+    """The check's `platform integration` row: fails with the run's output."""
+
+    async def run() -> str:
+        done = await integration(cluster, labels)
+        if done.exit_code != 0:
+            raise StageFailedError(done.output)
+        return ""
+
+    return (PLATFORM, "integration", run)
+
+
+async def stack(cluster: Cluster, labels: BuildLabels) -> dagger.Service:
+    """The same cluster, installed (no e2e) with routes for `localhost`, left running: `up`
+    exposes its gateway (port 80) to the caller."""
+    catalog = await cluster.pipeline.catalog()
+    k3s = await cluster.server(await cluster.images(catalog, labels)).start()
+    runner = await cluster.runner(k3s)
+    await runner.with_exec(cluster.run_args(catalog, "localhost", e2e=False)).sync()
+    return k3s

@@ -3,22 +3,43 @@
 The file is written only after the branch's images are in the registry (the caller passes the
 digests that publish returned, and `verify` checks each one against the registry), so Argo CD
 never syncs a preview whose image does not exist. Removing the file removes the preview.
+
+The file names every service: the branch's images for those it built, staging's pinned images
+for the rest (a service missing from the file would run the placeholder of values-preview.yaml,
+which no registry holds). Argo CD reads the charts at `revision`, so chart changes are previewed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from io import StringIO
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, field_serializer
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    ValidationError,
+    field_serializer,
+    model_validator,
+)
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from ci.core.gitops import SKIP_CI_MARKER, ImageRef, PushPolicy, check_label, transact
+from ci.core.gitops import (
+    SKIP_CI_MARKER,
+    ImageRef,
+    PushPolicy,
+    check_label,
+    environment_services,
+    read_image,
+    transact,
+    values_path,
+)
 from ci.core.gitrepo import Git
 from ci.core.versions import slug as readable_slug
 from ci.core.yamlfile import atomic_write
@@ -27,6 +48,10 @@ PREVIEW_DIR = "argocd/previews"
 SLUG_MAX = 40
 HASH_CHARS = 10
 DEFAULT_TTL = timedelta(hours=72)
+# Where the images of services the branch did not build come from.
+FALLBACK_ENV = "staging"
+# A branch, tag or commit as git and Argo CD's targetRevision take it (no spaces, no "..").
+REVISION = re.compile(r"^(?!.*\.\.)[^\s~^:?*\[\\]{1,255}$")
 HEADER = (
     "# Written by the preview pipeline (ci core preview.py) and read by the previews\n"
     "# ApplicationSet's git files generator. Do not edit: re-run the preview job instead.\n"
@@ -51,6 +76,12 @@ def preview_slug(branch: str) -> str:
     return f"{prefix}-{digest}"
 
 
+def _revision(value: str) -> str:
+    if not REVISION.match(value):
+        raise ValueError(f"revision {value!r} is not a git branch, tag or commit")
+    return value
+
+
 def _utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("expires must carry a time zone (RFC 3339, e.g. 2026-01-01T00:00:00Z)")
@@ -73,8 +104,17 @@ class Preview(BaseModel):
     slug: Annotated[str, AfterValidator(lambda v: check_label("slug", v))]
     namespace: Annotated[str, AfterValidator(lambda v: check_label("namespace", v))]
     host: str
+    # The git revision Argo CD reads the charts at: the built commit, else the branch itself.
+    revision: Annotated[str, AfterValidator(_revision)]
     images: dict[str, PreviewImage]
     expires: Annotated[datetime, AfterValidator(_utc)]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _revision_defaults_to_branch(cls, data: object) -> object:
+        if isinstance(data, dict) and not data.get("revision") and data.get("branch"):
+            return {**data, "revision": data["branch"]}
+        return data
 
     @field_serializer("expires")
     def _rfc3339(self, value: datetime) -> str:
@@ -93,7 +133,10 @@ def build_preview(
     domain: str,
     now: datetime,
     ttl: timedelta = DEFAULT_TTL,
+    revision: str | None = None,
 ) -> Preview:
+    """The preview of `branch`; `revision` (the commit the images were built from) pins the
+    charts, else Argo CD follows the branch."""
     slug = preview_slug(branch)
     if not images:
         raise ValueError("preview: no images given (publish the branch's images first)")
@@ -102,9 +145,20 @@ def build_preview(
         slug=slug,
         namespace=f"preview-{slug}",
         host=f"{slug}.{domain.strip('.')}",
+        revision=revision or branch,
         images={name: PreviewImage(tag=r.tag, digest=r.digest) for name, r in images.items()},
         expires=(now + ttl).replace(microsecond=0),
     )
+
+
+def with_fallback_images(preview: Preview, root: Path, env: str = FALLBACK_ENV) -> Preview:
+    """The preview with `env`'s pinned image for every service the branch did not build."""
+    images = dict(preview.images)
+    for service in environment_services(root, env):
+        ref = None if service in images else read_image(values_path(root, service, env))
+        if ref is not None:
+            images[service] = PreviewImage(tag=ref.tag, digest=ref.digest)
+    return preview.model_copy(update={"images": images})
 
 
 def preview_path(root: Path, slug: str) -> Path:
@@ -157,17 +211,26 @@ def write_preview(
                 "publish must succeed before the preview is written"
             )
 
+    built = set(preview.images)
+
     def edit(_start: str) -> tuple[list[Path], str] | None:
         path = preview_path(git.workdir, preview.slug)
+        complete = with_fallback_images(preview, git.workdir)
         if path.exists():
             current = read_preview(path)
-            if current.images == preview.images and current.branch == preview.branch:
-                return None  # same images: nothing to roll out
+            if (current.images, current.branch, current.revision) == (
+                complete.images,
+                complete.branch,
+                complete.revision,
+            ):
+                return None  # same images and charts: nothing to roll out
         others = [p for p in list_previews(git.workdir) if p != path]
         if len(others) >= max_previews:
             raise PreviewError(f"preview cap reached: {len(others)} previews exist")
-        atomic_write(path, render(preview))
-        tags = ", ".join(f"{name} {image.tag}" for name, image in sorted(preview.images.items()))
+        atomic_write(path, render(complete))
+        tags = ", ".join(
+            f"{name} {image.tag}" for name, image in sorted(preview.images.items()) if name in built
+        )
         message = (
             f"preview({preview.slug}): {tags} {SKIP_CI_MARKER}\n\n"
             f"Branch: {preview.branch}\nHost: {preview.host}\nExpires: "

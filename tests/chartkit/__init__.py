@@ -83,8 +83,15 @@ class Rendered:
 
 def render(chart: str, values: dict[str, Any] | None, namespace: str) -> list[Manifest]:
     """Render a chart with the given user values (chart defaults below them)."""
-    with helm_python.Chart.load(CHARTS / chart) as loaded:
-        files = loaded.render(values, name=chart, namespace=namespace)
+    return render_at(CHARTS / chart, values, namespace, chart)
+
+
+def render_at(
+    chart_dir: Path, values: dict[str, Any] | None, namespace: str, release: str
+) -> list[Manifest]:
+    """Render the chart in `chart_dir` as release `release` (also argocd/environments)."""
+    with helm_python.Chart.load(chart_dir) as loaded:
+        files = loaded.render(values, name=release, namespace=namespace)
     objects: list[Manifest] = []
     for path, text in sorted(files.items()):
         for document in yaml.safe_load_all(text):

@@ -481,6 +481,52 @@ def test_projects_are_limited_to_this_repository_and_their_namespaces() -> None:
     assert default["destinations"] == []
 
 
+def kind_permitted(project: Manifest, obj: Manifest) -> bool:
+    """Argo CD's project check of one object's group and kind."""
+    spec = project["spec"]
+    group = obj["apiVersion"].split("/")[0] if "/" in obj["apiVersion"] else ""
+
+    def listed(entries: list[Manifest]) -> bool:
+        return any(
+            fnmatch.fnmatchcase(group, e["group"]) and fnmatch.fnmatchcase(obj["kind"], e["kind"])
+            for e in entries
+        )
+
+    if obj["kind"] in CLUSTER_SCOPED:
+        return listed(spec.get("clusterResourceWhitelist", []))
+    if "namespaceResourceWhitelist" in spec and not listed(spec["namespaceResourceWhitelist"]):
+        return False
+    return not listed(spec.get("namespaceResourceBlacklist", []))
+
+
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "PriorityClass"}
+
+
+def test_every_object_a_component_renders_is_permitted_by_its_project() -> None:
+    """A kind the project does not permit fails the whole sync (and every later wave waits)."""
+    known = projects()
+    components = [
+        *environment_applications("staging").values(),
+        *environment_applications("production").values(),
+        *preview_applications(sample_preview()).values(),
+    ]
+    for app in components:
+        project = known[app["spec"]["project"]]
+        refused = [o["kind"] for o in render_source(app) if not kind_permitted(project, o)]
+        assert not refused, (
+            f"{app['metadata']['name']}: {project['metadata']['name']} refuses {refused}"
+        )
+
+
+def test_the_kind_check_sees_a_refused_kind() -> None:
+    project = projects()["chat-platform"]
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {}}
+    assert not kind_permitted(project, role)
+    assert kind_permitted(project, {"apiVersion": "v1", "kind": "Namespace", "metadata": {}})
+    parents = projects()["chat-preview-apps"]
+    assert not kind_permitted(parents, {"apiVersion": "v1", "kind": "Secret", "metadata": {}})
+
+
 def test_project_check_rejects_a_foreign_namespace() -> None:
     previews = projects()["chat-previews"]
     assert not destination_allowed(previews, {"server": IN_CLUSTER, "namespace": "chat-production"})

@@ -7,10 +7,11 @@ tests/pipeline/test_tool_versions.py, so two places can no longer drift apart si
 A digest may follow a tag elsewhere (`python:3.12.8-slim-bookworm@sha256:...`): the tag must
 still be the one below.
 
-Not covered: the PostgreSQL and Redis *binaries* the test harness starts for the tests that stop
-and restart a server of their own come from Debian bookworm (PostgreSQL 15, Redis 7.0) on a
-developer machine and in the toolchain container alike; every other test in the engine talks to
-the pinned images below, the versions the charts deploy.
+Not covered: the PostgreSQL and Redis *binaries* the test harness starts itself (the repository
+suite, and the service tests that stop and restart a server of their own) come from Debian
+bookworm (PostgreSQL 15, Redis 7.0), on a developer machine and in the toolchain container
+alike. The services' suites in the engine talk to the pinned images below, the versions the
+charts deploy.
 """
 
 from __future__ import annotations

@@ -7,13 +7,16 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import psycopg
 import pytest
 from ci.core.toolchain import (
     SYSTEM_PACKAGES_FILE,
+    TEST_POSTGRES_SETTINGS,
     backing_service_key,
     describe_exit,
     killed_by,
     parse_system_packages,
+    postgres_server_args,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -93,3 +96,20 @@ def test_backing_services_differ_per_service_and_per_test_container() -> None:
 def test_exit_codes_of_signals_are_named(code: int, signal: str | None, text: str) -> None:
     assert killed_by(code) == signal
     assert describe_exit(code) == text
+
+
+def test_the_test_database_runs_with_the_settings_the_engine_gives_its_own(
+    postgres_admin_url: str,
+) -> None:
+    """The session's PostgreSQL (the harness's own here, the engine's service where
+    TEST_DATABASE_URL points to it) runs with TEST_POSTGRES_SETTINGS."""
+    with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
+        actual = {
+            key: str(conn.execute(f"SHOW {key}").fetchone()[0])  # type: ignore[index]
+            for key in TEST_POSTGRES_SETTINGS
+        }
+
+    assert actual == TEST_POSTGRES_SETTINGS
+    args = postgres_server_args()
+    assert args[0] == "postgres"
+    assert args[1:3] == ["-c", "max_connections=300"]

@@ -15,6 +15,15 @@ from pydantic import BaseModel, ConfigDict
 SYSTEM_PACKAGES_FILE = ".ci/system-packages.txt"
 # Debian policy for package names: lowercase letters, digits, + - . ; at least two characters.
 DEBIAN_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+# The server settings the test harness gives its own PostgreSQL (tests/harness/servers.py):
+# the same for the engine's test databases, so a suite that fits there fits here (the image's
+# default of 100 connections does not hold every pool of a service's suite).
+TEST_POSTGRES_SETTINGS = {
+    "max_connections": "300",
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+}
 # A shell adds 128 to the number of the signal that killed a command (137 = SIGKILL).
 SIGNAL_BASE = 128
 MAX_SIGNAL = 64
@@ -78,3 +87,11 @@ def describe_exit(exit_code: int) -> str:
     if name is None:
         return f"exited {exit_code}"
     return f"killed by {name} (exit {exit_code})"
+
+
+def postgres_server_args(settings: dict[str, str] = TEST_POSTGRES_SETTINGS) -> list[str]:
+    """`postgres -c key=value ...`: the command the PostgreSQL image's entrypoint runs."""
+    return [
+        "postgres",
+        *(arg for key, value in settings.items() for arg in ("-c", f"{key}={value}")),
+    ]

@@ -15,7 +15,7 @@ from dagger import dag
 
 from ci.core import recipes
 from ci.core.catalog import Service
-from ci.core.toolchain import SystemPackage, backing_service_key
+from ci.core.toolchain import SystemPackage, backing_service_key, postgres_server_args
 
 REPO = "/repo"
 VENV = "/opt/venv"
@@ -125,7 +125,7 @@ def postgres(images: Images, key: str) -> dagger.Service:
         .with_env_variable("POSTGRES_HOST_AUTH_METHOD", "trust")
         .with_env_variable("CI_TEST_RUN", key)
         .with_exposed_port(5432)
-        .as_service(use_entrypoint=True)
+        .as_service(args=postgres_server_args(), use_entrypoint=True)
     )
 
 

@@ -9,14 +9,17 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import redis
 from ci.core.toolchain import (
     SYSTEM_PACKAGES_FILE,
     TEST_POSTGRES_SETTINGS,
+    TEST_REDIS_SETTINGS,
     backing_service_key,
     describe_exit,
     killed_by,
     parse_system_packages,
     postgres_server_args,
+    redis_server_args,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -113,3 +116,16 @@ def test_the_test_database_runs_with_the_settings_the_engine_gives_its_own(
     args = postgres_server_args()
     assert args[0] == "postgres"
     assert args[1:3] == ["-c", "max_connections=300"]
+
+
+def test_the_test_redis_runs_with_the_settings_the_engine_gives_its_own(
+    redis_base_url: str,
+) -> None:
+    client = redis.Redis.from_url(redis_base_url, decode_responses=True)
+    try:
+        actual = {key: client.config_get(key)[key] for key in TEST_REDIS_SETTINGS}
+    finally:
+        client.close()
+
+    assert actual == TEST_REDIS_SETTINGS
+    assert redis_server_args()[:3] == ["redis-server", "--databases", "4096"]

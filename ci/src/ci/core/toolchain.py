@@ -24,6 +24,8 @@ TEST_POSTGRES_SETTINGS = {
     "synchronous_commit": "off",
     "full_page_writes": "off",
 }
+# Likewise for Redis: many logical databases (one per test, cycled), no persistence.
+TEST_REDIS_SETTINGS = {"databases": "4096", "save": "", "appendonly": "no"}
 # A shell adds 128 to the number of the signal that killed a command (137 = SIGKILL).
 SIGNAL_BASE = 128
 MAX_SIGNAL = 64
@@ -94,4 +96,12 @@ def postgres_server_args(settings: dict[str, str] = TEST_POSTGRES_SETTINGS) -> l
     return [
         "postgres",
         *(arg for key, value in settings.items() for arg in ("-c", f"{key}={value}")),
+    ]
+
+
+def redis_server_args(settings: dict[str, str] = TEST_REDIS_SETTINGS) -> list[str]:
+    """`redis-server --key value ...`: the command the Redis image's entrypoint runs."""
+    return [
+        "redis-server",
+        *(arg for key, value in settings.items() for arg in (f"--{key}", value)),
     ]

@@ -15,7 +15,12 @@ from dagger import dag
 
 from ci.core import recipes
 from ci.core.catalog import Service
-from ci.core.toolchain import SystemPackage, backing_service_key, postgres_server_args
+from ci.core.toolchain import (
+    SystemPackage,
+    backing_service_key,
+    postgres_server_args,
+    redis_server_args,
+)
 
 REPO = "/repo"
 VENV = "/opt/venv"
@@ -135,7 +140,7 @@ def redis(images: Images, key: str) -> dagger.Service:
         .from_(images.redis)
         .with_env_variable("CI_TEST_RUN", key)
         .with_exposed_port(6379)
-        .as_service(use_entrypoint=True)
+        .as_service(args=redis_server_args(), use_entrypoint=True)
     )
 
 

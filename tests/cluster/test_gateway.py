@@ -168,3 +168,15 @@ def test_the_cgroup_v2_entrypoint_passes_shellcheck(tmp_path: Path) -> None:
 
     assert done.returncode == 0, done.stdout
     assert CGROUP_V2_ENTRYPOINT.rstrip().endswith('exec "$@"')
+
+
+@pytest.mark.parametrize(
+    ("workflow", "call"),
+    [("pull-request.yml", "dagger call check"), ("main.yml", "dagger call deploy")],
+)
+def test_the_workflows_run_the_integration_stage(workflow: str, call: str) -> None:
+    text = (REPO / ".github" / "workflows" / workflow).read_text()
+    command = text[text.index(call) :].split("\n\n", 1)[0]
+
+    assert "--integration" in command
+    assert "--integration=false" not in command

@@ -273,7 +273,7 @@ class Ci:
     # --- delivery: GitOps bumps, previews, releases (ci.engine.delivery + ci.deliver) -----
 
     def _delivery(self) -> Delivery:
-        return Delivery(pipeline=self._pipeline())
+        return Delivery(pipeline=self._pipeline(), k3s_image=self.k3s_image)
 
     @never_cached
     async def deploy(
@@ -293,6 +293,9 @@ class Ci:
             str, Doc("the branch the source is built from: image tags <branch>-<sha7>")
         ] = "main",
         severity: Severity = "HIGH",
+        integration: Annotated[
+            bool, Doc("the check includes the platform on an ephemeral K3s with e2e")
+        ] = True,
     ) -> str:
         """Check (lint, test, build, scan) exactly what is to be published, publish it, then
         pin the digests in values-ENV.yaml (one commit, pushed with rebase-retry; no commit
@@ -308,6 +311,7 @@ class Ci:
             source_url=source_url,
             build_branch=branch,
             severity=severity,
+            integration=integration,
         )
         return await self._delivery().deploy(request, Credentials(git_token, username, password))
 

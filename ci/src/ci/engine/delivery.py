@@ -18,7 +18,7 @@ from ci.core import buildplan
 from ci.core.affected import Plan
 from ci.core.gitfacts import GitFacts
 from ci.core.versions import build_version
-from ci.engine import toolchains
+from ci.engine import k3s, toolchains
 from ci.engine.stages import BuildLabels, Pipeline, StageFailedError
 
 # The repository as it sits in the toolchain container; the delivery core is imported from here.
@@ -47,6 +47,7 @@ class Credentials:
 @dataclass(frozen=True)
 class Delivery:
     pipeline: Pipeline
+    k3s_image: str = k3s.K3S_IMAGE  # the check's integration stage
 
     async def runner(self, credentials: Credentials) -> dagger.Container:
         """The toolchain container (git, and the delivery core's libraries at the versions
@@ -128,7 +129,9 @@ class Delivery:
             for name in plan.names()
         }
         labels = BuildLabels(revision=sha, source_url=request.source_url, versions=versions)
-        text, passed = await self.pipeline.check(plan, request.severity, labels)
+        cluster = k3s.Cluster(pipeline=self.pipeline, k3s_image=self.k3s_image)
+        also = [k3s.integration_stage(cluster, labels)] if request.integration else []
+        text, passed = await self.pipeline.check(plan, request.severity, labels, also)
         if not passed:
             raise StageFailedError(f"deploy: nothing published, the check failed:\n{text}")
 
@@ -226,6 +229,8 @@ class DeployRequest:
     # Not the GitOps branch, which only says where the values commits go.
     build_branch: str = "main"
     severity: str = "HIGH"
+    # The platform installed on an ephemeral K3s with e2e, beside the check's other stages.
+    integration: bool = True
 
     def git_args(self) -> list[str]:
         return ["--clone", self.repo_url, "--branch", self.gitops_branch]

@@ -138,3 +138,37 @@ def test_pure_rules_without_git(repo: Repo) -> None:
     assert every.names() == ["auth", "backend", "frontend"]
     assert affected(catalog, ["services/README.md", "charts/index.yaml"]).names() == []
     assert affected(catalog, ["services/gone/x.py"]).names() == []
+
+
+def test_deciding_once_per_folder_gives_the_per_path_answer(repo: Repo) -> None:
+    """affected() decides once per folder; the result equals every path decided on its own."""
+    catalog = load_catalog(repo.root)
+    paths = [
+        "ci/src/ci/main.py",
+        "ci/README.md",
+        "tests/harness/servers.py",
+        "tests/harness.py",
+        "tests/harnessx/a.py",
+        "services/auth/src/a.py",
+        "services/auth/Dockerfile",
+        "services/servicekit/src/x.py",
+        "services/README.md",
+        "charts/backend/templates/x.yaml",
+        "charts/backend/values.yaml",
+        "charts/postgres/values.yaml",
+        "Makefile",
+        "docs/a/b.md",
+    ]
+    one_by_one: dict[str, list[Reason]] = {}
+    for path in paths:
+        for name, reasons in ((s.name, s.reasons) for s in affected(catalog, [path]).services):
+            one_by_one.setdefault(name, []).extend(
+                r for r in reasons if r not in one_by_one.get(name, [])
+            )
+
+    together = {s.name: s.reasons for s in affected(catalog, paths).services}
+
+    assert {n: sorted(r, key=str) for n, r in together.items()} == {
+        n: sorted(r, key=str) for n, r in one_by_one.items()
+    }
+    assert set(together) == set(catalog.names())  # the tooling paths reached every service

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ci.core.affected import Plan, affected, library_charts
@@ -40,16 +41,24 @@ def make_plan(
     """The plan of the checkout at `root`; raises GitError or CatalogError.
 
     Without `base` (only with `everything`) no diff is taken: every service is selected anyway.
+    `git diff` runs in a thread (waiting on the subprocess releases the GIL) while this thread
+    parses the catalog: with a thousand services the two take about as long as each other.
     """
-    catalog = load_catalog(root)
-    return affected(
-        catalog,
-        changed_files(root, base, head) if base else [],
-        library_charts(root),
-        everything=everything,
-        base=resolve(root, base) if base else None,
-        head=resolve(root, head),
-    )
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        git_facts = pool.submit(_diff, root, base, head)
+        catalog = load_catalog(root)  # its errors first: they name the file and field
+        charts = library_charts(root)
+        base_sha, head_sha, changed = git_facts.result()
+    return affected(catalog, changed, charts, everything=everything, base=base_sha, head=head_sha)
+
+
+def _diff(root: Path, base: str | None, head: str) -> tuple[str | None, str, list[str]]:
+    """(base sha, head sha, changed paths); no diff without a base."""
+    head_sha = resolve(root, head)
+    if base is None:
+        return None, head_sha, []
+    base_sha = resolve(root, base)
+    return base_sha, head_sha, changed_files(root, base_sha, head_sha)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

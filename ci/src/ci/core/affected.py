@@ -19,7 +19,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict
 
-from ci.core.catalog import SERVICES_DIR, Catalog
+from ci.core.catalog import SAFE_LOADER, SERVICES_DIR, Catalog
 
 CHARTS_DIR = "charts"
 # Paths whose change affects every service: directories end with "/".
@@ -72,7 +72,7 @@ class Plan(BaseModel):
 def is_library_chart(chart_yaml: str) -> bool:
     """True when a Chart.yaml declares `type: library` (templates shared by other charts)."""
     try:
-        data = yaml.safe_load(chart_yaml)
+        data = yaml.load(chart_yaml, Loader=SAFE_LOADER)  # noqa: S506 - a safe loader
     except yaml.YAMLError:
         return False
     return isinstance(data, dict) and data.get("type") == "library"
@@ -94,6 +94,15 @@ def tooling_match(path: str) -> str | None:
         if path == entry:
             return entry
     return None
+
+
+def _decision_key(path: str) -> str:
+    """Paths with the same key get the same reasons: every rule (tooling folders of one or two
+    levels, services/<x>/, charts/<x>/) looks at most at the first two segments of a path that
+    has a third one; shorter paths (root files, files directly in a folder) stand for themselves.
+    """
+    parts = path.split("/", 2)
+    return f"{parts[0]}/{parts[1]}" if len(parts) == 3 else path
 
 
 def reasons_for_path(path: str, catalog: Catalog, library_charts: set[str]) -> dict[str, Reason]:
@@ -138,7 +147,14 @@ def affected(
     if everything:
         for name in catalog.names():
             reasons[name] = [Reason(cause="requested", path="--all")]
+    # Decide once per folder, not once per path: 100,000 changed paths fall into a few thousand
+    # folders, and each decision walks the catalog.
+    decided: set[str] = set()
     for path in changed_files:
+        key = _decision_key(path)
+        if key in decided:
+            continue
+        decided.add(key)
         for name, reason in reasons_for_path(path, catalog, charts).items():
             found = reasons.setdefault(name, [])
             if reason not in found:

@@ -17,6 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 SERVICES_DIR = "services"
 SERVICE_FILE = "service.yaml"
+# libyaml's safe loader (in PyYAML's wheels) parses ~10x faster than the pure-Python one, which
+# was most of the plan's time with a thousand services; read-only parsing needs nothing more.
+SAFE_LOADER: type[yaml.SafeLoader] | type[yaml.CSafeLoader] = getattr(
+    yaml, "CSafeLoader", yaml.SafeLoader
+)
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 Command = Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
@@ -111,7 +116,7 @@ def _location(loc: tuple[int | str, ...]) -> str:
 def parse_service(path: str, text: str) -> tuple[Service | None, list[str]]:
     """Parse one service.yaml; returns the service or the problems, each naming path and field."""
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=SAFE_LOADER)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         return None, [f"{path}: not valid YAML: {exc}"]
     if not isinstance(data, dict):

@@ -212,10 +212,10 @@ def registry_client(base_url: str) -> RegistryClient:
 def image_repository(root: Path, service: str, env: str, insecure: bool) -> ImageName:
     """Where the service's image lives, from the `image.repository` of its values file."""
     from ci.core.registry import ImageName
-    from ci.core.yamlfile import YamlFileError, load
+    from ci.core.yamlfile import YamlFileError, read_data
 
     path = gitops.values_path(root, service, env)
-    data = load(path)
+    data = read_data(path)
     repository = data.get("image", {}).get("repository") if hasattr(data, "get") else None
     if not isinstance(repository, str) or not repository:
         raise YamlFileError(f"{path}: field 'image.repository' is missing")

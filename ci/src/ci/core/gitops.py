@@ -19,12 +19,19 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from ruamel.yaml.comments import CommentedMap
-from ruamel.yaml.scalarstring import ScalarString
+from typing import Any
 
 from ci.core.gitrepo import Git, GitError
-from ci.core.yamlfile import YamlFileError, atomic_write, dump, load
+from ci.core.yamlfile import (
+    YamlFileError,
+    atomic_write,
+    dump,
+    load,
+    parse,
+    read_data,
+    read_text,
+    splice_scalars,
+)
 
 SKIP_CI_MARKER = "[skip ci]"
 ENV_TRAILER = "Deploy-Environment"
@@ -109,13 +116,17 @@ class ImageChange:
 
 @dataclass(frozen=True)
 class PushPolicy:
-    """Where to push and how hard to try when another writer pushed first."""
+    """Where to push and how hard to try when another writer pushed first.
+
+    Each lost race means another writer landed, so retrying makes progress; 100 attempts with
+    backoff capped at 1 s let a hundred concurrent pipelines through one branch.
+    """
 
     remote: str = "origin"
     branch: str = "main"
-    max_attempts: int = 10
-    backoff_seconds: float = 0.1
-    max_backoff_seconds: float = 2.0
+    max_attempts: int = 100
+    backoff_seconds: float = 0.05
+    max_backoff_seconds: float = 1.0
     sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
 
     def delay(self, attempt: int) -> float:
@@ -153,16 +164,16 @@ def values_path(root: Path, service: str, env: str) -> Path:
     return root / "charts" / service / f"values-{env}.yaml"
 
 
-def _image_map(path: Path, data: object) -> CommentedMap:
-    if not isinstance(data, CommentedMap):
+def _image_map(path: Path, data: object) -> dict[str, Any]:
+    if not isinstance(data, dict):
         raise YamlFileError(f"{path}: expected a mapping at the top level")
     image = data.get("image")
-    if not isinstance(image, CommentedMap):
+    if not isinstance(image, dict):
         raise YamlFileError(f"{path}: field 'image' must be a mapping with tag and digest")
     return image
 
 
-def _pinned(path: Path, image: CommentedMap) -> ImageRef | None:
+def _pinned(path: Path, image: Mapping[str, Any]) -> ImageRef | None:
     tag, digest = image.get("tag"), image.get("digest")
     if not tag or not digest:
         return None
@@ -174,28 +185,35 @@ def _pinned(path: Path, image: CommentedMap) -> ImageRef | None:
 
 def read_image(path: Path) -> ImageRef | None:
     """The image a values file pins, or None when it pins none yet (empty tag or digest)."""
-    return _pinned(path, _image_map(path, load(path)))
-
-
-def _same_style(old: object, new: str) -> str:
-    """Keep the quoting style the file already used for this scalar."""
-    if isinstance(old, ScalarString):
-        styled: str = type(old)(new)
-        return styled
-    return new
+    return _pinned(path, _image_map(path, read_data(path)))
 
 
 def set_image(path: Path, service: str, env: str, ref: ImageRef) -> ImageChange | None:
-    """Edit exactly image.tag and image.digest; None (file untouched) when already equal."""
-    data = load(path)
-    image = _image_map(path, data)
-    old = _pinned(path, image)
+    """Edit exactly image.tag and image.digest; None (file untouched) when already equal.
+
+    The two scalars are replaced in place (every other byte kept); only when that cannot be
+    done (a key is missing) does ruamel.yaml's round trip add them.
+    """
+    text = read_text(path)
+    old = _pinned(path, _image_map(path, parse(path, text)))
     if old == ref:
         return None
-    image["tag"] = _same_style(image.get("tag"), ref.tag)
-    image["digest"] = _same_style(image.get("digest"), ref.digest)
-    atomic_write(path, dump(data))
+    values = {"tag": ref.tag, "digest": ref.digest}
+    edited = splice_scalars(path, text, ["image"], values)
+    atomic_write(path, edited if edited is not None else _round_trip_edit(path, values))
     return ImageChange(service=service, env=env, old=old, new=ref)
+
+
+def _round_trip_edit(path: Path, values: Mapping[str, str]) -> str:
+    """Set `values` under `image` with ruamel.yaml, keeping each scalar's quoting style."""
+    from ruamel.yaml.scalarstring import ScalarString
+
+    data = load(path)
+    image = _image_map(path, data)
+    for key, value in values.items():
+        old = image.get(key)
+        image[key] = type(old)(value) if isinstance(old, ScalarString) else value
+    return dump(data)
 
 
 # --- git transaction ------------------------------------------------------------------------
@@ -215,6 +233,9 @@ def sync_branch(git: Git, policy: PushPolicy) -> str:
             git.run("checkout", "--quiet", policy.branch)
         else:
             git.run("checkout", "--quiet", "-b", policy.branch, remote_ref)
+    head, tip = git.run("rev-parse", "HEAD", remote_ref).split()
+    if head == tip:  # a fresh clone, the usual case: nothing to merge
+        return head
     try:
         git.run("merge", "--ff-only", "--quiet", remote_ref)
     except GitError as exc:
@@ -278,25 +299,26 @@ def _refresh(git: Git, policy: PushPolicy) -> str:
 def redo_until_pushed(
     git: Git,
     policy: PushPolicy,
-    make_commits: Callable[[str], bool],
+    make_commits: Callable[[str], str | None],
     extra_refs: Callable[[str], Sequence[str]] | None = None,
 ) -> tuple[str | None, int]:
     """Sync, `make_commits(tip)`, push; when another writer pushed first, redo on the new tip.
 
     The change is made again from the fresh files, not rebased as a text patch: a bump sets
-    values, so two bumps of the same keys never "conflict". `make_commits` returns False when
-    there is nothing to do. `extra_refs(head)` (re)creates refs that must point at the final
-    commit (release tags) and returns their refspecs; they are pushed atomically with the branch.
-    Any failure puts the clone back at the first synced tip. Returns (head or None, attempts).
+    values, so two bumps of the same keys never "conflict". `make_commits` returns the new head,
+    or None when there is nothing to do. `extra_refs(head)` (re)creates refs that must point at
+    the final commit (release tags) and returns their refspecs; they are pushed atomically with
+    the branch. Any failure puts the clone back at the first synced tip. Returns (head or None,
+    attempts).
     """
     start = sync_branch(git, policy)
     tip = start
     try:
         for attempt in range(1, policy.max_attempts + 1):
-            if not make_commits(tip):
+            head = make_commits(tip)
+            if head is None:
                 restore(git, tip)
                 return None, attempt
-            head = git.head()
             if _push(git, policy, list(extra_refs(head)) if extra_refs else []) is None:
                 return head, attempt
             if attempt < policy.max_attempts:
@@ -318,9 +340,12 @@ def commit_paths(git: Git, paths: Iterable[Path], message: str) -> str | None:
     if not relative:
         return None
     git.run("add", "--all", "--", *relative)
-    if git.succeeds("diff", "--cached", "--quiet"):
-        return None
-    git.run("commit", "--quiet", "--no-verify", "-F", "-", stdin=message)
+    try:
+        git.run("commit", "--quiet", "--no-verify", "-F", "-", stdin=message)
+    except GitError as exc:
+        if "nothing to commit" in exc.stdout or "nothing added to commit" in exc.stdout:
+            return None
+        raise
     return git.head()
 
 
@@ -335,9 +360,9 @@ def transact(
     `edit` is called again from scratch after every lost race, so it must read what it edits.
     """
 
-    def make_commit(tip: str) -> bool:
+    def make_commit(tip: str) -> str | None:
         outcome = edit(tip)
-        return outcome is not None and commit_paths(git, *outcome) is not None
+        return None if outcome is None else commit_paths(git, *outcome)
 
     return redo_until_pushed(git, policy, make_commit, extra_refs)
 
@@ -431,11 +456,14 @@ def bump(
     paths = {service: values_path(git.workdir, service, env) for service in images}
     changes: list[ImageChange] = []
     stale: list[str] = []
+    known: list[str] = []  # the source, once found: commits never leave a repository
 
     def edit(_tip: str) -> tuple[list[Path], str] | None:
         changes.clear()
         stale.clear()
-        require_commit(git, source_sha)
+        if not known:
+            require_commit(git, source_sha)
+            known.append(source_sha)
         for service, ref in sorted(images.items()):
             if refuse_stale and is_stale(git, source_sha, pinned_source(git, service, env)):
                 stale.append(service)
@@ -577,8 +605,8 @@ def rollback(git: Git, env: str, to_commit: str, policy: PushPolicy | None = Non
     policy = policy or PushPolicy()
     check_label("environment", env)
 
-    def revert_all(tip: str) -> bool:
-        return bool(_revert_env_commits(git, env, to_commit, tip))
+    def revert_all(tip: str) -> str | None:
+        return git.head() if _revert_env_commits(git, env, to_commit, tip) else None
 
     commit, attempts = redo_until_pushed(git, policy, revert_all)
     return CommitResult(commit=commit, attempts=attempts)

@@ -91,9 +91,10 @@ class Git:
         return Path(self.run("rev-parse", "--absolute-git-dir"))
 
     def current_branch(self) -> str | None:
-        """The checked-out branch, None when HEAD is detached."""
-        name = self.run("symbolic-ref", "--quiet", "--short", "HEAD", check=False)
-        return name or None
+        """The checked-out branch, None when HEAD is detached (HEAD read without a subprocess)."""
+        head = (self.git_dir() / "HEAD").read_text(encoding="utf-8").strip()
+        ref = head.removeprefix("ref: ")
+        return ref.removeprefix("refs/heads/") if ref.startswith("refs/heads/") else None
 
     def in_progress_operation(self) -> str | None:
         """The name of a rebase/merge/revert/cherry-pick left in progress, if any."""

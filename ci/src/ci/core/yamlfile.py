@@ -1,36 +1,126 @@
-"""Round-trip YAML (comments, order and quoting preserved) and crash-safe file writes."""
+"""YAML files: fast read-only parsing, exact in-place scalar edits, round-trip YAML (comments,
+order and quoting preserved) and crash-safe file writes.
+
+Reading and the common edit use PyYAML's libyaml bindings; ruamel.yaml (a slower import and
+parser) is loaded only for an edit the in-place splice cannot do, e.g. adding a missing key.
+"""
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
+import yaml
+
+if TYPE_CHECKING:
+    from ruamel.yaml import YAML
+
+# libyaml when PyYAML was built with it (its wheels are), else the pure-Python classes.
+SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class YamlFileError(ValueError):
     """A YAML file is missing, unparsable or has the wrong shape; the message names the file."""
 
 
+def read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise YamlFileError(f"{path}: file not found") from exc
+
+
+def read_data(path: Path) -> Any:
+    """Plain Python data of `path` (read-only: nothing of the formatting is kept)."""
+    return parse(path, read_text(path))
+
+
+def parse(path: Path, text: str) -> Any:
+    try:
+        return yaml.load(text, Loader=SAFE_LOADER)  # noqa: S506 - a safe loader
+    except yaml.YAMLError as exc:
+        raise YamlFileError(f"{path}: invalid YAML: {exc}") from exc
+
+
+def _scalar(style: str | None, value: str) -> str:
+    """`value` written in the quoting style the file used (libyaml reports plain as ""); plain
+    only when it reads back as the same string."""
+    if style == "'":
+        return "'" + value.replace("'", "''") + "'"
+    if not style and value and yaml.load(value, Loader=SAFE_LOADER) == value:  # noqa: S506
+        return value
+    return json.dumps(value)  # a JSON string is a valid YAML double-quoted scalar
+
+
+def splice_scalars(
+    path: Path, text: str, mapping: Sequence[str], values: Mapping[str, str]
+) -> str | None:
+    """`text` with the scalars `values` (key -> new value) of the mapping at `mapping` replaced
+    in place, every other byte unchanged; None when a key is missing or not a plain scalar (the
+    caller then edits with ruamel.yaml). The result is parsed back and checked.
+    """
+    try:
+        node = yaml.compose(text, Loader=SAFE_LOADER)
+    except yaml.YAMLError as exc:
+        raise YamlFileError(f"{path}: invalid YAML: {exc}") from exc
+    for key in mapping:
+        node = _child(node, key)
+        if not isinstance(node, yaml.MappingNode):
+            return None
+    spans = []
+    for key, value in values.items():
+        scalar = _child(node, key)
+        if not isinstance(scalar, yaml.ScalarNode) or scalar.style not in (None, "", "'", '"'):
+            return None
+        start, end = scalar.start_mark.index, scalar.end_mark.index
+        new = _scalar(scalar.style, value)
+        spans.append((start, end, new if start < end else " " + new))
+    edited = text
+    for start, end, new in sorted(spans, reverse=True):
+        edited = edited[:start] + new + edited[end:]
+    return edited if _only_changed(path, text, edited, mapping, values) else None
+
+
+def _child(node: Any, key: str) -> Any:
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    found = [value for name, value in node.value if getattr(name, "value", None) == key]
+    return found[0] if len(found) == 1 else None
+
+
+def _only_changed(
+    path: Path, before: str, after: str, mapping: Sequence[str], values: Mapping[str, str]
+) -> bool:
+    """True when `after` reads as `before` with exactly `values` set under `mapping`."""
+    expected, actual = parse(path, before), parse(path, after)
+    target = expected
+    for key in mapping:
+        target = target[key]
+    target.update(values)
+    return bool(expected == actual)
+
+
 def round_trip_yaml() -> YAML:
-    yaml = YAML(typ="rt")
-    yaml.preserve_quotes = True
+    from ruamel.yaml import YAML
+
+    rt = YAML(typ="rt")
+    rt.preserve_quotes = True
     # Keep the project's style: block lists indented under their key, long lines left alone.
-    yaml.indent(mapping=2, sequence=4, offset=2)
-    yaml.width = 4096
-    return yaml
+    rt.indent(mapping=2, sequence=4, offset=2)
+    rt.width = 4096
+    return rt
 
 
 def load(path: Path) -> Any:
     """Load `path` keeping comments and formatting so a later dump changes only what was edited."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise YamlFileError(f"{path}: file not found") from exc
+    from ruamel.yaml.error import YAMLError
+
+    text = read_text(path)
     try:
         return round_trip_yaml().load(text)
     except YAMLError as exc:

@@ -172,7 +172,7 @@ def test_the_cgroup_v2_entrypoint_passes_shellcheck(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("workflow", "call"),
-    [("pull-request.yml", "dagger call check"), ("main.yml", "dagger call deploy")],
+    [("pull-request.yml", "run: dagger call check"), ("main.yml", "  dagger call deploy")],
 )
 def test_the_workflows_run_the_integration_stage(workflow: str, call: str) -> None:
     text = (REPO / ".github" / "workflows" / workflow).read_text()

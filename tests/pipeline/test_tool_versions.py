@@ -19,17 +19,20 @@ from ci.core import toolversions as tv
 from packaging.specifiers import SpecifierSet
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# Image repository (without registry prefix) -> the reference it must be, tag included.
-EXPECTED_IMAGES = {
-    "python": tv.PYTHON_IMAGE,
-    "node": tv.NODE_IMAGE,
-    "ghcr.io/astral-sh/uv": tv.UV_IMAGE,
-    "postgres": tv.POSTGRES_IMAGE,
-    "redis": tv.REDIS_IMAGE,
-    "aquasec/trivy": tv.TRIVY_IMAGE,
+# Image repository (without registry prefix) -> the tool version its tag must start with. The
+# variant after the version may differ (a Debian toolchain, Alpine runtime images).
+EXPECTED_VERSIONS = {
+    "python": tv.PYTHON,
+    "node": tv.NODE,
+    "ghcr.io/astral-sh/uv": tv.UV,
+    "postgres": tv.POSTGRES,
+    "redis": tv.REDIS,
+    "aquasec/trivy": tv.TRIVY,
+    "alpine/git": tv.GIT,
 }
 # `ARG X_IMAGE=ref`, `FROM ref`, `COPY --from=ref`: the references a Dockerfile names.
 DOCKERFILE_REF = re.compile(r"^\s*(?:ARG\s+\w+=|FROM\s+|COPY\s+--from=)(\S+)", re.MULTILINE)
+TAG_VERSION = re.compile(r"^v?(\d+(?:\.\d+)*)")
 
 
 def repository_and_tag(ref: str) -> tuple[str, str]:
@@ -41,14 +44,20 @@ def repository_and_tag(ref: str) -> tuple[str, str]:
     return repository, tag
 
 
+def tag_version(tag: str) -> str:
+    """`3.12.8-alpine3.21` -> `3.12.8`; `v2.47.1` -> `2.47.1`."""
+    found = TAG_VERSION.match(tag)
+    return found.group(1) if found else ""
+
+
 def image_mismatches(refs: dict[str, str]) -> list[str]:
     """`where: ref` entries whose image is a known tool at another version than the source."""
     problems = []
     for where, ref in refs.items():
         repository, tag = repository_and_tag(ref)
-        expected = EXPECTED_IMAGES.get(repository)
-        if expected is not None and tag != repository_and_tag(expected)[1]:
-            problems.append(f"{where}: {ref} (ci.core.toolversions says {expected})")
+        expected = EXPECTED_VERSIONS.get(repository)
+        if expected is not None and tag_version(tag) != expected:
+            problems.append(f"{where}: {ref} (ci.core.toolversions says {repository} {expected})")
     return problems
 
 
@@ -71,9 +80,11 @@ def chart_refs() -> dict[str, str]:
 
 def test_a_disagreeing_place_is_reported() -> None:
     assert image_mismatches({"Dockerfile": "node:20.18.1-bookworm-slim"}) == [
-        f"Dockerfile: node:20.18.1-bookworm-slim (ci.core.toolversions says {tv.NODE_IMAGE})"
+        f"Dockerfile: node:20.18.1-bookworm-slim (ci.core.toolversions says node {tv.NODE})"
     ]
+    assert image_mismatches({"x": f"python:{tv.PYTHON}1-alpine3.21"}) != []
     assert image_mismatches({"x": f"docker.io/library/{tv.POSTGRES_IMAGE}@sha256:{'0' * 64}"}) == []
+    assert image_mismatches({"x": f"python:{tv.PYTHON}-alpine3.21@sha256:{'0' * 64}"}) == []
     assert image_mismatches({"x": "nginxinc/nginx-unprivileged:1.28.0-alpine"}) == []
 
 

@@ -4,8 +4,8 @@ The Dagger module's default images come from these constants; every other place 
 version (Dockerfiles, charts, the Makefile, pyproject.toml, .python-version files, the GitHub
 workflows, package.json's engine range) is checked against them by
 tests/pipeline/test_tool_versions.py, so two places can no longer drift apart silently.
-A digest may follow a tag elsewhere (`python:3.12.8-slim-bookworm@sha256:...`): the tag must
-still be the one below.
+Elsewhere a tag must start with the version below; its variant may differ (the Debian toolchain
+beside Alpine runtime images: `python:3.12.8-alpine3.21@sha256:...`).
 
 Not covered: the PostgreSQL and Redis *binaries* the test harness starts itself (the repository
 suite, and the service tests that stop and restart a server of their own) come from Debian

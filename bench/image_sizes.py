@@ -12,6 +12,7 @@ image cannot be pulled on a machine without a registry, so its size is an argume
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 import tempfile
@@ -32,17 +33,60 @@ def python_services() -> list[str]:
 
 
 def dependency_layer_mb(service: str, arch: str) -> float:
-    """pip installs the service's requirements as the Dockerfile does, for musllinux/arch."""
+    """pip installs the service's requirements as the Dockerfile does, for musllinux/arch.
+
+    A requirement without a musl wheel (the image builds it from its sdist) is installed from
+    its sdist for this machine instead: the same files, give or take a compiled optimisation.
+    """
+    requirements = ROOT / "services" / service / "requirements.txt"
     with tempfile.TemporaryDirectory() as target:
-        platforms = [f"--platform=musllinux_1_{n}_{arch}" for n in (2, 1)]
-        subprocess.run(  # noqa: S603 - our own interpreter and repository files
-            [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-             "--require-hashes", "--no-deps", "--only-binary", ":all:", "--no-compile",
-             *platforms, "--python-version=3.12", "--implementation=cp",
-             "--target", target, "-r", str(ROOT / "services" / service / "requirements.txt")],
-            check=True,
-        )  # fmt: skip
+        missing = _install_wheels(requirements, arch, Path(target))
+        for pin in missing:
+            _install("--no-binary", pin.split("==")[0], "--target", target, pin)
         return size_mb(Path(target))
+
+
+def _install_wheels(requirements: Path, arch: str, target: Path) -> list[str]:
+    """Install every requirement that has a musl wheel; the pins of those that have none."""
+    lines = requirements.read_text().splitlines()
+    missing: list[str] = []
+    platforms = [f"--platform=musllinux_1_{n}_{arch}" for n in (2, 1)]
+    while True:
+        kept = _without(lines, missing)
+        with tempfile.NamedTemporaryFile("w", suffix=".txt") as pinned:
+            pinned.write("\n".join(kept) + "\n")
+            pinned.flush()
+            done = _install(
+                "--require-hashes", "--only-binary", ":all:", *platforms,
+                "--python-version=3.12", "--implementation=cp", "--target", str(target),
+                "-r", pinned.name, check=False,
+            )  # fmt: skip
+        if done.returncode == 0:
+            return missing
+        found = re.search(r"No matching distribution found for (\S+)", done.stderr)
+        if found is None:
+            raise SystemExit(f"{requirements}: pip failed:\n{done.stderr}")
+        missing.append(found.group(1))
+
+
+def _without(lines: list[str], pins: list[str]) -> list[str]:
+    """Requirement lines minus the entries (pin line and its hash lines) of `pins`."""
+    kept: list[str] = []
+    skipping = False
+    for line in lines:
+        if not line.startswith(" "):
+            skipping = line.split(" ")[0] in pins
+        if not skipping:
+            kept.append(line)
+    return kept
+
+
+def _install(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """`pip install` as the Dockerfile runs it: no dependencies resolved, no bytecode."""
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet", "install"]
+    return subprocess.run(  # noqa: S603 - our own interpreter and repository files
+        [*pip, "--no-deps", "--no-compile", *args], check=check, capture_output=True, text=True
+    )
 
 
 def app_layer_mb(service: str) -> float:

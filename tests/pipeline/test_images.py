@@ -14,6 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILES = sorted(ROOT.glob("services/*/Dockerfile"))
+PYTHON_DOCKERFILES = [p for p in DOCKERFILES if p.with_name("requirements.txt").exists()]
 PINNED = re.compile(r"^[\w./-]+:[\w.-]+@sha256:[0-9a-f]{64}$")
 
 
@@ -83,22 +84,38 @@ def test_no_floating_frontend_syntax_line(dockerfile: Path) -> None:
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
-def test_package_installs_are_hashed_wheels_with_a_cache_mount(dockerfile: Path) -> None:
+def test_package_installs_are_hashed_with_a_cache_mount(dockerfile: Path) -> None:
     for command in runs(dockerfile):
-        if " pip " in f" {command} " and " install " in f" {command} ":
-            for flag in ("--require-hashes", "--only-binary :all:", "--no-deps"):
-                assert flag in command, f"{dockerfile}: pip install without {flag}: {command}"
+        for install in command.split("&&"):
+            if not re.search(r"\bpip install\b", install):
+                continue
+            for flag in ("--require-hashes", "--no-deps"):
+                assert flag in install, f"{dockerfile}: pip install without {flag}: {install}"
+            # Wheels only, or sdists built by the pinned setuptools: never a build backend
+            # that pip would fetch, unhashed, into an isolated build environment.
+            assert "--only-binary :all:" in install or "--no-build-isolation" in install, install
+        if re.search(r"\bpip install\b", command):
             assert "--mount=type=cache,target=/root/.cache/pip" in command, command
         if re.search(r"\bnpm (ci|install)\b", command):
             assert "npm ci" in command, f"{dockerfile}: npm install instead of npm ci"
             assert "--mount=type=cache,target=/root/.npm" in command, command
 
 
-@pytest.mark.parametrize(
-    "dockerfile",
-    [p for p in DOCKERFILES if p.parent.name != "frontend"],
-    ids=lambda p: p.parent.name,
-)
+def test_the_build_backend_is_pinned_with_hashes() -> None:
+    pins = (ROOT / "services/servicekit/build-requirements.txt").read_text()
+    entries = [line for line in pins.splitlines() if line and not line.startswith((" ", "#"))]
+    assert [e.split("==")[0] for e in entries] == ["setuptools"], entries
+    assert re.search(r"setuptools==[\d.]+ \\\n\s+--hash=sha256:[0-9a-f]{64}", pins)
+
+
+@pytest.mark.parametrize("dockerfile", PYTHON_DOCKERFILES, ids=lambda p: p.parent.name)
+def test_the_build_backend_is_installed_before_any_sdist_build(dockerfile: Path) -> None:
+    steps = [s for c in runs(dockerfile) for s in c.split("&&") if "pip install" in s]
+    assert "build-requirements.txt" in steps[0], f"{dockerfile}: setuptools must come first"
+    assert all("--no-build-isolation" in s for s in steps[1:]), steps
+
+
+@pytest.mark.parametrize("dockerfile", PYTHON_DOCKERFILES, ids=lambda p: p.parent.name)
 def test_python_runtime_stage_has_no_pip_and_builds_nothing(dockerfile: Path) -> None:
     runtime = stages(dockerfile)[-1]
     commands = [i.rest for i in runtime if i.keyword == "RUN"]

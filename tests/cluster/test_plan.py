@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import helm_python
 import pytest
 from chartkit import CHARTS, REPO, kubernetes_version, problems_of
 from ci.core.catalog import load_catalog
@@ -239,3 +240,34 @@ def test_a_missing_values_ci_file_is_named(tmp_path: Path) -> None:
 
     with pytest.raises(PlanError, match=r"redis/values-ci.yaml: cannot be read"):
         install_releases(charts, SERVICES, IMAGES)
+
+
+def test_values_ci_overlays_the_chart_defaults(
+    rendered: dict[str, list[dict[str, object]]],
+) -> None:
+    auth = next(o for o in rendered["auth"] if o["kind"] == "Deployment")
+    container = auth["spec"]["template"]["spec"]["containers"][0]  # type: ignore[index]
+
+    # values-ci.yaml: small resources; values.yaml: probes and command stay the chart's.
+    assert container["resources"] == {
+        "requests": {"cpu": "10m", "memory": "64Mi"},
+        "limits": {"memory": "256Mi"},
+    }
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert container["command"][:2] == ["uvicorn", "auth.main:app"]
+
+
+@pytest.mark.parametrize("chart", ["platform", "postgres", "redis", *SERVICES])
+def test_helm_lint_is_clean_for_the_ci_install(releases: list[Release], chart: str) -> None:
+    release = next(r for r in releases if r.chart == chart)
+
+    report = helm_python.lint(
+        CHARTS / chart,
+        release.values,
+        strict=True,
+        namespace=release.namespace,
+        kube_version=f"v{kubernetes_version()}",
+    )
+
+    assert not [m for m in report["messages"] if m["severity"] >= 2], report
+    assert not report["errors"], report

@@ -5,6 +5,10 @@ Tests of services that verify tokens use it instead of running auth:
     def test_me(token_issuer):
         token = token_issuer.issue("6f1c...", "alice")
         settings = Settings(jwks_url=token_issuer.jwks_url, jwt_issuer=token_issuer.issuer, ...)
+
+Service tokens (client credentials) too: `service_token("backend")` signs one, and
+`POST token_url` answers `grant_type=client_credentials` for the clients in `clients`
+(`{"backend": SERVICE_SECRET}` by default), like auth's `/token`.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import parse_qs
 
 import jwt
 import pytest
@@ -25,7 +30,10 @@ from harness.fakehttp import JsonServer, Reply, Request
 
 ISSUER = "chat-auth"
 AUDIENCE = "chat"
+SERVICE_AUDIENCE = "chat-services"
+SERVICE_SECRET = "test-service-secret"
 JWKS_PATH = "/.well-known/jwks.json"
+TOKEN_PATH = "/token"
 
 
 def public_jwk(key: Ed25519PrivateKey, kid: str) -> dict[str, Any]:
@@ -44,11 +52,17 @@ class TokenIssuer:
         self.jwks_requests = 0  # how often the JWKS was fetched (cache tests)
         self.jwks_delay = 0.0  # seconds each JWKS answer is held back (concurrency tests)
         self._count_lock = threading.Lock()  # the server answers on many threads
+        self.clients = {"backend": SERVICE_SECRET}  # client credentials /token accepts
+        self.token_requests = 0
         self._server = JsonServer(self._answer)
 
     @property
     def jwks_url(self) -> str:
         return f"{self._server.url}{JWKS_PATH}"
+
+    @property
+    def token_url(self) -> str:
+        return f"{self._server.url}{TOKEN_PATH}"
 
     def jwks(self) -> dict[str, Any]:
         return {"keys": [public_jwk(key, kid) for kid, key in self.keys.items()]}
@@ -100,16 +114,35 @@ class TokenIssuer:
         """`{"Authorization": "Bearer <token>"}` for a token from `issue(sub, name, ...)`."""
         return {"Authorization": f"Bearer {self.issue(sub, name, **overrides)}"}
 
+    def service_token(self, client_id: str, **overrides: Any) -> str:
+        """A service token as auth's /token issues it (audience SERVICE_AUDIENCE)."""
+        claims = {"aud": SERVICE_AUDIENCE, "client_id": client_id, **overrides}
+        return self.issue(client_id, client_id, **claims)
+
     def close(self) -> None:
         self._server.close()
 
     def _answer(self, request: Request) -> Reply:
+        if request.method == "POST" and request.path == TOKEN_PATH:
+            return self._client_credentials(request)
         if request.method != "GET" or request.path != JWKS_PATH:
             return 404, {"detail": "not found"}
         with self._count_lock:
             self.jwks_requests += 1
         time.sleep(self.jwks_delay)
         return 200, self.jwks()
+
+    def _client_credentials(self, request: Request) -> Reply:
+        with self._count_lock:
+            self.token_requests += 1
+        form = {k: v[0] for k, v in parse_qs(request.body.decode()).items()}
+        client_id = form.get("client_id", "")
+        if form.get("grant_type") != "client_credentials":
+            return 422, {"detail": "grant_type: must be client_credentials"}
+        if client_id not in self.clients or self.clients[client_id] != form.get("client_secret"):
+            return 401, {"detail": "invalid client credentials"}
+        token = self.service_token(client_id)
+        return 200, {"access_token": token, "token_type": "bearer", "expires_in": 900}
 
 
 @pytest.fixture

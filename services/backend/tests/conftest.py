@@ -17,26 +17,28 @@ from backend.runtime import Runtime
 from backend_fakes import Backend, MakeBackend, SilentServer
 from harness.appservers import AsgiServer
 from harness.servers import free_port
-from harness.tokens import TokenIssuer
+from harness.tokens import SERVICE_SECRET, TokenIssuer
 
 
-def _ai_app_factory(redis_url: str) -> Any:
-    return lambda: ai.app.create_app(ai.config.Settings(redis_url=redis_url))
+def _ai_app_factory(redis_url: str, token_issuer: TokenIssuer) -> Any:
+    settings = ai.config.Settings(redis_url=redis_url, jwks_url=token_issuer.jwks_url)
+    return lambda: ai.app.create_app(settings)
 
 
 @pytest.fixture
-def ai_server(redis_url: str) -> Iterator[AsgiServer]:
-    """The real ai service (local provider) under uvicorn on a free loopback port."""
-    server = AsgiServer(_ai_app_factory(redis_url), free_port())
+def ai_server(redis_url: str, token_issuer: TokenIssuer) -> Iterator[AsgiServer]:
+    """The real ai service (local provider) under uvicorn on a free loopback port; it answers
+    only callers with a token of `token_issuer` (backend gets one from its /token)."""
+    server = AsgiServer(_ai_app_factory(redis_url, token_issuer), free_port())
     server.start()
     yield server
     server.stop()
 
 
 @pytest.fixture
-def stopped_ai(redis_url: str) -> Iterator[AsgiServer]:
+def stopped_ai(redis_url: str, token_issuer: TokenIssuer) -> Iterator[AsgiServer]:
     """The ai service's address with nothing listening yet; `.start()` brings it up there."""
-    server = AsgiServer(_ai_app_factory(redis_url), free_port())
+    server = AsgiServer(_ai_app_factory(redis_url, token_issuer), free_port())
     yield server
     server.stop()
 
@@ -75,6 +77,8 @@ async def make_backend(
             "database_url": database_url,
             "redis_url": redis_url,
             "jwks_url": token_issuer.jwks_url,
+            "auth_token_url": token_issuer.token_url,
+            "ai_client_secret": SERVICE_SECRET,
             "ai_timeout_seconds": 3.0,
             "ai_connect_timeout_seconds": 1.0,
             "ai_attempts": 2,

@@ -12,6 +12,7 @@ from backend.models import Message
 from backend_fakes import Backend, MakeBackend, SilentServer
 from harness.appservers import AsgiServer
 from harness.servers import free_port
+from harness.tokens import TokenIssuer
 from sqlalchemy import select
 
 
@@ -148,12 +149,12 @@ async def test_reply_fails_when_attempts_are_used_up_and_can_still_be_retried(
 
 
 async def test_ai_refusal_marks_the_reply_failed(
-    make_backend: MakeBackend, redis_url: str, alice: dict[str, str]
+    make_backend: MakeBackend, redis_url: str, alice: dict[str, str], token_issuer: TokenIssuer
 ) -> None:
-    strict_ai = AsgiServer(
-        lambda: ai.app.create_app(ai.config.Settings(redis_url=redis_url, ai_max_message_chars=10)),
-        free_port(),
+    settings = ai.config.Settings(
+        redis_url=redis_url, jwks_url=token_issuer.jwks_url, ai_max_message_chars=10
     )
+    strict_ai = AsgiServer(lambda: ai.app.create_app(settings), free_port())
     strict_ai.start()
     try:
         backend = await make_backend(ai_url=strict_ai.url)

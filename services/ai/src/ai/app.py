@@ -8,10 +8,11 @@ from contextlib import asynccontextmanager
 from typing import Annotated
 
 import redis.asyncio as redis
-from fastapi import Body, FastAPI, HTTPException, Request, Response, status
+from fastapi import Body, FastAPI, HTTPException, Response, status
 from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field
-from servicekit.fastapi import install
+from servicekit.fastapi import CurrentUser, install
+from servicekit.jwt import AsyncJwtVerifier, VerifiedToken
 from servicekit.logging import configure_logging
 from servicekit.ratelimit import AsyncRateLimiter, async_redis_client
 
@@ -63,6 +64,23 @@ def _check_limits(settings: Settings, messages: list[ChatMessage]) -> None:
             )
 
 
+def verifier(settings: Settings) -> AsyncJwtVerifier:
+    """Tokens from auth: users' (JWT_AUDIENCE) and services' (SERVICE_TOKEN_AUDIENCE)."""
+    if not settings.jwks_url:
+        raise ValueError("JWKS_URL must be set: ai answers only callers with a token from auth")
+    audiences = [settings.jwt_audience, settings.service_token_audience]
+    return AsyncJwtVerifier(settings.jwks_url, issuer=settings.jwt_issuer, audience=audiences)
+
+
+def budget(settings: Settings, caller: VerifiedToken) -> tuple[str, int]:
+    """The rate-limit key and limit of a caller: per service, or (smaller) per user."""
+    audience = caller.claims.get("aud")
+    audiences = [audience] if isinstance(audience, str) else list(audience or [])
+    if settings.service_token_audience in audiences and caller.claims.get("client_id"):
+        return f"reply:service:{caller.claims['client_id']}", settings.ai_rate_limit
+    return f"reply:user:{caller.sub}", settings.ai_user_rate_limit
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging("ai", settings.log_level)
@@ -90,7 +108,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="chat ai", version="0.1.0", lifespan=lifespan)
     # No readiness dependency: without Redis, replies are still given (uncached, unlimited).
-    metrics = install(app, readiness_checks={}, max_body_bytes=settings.ai_max_body_bytes)
+    metrics = install(
+        app,
+        readiness_checks={},
+        verifier=verifier(settings),
+        max_body_bytes=settings.ai_max_body_bytes,
+    )
     replies_total = Counter(
         "ai_replies_total", "Replies by provider and source", ["provider", "source"],
         registry=metrics.registry,
@@ -98,15 +121,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.post("/v1/reply", response_model=ReplyResponse)
     async def reply(
-        body: Annotated[ReplyRequest, Body()], request: Request, response: Response
+        body: Annotated[ReplyRequest, Body()], caller: CurrentUser, response: Response
     ) -> ReplyResponse:
-        """The assistant's reply to the conversation's recent messages (oldest first)."""
+        """The assistant's reply to the conversation's recent messages (oldest first).
+
+        For a service token (backend) or a signed-in user's access token; 401 for anyone else.
+        """
         _check_limits(settings, body.messages)
         if limiter is not None:
-            address = request.client.host if request.client else "unknown"
-            verdict = await limiter.hit(
-                f"reply:{address}", settings.ai_rate_limit, settings.ai_rate_window_seconds
-            )
+            key, limit = budget(settings, caller)
+            verdict = await limiter.hit(key, limit, settings.ai_rate_window_seconds)
             if not verdict.allowed:
                 raise HTTPException(
                     status.HTTP_429_TOO_MANY_REQUESTS,

@@ -22,8 +22,11 @@ class Settings(ServiceSettings):
     ai_max_messages: int = Field(50, ge=1)
     ai_max_message_chars: int = Field(8000, ge=1)
 
-    # Per client address. Generous: the backend's replicas are the usual clients.
+    # Every caller shows a token from auth (JWKS_URL): a service token (client credentials,
+    # audience SERVICE_TOKEN_AUDIENCE) gets AI_RATE_LIMIT per service, generous for backend's
+    # replicas; a user's access token gets AI_USER_RATE_LIMIT per user, per window.
     ai_rate_limit: int = Field(600, ge=1)
+    ai_user_rate_limit: int = Field(20, ge=1)
     ai_rate_window_seconds: float = Field(60.0, gt=0)
     rate_limit_fail_open: bool = True
 

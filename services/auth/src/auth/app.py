@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import hmac
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Request, Response, status
+from fastapi import Depends, FastAPI, Form, HTTPException, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from servicekit.fastapi import CurrentUser, install
@@ -25,6 +27,7 @@ from auth import accounts
 from auth.config import Settings
 from auth.keys import KeyRing, load_keyring
 from auth.models import User
+from auth.tokens import issue_service_token
 
 USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
@@ -59,6 +62,29 @@ class TokenResponse(BaseModel):
     refresh_token: str
     token_type: str = "bearer"  # noqa: S105 (the OAuth token type, not a secret)
     expires_in: int
+
+
+class ServiceTokenResponse(BaseModel):
+    access_token: str
+    token_type: str = "bearer"  # noqa: S105 (the OAuth token type, not a secret)
+    expires_in: int
+
+
+class ClientCredentials(BaseModel):
+    """RFC 6749 section 4.4, client authentication in the form (client_secret_post)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    grant_type: Literal["client_credentials"]
+    client_id: Text = Field(min_length=1, max_length=64)
+    client_secret: Text = Field(min_length=1, max_length=256)
+
+
+def _known_client(settings: Settings, client_id: str, secret: str) -> bool:
+    expected = settings.auth_service_clients.get(client_id)
+    # Compared in constant time; an unknown client costs the same comparison.
+    wanted = expected.get_secret_value() if expected else "\x00unknown-client"
+    return hmac.compare_digest(wanted.encode(), secret.encode()) and expected is not None
 
 
 def _user_out(user: User) -> UserOut:
@@ -96,6 +122,7 @@ def _enforce_limits(request: Request, action: str, username: str) -> None:
     limits = {
         "login": (settings.auth_login_limit_per_ip, settings.auth_login_limit_per_account),
         "register": (settings.auth_register_limit_per_ip, settings.auth_register_limit_per_account),
+        "token": (settings.auth_login_limit_per_ip, settings.auth_login_limit_per_account),
     }
     per_ip, per_account = limits[action]
     for key, limit in (
@@ -146,6 +173,25 @@ def _routes(app: FastAPI) -> None:
     def logout(body: RefreshRequest, session: SessionDep) -> Response:
         accounts.logout(session, body.refresh_token)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+    @app.post("/token", responses={401: {}, 429: {}})
+    def service_token(
+        body: Annotated[ClientCredentials, Form()], request: Request, keyring: KeyRingDep
+    ) -> ServiceTokenResponse:
+        """A service token for another service (client credentials), e.g. backend calling ai."""
+        _enforce_limits(request, "token", body.client_id)
+        settings: Settings = request.app.state.settings
+        if not _known_client(settings, body.client_id, body.client_secret):
+            raise HTTPException(401, "invalid client credentials")
+        token = issue_service_token(
+            keyring,
+            client_id=body.client_id,
+            issuer=settings.jwt_issuer,
+            audience=settings.service_token_audience,
+            ttl_seconds=settings.auth_service_token_ttl,
+            now=dt.datetime.now(dt.UTC),
+        )
+        return ServiceTokenResponse(access_token=token, expires_in=settings.auth_service_token_ttl)
 
     @app.get("/me", responses={401: {}})
     def me(user: CurrentUser, session: SessionDep) -> UserOut:

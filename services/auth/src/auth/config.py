@@ -20,6 +20,12 @@ class Settings(ServiceSettings):
     auth_access_token_ttl: int = Field(default=900, ge=30, description="seconds")
     auth_refresh_token_ttl: int = Field(default=30 * 24 * 3600, ge=60, description="seconds")
 
+    # Service clients (OAuth client credentials, POST /token): JSON {"<client id>": "<secret>"}
+    # from a Secret, e.g. AUTH_SERVICE_CLIENTS='{"backend": "..."}'. Their tokens carry the
+    # audience SERVICE_TOKEN_AUDIENCE, which only ai accepts.
+    auth_service_clients: dict[str, SecretStr] = Field(default_factory=dict, repr=False)
+    auth_service_token_ttl: int = Field(default=300, ge=30, description="seconds")
+
     # Every request body is a small JSON document; larger ones get 413 before they are read.
     auth_max_body_bytes: int = Field(default=16 * 1024, ge=1024)
 

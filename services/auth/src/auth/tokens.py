@@ -37,6 +37,32 @@ def issue_access_token(
     )
 
 
+def issue_service_token(
+    keyring: KeyRing,
+    *,
+    client_id: str,
+    issuer: str,
+    audience: str,
+    ttl_seconds: int,
+    now: dt.datetime,
+) -> str:
+    """A client-credentials token: the service is the subject, `client_id` says it is one."""
+    claims = {
+        "sub": client_id,
+        "name": client_id,
+        "client_id": client_id,
+        "iss": issuer,
+        "aud": audience,
+        "iat": now,
+        "nbf": now,
+        "exp": now + dt.timedelta(seconds=ttl_seconds),
+        "jti": uuid.uuid4().hex,
+    }
+    return jwt.encode(
+        claims, keyring.signing_key, algorithm="EdDSA", headers={"kid": keyring.active_kid}
+    )
+
+
 def new_refresh_token() -> str:
     return secrets.token_urlsafe(32)
 

@@ -1,4 +1,9 @@
-"""The ai service's client: timeouts on every call, bounded retries with exponential backoff."""
+"""The ai service's client: timeouts on every call, bounded retries with exponential backoff.
+
+Every call carries a service token from auth (client credentials, `servicekit.servicetoken`),
+also the background retries that have no user's token. A 401 drops the token, so the next try
+fetches a fresh one (keys rotated, token expired early).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import logging
 from dataclasses import dataclass
 
 import httpx
+from servicekit.servicetoken import ServiceTokenError, ServiceTokens
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +53,11 @@ class AiClient:
         timeout_seconds: float,
         connect_timeout_seconds: float,
         retry: RetryPolicy,
+        tokens: ServiceTokens,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._retry = retry
+        self._tokens = tokens
         self._client = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/",
             timeout=httpx.Timeout(timeout_seconds, connect=connect_timeout_seconds),
@@ -58,6 +66,7 @@ class AiClient:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+        await self._tokens.aclose()
 
     async def reply(self, messages: list[dict[str, str]]) -> AiReply:
         """The assistant's reply to `messages`, or AiError after the last failed try."""
@@ -79,13 +88,24 @@ class AiClient:
 
     async def _once(self, messages: list[dict[str, str]]) -> AiReply:
         try:
-            response = await self._client.post("v1/reply", json={"messages": messages})
+            token = await self._tokens.get()
+        except ServiceTokenError as exc:
+            raise AiError(f"no service token for ai: {exc}", transient=True) from exc
+        try:
+            response = await self._client.post(
+                "v1/reply",
+                json={"messages": messages},
+                headers={"Authorization": f"Bearer {token}"},
+            )
         except httpx.TimeoutException as exc:
             raise AiError("the ai service did not answer in time", transient=True) from exc
         except httpx.HTTPError as exc:
             raise AiError(
                 f"the ai service is unreachable ({type(exc).__name__})", transient=True
             ) from exc
+        if response.status_code == 401:
+            self._tokens.invalidate(token)
+            raise AiError("the ai service refused the service token", transient=True)
         if response.status_code != 200:
             raise AiError(
                 f"the ai service answered HTTP {response.status_code}",

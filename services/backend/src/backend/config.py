@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from servicekit.settings import ServiceSettings
 
 from backend.database import DatabaseURLError, async_url
@@ -15,6 +15,11 @@ class Settings(ServiceSettings):
     database_url: str = Field(default=DEFAULT_DATABASE_URL, repr=False)
 
     ai_url: str = "http://127.0.0.1:8001"
+    # ai answers services with a token from auth's POST /token (client credentials): where,
+    # and backend's client id and secret (AUTH_SERVICE_CLIENTS of auth holds the same secret).
+    auth_token_url: str | None = None
+    ai_client_id: str = "backend"
+    ai_client_secret: SecretStr | None = Field(default=None, repr=False)
     ai_timeout_seconds: float = Field(20.0, gt=0)
     ai_connect_timeout_seconds: float = Field(2.0, gt=0)
     ai_attempts: int = Field(3, ge=1, le=10)
@@ -48,6 +53,15 @@ class Settings(ServiceSettings):
         except DatabaseURLError as exc:
             raise ValueError(str(exc)) from exc
         return value
+
+    def ai_credentials(self) -> tuple[str, str, SecretStr]:
+        """Token URL, client id and secret for ai; a clear error naming what is missing."""
+        if not self.auth_token_url or self.ai_client_secret is None:
+            raise ValueError(
+                "AUTH_TOKEN_URL and AI_CLIENT_SECRET must be set: ai answers only callers "
+                "with a service token from auth"
+            )
+        return self.auth_token_url, self.ai_client_id, self.ai_client_secret
 
     def required_redis_url(self) -> str:
         if not self.redis_url:

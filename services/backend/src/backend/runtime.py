@@ -13,6 +13,7 @@ from fastapi import HTTPException, Response, status
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from redis.exceptions import RedisError
 from servicekit.ratelimit import AsyncRateLimiter, async_redis_client
+from servicekit.servicetoken import ServiceTokens
 from sqlalchemy.exc import SQLAlchemyError
 
 from backend.ai_client import AiClient, RetryPolicy
@@ -46,6 +47,7 @@ class Runtime:
                 backoff_seconds=settings.ai_backoff_seconds,
                 backoff_max_seconds=settings.ai_backoff_max_seconds,
             ),
+            tokens=ServiceTokens(*settings.ai_credentials()),
         )
         self.replies = ReplyService(
             self.sessions,

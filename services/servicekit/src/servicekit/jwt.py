@@ -16,7 +16,7 @@ import enum
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -174,7 +174,7 @@ class _VerifierBase:
         jwks_url: str | None,
         *,
         issuer: str,
-        audience: str,
+        audience: str | Sequence[str],
         static_jwks: Mapping[str, Any] | None = None,
         ttl: float = 300.0,
         min_refresh_interval: float = 10.0,
@@ -186,7 +186,8 @@ class _VerifierBase:
             raise ValueError("give exactly one of jwks_url and static_jwks")
         self.jwks_url = jwks_url
         self.issuer = issuer
-        self.audience = audience
+        # Several audiences: a token for any one of them is accepted (ai takes users and services).
+        self.audience = audience if isinstance(audience, str) else list(audience)
         self.timeout = timeout
         self.leeway = leeway
         self._cache = _KeyCache(ttl, min_refresh_interval, clock, static=static_jwks is not None)

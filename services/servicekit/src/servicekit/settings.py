@@ -15,7 +15,8 @@ _LOG_LEVELS = frozenset(logging.getLevelNamesMapping())
 
 
 class ServiceSettings(BaseSettings):
-    """DATABASE_URL, REDIS_URL, JWKS_URL, JWT_ISSUER, JWT_AUDIENCE, LOG_LEVEL."""
+    """DATABASE_URL, REDIS_URL, JWKS_URL, JWT_ISSUER, JWT_AUDIENCE, SERVICE_TOKEN_AUDIENCE,
+    LOG_LEVEL."""
 
     model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
 
@@ -25,6 +26,9 @@ class ServiceSettings(BaseSettings):
     jwks_url: str | None = None
     jwt_issuer: str = "chat-auth"
     jwt_audience: str = "chat"
+    # Audience of the service tokens auth issues to other services (client credentials): only
+    # a service that accepts this audience (ai) takes them; user-facing APIs refuse them.
+    service_token_audience: str = "chat-services"  # noqa: S105 (an audience name, no secret)
     log_level: str = "INFO"
 
     @field_validator("log_level")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from e2e.api import User, poll
+from e2e.api import User, client_for, poll
 
 REPLY_TIMEOUT = 60.0
 
@@ -76,7 +76,16 @@ def test_conversations_are_listed_for_their_owner_only(user: User, new_user: Any
     assert stranger.client.get(f"/api/chat/conversations/{mine['id']}").status_code == 404
 
 
-def test_ai_answers_directly_through_its_route(user: User) -> None:
+def test_ai_refuses_anonymous_callers(base_url: str) -> None:
+    """Nobody spends the operator's model budget without a token from auth."""
+    question = {"messages": [{"role": "user", "content": "Free answers?"}]}
+    with client_for(base_url) as anonymous:
+        answer = anonymous.post("/api/ai/v1/reply", json=question)
+    assert answer.status_code == 401, answer.text
+    assert answer.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_ai_answers_a_signed_in_user_through_its_route(user: User) -> None:
     question = {"messages": [{"role": "user", "content": "Say something about the sea."}]}
     first = user.client.post("/api/ai/v1/reply", json=question)
     assert first.status_code == 200, first.text

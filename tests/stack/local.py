@@ -8,6 +8,7 @@ and with the conventions' environment variables pointing the services at each ot
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -51,6 +52,10 @@ SERVICE_VARIABLES = (
     "DJANGO_FORCE_SCRIPT_NAME",
     "AUTH_SIGNING_KEYS_DIR",
     "AUTH_DEV_MODE",
+    "AUTH_SERVICE_CLIENTS",
+    "AUTH_TOKEN_URL",
+    "AI_CLIENT_SECRET",
+    "FORWARDED_ALLOW_IPS",
     "WEB_CONCURRENCY",
 )
 
@@ -77,6 +82,8 @@ class Wiring:
     redis_url: str
     media_root: Path
     django_secret_key: str
+    # backend's client secret for ai's service tokens (auth's AUTH_SERVICE_CLIENTS), per start
+    ai_client_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
 
 
 def service_environment(
@@ -109,9 +116,14 @@ def _own_variables(name: str, wiring: Wiring) -> dict[str, str]:
             "AUTH_DEV_MODE": "true",
             "AUTH_LOGIN_LIMIT_PER_IP": "1000",
             "AUTH_REGISTER_LIMIT_PER_IP": "1000",
+            "AUTH_SERVICE_CLIENTS": json.dumps({"backend": wiring.ai_client_secret}),
         }
     if name == "backend" and "ai" in wiring.urls:
-        return {"AI_URL": wiring.urls["ai"]}
+        return {
+            "AI_URL": wiring.urls["ai"],
+            "AUTH_TOKEN_URL": f"{wiring.urls.get('auth', '')}/token",
+            "AI_CLIENT_SECRET": wiring.ai_client_secret,
+        }
     if name == "ai":
         return {"AI_PROVIDER": "local"}
     if name == "media-storage":

@@ -3,6 +3,7 @@ Kubernetes schemas of the pinned K3s and each chart's values schema."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -132,7 +133,12 @@ def test_every_secret_the_charts_reference_is_generated_fresh_and_none_is_render
         "data-processor-redis",
         "auth-signing-keys",
         "data-processor-django",
+        "backend-ai-client",
+        "auth-service-clients",
     }
+    # backend's client secret for ai is the one auth knows it by
+    clients = json.loads(first["auth-service-clients"]["clients"])
+    assert clients == {"backend": first["backend-ai-client"]["secret"]}
     assert "ai-openai" not in needs.keys  # optional: ai runs its local provider
     assert not [o for o in everything if o["kind"] == "Secret"]
     assert first["redis-auth"] != second["redis-auth"]

@@ -61,6 +61,11 @@ class TokenIssuer:
         return f"{self._server.url}{JWKS_PATH}"
 
     @property
+    def url(self) -> str:
+        """The stand-in's base URL (auth's: `/token` and the JWKS path below it)."""
+        return self._server.url
+
+    @property
     def token_url(self) -> str:
         return f"{self._server.url}{TOKEN_PATH}"
 

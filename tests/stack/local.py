@@ -53,7 +53,7 @@ SERVICE_VARIABLES = (
     "AUTH_SIGNING_KEYS_DIR",
     "AUTH_DEV_MODE",
     "AUTH_SERVICE_CLIENTS",
-    "AUTH_TOKEN_URL",
+    "AUTH_URL",
     "AI_CLIENT_SECRET",
     "FORWARDED_ALLOW_IPS",
     "WEB_CONCURRENCY",
@@ -121,7 +121,7 @@ def _own_variables(name: str, wiring: Wiring) -> dict[str, str]:
     if name == "backend" and "ai" in wiring.urls:
         return {
             "AI_URL": wiring.urls["ai"],
-            "AUTH_TOKEN_URL": f"{wiring.urls.get('auth', '')}/token",
+            "AUTH_URL": wiring.urls.get("auth", ""),
             "AI_CLIENT_SECRET": wiring.ai_client_secret,
         }
     if name == "ai":

@@ -77,7 +77,7 @@ async def make_backend(
             "database_url": database_url,
             "redis_url": redis_url,
             "jwks_url": token_issuer.jwks_url,
-            "auth_token_url": token_issuer.token_url,
+            "auth_url": token_issuer.url,
             "ai_client_secret": SERVICE_SECRET,
             "ai_timeout_seconds": 3.0,
             "ai_connect_timeout_seconds": 1.0,

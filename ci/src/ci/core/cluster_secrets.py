@@ -8,6 +8,7 @@ chart that starts referencing a new Secret fails the plan by name instead of a p
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -94,6 +95,10 @@ def generate_secrets(needs: SecretNeeds, databases: Iterable[str]) -> SecretData
         "postgres-service-passwords": dict(service_passwords),
         "redis-auth": {"password": redis_password},
     }
+    # backend's client secret for ai's service tokens, known to auth as well.
+    ai_client_secret = _password()
+    data["backend-ai-client"] = {"secret": ai_client_secret}
+    data["auth-service-clients"] = {"clients": json.dumps({"backend": ai_client_secret})}
     for name, password in service_passwords.items():
         role = name.replace("-", "_")
         url = f"postgresql://{role}:{password}@postgres:5432/{role}"

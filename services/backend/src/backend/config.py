@@ -15,9 +15,9 @@ class Settings(ServiceSettings):
     database_url: str = Field(default=DEFAULT_DATABASE_URL, repr=False)
 
     ai_url: str = "http://127.0.0.1:8001"
-    # ai answers services with a token from auth's POST /token (client credentials): where,
-    # and backend's client id and secret (AUTH_SERVICE_CLIENTS of auth holds the same secret).
-    auth_token_url: str | None = None
+    # ai answers services with a token from auth's POST /token (client credentials): auth's
+    # base URL, backend's client id and secret (auth's AUTH_SERVICE_CLIENTS holds the same).
+    auth_url: str | None = None
     ai_client_id: str = "backend"
     ai_client_secret: SecretStr | None = Field(default=None, repr=False)
     ai_timeout_seconds: float = Field(20.0, gt=0)
@@ -55,13 +55,13 @@ class Settings(ServiceSettings):
         return value
 
     def ai_credentials(self) -> tuple[str, str, SecretStr]:
-        """Token URL, client id and secret for ai; a clear error naming what is missing."""
-        if not self.auth_token_url or self.ai_client_secret is None:
+        """Token endpoint, client id and secret for ai; a clear error naming what is missing."""
+        if not self.auth_url or self.ai_client_secret is None:
             raise ValueError(
-                "AUTH_TOKEN_URL and AI_CLIENT_SECRET must be set: ai answers only callers "
+                "AUTH_URL and AI_CLIENT_SECRET must be set: ai answers only callers "
                 "with a service token from auth"
             )
-        return self.auth_token_url, self.ai_client_id, self.ai_client_secret
+        return f"{self.auth_url.rstrip('/')}/token", self.ai_client_id, self.ai_client_secret
 
     def required_redis_url(self) -> str:
         if not self.redis_url:

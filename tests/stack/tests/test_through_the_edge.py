@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import httpx
@@ -38,3 +39,19 @@ def test_an_unknown_api_route_is_a_json_404(local_stack: StackUrls) -> None:
     answer = httpx.get(f"{local_stack.edge}/api/nosuch/things", timeout=30)
     assert answer.status_code == 404
     assert answer.json() == {"detail": "no such API route"}
+
+
+def test_every_log_line_of_the_stack_is_json(local_stack: StackUrls) -> None:
+    httpx.get(f"{local_stack.edge}/api/nosuch", timeout=30)  # at least one access line
+    logs = sorted(local_stack.logs.glob("*.log"))
+    assert {"edge.log", "data-processor-migrate.log", "auth-migrate.log"} <= {p.name for p in logs}
+    for log in logs:
+        for number, line in enumerate(log.read_text().splitlines(), 1):
+            try:
+                json.loads(line)
+            except ValueError:
+                raise AssertionError(f"{log.name}:{number} is not JSON: {line[:200]}") from None
+    migrate = [
+        json.loads(line) for line in (local_stack.logs / "data-processor-migrate.log").open()
+    ]
+    assert any(entry["message"].startswith("Applying data_processor.0001") for entry in migrate)

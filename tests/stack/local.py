@@ -104,6 +104,11 @@ def service_environment(
     if "redis" in service.needs:
         env["REDIS_URL"] = wiring.redis_url
     env.update(_own_variables(service.name, wiring))
+    if service.name == "ai" and inherited.get("AI_PROVIDER") == "openai":
+        # Asked for explicitly (`AI_PROVIDER=openai ... make run`): a real model instead of the
+        # demo one. Nothing else of the caller's AI settings is taken without that.
+        env.update({k: v for k, v in inherited.items() if k.startswith("AI_OPENAI_")})
+        env["AI_PROVIDER"] = "openai"
     return env
 
 

@@ -67,6 +67,24 @@ def test_the_callers_service_variables_never_leak_in() -> None:
     assert env["HOME"] == "/root"
 
 
+def test_a_real_model_is_used_only_when_asked_for() -> None:
+    asked = {
+        "AI_PROVIDER": "openai",
+        "AI_OPENAI_BASE_URL": "http://127.0.0.1:11434/v1",
+        "AI_OPENAI_MODEL": "llama3.2",
+        "AI_OPENAI_API_KEY": "k",
+        "DATABASE_URL": "postgresql://elsewhere/db",
+    }
+    env = service_environment(_service("ai", {"redis"}), WIRING, asked)
+    assert env["AI_PROVIDER"] == "openai"
+    assert env["AI_OPENAI_BASE_URL"] == "http://127.0.0.1:11434/v1"
+    assert env["AI_OPENAI_MODEL"] == "llama3.2"
+    assert env["AI_OPENAI_API_KEY"] == "k"
+    assert "DATABASE_URL" not in env
+    backend = service_environment(_service("backend", {"postgres"}), WIRING, asked)
+    assert "AI_OPENAI_API_KEY" not in backend
+
+
 def test_the_venv_comes_first_on_path() -> None:
     env = service_environment(_service("auth", {"postgres"}), WIRING, INHERITED)
     first, *rest = env["PATH"].split(":")

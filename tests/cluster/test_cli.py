@@ -257,3 +257,17 @@ def test_run_fails_when_k3s_never_writes_its_kubeconfig(
 
     assert code == 1
     assert f"K3s wrote no kubeconfig at {tmp_path / 'k3s.yaml'}" in capsys.readouterr().err
+
+
+def test_a_cluster_that_does_not_answer_exits_1_saying_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with JsonServer(lambda request: (200, {})) as server:
+        closed = server.url  # the port is free again once the server is gone
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump(kubeconfig_for(closed)))
+
+    code = main(["wait", "--kubeconfig", str(path), "--output", str(tmp_path)])
+
+    assert code == 1
+    assert "ci.cluster wait: the cluster did not answer:" in capsys.readouterr().err

@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
 
 from ci.core.catalog import CatalogError, load_catalog
 from ci.core.cluster_diagnostics import (
@@ -228,7 +230,24 @@ class Cluster:
 
     def apply(self, obj: Manifest) -> None:
         """Server-side apply (idempotent); a hook with before-hook-creation is deleted first.
-        A namespaced object goes to its own namespace, else to this one."""
+        A namespaced object goes to its own namespace, else to this one. A refusal names the
+        object and the API server's reason."""
+        from kubernetes.client.exceptions import ApiException
+        from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+        try:
+            self._apply(obj)
+        except ResourceNotFoundError as exc:
+            raise WaitFailedError(
+                f"{object_name(obj)}: the cluster has no {obj['apiVersion']} {obj['kind']} "
+                "(its CRDs are missing: install --gateway brings the Gateway API and NGF ones)"
+            ) from exc
+        except ApiException as exc:
+            raise WaitFailedError(
+                f"{object_name(obj)}: apply refused: {exc.status} {exc.reason}: {_api_message(exc)}"
+            ) from exc
+
+    def _apply(self, obj: Manifest) -> None:
         resource = self.resource(obj)
         where = None
         if resource.namespaced:
@@ -302,6 +321,14 @@ class Cluster:
         except ApiException as exc:
             return f"(log unavailable: {exc.status} {exc.reason})\n"
         return text
+
+
+def _api_message(exc: Any) -> str:
+    """The Status message of an API error body, else the body itself."""
+    try:
+        return str(json.loads(exc.body)["message"])
+    except (TypeError, ValueError, KeyError):
+        return str(exc.body)
 
 
 def _hook_delete_policy(obj: Manifest) -> set[str]:
@@ -712,6 +739,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return USAGE_ERROR
     except WaitFailedError as exc:
         print(f"ci.cluster {args.command}: {exc}", file=sys.stderr)
+        return FAILED
+    except (ApiException, HTTPError) as exc:
+        print(f"ci.cluster {args.command}: the cluster did not answer: {exc}", file=sys.stderr)
         return FAILED
     return 0
 

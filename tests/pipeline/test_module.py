@@ -93,10 +93,10 @@ def test_verdicts_that_depend_on_today_are_never_served_from_the_function_cache(
     assert done.returncode == 0, done.stderr
     policies = json.loads(done.stdout)
     # scan: today's vulnerability DB and the ignore list's expiry dates; check: scans inside;
-    # publish: a push. Everything else is a function of its inputs (default 7-day cache).
-    assert {name: policies[name] for name in ("scan", "check", "publish")} == dict.fromkeys(
-        ("scan", "check", "publish"), "never"
-    )
+    # publish: a push; integration and stack: a cluster of their own, started for the call.
+    # Everything else is a function of its inputs (default 7-day cache).
+    never = ("scan", "check", "publish", "integration", "stack")
+    assert {name: policies[name] for name in never} == dict.fromkeys(never, "never")
     assert policies["lint"] is None
     assert policies["test"] is None
 

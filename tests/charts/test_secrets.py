@@ -1,0 +1,327 @@
+"""Secrets in git, done safely: SealedSecrets sealed with only the cluster's public certificate
+(ci.seal), rendered per environment by the platform chart, and no plaintext secret anywhere in
+git, in values or in the rendered manifests."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import os
+import shutil
+import struct
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import helm_python
+import pytest
+import yaml
+from chartkit import (
+    CHARTS,
+    DEPLOYABLE_CHARTS,
+    ENVIRONMENTS,
+    REPO,
+    kubernetes_version,
+    problems_of,
+    render_environment,
+)
+from cryptography import x509
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.x509.oid import NameOID
+
+SECRET_WORDS = ("password", "passwd", "token", "apikey", "api_key", "privatekey", "private_key")
+
+
+@pytest.fixture(scope="module")
+def controller_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[rsa.RSAPrivateKey, Path]:
+    """A key pair like the controller's (RSA 4096 there; 2048 keeps the test quick) and its
+    self-signed certificate, as `kubeseal --fetch-cert` would return it."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sealed-secret")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    path = tmp_path_factory.mktemp("controller") / "cert.pem"
+    path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    return key, path
+
+
+def unseal(key: rsa.RSAPrivateKey, namespace: str, name: str, sealed: str) -> bytes:
+    """The controller's HybridDecrypt, written from its format, independent of ci.core.sealing."""
+    raw = base64.b64decode(sealed)
+    (length,) = struct.unpack(">H", raw[:2])
+    session_key = key.decrypt(
+        raw[2 : 2 + length],
+        padding.OAEP(
+            mgf=padding.MGF1(hashes.SHA256()),
+            algorithm=hashes.SHA256(),
+            label=f"{namespace}/{name}".encode(),
+        ),
+    )
+    return AESGCM(session_key).decrypt(bytes(12), raw[2 + length :], None)
+
+
+def seal_cli(
+    *args: str, stdin: str = "", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ci.seal", *args],
+        cwd=REPO / "ci" / "src",
+        input=stdin,
+        env={**os.environ, "PYTHONPATH": str(REPO / "ci" / "src"), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_sealed_value_opens_only_as_its_own_secret(
+    controller_key: tuple[rsa.RSAPrivateKey, Path],
+) -> None:
+    key, cert = controller_key
+    value = "postgresql://auth:s3cr3t@postgres:5432/auth"
+    result = seal_cli(
+        "--cert", str(cert), "--namespace", "chat-staging", "--name", "auth-database",
+        "--key", "url", stdin=value + "\n",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "s3cr3t" not in result.stdout
+    manifest = yaml.safe_load(result.stdout)
+    assert problems_of([manifest], kubernetes_version()) == []
+    sealed = manifest["spec"]["encryptedData"]["url"]
+    assert unseal(key, "chat-staging", "auth-database", sealed).decode() == value
+    # Strict scope: the same ciphertext does not open in another namespace or under another name.
+    with pytest.raises(ValueError, match="Decryption failed"):
+        unseal(key, "chat-production", "auth-database", sealed)
+    with pytest.raises(ValueError, match="Decryption failed"):
+        unseal(key, "chat-staging", "backend-database", sealed)
+
+
+def test_tampered_ciphertext_is_rejected(controller_key: tuple[rsa.RSAPrivateKey, Path]) -> None:
+    key, cert = controller_key
+    result = seal_cli(
+        "--cert", str(cert), "--namespace", "chat-staging", "--name", "redis-auth",
+        "--key", "password", "--from-env", "THE_VALUE", env={"THE_VALUE": "hunter2"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    raw = bytearray(
+        base64.b64decode(yaml.safe_load(result.stdout)["spec"]["encryptedData"]["password"])
+    )
+    raw[-1] ^= 1
+    with pytest.raises(InvalidTag):
+        unseal(key, "chat-staging", "redis-auth", base64.b64encode(bytes(raw)).decode())
+
+
+def test_several_keys_come_from_stdin_lines(
+    controller_key: tuple[rsa.RSAPrivateKey, Path], tmp_path: Path
+) -> None:
+    key, cert = controller_key
+    out = tmp_path / "secrets" / "postgres-service-passwords.yaml"
+    result = seal_cli(
+        "--cert", str(cert), "--namespace", "chat-production",
+        "--name", "postgres-service-passwords", "--key", "auth", "--key", "backend",
+        "--out", str(out), stdin="auth=a=1\nbackend=b\n",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    data = yaml.safe_load(out.read_text())["spec"]["encryptedData"]
+    opened = {
+        k: unseal(key, "chat-production", "postgres-service-passwords", v) for k, v in data.items()
+    }
+    assert opened == {"auth": b"a=1", "backend": b"b"}
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--namespace", "Chat_Staging", "--name", "x", "--key", "k"], "namespace"),
+        (["--namespace", "ns", "--name", "x", "--key", "bad key"], "key"),
+        (["--namespace", "ns", "--name", "x", "--key", "k", "--from-env", "NO_SUCH"], "--from-env"),
+        (["--namespace", "ns", "--name", "x", "--key", "k", "--value", "s3cr3t"], "unrecognized"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_named_and_exits_2(
+    controller_key: tuple[rsa.RSAPrivateKey, Path], args: list[str], expected: str
+) -> None:
+    _, cert = controller_key
+    result = seal_cli("--cert", str(cert), *args, stdin="value\n")
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert not result.stdout
+
+
+def test_a_file_that_is_not_a_certificate_is_named(tmp_path: Path) -> None:
+    bogus = tmp_path / "cert.pem"
+    bogus.write_text("not a certificate\n")
+    result = seal_cli(
+        "--cert", str(bogus), "--namespace", "a", "--name", "b", "--key", "k", stdin="v"
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "certificate" in result.stderr
+
+
+# --- the platform chart renders the environment's SealedSecrets, and only those ---
+
+
+def platform_copy(tmp_path: Path) -> Path:
+    copy = tmp_path / "platform"
+    shutil.copytree(CHARTS / "platform", copy, symlinks=True)
+    return copy
+
+
+def render_platform(chart: Path, environment: str, namespace: str) -> list[dict[str, Any]]:
+    values = yaml.safe_load((chart / f"values-{environment}.yaml").read_text())
+    with helm_python.Chart.load(chart) as loaded:
+        files = loaded.render(values, name="platform", namespace=namespace)
+    return [doc for text in files.values() for doc in yaml.safe_load_all(text) if doc]
+
+
+def sealed_file(cert: Path, namespace: str, name: str) -> str:
+    result = seal_cli(
+        "--cert", str(cert), "--namespace", namespace, "--name", name, "--key", "password",
+        stdin="v",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_platform_chart_renders_the_sealed_secrets_of_its_environment(
+    controller_key: tuple[rsa.RSAPrivateKey, Path], tmp_path: Path
+) -> None:
+    _, cert = controller_key
+    chart = platform_copy(tmp_path)
+    (chart / "secrets" / "staging" / "redis-auth.yaml").write_text(
+        sealed_file(cert, "chat-staging", "redis-auth")
+    )
+    objects = render_platform(chart, "staging", "chat-staging")
+    (sealed,) = [o for o in objects if o["kind"] == "SealedSecret"]
+    assert sealed["metadata"] == {"name": "redis-auth", "namespace": "chat-staging"}
+    assert problems_of(objects, kubernetes_version()) == []
+    production = render_platform(chart, "production", "chat-production")
+    assert not [o for o in production if o["kind"] == "SealedSecret"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("sealed-for-production", "sealed for namespace chat-production"),
+        ("kind: Secret\nmetadata: {name: x}\nstringData: {password: x}\n", "only SealedSecrets"),
+    ],
+)  # fmt: skip
+def test_platform_chart_refuses_a_foreign_or_plain_secret(
+    controller_key: tuple[rsa.RSAPrivateKey, Path], tmp_path: Path, content: str, message: str
+) -> None:
+    _, cert = controller_key
+    chart = platform_copy(tmp_path)
+    if content == "sealed-for-production":
+        content = sealed_file(cert, "chat-production", "redis-auth")
+    (chart / "secrets" / "staging" / "x.yaml").write_text(content)
+    with pytest.raises(Exception, match=message):
+        render_platform(chart, "staging", "chat-staging")
+
+
+# --- no plaintext secret in git, in values or in what the charts render ---
+
+
+def tracked_files() -> list[Path]:
+    listed = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=REPO, capture_output=True, text=True, timeout=60, check=True
+    )
+    return [REPO / name for name in listed.stdout.split("\0") if name]
+
+
+def documents(path: Path) -> Iterator[Any]:
+    try:
+        yield from yaml.safe_load_all(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError):
+        return  # Helm templates and other non-YAML files
+
+
+def test_no_plaintext_secret_object_is_tracked_in_git() -> None:
+    found = []
+    for path in tracked_files():
+        if path.suffix not in {".yaml", ".yml"} or "tests" in path.relative_to(REPO).parts:
+            continue
+        for doc in documents(path):
+            plain = isinstance(doc, dict) and (doc.get("data") or doc.get("stringData"))
+            if plain and doc.get("kind") == "Secret":
+                found.append(str(path.relative_to(REPO)))
+    assert not found, f"plaintext Secrets in git: {found}"
+
+
+def secret_looking_values(node: Any, where: str) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            lowered = str(key).lower()
+            reference = lowered.endswith(("secret", "secretname"))  # names a Secret, holds none
+            if (
+                isinstance(value, str)
+                and value
+                and not reference
+                and any(w in lowered for w in SECRET_WORDS)
+            ):
+                yield f"{where}.{key}"
+            yield from secret_looking_values(value, f"{where}.{key}")
+    elif isinstance(node, list):
+        for index, item in enumerate(node):
+            yield from secret_looking_values(item, f"{where}[{index}]")
+
+
+def test_no_values_file_holds_a_secret_value() -> None:
+    found = []
+    for path in sorted(CHARTS.glob("*/values*.yaml")):
+        found += list(secret_looking_values(yaml.safe_load(path.read_text()), path.name))
+    assert not found, found
+
+
+def test_secret_value_check_sees_a_password_in_values() -> None:
+    assert list(secret_looking_values({"auth": {"adminPassword": "x"}}, "v")) == [
+        "v.auth.adminPassword"
+    ]
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_rendered_manifests_hold_no_secret_from_git(environment: str) -> None:
+    """No chart renders a Secret, except the platform chart's generated ones in previews, whose
+    values are random per render (so nothing of them comes from git or values)."""
+    for chart in DEPLOYABLE_CHARTS:
+        secrets = render_environment(chart, environment).of_kind("Secret")
+        for secret in secrets:
+            labels = secret["metadata"].get("labels", {})
+            assert (chart, environment) == ("platform", "preview"), f"{chart}/{environment}"
+            assert labels.get("app.kubernetes.io/component") == "generated-secrets"
+
+
+def preview_secrets() -> dict[str, Any]:
+    objects = render_platform(CHARTS / "platform", "preview", "preview-x")
+    return {o["metadata"]["name"]: o["data"] for o in objects if o["kind"] == "Secret"}
+
+
+def test_generated_preview_secrets_are_random_per_render() -> None:
+    first, second = preview_secrets(), preview_secrets()
+    assert first, "a preview's platform chart generates its Secrets"
+    for name, data in first.items():
+        assert data != second[name], f"{name}: the same value on every render comes from git"
+
+
+def test_committed_sealed_secrets_hold_only_ciphertext() -> None:
+    for path in sorted((CHARTS / "platform" / "secrets").glob("*/*.yaml")):
+        (sealed,) = [d for d in documents(path) if d]
+        assert sealed["kind"] == "SealedSecret", path
+        assert not sealed["spec"].get("template", {}).get("data"), path
+        for value in sealed["spec"]["encryptedData"].values():
+            raw = base64.b64decode(value, validate=True)
+            (length,) = struct.unpack(">H", raw[:2])
+            assert length >= 256, f"{path}: not an RSA-wrapped session key"

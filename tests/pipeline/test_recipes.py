@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
+
 import pytest
 from ci.core.affected import affected
-from ci.core.catalog import Catalog, Service
+from ci.core.catalog import Catalog, Service, load_catalog
 from ci.core.recipes import (
     RepoLayout,
     build_context,
@@ -206,3 +209,26 @@ def test_build_and_scan_commands_match_the_engine_build() -> None:
     assert trivy[0].args[:4] == ["trivy", "image", "--input", "/image.tar"]
     assert "/reports/trivy.json" in trivy[0].args
     assert [s.args[3] for s in trivy[1:]] == ["sarif", "cyclonedx"]
+
+
+def test_the_engine_stages_cover_every_test_folder_make_test_runs() -> None:
+    """pytest's testpaths (what `make test` collects) are all run by some engine stage: the
+    repository suite or a service's own suite."""
+    root = Path(__file__).resolve().parents[2]
+    catalog = load_catalog(root)
+    testpaths = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["pytest"]
+    covered = {*repo_test_paths(catalog), *(s.folder for s in catalog.services)}
+
+    folders = {
+        str(test_file.relative_to(root)).split("/tests/")[0]
+        for path in testpaths["ini_options"]["testpaths"]
+        for test_file in (root / path).glob("*/tests/**/test_*.py")
+        if "node_modules" not in test_file.parts
+    }
+
+    def runs(folder: str) -> bool:
+        return any(folder == path or folder.startswith(f"{path}/") for path in covered)
+
+    assert "tests" in covered
+    assert {"services/auth", "services/servicekit", "tests/stack"} <= folders
+    assert [folder for folder in sorted(folders) if not runs(folder)] == []

@@ -143,12 +143,51 @@ def rows(output: str) -> dict[tuple[str, str], str]:
     return found
 
 
-def test_a_broken_test_fails_the_run_marks_its_row_and_keeps_the_artefacts(tmp_path: Path) -> None:
-    repo = small_repo(tmp_path / "repo", {"services/hello/tests/test_broken.py": BROKEN_TEST})
+def fake_dagger(folder: Path, engine_answers: bool) -> dict[str, str]:
+    """A `dagger` CLI stand-in on PATH (no engine can run here): it records its arguments and
+    answers `dagger core version` as told. Returns the environment that puts it first."""
+    folder.mkdir()
+    script = folder / "dagger"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'echo "$*" >> "{folder}/calls"\n'
+        'if [ "$1" = core ]; then\n'
+        + ("  exit 0\n" if engine_answers else '  echo "engine: connection refused" >&2; exit 1\n')
+        + "fi\nexit 3\n"
+    )
+    script.chmod(0o755)
+    return {"PATH": f"{folder}{os.pathsep}{os.environ['PATH']}"}
+
+
+def test_with_a_reachable_engine_make_check_is_dagger_call_check(tmp_path: Path) -> None:
+    repo = small_repo(tmp_path / "repo", {})
+    env = fake_dagger(tmp_path / "bin", engine_answers=True)
 
     done = subprocess.run(
-        check_command(repo, "--all"),
-        env=check_env(),
+        check_command(repo, "--engine-first", "--all", "--severity", "CRITICAL"),
+        env=check_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 3  # the engine's verdict, passed on
+    calls = (tmp_path / "bin" / "calls").read_text().splitlines()
+    assert calls == [
+        "core version",
+        "call check --base origin/main --all --severity CRITICAL --version dev --revision unknown",
+    ]
+    assert not (repo.root / "test-output").exists()
+
+
+def test_a_broken_test_fails_the_run_marks_its_row_and_keeps_the_artefacts(tmp_path: Path) -> None:
+    repo = small_repo(tmp_path / "repo", {"services/hello/tests/test_broken.py": BROKEN_TEST})
+    no_engine = fake_dagger(tmp_path / "bin", engine_answers=False)
+
+    done = subprocess.run(
+        check_command(repo, "--engine-first", "--all"),
+        env=check_env(**no_engine),
         capture_output=True,
         text=True,
         timeout=RUN_TIMEOUT,
@@ -156,6 +195,12 @@ def test_a_broken_test_fails_the_run_marks_its_row_and_keeps_the_artefacts(tmp_p
     )
 
     assert done.returncode == 1, done.stdout + done.stderr
+    first = done.stdout.splitlines()[0]
+    assert first == (
+        "ci.check: no reachable Dagger engine (engine: connection refused); "
+        "running the pipeline's stages on the host"
+    )
+    assert done.stdout.count("no reachable Dagger engine") == 1
     table = rows(done.stdout)
     assert table[("hello", "test")] == "FAILED"
     assert table[("hello", "lint")] == "ok"

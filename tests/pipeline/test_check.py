@@ -243,8 +243,20 @@ def test_usage_errors_exit_2_naming_the_problem(tmp_path: Path) -> None:
 
     assert bad_ref.returncode == 2
     assert "no-such-ref" in bad_ref.stderr
+    bad_severity = subprocess.run(
+        check_command(repo, "--all", "--severity", "SEVERE"),
+        env=check_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
     assert bad_jobs.returncode == 2
     assert "--jobs 0" in bad_jobs.stderr
+    assert bad_severity.returncode == 2
+    assert "'SEVERE'" in bad_severity.stderr
+    assert not (repo.root / "test-output").exists()  # nothing ran
 
 
 def processes_marked(marker: str) -> list[int]:

@@ -32,7 +32,7 @@ _TESTS_DIR = Path(__file__).resolve().parents[3] / "tests"
 if str(_TESTS_DIR) not in sys.path:
     sys.path.append(str(_TESTS_DIR))
 
-from ci.core import hostcheck, recipes  # noqa: E402
+from ci.core import hostcheck, recipes, scanpolicy  # noqa: E402
 from ci.core.affected import Plan, affected, library_charts  # noqa: E402
 from ci.core.catalog import Catalog, CatalogError, load_catalog  # noqa: E402
 from ci.core.gitfacts import GitError, git  # noqa: E402
@@ -99,6 +99,7 @@ def supervised_main(args: argparse.Namespace) -> int:
         ).resolve()
         if args.recipe:
             return run_recipe(root, args.recipe)
+        scanpolicy.Severity.parse(args.severity)  # before any work, like the engine's scan
         catalog = load_catalog(root)
         plan = host_plan(root, catalog, args)
         workers = hostcheck.parallelism(os.cpu_count(), args.jobs)

@@ -32,6 +32,8 @@ _TESTS_DIR = Path(__file__).resolve().parents[3] / "tests"
 if str(_TESTS_DIR) not in sys.path:
     sys.path.append(str(_TESTS_DIR))
 
+from harness.servers import HarnessError  # noqa: E402
+
 from ci.core import hostcheck, recipes, scanpolicy  # noqa: E402
 from ci.core.affected import Plan, affected, library_charts  # noqa: E402
 from ci.core.catalog import Catalog, CatalogError, load_catalog  # noqa: E402
@@ -116,6 +118,9 @@ def supervised_main(args: argparse.Namespace) -> int:
     )
     try:
         results = HostCheck(stages, catalog, workers).run(plan)
+    except HarnessError as exc:
+        print(f"ci.check: the test servers could not start: {exc}", file=sys.stderr)
+        return FAILED
     finally:
         stages.servers.stop()
     text = summary(results)
@@ -289,6 +294,10 @@ class HostCheck:
             f"time; docker: {tools.docker or 'yes'}, trivy: {'yes' if tools.trivy else 'no'}, "
             f"hadolint: {'yes' if tools.hadolint else 'no'}; artefacts in {self.stages.output}"
         )
+        if any("postgres" in self.catalog.get(name).needs for name in plan.names()):
+            # Started by the main thread: the harness ties a server's life to the thread that
+            # started it (parent-death signal), and this one lives as long as the run.
+            self.stages.servers.database_url()
         beat = threading.Thread(target=self.progress.heartbeat, daemon=True)
         beat.start()
         results: list[StageResult] = []

@@ -59,6 +59,7 @@ class BackingServers:
 
     @contextmanager
     def redis(self) -> Iterator[str]:
+        """A Redis of the calling job's own (its worker thread outlives it: see harness)."""
         server = RedisServer(databases=512)
         try:
             server.start()

@@ -4,6 +4,7 @@ staging and previews."""
 
 from __future__ import annotations
 
+import inspect
 import re
 from decimal import Decimal
 
@@ -21,6 +22,7 @@ from chartkit import (
     problems_of,
     render_environment,
 )
+from ci.core.preview import write_preview
 
 UNITS = {"m": Decimal("0.001"), "Ki": Decimal(2**10), "Mi": Decimal(2**20), "Gi": Decimal(2**30)}
 QUANTITY = re.compile(r"^([0-9.]+)(m|Ki|Mi|Gi)?$")
@@ -175,3 +177,35 @@ def test_app_charts_leave_dev_at_the_cluster_default() -> None:
         for obj in render_environment(chart, "dev").objects:
             for spec in pod_specs(obj):
                 assert "priorityClassName" not in spec, chart
+
+
+# --- the cap on concurrent previews, enforced by the API server ---
+
+
+def cluster_policies() -> list[Manifest]:
+    return [d for d in yaml.safe_load_all((K3S / "cluster-policies.yaml").read_text()) if d]
+
+
+def test_previews_are_capped_by_a_quota_on_their_parent_applications() -> None:
+    (quota_object,) = [o for o in cluster_policies() if o["kind"] == "ResourceQuota"]
+    namespace = quota_object["metadata"]["namespace"]
+    assert problems_of(cluster_policies(), kubernetes_version()) == []
+    hard = quota_object["spec"]["hard"]
+    # One parent Application per preview: the quota is the number of previews.
+    pipeline_cap = inspect.signature(write_preview).parameters["max_previews"].default
+    assert int(hard["count/applications.argoproj.io"]) == pipeline_cap
+
+    argocd = K3S.parent / "argocd"
+    (appset,) = yaml.safe_load_all((argocd / "apps" / "previews.yaml").read_text())
+    assert appset["metadata"]["namespace"] == namespace
+    # Argo CD puts generated Applications in the ApplicationSet's namespace; the template agrees.
+    assert appset["spec"]["template"]["metadata"]["namespace"] == namespace
+    params = yaml.safe_load((argocd / "install" / "values.yaml").read_text())["configs"]["params"]
+    assert params["application.namespaces"] == namespace
+    assert params["applicationsetcontroller.namespaces"] == namespace
+    projects = {
+        p["metadata"]["name"]: p
+        for p in yaml.safe_load_all((argocd / "apps" / "projects.yaml").read_text())
+    }
+    project = projects[appset["spec"]["template"]["spec"]["project"]]
+    assert namespace in project["spec"]["sourceNamespaces"]

@@ -461,7 +461,7 @@ def test_projects_are_limited_to_this_repository_and_their_namespaces() -> None:
         "chat-platform": {"chat-staging", "chat-production"},
         "chat-previews": {"preview-*"},
         "chat-preview-apps": {"argocd"},
-        "chat-platform-gitops": {"argocd"},
+        "chat-platform-gitops": {"argocd", "argocd-previews"},
     }
     for name, namespaces in expected.items():
         spec = known[name]["spec"]

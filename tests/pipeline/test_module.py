@@ -113,6 +113,28 @@ def test_engine_tests_always_run_instead_of_coming_from_the_cache() -> None:
     assert set(policies.values()) == {"never"}
 
 
+ARGUMENTS = """
+import json, ci
+functions = ci.Ci.__dagger_module__.get_object("Ci").functions
+print(json.dumps({
+    name: {p.name: p.default_value for p in functions[name].parameters.values()}
+    for name in ("deploy", "preview")
+}))
+"""
+
+
+def test_deploy_tags_after_the_build_branch_and_preview_diffs_against_its_base() -> None:
+    done = python(ARGUMENTS, DAGGER_MAIN_OBJECT="Ci")
+
+    assert done.returncode == 0, done.stderr
+    args = json.loads(done.stdout)
+    # The build branch names the images (main-<sha7>); the GitOps branch only says where the
+    # values commits go: two arguments, never one passed as the other.
+    assert args["deploy"]["branch"] == json.dumps("main")  # default values travel as JSON
+    assert "gitops_branch" in args["deploy"]
+    assert args["preview"]["base"] == json.dumps("origin/main")
+
+
 def test_pure_core_and_plan_cli_do_not_import_dagger() -> None:
     core = "ci.core.scanpolicy, ci.core.toolchain, ci.core.buildplan, ci.core.toolversions"
     done = python(f"import sys, ci.plan, {core}; print('dagger' in sys.modules)")

@@ -16,8 +16,8 @@ SYSTEM_PACKAGES_FILE = ".ci/system-packages.txt"
 # Debian policy for package names: lowercase letters, digits, + - . ; at least two characters.
 DEBIAN_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 # The server settings the test harness gives its own PostgreSQL (tests/harness/servers.py):
-# the same for the engine's test databases, so a suite that fits there fits here (the image's
-# default of 100 connections does not hold every pool of a service's suite).
+# the same for the engine's test databases, so a suite that passes on a developer machine meets
+# the same server in the engine (the image alone would allow 100 connections, not 300).
 TEST_POSTGRES_SETTINGS = {
     "max_connections": "300",
     "fsync": "off",

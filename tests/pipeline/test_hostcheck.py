@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from ci.core.affected import affected
 from ci.core.catalog import Catalog, Service
@@ -16,6 +18,8 @@ from ci.core.hostcheck import (
     parallelism,
     scan_not_run,
 )
+from ci.core.recipes import build_context
+from ci.host.stages import copy_context
 
 
 def service(name: str) -> Service:
@@ -71,3 +75,34 @@ def test_parallelism_is_one_per_core_unless_asked() -> None:
     assert parallelism(2, 5) == 5
     with pytest.raises(ValueError, match="--jobs 0"):
         parallelism(2, 0)
+
+
+def test_the_host_build_context_is_the_engines(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    for path in [
+        "pyproject.toml",
+        "uv.lock",
+        "README.md",
+        "services/auth/Dockerfile",
+        "services/auth/src/auth/main.py",
+        "services/auth/.venv/bin/python",
+        "services/auth/src/auth/__pycache__/main.cpython-311.pyc",
+        "services/servicekit/src/servicekit/__init__.py",
+        "services/servicekit/node_modules/x/index.js",
+        "services/backend/src/backend/main.py",
+    ]:
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text("x\n")
+    auth = service("auth").model_copy(update={"uses": ["servicekit"]})
+    context = tmp_path / "context"
+
+    copy_context(root, build_context(auth), context)
+
+    copied = sorted(str(p.relative_to(context)) for p in context.rglob("*") if p.is_file())
+    assert copied == [
+        "pyproject.toml",
+        "services/auth/Dockerfile",
+        "services/auth/src/auth/main.py",
+        "services/servicekit/src/servicekit/__init__.py",
+        "uv.lock",
+    ]

@@ -8,7 +8,7 @@ from typing import Annotated, TypeVar, cast
 import dagger
 from dagger import DefaultPath, Doc, Ignore, Name, dag, function, object_type
 
-from ci.core import toolversions
+from ci.core import recipes, toolversions
 from ci.core.catalog import catalog_json
 from ci.core.gitfacts import GitFacts
 from ci.core.versions import build_version
@@ -29,21 +29,8 @@ def never_cached(func: F) -> F:
     return decorate(cache="never")(func)
 
 
-# Kept out of every source upload: environments, dependencies and caches rebuilt in containers.
-SOURCE_IGNORE = [
-    ".git",
-    "**/.venv",
-    "**/node_modules",
-    "**/__pycache__",
-    "**/*.pyc",
-    "**/.mypy_cache",
-    "**/.ruff_cache",
-    "**/.pytest_cache",
-    "**/.hypothesis",
-    "**/dist",
-    "ci/sdk",
-    "test-output",
-]
+# Kept out of every source upload (host mode copies build contexts without them too).
+SOURCE_IGNORE = recipes.SOURCE_IGNORE
 # The plan needs git history, and nothing else.
 GIT_ONLY = ["**", "!.git", "!.git/**"]
 

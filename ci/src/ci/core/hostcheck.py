@@ -17,20 +17,6 @@ SCAN_IGNORE_FILE = "ci/scan-ignore.yaml"
 NO_DOCKER = "no Docker daemon"
 NO_TRIVY = "trivy not installed"
 NO_HADOLINT = "hadolint not installed"
-# What the engine leaves out of the source it uploads (ci.main SOURCE_IGNORE): environments,
-# dependencies and caches; as file name patterns for copying a build context on the host.
-CONTEXT_EXCLUDES = (
-    ".git",
-    ".venv",
-    "node_modules",
-    "__pycache__",
-    "*.pyc",
-    ".mypy_cache",
-    ".ruff_cache",
-    ".pytest_cache",
-    ".hypothesis",
-    "dist",
-)
 
 
 class Tools(BaseModel):

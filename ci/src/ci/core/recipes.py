@@ -14,6 +14,22 @@ from pydantic import BaseModel, ConfigDict
 from ci.core.affected import Plan
 from ci.core.catalog import SERVICES_DIR, Catalog, Service
 
+# Kept out of the source the engine uploads, and out of the build contexts host mode copies:
+# environments, dependencies and caches that containers rebuild.
+SOURCE_IGNORE = [
+    ".git",
+    "**/.venv",
+    "**/node_modules",
+    "**/__pycache__",
+    "**/*.pyc",
+    "**/.mypy_cache",
+    "**/.ruff_cache",
+    "**/.pytest_cache",
+    "**/.hypothesis",
+    "**/dist",
+    "ci/sdk",
+    "test-output",
+]
 # Root files a build context carries besides the service and its libraries (lock and workspace
 # metadata; small and rarely changing, so they do not spoil the build cache).
 ROOT_CONTEXT_FILES = ("pyproject.toml", "uv.lock")
@@ -54,6 +70,12 @@ def build_context(service: Service) -> list[str]:
     """Include patterns of the build context: the service, its libraries and the root files."""
     folders = [service.folder, *(f"{SERVICES_DIR}/{lib}" for lib in service.uses)]
     return [*(f"{folder}/" for folder in folders), *ROOT_CONTEXT_FILES]
+
+
+def context_excludes() -> list[str]:
+    """SOURCE_IGNORE as file name patterns, for copying a build context on the host (the
+    context holds no ci/sdk nor test-output: only services and root files)."""
+    return [p.removeprefix("**/") for p in SOURCE_IGNORE if "/" not in p.removeprefix("**/")]
 
 
 def build_args(version: str, revision: str, source: str) -> dict[str, str]:

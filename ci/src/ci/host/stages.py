@@ -243,8 +243,8 @@ class HostStages:
 
 def copy_context(root: Path, include: Sequence[str], target: Path) -> None:
     """The build context the engine uploads: the included folders and files, without the
-    environments and caches the engine leaves out (hostcheck.CONTEXT_EXCLUDES)."""
-    ignore = shutil.ignore_patterns(*hostcheck.CONTEXT_EXCLUDES)
+    environments and caches the engine leaves out (recipes.SOURCE_IGNORE)."""
+    ignore = shutil.ignore_patterns(*recipes.context_excludes())
     for entry in include:
         source = root / entry.rstrip("/")
         destination = target / entry.rstrip("/")

@@ -16,6 +16,7 @@ import httpx
 from harness.lifetime import bound_to_parent
 
 TERM_GRACE_SECONDS = 10.0
+KILL_WAIT_SECONDS = 60.0
 LOG_TAIL_LINES = 40
 
 
@@ -91,7 +92,8 @@ class ManagedProcess:
             self.popen.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             self._signal_group(signal.SIGKILL)
-            self.popen.wait(timeout=grace)
+            # SIGKILL cannot be refused: wait for the exit as long as a loaded machine needs.
+            self.popen.wait(timeout=KILL_WAIT_SECONDS)
             killed = True
         # Workers that outlived their parent still belong to the group.
         self._signal_group(signal.SIGKILL)

@@ -82,7 +82,8 @@ def running_cli(
     static.mkdir()
     (static / "index.html").write_text("<title>chat</title>")
     process = _run(
-        "--only", "ai", "--static", str(static),
+        # ai answers only callers with auth's tokens: it needs auth's JWKS to start.
+        "--only", "ai,auth", "--static", str(static),
         TEST_DATABASE_URL=postgres_admin_url, TEST_REDIS_URL=redis_url,
     )  # fmt: skip
     assert process.stdout is not None
@@ -103,7 +104,7 @@ def test_prints_the_urls_serves_them_and_stops_on_sigterm(
     edge = str(urls["edge"])
     services = urls["services"]
     assert isinstance(services, dict)
-    assert list(services) == ["ai"]
+    assert list(services) == ["ai", "auth"]
     assert httpx.get(f"{edge}/api/ai/health", timeout=10).status_code == 200
     assert httpx.get(f"{services['ai']}/health", timeout=10).status_code == 200
     assert "<title>chat</title>" in httpx.get(f"{edge}/conversations", timeout=10).text
@@ -116,7 +117,8 @@ def test_prints_the_urls_serves_them_and_stops_on_sigterm(
     logs = Path(str(urls["logs"]))
     assert (logs / "ai.log").is_file()
     _, err = process.communicate(timeout=30)
-    assert "stack: starting ai and waiting until each is ready" in err
+    assert "stack: migrating the databases of auth" in err
+    assert "stack: starting ai, auth and waiting until each is ready" in err
     assert f"stack: open {edge}/ in your browser" in err
 
 

@@ -6,7 +6,7 @@ Another user's conversation answers 404, exactly like one that does not exist.
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from servicekit.fastapi import CurrentUser
@@ -28,6 +28,14 @@ from backend.schemas import (
 )
 
 router = APIRouter()
+
+# Statuses the routes answer besides the shared ones (servicekit documents 401, 413, 422, 503).
+Responses = dict[int | str, dict[str, Any]]
+NOT_FOUND: Responses = {404: {"description": "no such conversation of this user"}}
+BAD_PAGE: Responses = {
+    400: {"description": "limit above the maximum, or a cursor this API did not issue"}
+}
+LIMITED: Responses = {429: {"description": "message rate limit; see Retry-After"}}
 
 
 def runtime(request: Request) -> Runtime:
@@ -81,7 +89,7 @@ async def create_conversation(
     return conversation
 
 
-@router.get("/conversations", response_model=ConversationPage)
+@router.get("/conversations", response_model=ConversationPage, responses=BAD_PAGE)
 async def list_conversations(
     user: CurrentUser,
     rt: RuntimeDep,
@@ -102,7 +110,7 @@ async def list_conversations(
     )
 
 
-@router.get("/conversations/{conversation_id}", response_model=ConversationOut)
+@router.get("/conversations/{conversation_id}", response_model=ConversationOut, responses=NOT_FOUND)
 async def get_conversation(
     conversation_id: uuid.UUID, user: CurrentUser, rt: RuntimeDep
 ) -> Conversation:
@@ -110,7 +118,11 @@ async def get_conversation(
         return await _owned_conversation(db, user.sub, conversation_id)
 
 
-@router.get("/conversations/{conversation_id}/messages", response_model=MessagePage)
+@router.get(
+    "/conversations/{conversation_id}/messages",
+    response_model=MessagePage,
+    responses={**NOT_FOUND, **BAD_PAGE},
+)
 async def list_messages(
     conversation_id: uuid.UUID,
     user: CurrentUser,
@@ -137,6 +149,7 @@ async def list_messages(
     "/conversations/{conversation_id}/messages",
     status_code=status.HTTP_201_CREATED,
     response_model=PostedMessage,
+    responses={**NOT_FOUND, **LIMITED},
 )
 async def post_message(
     conversation_id: uuid.UUID,
@@ -180,7 +193,9 @@ async def post_message(
 
 
 @router.post(
-    "/conversations/{conversation_id}/messages/{message_id}/retry", response_model=MessageOut
+    "/conversations/{conversation_id}/messages/{message_id}/retry",
+    response_model=MessageOut,
+    responses={**NOT_FOUND, 409: {"description": "not an assistant reply"}},
 )
 async def retry_reply(
     conversation_id: uuid.UUID, message_id: uuid.UUID, user: CurrentUser, rt: RuntimeDep

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from http import HTTPStatus
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
@@ -93,6 +94,62 @@ def _describe_validation_errors(errors: Sequence[Any]) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+ERROR_SCHEMA_NAME = "ErrorDetail"
+ERROR_SCHEMA: dict[str, Any] = {
+    "title": ERROR_SCHEMA_NAME,
+    "type": "object",
+    "properties": {
+        "detail": {"type": "string", "description": "what went wrong, naming the field"}
+    },
+    "required": ["detail"],
+}
+
+
+def _truthful_openapi(app: FastAPI, *, body_limit: bool) -> Callable[[], dict[str, Any]]:
+    """FastAPI's OpenAPI document, corrected to what `install` makes the app answer.
+
+    Every error body is `{"detail": "<string>"}` (FastAPI documents 422 as a list); operations
+    behind `CurrentUser` may answer 401 and 503 (keys unreachable), one that takes a body 400
+    (undecodable) and, with a body limit, 413. Routes document their own other statuses.
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if getattr(app.state, "servicekit_openapi", None) is None:
+            app.state.servicekit_openapi = _corrected(generate(), body_limit=body_limit)
+        document: dict[str, Any] = app.state.servicekit_openapi
+        return document
+
+    return openapi
+
+
+def _corrected(document: dict[str, Any], *, body_limit: bool) -> dict[str, Any]:
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+    schemas[ERROR_SCHEMA_NAME] = ERROR_SCHEMA
+    error_content = {
+        "application/json": {"schema": {"$ref": f"#/components/schemas/{ERROR_SCHEMA_NAME}"}}
+    }
+    for path_item in document.get("paths", {}).values():
+        for operation in path_item.values():
+            responses = operation.setdefault("responses", {})
+            if operation.get("security"):
+                responses.setdefault("401", {"description": "missing or invalid bearer token"})
+                responses.setdefault("503", {"description": "token keys unavailable"})
+            if "requestBody" in operation:
+                # FastAPI's own answer to a body it cannot decode (not UTF-8, broken form)
+                responses.setdefault("400", {"description": "the body cannot be parsed"})
+                if body_limit:
+                    responses.setdefault("413", {"description": "request body too large"})
+            for code, response in responses.items():
+                if code[0] in "45":
+                    response["content"] = error_content
+                    if response.get("description") in (None, "", "Additional Response"):
+                        response["description"] = HTTPStatus(int(code)).phrase
+    return document
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     return JSONResponse({"detail": _describe_validation_errors(exc.errors())}, status_code=422)
@@ -142,7 +199,12 @@ def install(
         report = liveness()
         return JSONResponse(report.body, status_code=report.status_code)
 
-    @app.get("/ready", tags=["ops"], summary="Readiness: every dependency reachable")
+    @app.get(
+        "/ready",
+        tags=["ops"],
+        summary="Readiness: every dependency reachable",
+        responses={503: {"description": "a dependency is unreachable"}},
+    )
     async def ready() -> JSONResponse:
         report = await run_checks(checks, check_timeout)
         return JSONResponse(report.body, status_code=report.status_code)
@@ -152,6 +214,7 @@ def install(
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 
+    app.openapi = _truthful_openapi(app, body_limit=max_body_bytes is not None)  # type: ignore[method-assign]
     return metrics
 
 

@@ -271,7 +271,17 @@ def cmd_promote(args: argparse.Namespace) -> dict[str, Any]:
     known_environment(repo, "--to", args.to_env)
     deployed_services(repo, "--service", args.service, args.from_env)
     result = gitops.promote(repo, args.from_env, args.to_env, args.service or None, policy(args))
-    return {"commit": result.commit, "changes": [c.line() for c in result.changes]}
+    out: dict[str, Any] = {"commit": result.commit, "changes": [c.line() for c in result.changes]}
+    return {**out, **move_pin(repo, args.to_env, result.commit, policy(args))}
+
+
+def move_pin(repo: Git, env: str, commit: str | None, push: gitops.PushPolicy) -> dict[str, Any]:
+    """A pinned environment (production) then reads its charts at the promoted commit (or at the
+    tip, to promote chart changes alone); argocd/README.md "Promotion of chart changes"."""
+    from ci.core import pins
+
+    pinned = pins.pin_revision(repo, env, commit or repo.head(), push)
+    return {"pin_commit": pinned.commit, "revision": pinned.new} if pinned.commit else {}
 
 
 def cmd_rollback(args: argparse.Namespace) -> dict[str, Any]:
@@ -297,11 +307,12 @@ def cmd_preview(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(f"--ttl-hours {args.ttl_hours}: must be more than 0")
     if args.max_previews < 1:
         raise UsageError(f"--max-previews {args.max_previews}: must be at least 1")
+    revision = args.revision and check("--revision", args.revision, preview.check_revision)
     spec = check(
         "--preview-branch",
         args.preview_branch,
         lambda branch: preview.build_preview(
-            branch, images, domain, now_from(args), timedelta(hours=args.ttl_hours)
+            branch, images, domain, now_from(args), timedelta(hours=args.ttl_hours), revision
         ),
     )
     repo = open_repo(args)
@@ -448,7 +459,7 @@ def release_for_real(
             repo, args.to_env, images, repo.head(), push, verb="release", refuse_stale=False
         )
         out["production_commit"] = result.commit
-        return out
+        return {**out, **move_pin(repo, args.to_env, result.commit, push)}
     branch = "release/" + "-".join(sorted(p.tag for p in tagged))
     result = gitops.bump_to_branch(repo, args.to_env, images, repo.head(), branch, push)
     out["production_branch"] = branch
@@ -536,6 +547,11 @@ def parser() -> argparse.ArgumentParser:
     prev.add_argument("--max-previews", type=int, default=20, help="cap on previews at once")
     prev.add_argument("--values-env", default="preview", help="values file naming the image repo")
     prev.add_argument("--no-verify", action="store_true", help="skip the registry check")
+    prev.add_argument(
+        "--revision",
+        help="the commit the images were built from: Argo CD reads the charts there "
+        "(default: the branch)",
+    )
     add_github_options(prev)
     prev.set_defaults(run=cmd_preview)
 

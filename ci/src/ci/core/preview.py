@@ -76,7 +76,7 @@ def preview_slug(branch: str) -> str:
     return f"{prefix}-{digest}"
 
 
-def _revision(value: str) -> str:
+def check_revision(value: str) -> str:
     if not REVISION.match(value):
         raise ValueError(f"revision {value!r} is not a git branch, tag or commit")
     return value
@@ -105,7 +105,7 @@ class Preview(BaseModel):
     namespace: Annotated[str, AfterValidator(lambda v: check_label("namespace", v))]
     host: str
     # The git revision Argo CD reads the charts at: the built commit, else the branch itself.
-    revision: Annotated[str, AfterValidator(_revision)]
+    revision: Annotated[str, AfterValidator(check_revision)]
     images: dict[str, PreviewImage]
     expires: Annotated[datetime, AfterValidator(_utc)]
 

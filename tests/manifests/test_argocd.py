@@ -835,6 +835,8 @@ def test_generated_database_urls_carry_the_passwords_postgres_sets() -> None:
     redis_password = secrets["redis-auth"]["password"]
     assert secrets["backend-redis"]["url"] == f"redis://:{redis_password}@redis:6379/0"
     assert secrets["auth-signing-keys"]["preview.pem"].startswith("-----BEGIN PRIVATE KEY-----")
+    clients = json.loads(secrets["auth-service-clients"]["clients"])
+    assert clients == {"backend": secrets["backend-ai-client"]["secret"]}
 
 
 def test_preview_files_written_by_the_pipeline_fit_the_applicationset() -> None:

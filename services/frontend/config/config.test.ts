@@ -38,6 +38,13 @@ describe('nginx configuration', () => {
     expect(headers).toContain(`add_header ${name} "${value}" always;`);
   });
 
+  it('answers an API path that reached the app with a JSON 404, not the app', () => {
+    const api = server.split(/\n\s*location /).find((location) => location.startsWith('/api/ '));
+    expect(api).toBeDefined();
+    expect(api).toContain('default_type application/json;');
+    expect(api).toMatch(/return 404 '\{"detail": "no such API route"\}';/);
+  });
+
   it('includes the security headers in every location that sets its own headers', () => {
     const locations = server.split(/\n\s*location /).slice(1);
     expect(locations.length).toBeGreaterThanOrEqual(4);

@@ -26,7 +26,9 @@ export function AppLayout() {
         Skip to content
       </a>
       <header className="app-header">
-        <strong className="brand">Chat</strong>
+        <Link to="/conversations" className="brand">
+          Chat
+        </Link>
         <nav aria-label="Main">
           <Link to="/conversations" activeProps={{ 'aria-current': 'page' }}>
             Conversations

@@ -162,7 +162,9 @@ def test_platform_components_run_above_every_environment() -> None:
     ngf = yaml.safe_load((K3S / "nginx-gateway-fabric-values.yaml").read_text())
     cert_manager = yaml.safe_load((K3S / "cert-manager-values.yaml").read_text())
     argocd = yaml.safe_load((K3S.parent / "argocd" / "install" / "values.yaml").read_text())
+    (patch,) = ngf["nginx"]["patches"]
     names = {
+        patch["value"]["spec"]["template"]["spec"]["priorityClassName"],
         ngf["nginxGateway"]["priorityClassName"],
         cert_manager["global"]["priorityClassName"],
         argocd["global"]["priorityClassName"],

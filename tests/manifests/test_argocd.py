@@ -761,6 +761,30 @@ def test_two_previews_never_claim_the_same_host_and_path() -> None:
     assert {host for host, _ in routes_two} == {two["host"]}
 
 
+def test_previews_share_one_wildcard_certificate() -> None:
+    """No preview asks for a certificate of its own: its routes attach to the Gateway listener
+    whose wildcard certificate (DNS-01, k3s/README.md) covers every preview host."""
+    gateway = next(
+        doc
+        for doc in yaml.safe_load_all((REPO / "k3s" / "gateway.yaml").read_text())
+        if doc and doc["kind"] == "Gateway"
+    )
+    listeners = {listener["name"]: listener for listener in gateway["spec"]["listeners"]}
+    preview = sample_preview()
+    objects = preview_objects(preview)
+    routes = [o for o in objects if o["kind"] == "HTTPRoute"]
+    assert len(routes) == len(APP_CHARTS)
+    for route in routes:
+        (parent,) = route["spec"]["parentRefs"]
+        listener = listeners[parent["sectionName"]]
+        assert listener["hostname"].startswith("*.")
+        assert fnmatch.fnmatchcase(preview["host"], listener["hostname"])
+        assert len(listener["tls"]["certificateRefs"]) == 1
+    for obj in objects:
+        assert obj["kind"] != "Certificate", obj["metadata"]["name"]
+        assert not any(k.startswith("cert-manager.io/") for k in annotations_of(obj))
+
+
 def test_preview_images_and_hosts_reach_the_charts() -> None:
     preview = sample_preview(images={"backend": {"tag": "b-1", "digest": "sha256:" + "d" * 64}})
     apps = preview_applications(preview)

@@ -99,12 +99,14 @@ e2e: setup ## the end-to-end suite only (E2E_BASE_URL, else a local stack of the
 	$(BIN)/pytest tests/e2e
 
 # The app on your machine: every service as a process behind the edge router, which serves the
-# built front end (rebuilt when its sources changed). Ctrl-C stops it; EDGE_PORT=... moves it.
+# built front end (rebuilt when its sources changed). Ctrl-C stops it; EDGE_PORT=... moves it,
+# FRONTEND_DIST=dir serves another build.
 EDGE_PORT ?= 8080
 FRONTEND_SOURCES := $(shell find $(FRONTEND)/src $(FRONTEND)/public -type f) \
 	$(addprefix $(FRONTEND)/,index.html package.json vite.config.ts tsconfig.json)
-run: setup $(FRONTEND)/dist/index.html ## the app at http://127.0.0.1:8080/ (EDGE_PORT=N to move it; Ctrl-C stops it)
-	PYTHONPATH=tests:ci/src $(BIN)/python -m stack --static $(FRONTEND)/dist --edge-port $(EDGE_PORT)
+FRONTEND_DIST ?= $(FRONTEND)/dist
+run: setup $(FRONTEND_DIST)/index.html ## the app at http://127.0.0.1:8080/ (EDGE_PORT=N to move it; Ctrl-C stops it)
+	PYTHONPATH=tests:ci/src $(BIN)/python -m stack --static $(FRONTEND_DIST) --edge-port $(EDGE_PORT)
 
 $(FRONTEND)/dist/index.html: $(FRONTEND_SOURCES) $(FRONTEND)/node_modules/.package-lock.json
 	$(NPM) run --silent build

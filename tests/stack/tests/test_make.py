@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from pathlib import Path
 
 from harness.fakehttp import JsonServer
 
@@ -41,9 +42,12 @@ def test_help_describes_every_target() -> None:
     assert targets - set(described) == set(), "targets without a `## text` in the Makefile"
 
 
-def test_run_fails_when_the_edge_port_is_taken() -> None:
+def test_run_fails_when_the_edge_port_is_taken(tmp_path: Path) -> None:
+    (tmp_path / "index.html").write_text("<title>chat</title>")
     with JsonServer(lambda request: (200, {"status": "ok"})) as foreign:
         port = foreign.url.rsplit(":", 1)[1]
-        run = _make("run", f"EDGE_PORT={port}", timeout=600)
+        # The run recipe itself: `-o setup` leaves the installed tools as they are (the engine's
+        # toolchain has uv elsewhere) and FRONTEND_DIST needs no front-end build.
+        run = _make("-o", "setup", "run", f"EDGE_PORT={port}", f"FRONTEND_DIST={tmp_path}")
     assert run.returncode != 0
     assert f"127.0.0.1:{port} is in use" in run.stderr

@@ -63,6 +63,19 @@ async def test_health_and_metrics(client: httpx.AsyncClient) -> None:
 
 
 @pytest.mark.parametrize(
+    "forwarded",
+    [{"X-Forwarded-For": "203.0.113.9"}, {"Forwarded": "for=203.0.113.9"}],
+)
+async def test_metrics_are_refused_through_a_proxy(
+    client: httpx.AsyncClient, forwarded: dict[str, str]
+) -> None:
+    """The gateway adds X-Forwarded-For to every request: those came from outside."""
+    answer = await client.get("/metrics", headers=forwarded)
+    assert answer.status_code == 404
+    assert "http_requests_total" not in answer.text
+
+
+@pytest.mark.parametrize(
     ("content", "headers"),
     [
         (b"{not json", {"content-type": "application/json"}),

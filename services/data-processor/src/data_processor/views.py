@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 from servicekit.health import liveness, redis_check, run_checks_sync
 from servicekit.jwt import BearerRejectedError, JwtVerifier, VerifiedToken, verify_bearer
+from servicekit.metrics import came_through_a_proxy
 
 from data_processor.lag import GroupLag
 from data_processor.models import ConversationActivity, DailyMessageCount
@@ -138,6 +139,8 @@ def _postgres_check() -> None:
 
 @require_GET
 def metrics(request: HttpRequest) -> HttpResponse:
+    if came_through_a_proxy(request.headers.get):
+        return _error(404, "not found")
     body, content_type = http_metrics.render()
     return HttpResponse(body, content_type=content_type)
 

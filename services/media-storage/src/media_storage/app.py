@@ -9,7 +9,7 @@ import uuid
 from flask import Flask, Response, request, send_file
 from servicekit.health import liveness, run_checks_sync
 from servicekit.jwt import JwtVerifier
-from servicekit.metrics import HttpMetrics
+from servicekit.metrics import HttpMetrics, came_through_a_proxy
 from werkzeug.http import parse_options_header
 
 from media_storage.blobs import BlobStore
@@ -101,6 +101,8 @@ def create_app(settings: Settings | None = None, verifier: JwtVerifier | None = 
 
     @app.get("/metrics")
     def prometheus() -> Response:
+        if came_through_a_proxy(request.headers.get):
+            raise ApiError(404, "not found")
         body, content_type = metrics.render()
         return Response(body, content_type=content_type)
 

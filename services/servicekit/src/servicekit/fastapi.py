@@ -29,7 +29,12 @@ from servicekit.bodylimit import BodySizeLimit
 from servicekit.health import Check, liveness, run_checks
 from servicekit.jwt import AsyncJwtVerifier, BearerRejectedError, TokenError, VerifiedToken
 from servicekit.logging import REQUEST_ID_HEADER, request_id_from_header, request_id_var
-from servicekit.metrics import UNMATCHED_ROUTE, HttpMetrics, record_request
+from servicekit.metrics import (
+    UNMATCHED_ROUTE,
+    HttpMetrics,
+    came_through_a_proxy,
+    record_request,
+)
 
 error_logger = logging.getLogger("servicekit.errors")
 
@@ -210,7 +215,9 @@ def install(
         return JSONResponse(report.body, status_code=report.status_code)
 
     @app.get("/metrics", tags=["ops"], include_in_schema=False)
-    async def prometheus_metrics() -> Response:
+    async def prometheus_metrics(request: Request) -> Response:
+        if came_through_a_proxy(request.headers.get):
+            return JSONResponse({"detail": "Not Found"}, status_code=404)
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 

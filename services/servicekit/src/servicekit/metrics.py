@@ -7,11 +7,26 @@ Each `HttpMetrics` owns its registry, so several apps in one process (tests) do 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
 
 UNMATCHED_ROUTE = "<unmatched>"
+# Headers a proxy adds on the way in. The gateway (and the local stack's edge) always sets
+# X-Forwarded-For, and a client cannot remove what the gateway adds: a request that carries one
+# came through the public route. Prometheus scrapes the pods directly, without one.
+FORWARDING_HEADERS = ("x-forwarded-for", "forwarded")
+
+
+def came_through_a_proxy(header: Callable[[str], str | None]) -> bool:
+    """Whether a request arrived through the gateway; `header(name)` reads a request header.
+
+    /metrics answers 404 to those: metrics stay inside the cluster.
+    """
+    return any(header(name) is not None for name in FORWARDING_HEADERS)
+
+
 QUIET_PATHS = frozenset({"/health", "/ready", "/metrics"})  # probes: metrics yes, access log no
 
 access_logger = logging.getLogger("servicekit.access")

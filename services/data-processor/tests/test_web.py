@@ -224,3 +224,46 @@ def test_admin_requires_a_staff_login(stats_db: str, stats_settings: dict[str, A
     stylesheet = Client().get("/static/admin/css/base.css")
     assert stylesheet.status_code == 200
     assert b"{" in stylesheet.getvalue()
+
+
+def test_admin_logins_are_limited_per_account_and_address(
+    stats_db: str, stats_settings: dict[str, Any]
+) -> None:
+    """Password guessing at the admin: 429 with Retry-After once the account's budget is spent;
+    a forged X-Forwarded-For from a peer that is no trusted proxy buys no fresh budget."""
+    User.objects.create_superuser("root", password="a-long-password-3")
+    guesses = [
+        Client(REMOTE_ADDR="192.0.2.10").post(
+            "/admin/login/",
+            {"username": "root", "password": f"guess-{i}"},
+            headers={"X-Forwarded-For": f"198.51.100.{i}"},
+        )
+        for i in range(6)
+    ]
+    assert [g.status_code for g in guesses] == [200] * 5 + [429]  # 200: the form, with an error
+    assert int(guesses[-1]["Retry-After"]) >= 1
+    # Even the right password waits: the budget protects the account, not the guesser.
+    right = Client().post("/admin/login/", {"username": "root", "password": "a-long-password-3"})
+    assert right.status_code == 429
+    # Another account is not locked by root's budget.
+    User.objects.create_superuser("ops", password="a-long-password-4")
+    ops = Client().post("/admin/login/", {"username": "ops", "password": "a-long-password-4"})
+    assert ops.status_code == 302
+
+
+def test_a_forged_forwarded_for_buys_no_fresh_admin_login_budget(
+    stats_db: str, stats_settings: dict[str, Any]
+) -> None:
+    """Per address: the peer is no trusted proxy, so its X-Forwarded-For is ignored."""
+    with override_settings(ADMIN_LOGIN_LIMIT_PER_IP=3):
+        codes = [
+            Client(REMOTE_ADDR="192.0.2.77")
+            .post(
+                "/admin/login/",
+                {"username": f"user{i}-{uuid.uuid4().hex[:6]}", "password": "guess"},
+                headers={"X-Forwarded-For": f"198.51.100.{i}"},
+            )
+            .status_code
+            for i in range(4)
+        ]
+    assert codes == [200, 200, 200, 429]

@@ -36,6 +36,11 @@ class ProcessorSettings(ServiceSettings):
     # A conversation is "active" with a message within this many days.
     stats_active_days: int = Field(default=7, gt=0)
 
+    # Admin login attempts per account and per client address, per period (then 429).
+    stats_admin_login_limit_per_account: int = Field(default=5, ge=1)
+    stats_admin_login_limit_per_ip: int = Field(default=20, ge=1)
+    stats_admin_login_period_seconds: float = Field(default=60.0, gt=0)
+
     def database_url_or_fail(self) -> str:
         if not self.database_url:
             raise ValueError("DATABASE_URL must be set (postgresql://user:password@host:5432/db)")

@@ -91,6 +91,9 @@ X_FRAME_OPTIONS = "DENY"
 # Shared service settings the views and the consumer read (tests may swap them per test).
 REDIS_URL = CONFIG.redis_url_or_fail()
 JWKS_URL = CONFIG.jwks_url
+ADMIN_LOGIN_LIMIT_PER_ACCOUNT = CONFIG.stats_admin_login_limit_per_account
+ADMIN_LOGIN_LIMIT_PER_IP = CONFIG.stats_admin_login_limit_per_ip
+ADMIN_LOGIN_PERIOD_SECONDS = CONFIG.stats_admin_login_period_seconds
 JWT_ISSUER = CONFIG.jwt_issuer
 JWT_AUDIENCE = CONFIG.jwt_audience
 STATS_STREAM = CONFIG.stats_stream

@@ -1,0 +1,50 @@
+"""The admin's login, limited: attempts per account and per client address (Redis, GCRA).
+
+Django's admin asks for a staff login but never slows down a password guesser. POSTs to the
+login page spend one attempt from the account's and the client address's budgets; an empty
+budget answers 429 with Retry-After, whatever the password. Without Redis the login fails
+closed (429): no brute-force protection, no login. The client address is the peer, or the one
+a trusted proxy (FORWARDED_ALLOW_IPS) names in X-Forwarded-For.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from django.conf import settings
+from django.contrib import admin
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from servicekit.clientip import client_address
+from servicekit.ratelimit import RateLimiter, redis_client
+
+
+@cache
+def _limiter(redis_url: str) -> RateLimiter:
+    return RateLimiter(redis_client(redis_url), prefix="stats:admin-login", fail_open=False)
+
+
+def limited_login(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        refused = _spend_attempt(request)
+        if refused is not None:
+            return refused
+    return admin.site.login(request)
+
+
+def _spend_attempt(request: HttpRequest) -> HttpResponse | None:
+    limiter = _limiter(settings.REDIS_URL)
+    username = str(request.POST.get("username", "")).strip().lower()
+    address = client_address(
+        request.META.get("REMOTE_ADDR", ""), request.META.get("HTTP_X_FORWARDED_FOR")
+    )
+    period = settings.ADMIN_LOGIN_PERIOD_SECONDS
+    for key, limit in (
+        (f"account:{username}", settings.ADMIN_LOGIN_LIMIT_PER_ACCOUNT),
+        (f"ip:{address}", settings.ADMIN_LOGIN_LIMIT_PER_IP),
+    ):
+        verdict = limiter.hit(key, limit, period)
+        if not verdict.allowed:
+            response = JsonResponse({"detail": "too many login attempts; retry later"}, status=429)
+            response["Retry-After"] = verdict.retry_after_header
+            return response
+    return None

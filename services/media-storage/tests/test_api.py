@@ -410,3 +410,20 @@ def test_concurrent_uploads_and_deletes_of_shared_content_keep_blobs_consistent(
     assert client.get(f"/files/{kept['id']}", headers=alice).data == data
     assert client.delete(f"/files/{kept['id']}", headers=alice).status_code == 204
     assert stored_files(app) == []
+
+
+def test_each_user_has_a_storage_quota(
+    settings: Settings, alice: dict[str, str], bob: dict[str, str]
+) -> None:
+    """A user cannot fill the volume: past MEDIA_USER_QUOTA_BYTES uploads get 507, others may."""
+    client = create_app(settings.model_copy(update={"media_user_quota_bytes": 3000})).test_client()
+    assert upload(client, alice, png_bytes(1000, b"\x01")).status_code == 201
+    assert upload(client, alice, png_bytes(1500, b"\x02")).status_code == 201
+    refused = upload(client, alice, png_bytes(600, b"\x03"))
+    assert refused.status_code == 507
+    assert "quota of 3000 bytes" in refused.get_json()["detail"]
+    assert upload(client, bob, png_bytes(2500, b"\x04")).status_code == 201
+    # Deleting frees the room again.
+    first = client.get("/files", headers=alice).get_json()["items"][0]["id"]
+    assert client.delete(f"/files/{first}", headers=alice).status_code == 204
+    assert upload(client, alice, png_bytes(600, b"\x05")).status_code == 201

@@ -44,3 +44,9 @@ def test_text_cut_inside_a_multibyte_character_is_still_text() -> None:
 )
 def test_display_name_keeps_no_path(given: str, shown: str) -> None:
     assert display_name(given) == shown
+
+
+def test_ascii_text_that_starts_with_digits_is_plain_text() -> None:
+    """puremagic names text starting with "0123456789" `text/ascii` (a test signature)."""
+    assert sniff_content_type(b"0123456789 are the digits.\nAnd more text.\n") == "text/plain"
+    assert sniff_content_type(b"0123456789\x00\x01\x02binary") is None

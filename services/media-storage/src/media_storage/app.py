@@ -37,6 +37,7 @@ class MediaService:
         self.blobs = BlobStore(settings.media_root)
         self.catalog = Catalog(self.blobs.root / "index.sqlite3")
         self.policy = UploadPolicy(settings.media_max_upload_bytes, settings.allowed_types)
+        self.quota = settings.media_user_quota_bytes
 
     def prepare(self) -> None:
         self.blobs.prepare()
@@ -56,6 +57,9 @@ class MediaService:
         # blob between its publication and the row that references it. The row goes first: if
         # publishing fails, the rollback takes the row away again.
         with self.catalog.write_lock() as conn:
+            # Under the writer lock: concurrent uploads of one user cannot both fit the rest.
+            if self.catalog.stored_bytes(conn, user_id) + record.size > self.quota:
+                raise ApiError(507, f"storage quota of {self.quota} bytes exceeded")
             self.catalog.insert(conn, record)
             self.blobs.publish(received.pending, received.sha256)
         return record

@@ -89,6 +89,14 @@ class Catalog:
         )
 
     @staticmethod
+    def stored_bytes(conn: sqlite3.Connection, user_id: str) -> int:
+        """What `user_id` stores in all (each file counted, shared content or not)."""
+        row = conn.execute(
+            "SELECT COALESCE(SUM(size), 0) FROM files WHERE user_id = ?", (user_id,)
+        ).fetchone()
+        return int(row[0])
+
+    @staticmethod
     def delete(conn: sqlite3.Connection, record: FileRecord) -> int:
         """Delete the row; return how many rows still reference its blob."""
         conn.execute("DELETE FROM files WHERE id = ?", (record.id,))

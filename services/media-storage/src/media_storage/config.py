@@ -20,6 +20,8 @@ DEFAULT_ALLOWED_TYPES = (
 class Settings(ServiceSettings):
     media_root: Path
     media_max_upload_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    # What one user may store in all, so no user can fill the shared volume (507 beyond it).
+    media_user_quota_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
     # Comma-separated in the environment: MEDIA_ALLOWED_TYPES=image/png,image/jpeg
     media_allowed_types: str = ",".join(DEFAULT_ALLOWED_TYPES)
 

@@ -7,6 +7,8 @@ import puremagic
 # Enough for every signature in puremagic's table that matters here (images, PDF).
 SNIFF_BYTES = 8192
 _TEXT_CONTROL_ALLOWED = frozenset(b"\t\n\r\f")
+# puremagic names some text by a signature of its own; the bytes decide whether it is text.
+_TEXT_ALIASES = frozenset({"text/ascii"})
 
 
 def sniff_content_type(head: bytes) -> str | None:
@@ -22,7 +24,7 @@ def sniff_content_type(head: bytes) -> str | None:
     except puremagic.PureError:
         matches = []
     for match in matches:
-        if match.mime_type:
+        if match.mime_type and match.mime_type not in _TEXT_ALIASES:
             return str(match.mime_type)
     return "text/plain" if _looks_like_text(head) else None
 

@@ -324,3 +324,21 @@ def test_a_repository_recipe_stops_at_the_first_failing_step(tmp_path: Path) -> 
     assert "F401" in done.stdout  # ruff's own report, straight to the terminal
     assert "$ mypy" not in done.stdout
     assert "ruff check failed (exit 1)" in done.stderr
+
+
+def test_the_test_recipe_is_one_pytest_session_with_its_closing_line(tmp_path: Path) -> None:
+    plain = "from hello import greet\n\n\ndef test_greets() -> None:\n    assert greet('a')\n"
+    repo = small_repo(tmp_path / "repo", {"services/hello/tests/test_hello.py": plain})
+
+    done = subprocess.run(
+        [sys.executable, "-m", "ci.check", "--repo", str(repo.root), "--recipe", "test"],
+        env=check_env(),
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines()[0] == "$ pytest"
+    assert "3 passed" in done.stdout.splitlines()[-1]  # what CI reads: pytest's own last line

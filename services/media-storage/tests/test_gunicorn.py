@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -93,3 +96,36 @@ def test_slow_clients_do_not_starve_the_health_probe(server: str) -> None:
     with slow_clients(server, count=32), httpx.Client(base_url=server, timeout=10) as client:
         for _ in range(3):
             assert client.get("/health").status_code == 200
+
+
+def test_an_interrupted_upload_leaves_no_temporary_file(
+    server: str, token_issuer: TokenIssuer, tmp_path: Path
+) -> None:
+    """The client hangs up mid-body: its temporary file goes at once, not at the next restart."""
+    boundary = "cut-short"
+    head = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="p.png"\r\n\r\n'
+        ).encode()
+        + b"\x89PNG\r\n\x1a\n"
+        + b"\x01" * 100_000
+    )
+    address = urlsplit(server)
+    token = token_issuer.issue(str(uuid.uuid4()), "alice")
+    request = (
+        f"POST /files HTTP/1.1\r\nHost: {address.hostname}\r\n"
+        f"Authorization: Bearer {token}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+        f"Content-Length: {len(head) + 200_000}\r\n\r\n"
+    ).encode()
+    temporary = tmp_path / "media" / "tmp"
+    with socket.create_connection((address.hostname, address.port), timeout=10) as sock:
+        sock.sendall(request + head)
+        deadline = time.monotonic() + 30
+        while not any(temporary.iterdir()):  # the upload is being received
+            assert time.monotonic() < deadline, "the upload never started"
+            time.sleep(0.05)
+    deadline = time.monotonic() + 30
+    while leftovers := list(temporary.iterdir()):
+        assert time.monotonic() < deadline, f"temporary files left behind: {leftovers}"
+        time.sleep(0.05)

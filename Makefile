@@ -13,7 +13,7 @@ export UV_PYTHON_DOWNLOADS := never
 # Python code lives only in the folders with a pyproject.toml (not in services/frontend).
 PY_DIRS := $(patsubst %/pyproject.toml,%,$(wildcard services/*/pyproject.toml))
 
-.PHONY: help setup system-packages python frontend crd-schemas lock requirements-check lint format test e2e run check
+.PHONY: help setup system-packages python frontend crd-schemas lock requirements-check lint format test e2e run check bench
 
 # Every target with a `## text` comment, in file order (tests/stack/tests/test_make.py: all are listed).
 help: ## this list
@@ -97,6 +97,11 @@ check: setup ## the main job: dagger call check, else its stages on this host (C
 # local stack of every Python service started by the suite itself (tests/stack/README.md).
 e2e: setup ## the end-to-end suite only (E2E_BASE_URL, else a local stack of the services)
 	$(BIN)/pytest tests/e2e
+
+# Benchmarks (bench/): builds its synthetic repositories, Redis and the local stack itself, runs
+# our code and each anchor in the same run, prints one table. BENCH_ARGS="--only plan,bumps".
+bench: setup ## the benchmarks: ours vs the anchors, one table (BENCH_ARGS=--only plan,bumps)
+	PYTHONPATH=ci/src:tests $(BIN)/python -m bench $(BENCH_ARGS)
 
 # The app on your machine: every service as a process behind the edge router, which serves the
 # built front end (rebuilt when its sources changed). Ctrl-C stops it; EDGE_PORT=... moves it,

@@ -209,7 +209,9 @@ def repo_layout(root: Path, catalog: Catalog) -> recipes.RepoLayout:
 
     return recipes.RepoLayout(
         source_roots=relative([*(p / "src" for p in existing), root / "ci" / "src"]),
-        test_dirs=relative([*(p / "tests" for p in existing), root / recipes.REPO_TESTS_DIR]),
+        test_dirs=relative(
+            [*(p / "tests" for p in existing), root / recipes.REPO_TESTS_DIR, root / "bench"]
+        ),
         dockerfiles=relative(sorted(root.glob("services/*/Dockerfile"))),
         shell_scripts=relative(
             [*sorted(root.glob("k3s/*.sh")), root / ".ci" / "run", *sorted(root.glob(".ci/*.sh"))]

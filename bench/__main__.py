@@ -1,0 +1,70 @@
+"""`python -m bench [--only plan,bumps,limiter,stack,e2e] [--counts 1,10,100]` (or `make bench`).
+
+Builds every input itself (synthetic repositories, a Redis server, the local stack), runs our code
+and the anchor in the same run, and prints one table: figure, ours, anchor, ratio, note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from bench import bumps, limiter, plan, stack
+from bench.table import Row, render
+
+SECTIONS = ("plan", "bumps", "limiter", "stack", "e2e")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
+    parser.add_argument("--counts", default="1,10,100", help="concurrent bumpers per scenario")
+    args = parser.parse_args(argv)
+    args.only = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = sorted(set(args.only) - set(SECTIONS))
+    if unknown:
+        parser.error(
+            f"--only: unknown section(s) {', '.join(unknown)} (known: {', '.join(SECTIONS)})"
+        )
+    try:
+        args.counts = tuple(int(n) for n in args.counts.split(","))
+    except ValueError:
+        parser.error(f"--counts {args.counts!r}: expected comma-separated numbers")
+    return args
+
+
+def machine() -> str:
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (
+        f"{platform.node()}: {os.cpu_count()} CPUs, {platform.platform()}, "
+        f"Python {platform.python_version()}, load average {load}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        work = Path(tmp)
+        sections: dict[str, Callable[[], list[Row]]] = {
+            "plan": lambda: plan.run(work),
+            "bumps": lambda: bumps.run(work, args.counts),
+            "limiter": limiter.run,
+            "stack": stack.run,
+            "e2e": stack.e2e_wall_time,
+        }
+        rows: list[Row] = []
+        for name in args.only:
+            print(f"bench: {name} ...", file=sys.stderr, flush=True)
+            rows += sections[name]()
+    print(f"machine: {machine()}")
+    print(render(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

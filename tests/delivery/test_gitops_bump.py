@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
+from ci.core import gitops
 from ci.core.gitops import (
     SKIP_CI_MARKER,
     CommitResult,
@@ -327,3 +328,19 @@ def test_retries_are_bounded(clone: Callable[[str], Git], tmp_path: Path) -> Non
     assert ours.head() == start
     assert ours.is_clean()
     assert len(git(theirs.workdir, "log", "--format=%s", "--grep=^other$").splitlines()) == 3
+
+
+def test_pinned_source_found_beyond_the_recent_window(
+    clone: Callable[[str], Git], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gitops, "RECENT_PINS", 1)
+    repo = clone("a")
+    old, new = push_sources(repo.workdir, 2)
+    bump(repo, "staging", {"svc1": ref("new")}, new, FAST)
+    path = values_path(repo.workdir, "svc1", "staging")
+    path.write_text(path.read_text().replace("replicaCount: 1", "replicaCount: 2"))
+    git(repo.workdir, "commit", "-qam", "chore: two replicas")  # no trailer: not a pin
+    git(repo.workdir, "push", "-q", "origin", "HEAD:main")
+
+    assert gitops.pinned_source(repo, "svc1", "staging") == new
+    assert bump(repo, "staging", {"svc1": ref("old")}, old, FAST).stale == ("svc1",)

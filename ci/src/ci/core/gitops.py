@@ -40,6 +40,7 @@ REVERTS_TRAILER = "Reverts"
 PROMOTED_FROM_TRAILER = "Promoted-From"
 # One per promoted service, `<service>=<sha>`: the source of the build that was copied.
 PROMOTED_SOURCE_TRAILER = "Promoted-Source"
+RECENT_PINS = 64  # commits of a values file read first when looking for its pinned source
 SOURCE_SHA = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -396,26 +397,36 @@ def pinned_source(git: Git, service: str, env: str) -> str | None:
 
     The newest pin that no rollback undid decides: a bump's `Source`, a promotion's
     `Promoted-Source` for that service. Commits without those trailers (hand edits of other
-    values) are passed over; None when no pin is known.
+    values) are passed over; None when no pin is known. The recent history almost always
+    decides, so the whole history is read only when it does not.
     """
     path = values_path(Path("."), service, env).as_posix()
     keys = (SOURCE_TRAILER, REVERTS_TRAILER, PROMOTED_FROM_TRAILER, PROMOTED_SOURCE_TRAILER)
-    out = git.run("log", f"--format={_trailer_format(*keys)}", "HEAD", "--", path)
+    fmt = f"--format={_trailer_format(*keys)}"
+    recent = git.run("log", f"--max-count={RECENT_PINS}", fmt, "HEAD", "--", path)
+    records = [r.strip("\n") for r in recent.split("\x1e") if r.strip()]
+    decided, source = _decide(records, service)
+    if decided or len(records) < RECENT_PINS:
+        return source
+    everything = git.run("log", fmt, "HEAD", "--", path)
+    return _decide([r.strip("\n") for r in everything.split("\x1e") if r.strip()], service)[1]
+
+
+def _decide(records: Sequence[str], service: str) -> tuple[bool, str | None]:
+    """(decided, source) from `log` records of one values file, newest first."""
     undone: set[str] = set()
-    for record in out.split("\x1e"):
-        if not record.strip():
-            continue
-        sha, source, reverts, promoted_from, promoted = record.strip("\n").split("\x1f")
+    for record in records:
+        sha, source, reverts, promoted_from, promoted = record.split("\x1f")
         if sha in undone:
             continue
         if reverts:
             undone.update(value.strip() for value in reverts.split(","))
         elif promoted_from:
             pairs = (item.strip().partition("=") for item in promoted.split(","))
-            return {name: sha_ for name, _, sha_ in pairs}.get(service) or None
+            return True, {name: sha_ for name, _, sha_ in pairs}.get(service) or None
         elif source:
-            return source.split(",")[0].strip()
-    return None
+            return True, source.split(",")[0].strip()
+    return False, None
 
 
 def is_stale(git: Git, source_sha: str, pinned: str | None) -> bool:

@@ -60,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         rows: list[Row] = []
         for name in args.only:
             print(f"bench: {name} ...", file=sys.stderr, flush=True)
-            rows += sections[name]()
+            found = sections[name]()
+            print(render(found), file=sys.stderr, flush=True)  # partial results as they come
+            rows += found
     print(f"machine: {machine()}")
     print(render(rows))
     return 0

@@ -119,15 +119,16 @@ class ImageChange:
 class PushPolicy:
     """Where to push and how hard to try when another writer pushed first.
 
-    Each lost race means another writer landed, so retrying makes progress; 100 attempts with
-    backoff capped at 1 s let a hundred concurrent pipelines through one branch.
+    Each lost race means another writer landed, so retrying makes progress: 100 attempts. The
+    backoff doubles from 0.05 s up to 8 s so that a crowd of writers spreads out instead of
+    spending the machine on attempts that lose (with a 1 s cap, 100 writers thrashed).
     """
 
     remote: str = "origin"
     branch: str = "main"
     max_attempts: int = 100
     backoff_seconds: float = 0.05
-    max_backoff_seconds: float = 1.0
+    max_backoff_seconds: float = 8.0
     sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
 
     def delay(self, attempt: int) -> float:

@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import secrets
 import uuid
+from collections.abc import Mapping
 
 import jwt
 
@@ -22,19 +23,8 @@ def issue_access_token(
     ttl_seconds: int,
     now: dt.datetime,
 ) -> str:
-    claims = {
-        "sub": str(user_id),
-        "name": username,
-        "iss": issuer,
-        "aud": audience,
-        "iat": now,
-        "nbf": now,
-        "exp": now + dt.timedelta(seconds=ttl_seconds),
-        "jti": uuid.uuid4().hex,
-    }
-    return jwt.encode(
-        claims, keyring.signing_key, algorithm="EdDSA", headers={"kid": keyring.active_kid}
-    )
+    claims = {"sub": str(user_id), "name": username}
+    return _signed(keyring, claims, issuer=issuer, audience=audience, ttl=ttl_seconds, now=now)
 
 
 def issue_service_token(
@@ -47,19 +37,33 @@ def issue_service_token(
     now: dt.datetime,
 ) -> str:
     """A client-credentials token: the service is the subject, `client_id` says it is one."""
-    claims = {
-        "sub": client_id,
-        "name": client_id,
-        "client_id": client_id,
+    claims = {"sub": client_id, "name": client_id, "client_id": client_id}
+    return _signed(keyring, claims, issuer=issuer, audience=audience, ttl=ttl_seconds, now=now)
+
+
+def _signed(
+    keyring: KeyRing,
+    claims: Mapping[str, str],
+    *,
+    issuer: str,
+    audience: str,
+    ttl: int,
+    now: dt.datetime,
+) -> str:
+    """`claims` with the registered ones every token carries, signed with the active key."""
+    registered = {
         "iss": issuer,
         "aud": audience,
         "iat": now,
         "nbf": now,
-        "exp": now + dt.timedelta(seconds=ttl_seconds),
+        "exp": now + dt.timedelta(seconds=ttl),
         "jti": uuid.uuid4().hex,
     }
     return jwt.encode(
-        claims, keyring.signing_key, algorithm="EdDSA", headers={"kid": keyring.active_kid}
+        {**claims, **registered},
+        keyring.signing_key,
+        algorithm="EdDSA",
+        headers={"kid": keyring.active_kid},
     )
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from ci.core.affected import TOOLING_PATHS, Reason, affected
 from ci.core.catalog import load_catalog
-from ci.core.gitfacts import GitError, changed_files
+from ci.core.gitfacts import GitError, changed_files, resolve_all
 from ci.plan import make_plan
 from pipeline.repos import Repo
 
@@ -172,3 +172,27 @@ def test_deciding_once_per_folder_gives_the_per_path_answer(repo: Repo) -> None:
         n: sorted(r, key=str) for n, r in one_by_one.items()
     }
     assert set(together) == set(catalog.names())  # the tooling paths reached every service
+
+
+def test_paths_with_non_ascii_quote_and_tab_characters_come_back_as_they_are(repo: Repo) -> None:
+    """Without `git diff -z` git C-quotes such paths ("services/auth/\\303\\251.py"): the
+    quoted form names no folder, so the change would affect nothing."""
+    odd = ["services/auth/é.py", 'services/backend/a "quoted" name.py', "charts/auth/tab\tx.yaml"]
+    repo.commit(dict.fromkeys(odd, "x\n"))
+
+    assert changed_files(repo.root, "HEAD~1") == sorted(odd)
+    plan = make_plan(repo.root, "HEAD~1")
+    assert plan.names() == ["auth", "backend"]
+    assert plan.changed_files == sorted(odd)
+
+
+def test_both_refs_resolve_in_one_call_and_a_bad_one_is_named(repo: Repo) -> None:
+    repo.commit({"services/auth/x.py": ""})
+
+    shas = resolve_all(repo.root, "HEAD~1", "HEAD")
+
+    assert shas == [repo.git("rev-parse", "HEAD~1"), repo.git("rev-parse", "HEAD")]
+    with pytest.raises(GitError, match="unknown git ref 'nope'"):
+        resolve_all(repo.root, "HEAD", "nope")
+    with pytest.raises(GitError, match="invalid git ref '--all'"):
+        resolve_all(repo.root, "HEAD", "--all")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ci.core.affected import Plan, affected, library_charts
 from ci.core.catalog import CatalogError, load_catalog
-from ci.core.gitfacts import GitError, changed_files, git, resolve
+from ci.core.gitfacts import GitError, diff_names, git, resolve, resolve_all
 
 USAGE_ERROR = 2
 
@@ -53,12 +53,12 @@ def make_plan(
 
 
 def _diff(root: Path, base: str | None, head: str) -> tuple[str | None, str, list[str]]:
-    """(base sha, head sha, changed paths); no diff without a base."""
-    head_sha = resolve(root, head)
+    """(base sha, head sha, changed paths); no diff without a base. Two git processes at most:
+    one rev-parse for both refs, one diff."""
     if base is None:
-        return None, head_sha, []
-    base_sha = resolve(root, base)
-    return base_sha, head_sha, changed_files(root, base_sha, head_sha)
+        return None, resolve(root, head), []
+    base_sha, head_sha = resolve_all(root, base, head)
+    return base_sha, head_sha, diff_names(root, base_sha, head_sha)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -43,7 +43,8 @@ def git(root: Path, *args: str) -> str:
             [executable, *args],
             cwd=root,
             capture_output=True,
-            text=True,
+            encoding="utf-8",  # paths are UTF-8 whatever the locale; a stray byte cannot crash us
+            errors="replace",
             timeout=GIT_TIMEOUT_SECONDS,
             check=False,
         )
@@ -63,8 +64,7 @@ def git(root: Path, *args: str) -> str:
 
 def resolve(root: Path, ref: str) -> str:
     """The commit sha `ref` names; GitError if it names none."""
-    if not ref or ref.startswith("-"):
-        raise GitError(f"invalid git ref {ref!r}")
+    _check_ref(ref)
     try:
         return git(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").strip()
     except GitUnavailableError:
@@ -73,11 +73,37 @@ def resolve(root: Path, ref: str) -> str:
         raise GitError(f"unknown git ref {ref!r}: no such commit in {root}") from exc
 
 
+def resolve_all(root: Path, *refs: str) -> list[str]:
+    """The commit shas `refs` name, in one `git rev-parse`; GitError naming the first bad ref."""
+    for ref in refs:
+        _check_ref(ref)
+    try:
+        out = git(root, "rev-parse", *(f"{ref}^{{commit}}" for ref in refs), "--")
+    except GitUnavailableError:
+        raise
+    except GitError:
+        for ref in refs:  # which one: the slow path only runs on an error
+            resolve(root, ref)
+        raise
+    return out.split()[: len(refs)]  # rev-parse echoes the "--" after the shas
+
+
+def _check_ref(ref: str) -> None:
+    if not ref or ref.startswith("-"):
+        raise GitError(f"invalid git ref {ref!r}")
+
+
 def changed_files(root: Path, base: str, head: str = "HEAD") -> list[str]:
     """Paths changed on `head` since it forked from `base` (`git diff --name-only base...head`)."""
-    base_sha, head_sha = resolve(root, base), resolve(root, head)
-    out = git(root, "diff", "--name-only", "--no-renames", f"{base_sha}...{head_sha}")
-    return sorted({line for line in out.splitlines() if line})
+    return diff_names(root, *resolve_all(root, base, head))
+
+
+def diff_names(root: Path, base_sha: str, head_sha: str) -> list[str]:
+    """Paths changed on `head_sha` since it forked from `base_sha`: sorted, each once, as git
+    prints them. `-z` prints every path as it is: without it git C-quotes non-ASCII characters,
+    quotes and backslashes (core.quotePath), and the quoted form names no file."""
+    out = git(root, "diff", "--name-only", "-z", "--no-renames", f"{base_sha}...{head_sha}")
+    return out.split("\0")[:-1]  # every path ends with a NUL
 
 
 def head_facts(root: Path, env: Mapping[str, str] | None = None) -> GitFacts:

@@ -128,8 +128,9 @@ class Pipeline:
         head = (await git.with_exec(["git", "rev-parse", "HEAD"]).stdout()).strip()
         verify = ["git", "rev-parse", "--verify", f"{base}^{{commit}}"]
         base_sha = (await git.with_exec(verify).stdout()).strip()
-        diff = git.with_exec(["git", "diff", "--name-only", "--no-renames", f"{base_sha}...{head}"])
-        files = (await diff.stdout()).splitlines()
+        # -z: paths as they are, not C-quoted (see ci.core.gitfacts.diff_names)
+        names = ["git", "diff", "--name-only", "-z", "--no-renames", f"{base_sha}...{head}"]
+        files = (await git.with_exec(names).stdout()).split("\0")[:-1]
         return affected(catalog, files, charts, everything=everything, base=base_sha, head=head)
 
     async def system_packages(self) -> list[SystemPackage]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from ci.core.affected import TOOLING_PATHS, Reason, affected
+from ci.core.affected import TOOLING_PATHS, Reason, affected, decision_keys
 from ci.core.catalog import load_catalog
 from ci.core.gitfacts import GitError, changed_files, resolve_all
 from ci.plan import make_plan
@@ -196,3 +196,55 @@ def test_both_refs_resolve_in_one_call_and_a_bad_one_is_named(repo: Repo) -> Non
         resolve_all(repo.root, "HEAD", "nope")
     with pytest.raises(GitError, match="invalid git ref '--all'"):
         resolve_all(repo.root, "HEAD", "--all")
+
+
+def test_decision_keys_one_per_folder_and_one_per_short_path() -> None:
+    """Neighbours that sort around "/" ("-" and "." before it, "0" after) stay distinct, and a
+    file replaced by a folder of the same name ("services/auth" -> "services/auth/a") is two
+    decisions, not one."""
+    paths = sorted(
+        [
+            "Makefile",
+            "services/auth",
+            "services/auth-x/y.py",
+            "services/auth.d/z.py",
+            "services/auth/a.py",
+            "services/auth/b/c.py",
+            "services/auth0/q.py",
+            "services/README.md",
+            "tests/harness/servers.py",
+        ]
+    )
+
+    assert list(decision_keys(paths)) == [
+        "Makefile",
+        "services/README.md",
+        "services/auth",
+        "services/auth-x/",
+        "services/auth.d/",
+        "services/auth/",
+        "services/auth0/",
+        "tests/harness/",
+    ]
+    assert list(decision_keys([])) == []
+
+
+def test_a_file_replaced_by_a_folder_of_a_service_name_affects_that_service(repo: Repo) -> None:
+    catalog = load_catalog(repo.root)
+
+    plan = affected(catalog, ["services/auth", "services/auth/src/main.py"])
+
+    assert plan.names() == ["auth"]
+    assert plan.services[0].reasons == [Reason(cause="service", path="services/auth")]
+
+
+def test_duplicated_and_unsorted_input_paths_are_listed_once_in_order(repo: Repo) -> None:
+    catalog = load_catalog(repo.root)
+
+    plan = affected(catalog, ["services/auth/b.py", "README.md", "services/auth/b.py", "ci/x"])
+
+    assert plan.changed_files == ["README.md", "ci/x", "services/auth/b.py"]
+    assert plan.services[0].reasons == [
+        Reason(cause="tooling", path="ci"),
+        Reason(cause="service", path="services/auth"),
+    ]

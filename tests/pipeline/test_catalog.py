@@ -61,6 +61,42 @@ def test_unknown_backing_service_and_kind_are_named() -> None:
     assert all(p.startswith("services/auth/service.yaml:") for p in problems)
 
 
+def test_every_wrong_field_of_one_file_is_named_down_to_list_items_and_workers() -> None:
+    broken = (
+        BACKEND.replace("kind: python", "kind: ruby")
+        .replace("needs: [postgres]", "needs: [postgres, mysql, sqlite]")
+        .replace("run: [python, -m, backend.outbox]", "run: []\n    restart: always")
+        .replace("name: outbox", "name: Outbox")
+    )
+
+    problems = problems_of(files(backend=broken))
+
+    fields = sorted(p.split("'")[1] for p in problems)
+    assert fields == [
+        "kind",
+        "needs.1",
+        "needs.2",
+        "workers.0.name",
+        "workers.0.restart",
+        "workers.0.run",
+    ]
+    assert all(p.startswith("services/backend/service.yaml: field '") for p in problems)
+    assert any("'Outbox' is not a DNS-1123 label" in p for p in problems)
+
+
+def test_a_worker_that_is_not_a_mapping_is_named() -> None:
+    problems = problems_of(files(backend=BACKEND + "  - just a string\n"))
+
+    assert len(problems) == 1
+    assert problems[0].startswith("services/backend/service.yaml: field 'workers.1': ")
+
+
+def test_duplicate_needs_are_named() -> None:
+    problems = problems_of(files(auth=AUTH.replace("[postgres, redis]", "[redis, redis]")))
+
+    assert problems == ["services/auth/service.yaml: field 'needs': duplicate entries: redis"]
+
+
 def test_missing_required_field_is_named() -> None:
     problems = problems_of(files(frontend=FRONTEND.replace("route: /\n", "")))
 

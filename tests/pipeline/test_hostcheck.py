@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 from ci.core.affected import affected
 from ci.core.catalog import Catalog, Service
@@ -23,7 +24,7 @@ from ci.host.stages import copy_context
 
 
 def service(name: str) -> Service:
-    return Service.model_validate(
+    return msgspec.convert(
         {
             "name": name,
             "kind": "python",
@@ -33,7 +34,8 @@ def service(name: str) -> Service:
             "ready": "/ready",
             "route": f"/api/{name}",
             "run": ["uvicorn", "app:app"],
-        }
+        },
+        Service,
     )
 
 
@@ -93,7 +95,7 @@ def test_the_host_build_context_is_the_engines(tmp_path: Path) -> None:
     ]:
         (root / path).parent.mkdir(parents=True, exist_ok=True)
         (root / path).write_text("x\n")
-    auth = service("auth").model_copy(update={"uses": ["servicekit"]})
+    auth = msgspec.structs.replace(service("auth"), uses=["servicekit"])
     context = tmp_path / "context"
 
     copy_context(root, build_context(auth), context)

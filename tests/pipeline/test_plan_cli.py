@@ -34,6 +34,8 @@ def test_prints_the_plan_as_json(repo: Repo) -> None:
 
     assert done.returncode == 0, done.stderr
     plan = json.loads(done.stdout)
+    assert list(plan) == ["base", "head", "changed_files", "services", "unaffected"]
+    assert done.stdout.startswith('{\n  "base": "')  # indented by two spaces
     assert [s["name"] for s in plan["services"]] == ["auth", "backend"]
     assert plan["services"][0]["reasons"] == [{"cause": "library", "path": "services/servicekit"}]
     assert plan["unaffected"] == ["frontend"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+import msgspec
 import pytest
 from ci.core.affected import affected
 from ci.core.catalog import Catalog, Service, load_catalog
@@ -42,7 +43,7 @@ def service(**fields: object) -> Service:
         "route": "/api/auth",
         "run": ["uvicorn", "auth.main:app"],
     }
-    return Service.model_validate(base | fields)
+    return msgspec.convert(base | fields, Service)
 
 
 def test_build_context_is_the_service_its_libraries_and_root_files() -> None:

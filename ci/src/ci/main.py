@@ -9,6 +9,7 @@ import dagger
 from dagger import DefaultPath, Doc, Ignore, Name, dag, function, object_type
 
 from ci.core import recipes, toolversions
+from ci.core.affected import plan_json
 from ci.core.catalog import catalog_json
 from ci.core.gitfacts import GitFacts
 from ci.core.versions import build_version
@@ -117,7 +118,7 @@ class Ci:
     ) -> str:
         """Which services the changes since BASE affect, and why, as JSON."""
         plan = await self._pipeline().plan(repo, base, everything, changed)
-        return plan.model_dump_json(indent=2)
+        return plan_json(plan)
 
     @function
     def version(

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ci.core.affected import Plan, affected, library_charts
+from ci.core.affected import Plan, affected, library_charts, plan_json
 from ci.core.catalog import CatalogError, load_catalog
 from ci.core.gitfacts import GitError, diff_names, git, resolve, resolve_all
 
@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (GitError, CatalogError) as exc:
         print(f"ci.plan: {exc}", file=sys.stderr)
         return USAGE_ERROR
-    print(plan.model_dump_json(indent=2))
+    print(plan_json(plan))
     return 0
 
 

@@ -12,14 +12,16 @@ Anything else (docs, argocd/, k3s/, other charts such as postgres) affects no se
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict
+from msgspec import Struct
 
-from ci.core.catalog import SAFE_LOADER, SERVICES_DIR, Catalog
+from ci.core.catalog import SAFE_LOADER, SERVICES_DIR, Catalog, indented_json
 
 CHARTS_DIR = "charts"
 # Paths whose change affects every service: directories end with "/".
@@ -37,27 +39,21 @@ TOOLING_PATHS = (
 Cause = Literal["service", "library", "chart", "library-chart", "tooling", "requested"]
 
 
-class Reason(BaseModel):
+class Reason(Struct, frozen=True):
     """Why a service is affected: the rule that fired and the path (folder or file) it matched."""
-
-    model_config = ConfigDict(frozen=True)
 
     cause: Cause
     path: str
 
 
-class AffectedService(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class AffectedService(Struct, frozen=True):
     name: str
     kind: str
     reasons: list[Reason]
 
 
-class Plan(BaseModel):
+class Plan(Struct, frozen=True):
     """The services to lint, test, build and scan, each with its reasons."""
-
-    model_config = ConfigDict(frozen=True)
 
     base: str | None
     head: str | None
@@ -67,6 +63,11 @@ class Plan(BaseModel):
 
     def names(self) -> list[str]:
         return [s.name for s in self.services]
+
+
+def plan_json(plan: Plan) -> str:
+    """The plan as JSON: what `python -m ci.plan` and `dagger call plan` print."""
+    return indented_json(plan)
 
 
 def is_library_chart(chart_yaml: str) -> bool:
@@ -96,39 +97,71 @@ def tooling_match(path: str) -> str | None:
     return None
 
 
-def _decision_key(path: str) -> str:
-    """Paths with the same key get the same reasons: every rule (tooling folders of one or two
-    levels, services/<x>/, charts/<x>/) looks at most at the first two segments of a path that
-    has a third one; shorter paths (root files, files directly in a folder) stand for themselves.
+def decision_keys(paths: Sequence[str]) -> Iterator[str]:
+    """The distinct decisions that sorted, unique `paths` need, in order.
+
+    Every rule (tooling folders of one or two levels, services/<x>/, charts/<x>/) looks at most at
+    the first two segments of a path that has a third one: such a path stands for its folder
+    "<top>/<folder>/". Shorter paths (root files, files directly in a folder) stand for themselves.
+    In sorted order a folder's paths are contiguous, so a binary search jumps over them: 100,000
+    paths in 1,000 folders take 1,000 steps, not 100,000 splits.
     """
-    parts = path.split("/", 2)
-    return f"{parts[0]}/{parts[1]}" if len(parts) == 3 else path
+    i = 0
+    while i < len(paths):
+        path = paths[i]
+        first = path.find("/")
+        second = path.find("/", first + 1) if first >= 0 else -1
+        if second < 0:
+            yield path
+            i += 1
+            continue
+        folder = path[: second + 1]
+        yield folder
+        # "0" is the character after "/": every path under the folder sorts before folder[:-1]+"0"
+        i = bisect_left(paths, f"{folder[:-1]}0", i + 1)
 
 
-def reasons_for_path(path: str, catalog: Catalog, library_charts: set[str]) -> dict[str, Reason]:
-    """service name -> reason, for one changed path."""
-    everyone = catalog.names()
-    tooling = tooling_match(path)
-    if tooling is not None:
-        return {name: Reason(cause="tooling", path=tooling) for name in everyone}
-    parts = path.split("/")
-    if len(parts) < 3:  # a file directly in services/ or charts/ belongs to no folder
+@dataclass(frozen=True)
+class Rules:
+    """The catalog indexed once for the decisions: service names, library -> its users."""
+
+    services: frozenset[str]
+    libraries: Mapping[str, list[str]]
+    library_charts: frozenset[str]
+    everyone: list[str]
+
+    @classmethod
+    def of(cls, catalog: Catalog, library_charts: Iterable[str] = ()) -> Rules:
+        users: dict[str, list[str]] = {library: [] for library in catalog.libraries}
+        for service in catalog.services:
+            for library in service.uses:
+                if library in users:
+                    users[library].append(service.name)
+        names = catalog.names()
+        return cls(frozenset(names), users, frozenset(library_charts), names)
+
+    def reasons(self, key: str) -> dict[str, Reason]:
+        """service name -> reason, for one decision key (a path or a "<top>/<folder>/")."""
+        tooling = tooling_match(key)
+        if tooling is not None:
+            return dict.fromkeys(self.everyone, Reason(cause="tooling", path=tooling))
+        parts = key.split("/")
+        if len(parts) < 3:  # a file directly in services/ or charts/ belongs to no folder
+            return {}
+        top, folder = parts[0], parts[1]
+        folder_path = f"{top}/{folder}"
+        if top == SERVICES_DIR:
+            if folder in self.services:
+                return {folder: Reason(cause="service", path=folder_path)}
+            if folder in self.libraries:
+                reason = Reason(cause="library", path=folder_path)
+                return dict.fromkeys(self.libraries[folder], reason)
+        if top == CHARTS_DIR:
+            if folder in self.library_charts:
+                return dict.fromkeys(self.everyone, Reason(cause="library-chart", path=folder_path))
+            if folder in self.services:
+                return {folder: Reason(cause="chart", path=folder_path)}
         return {}
-    top, folder = parts[0], parts[1]
-    folder_path = f"{top}/{folder}"
-    if top == SERVICES_DIR:
-        if folder in everyone:
-            return {folder: Reason(cause="service", path=folder_path)}
-        if folder in catalog.libraries:
-            return {
-                s.name: Reason(cause="library", path=folder_path) for s in catalog.users_of(folder)
-            }
-    if top == CHARTS_DIR:
-        if folder in library_charts:
-            return {name: Reason(cause="library-chart", path=folder_path) for name in everyone}
-        if folder in everyone:
-            return {folder: Reason(cause="chart", path=folder_path)}
-    return {}
 
 
 def affected(
@@ -141,21 +174,16 @@ def affected(
     head: str | None = None,
 ) -> Plan:
     """The plan for `changed` paths; `everything` selects every service (reason "requested")."""
-    charts = set(library_charts)
-    changed_files = sorted(set(changed))
+    # git prints paths sorted and once: sorting sorted input is one linear pass, and a dict keeps
+    # that order while it drops duplicates (a set would lose it and cost a full sort).
+    changed_files = list(dict.fromkeys(sorted(changed)))
+    rules = Rules.of(catalog, library_charts)
     reasons: dict[str, list[Reason]] = {}
     if everything:
-        for name in catalog.names():
+        for name in rules.everyone:
             reasons[name] = [Reason(cause="requested", path="--all")]
-    # Decide once per folder, not once per path: 100,000 changed paths fall into a few thousand
-    # folders, and each decision walks the catalog.
-    decided: set[str] = set()
-    for path in changed_files:
-        key = _decision_key(path)
-        if key in decided:
-            continue
-        decided.add(key)
-        for name, reason in reasons_for_path(path, catalog, charts).items():
+    for key in decision_keys(changed_files):
+        for name, reason in rules.reasons(key).items():
             found = reasons.setdefault(name, [])
             if reason not in found:
                 found.append(reason)
@@ -164,7 +192,7 @@ def affected(
         for s in catalog.services
         if s.name in reasons
     ]
-    unaffected = [name for name in catalog.names() if name not in reasons]
+    unaffected = [name for name in rules.everyone if name not in reasons]
     return Plan(
         base=base,
         head=head,

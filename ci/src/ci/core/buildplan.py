@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+import msgspec
 import yaml
 from pydantic import BaseModel, ConfigDict
 
@@ -36,7 +37,7 @@ def requested_plan(plan: Plan, catalog: Catalog, names: list[str]) -> Plan:
         for name in sorted(set(names))
     ]
     unaffected = [name for name in catalog.names() if name not in names]
-    return plan.model_copy(update={"services": services, "unaffected": unaffected})
+    return msgspec.structs.replace(plan, services=services, unaffected=unaffected)
 
 
 def pinned_image(text: str, path: str) -> str | None:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
-from ci.core import gitops
+from ci.core import bumpqueue, gitops
 from ci.core.gitops import (
     SKIP_CI_MARKER,
     CommitResult,
@@ -27,6 +27,13 @@ from delivery.helpers import SERVICES, commit_file, digest_of, git, push_sources
 
 FAST = PushPolicy(max_attempts=60, backoff_seconds=0.02, max_backoff_seconds=0.3)
 JOIN_DEADLINE_SECONDS = 300
+Bumper = Callable[..., CommitResult]
+
+
+@pytest.fixture(params=["bump", "deploy"])
+def bumper(request: pytest.FixtureRequest) -> Bumper:
+    """Both ways to pin an image: the lone writer's retry loop and the CLI's queued deploy."""
+    return bump if request.param == "bump" else bumpqueue.deploy
 
 
 def ref(name: str) -> ImageRef:
@@ -57,17 +64,21 @@ def race(jobs: Mapping[str, Callable[[], CommitResult]]) -> dict[str, CommitResu
 
 
 def landed(repo: Git, results: Mapping[str, CommitResult]) -> None:
-    """Every commit a bumper reported is on the remote's branch: nothing was lost."""
+    """Every commit a bumper reported is on the remote's branch: nothing was lost; and no
+    queued request was left behind."""
     git(repo.workdir, "fetch", "--quiet", "origin")
     for name, result in results.items():
         if result.commit is not None:
             assert repo.succeeds("merge-base", "--is-ancestor", result.commit, "origin/main"), name
+    assert git(repo.workdir, "ls-remote", "origin", f"{bumpqueue.NAMESPACE}/*") == ""
 
 
-def test_bump_commits_once_with_structured_message(clone: Callable[[str], Git]) -> None:
+def test_bump_commits_once_with_structured_message(
+    clone: Callable[[str], Git], bumper: Bumper
+) -> None:
     repo = clone("a")
     source = repo.head()
-    result = bump(repo, "staging", {"svc1": ref("new1")}, source, FAST)
+    result = bumper(repo, "staging", {"svc1": ref("new1")}, source, FAST)
 
     assert result.commit is not None
     assert [c.service for c in result.changes] == ["svc1"]
@@ -83,11 +94,13 @@ def test_bump_commits_once_with_structured_message(clone: Callable[[str], Git]) 
     assert read_image(values_path(fresh.workdir, "svc1", "staging")) == ref("new1")
 
 
-def test_bump_preserves_comments_and_formatting(clone: Callable[[str], Git]) -> None:
+def test_bump_preserves_comments_and_formatting(
+    clone: Callable[[str], Git], bumper: Bumper
+) -> None:
     repo = clone("a")
     path = values_path(repo.workdir, "svc2", "staging")
     before = path.read_text()
-    bump(repo, "staging", {"svc2": ref("x")}, repo.head(), FAST)
+    bumper(repo, "staging", {"svc2": ref("x")}, repo.head(), FAST)
     after = path.read_text()
 
     changed = [
@@ -99,11 +112,11 @@ def test_bump_preserves_comments_and_formatting(clone: Callable[[str], Git]) -> 
     ]
 
 
-def test_unchanged_digest_makes_no_commit(clone: Callable[[str], Git]) -> None:
+def test_unchanged_digest_makes_no_commit(clone: Callable[[str], Git], bumper: Bumper) -> None:
     repo = clone("a")
-    first = bump(repo, "staging", {"svc3": ref("same")}, repo.head(), FAST)
+    first = bumper(repo, "staging", {"svc3": ref("same")}, repo.head(), FAST)
     head = repo.head()
-    second = bump(repo, "staging", {"svc3": ref("same")}, head, FAST)
+    second = bumper(repo, "staging", {"svc3": ref("same")}, head, FAST)
 
     assert first.commit is not None
     assert second.commit is None
@@ -115,12 +128,13 @@ def test_unchanged_digest_makes_no_commit(clone: Callable[[str], Git]) -> None:
 
 def test_ten_concurrent_bumpers_of_different_services_lose_no_update(
     clone: Callable[[str], Git],
+    bumper: Bumper,
 ) -> None:
     clones = {service: clone(service) for service in SERVICES}
     source = clones[SERVICES[0]].head()
 
     def job(service: str) -> Callable[[], CommitResult]:
-        return lambda: bump(
+        return lambda: bumper(
             clones[service], "staging", {service: ref(f"c-{service}")}, source, FAST
         )
 
@@ -138,12 +152,13 @@ def test_ten_concurrent_bumpers_of_different_services_lose_no_update(
 
 def test_ten_concurrent_bumpers_of_one_service_end_on_the_newest_source(
     clone: Callable[[str], Git],
+    bumper: Bumper,
 ) -> None:
     sources = push_sources(clone("builder").workdir, 10)
     clones = [clone(f"pipeline{i}") for i in range(10)]
 
     def job(i: int) -> Callable[[], CommitResult]:
-        return lambda: bump(clones[i], "staging", {"svc0": ref(f"build{i}")}, sources[i], FAST)
+        return lambda: bumper(clones[i], "staging", {"svc0": ref(f"build{i}")}, sources[i], FAST)
 
     results = race({str(i): job(i) for i in range(10)})
 
@@ -169,6 +184,7 @@ def test_ten_concurrent_bumpers_of_one_service_end_on_the_newest_source(
 
 def test_ten_mixed_bumpers_pin_each_service_to_its_newest_source(
     clone: Callable[[str], Git],
+    bumper: Bumper,
 ) -> None:
     builder = clone("builder")
     older, newer = push_sources(builder.workdir, 2)
@@ -178,7 +194,7 @@ def test_ten_mixed_bumpers_pin_each_service_to_its_newest_source(
     def job(name: str) -> Callable[[], CommitResult]:
         service, age = name.split("-")
         source = older if age == "old" else newer
-        return lambda: bump(clones[name], "staging", {service: ref(name)}, source, FAST)
+        return lambda: bumper(clones[name], "staging", {service: ref(name)}, source, FAST)
 
     results = race({name: job(name) for name in clones})
 
@@ -188,25 +204,29 @@ def test_ten_mixed_bumpers_pin_each_service_to_its_newest_source(
     landed(final, results)
 
 
-def test_stale_bump_is_refused_and_changes_nothing(clone: Callable[[str], Git]) -> None:
+def test_stale_bump_is_refused_and_changes_nothing(
+    clone: Callable[[str], Git], bumper: Bumper
+) -> None:
     repo = clone("a")
     old, new = push_sources(repo.workdir, 2)
-    bump(repo, "staging", {"svc1": ref("new")}, new, FAST)
+    bumper(repo, "staging", {"svc1": ref("new")}, new, FAST)
     head = repo.head()
 
-    late = bump(repo, "staging", {"svc1": ref("old"), "svc2": ref("old")}, old, FAST)
+    late = bumper(repo, "staging", {"svc1": ref("old"), "svc2": ref("old")}, old, FAST)
 
     # svc1 runs a newer build and stays; svc2 had no known source and takes the pin.
     assert late.stale == ("svc1",)
     assert [c.service for c in late.changes] == ["svc2"]
     assert read_image(values_path(repo.workdir, "svc1", "staging")) == ref("new")
-    alone = bump(repo, "staging", {"svc1": ref("old")}, old, FAST)
+    alone = bumper(repo, "staging", {"svc1": ref("old")}, old, FAST)
     assert (alone.commit, alone.stale) == (None, ("svc1",))
     assert repo.head() == git(repo.workdir, "rev-parse", "origin/main") != head
     assert repo.is_clean()
 
 
-def test_a_build_from_a_side_branch_is_not_stale(clone: Callable[[str], Git]) -> None:
+def test_a_build_from_a_side_branch_is_not_stale(
+    clone: Callable[[str], Git], bumper: Bumper
+) -> None:
     repo = clone("a")
     base = repo.head()
     (main_build,) = push_sources(repo.workdir, 1)
@@ -214,9 +234,9 @@ def test_a_build_from_a_side_branch_is_not_stale(clone: Callable[[str], Git]) ->
     side_build = commit_file(repo.workdir, "services/svc1/side.txt", "x\n", "fix: side")
     git(repo.workdir, "push", "--quiet", "origin", "side")
     git(repo.workdir, "checkout", "--quiet", "main")
-    bump(repo, "staging", {"svc1": ref("main")}, main_build, FAST)
+    bumper(repo, "staging", {"svc1": ref("main")}, main_build, FAST)
 
-    result = bump(repo, "staging", {"svc1": ref("side")}, side_build, FAST)
+    result = bumper(repo, "staging", {"svc1": ref("side")}, side_build, FAST)
 
     assert result.stale == ()
     assert read_image(values_path(repo.workdir, "svc1", "staging")) == ref("side")
@@ -272,7 +292,7 @@ def test_concurrent_edit_of_the_same_file_is_redone_on_top(
     assert "replicaCount: 3" in final.read_text()
 
 
-def test_bad_input_names_the_field(clone: Callable[[str], Git]) -> None:
+def test_bad_input_names_the_field(clone: Callable[[str], Git], bumper: Bumper) -> None:
     repo = clone("a")
     path = values_path(repo.workdir, "svc5", "staging")
     path.write_text("image: just-a-string\n")
@@ -281,17 +301,17 @@ def test_bad_input_names_the_field(clone: Callable[[str], Git]) -> None:
     source = repo.head()
 
     with pytest.raises(ValueError, match=r"values-staging\.yaml: field 'image'"):
-        bump(repo, "staging", {"svc5": ref("x")}, source, FAST)
+        bumper(repo, "staging", {"svc5": ref("x")}, source, FAST)
     with pytest.raises(ValueError, match="not a DNS-1123 label"):
-        bump(repo, "Staging!", {"svc5": ref("x")}, source, FAST)
+        bumper(repo, "Staging!", {"svc5": ref("x")}, source, FAST)
     with pytest.raises(ValueError, match="sha256"):
         ImageRef(tag="v1", digest="md5:abc")
     with pytest.raises(ValueError, match=r"charts/nosuch/values-staging\.yaml: file not found"):
-        bump(repo, "staging", {"nosuch": ref("x")}, source, FAST)
+        bumper(repo, "staging", {"nosuch": ref("x")}, source, FAST)
     with pytest.raises(ValueError, match="not a full commit sha"):
-        bump(repo, "staging", {"svc6": ref("x")}, "nope", FAST)
+        bumper(repo, "staging", {"svc6": ref("x")}, "nope", FAST)
     with pytest.raises(UnknownSourceError, match="no such commit"):
-        bump(repo, "staging", {"svc6": ref("x")}, "0" * 40, FAST)
+        bumper(repo, "staging", {"svc6": ref("x")}, "0" * 40, FAST)
     assert repo.is_clean()
     assert repo.head() == source == git(repo.workdir, "ls-remote", "origin", "main").split()[0]
 
@@ -331,16 +351,16 @@ def test_retries_are_bounded(clone: Callable[[str], Git], tmp_path: Path) -> Non
 
 
 def test_pinned_source_found_beyond_the_recent_window(
-    clone: Callable[[str], Git], monkeypatch: pytest.MonkeyPatch
+    clone: Callable[[str], Git], bumper: Bumper, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(gitops, "RECENT_PINS", 1)
     repo = clone("a")
     old, new = push_sources(repo.workdir, 2)
-    bump(repo, "staging", {"svc1": ref("new")}, new, FAST)
+    bumper(repo, "staging", {"svc1": ref("new")}, new, FAST)
     path = values_path(repo.workdir, "svc1", "staging")
     path.write_text(path.read_text().replace("replicaCount: 1", "replicaCount: 2"))
     git(repo.workdir, "commit", "-qam", "chore: two replicas")  # no trailer: not a pin
     git(repo.workdir, "push", "-q", "origin", "HEAD:main")
 
     assert gitops.pinned_source(repo, "svc1", "staging") == new
-    assert bump(repo, "staging", {"svc1": ref("old")}, old, FAST).stale == ("svc1",)
+    assert bumper(repo, "staging", {"svc1": ref("old")}, old, FAST).stale == ("svc1",)

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 # Only what every command needs is imported here; the registry, GitHub, preview and release
 # modules (httpx, pydantic) load with the command that uses them: a bump starts ~1.5 s sooner.
-from ci.core import gitops
+from ci.core import bumpqueue, gitops
 from ci.core.gitrepo import Git, GitError, token_environment
 
 if TYPE_CHECKING:
@@ -242,7 +242,7 @@ def cmd_bump(args: argparse.Namespace) -> dict[str, Any]:
     known_environment(repo, "--env", args.env)
     deployed_services(repo, "--image", sorted(images), args.env)
     try:
-        result = gitops.bump(repo, args.env, images, source, policy(args))
+        result = bumpqueue.deploy(repo, args.env, images, source, policy(args))
     except gitops.UnknownSourceError as exc:
         raise UsageError(f"--source {source}: {exc}") from exc
     out: dict[str, Any] = {

@@ -26,7 +26,7 @@ from ci.core.yamlfile import (
     YamlFileError,
     atomic_write,
     dump,
-    load,
+    loads,
     parse,
     read_data,
     read_text,
@@ -190,27 +190,40 @@ def read_image(path: Path) -> ImageRef | None:
     return _pinned(path, _image_map(path, read_data(path)))
 
 
+def pinned_image(path: Path, text: str | None) -> ImageRef | None:
+    """`read_image` of `text`, the content of `path` (None: no such file, no image)."""
+    return None if text is None else _pinned(path, _image_map(path, parse(path, text)))
+
+
 def set_image(path: Path, service: str, env: str, ref: ImageRef) -> ImageChange | None:
-    """Edit exactly image.tag and image.digest; None (file untouched) when already equal.
+    """Edit exactly image.tag and image.digest; None (file untouched) when already equal."""
+    edit = image_edit(path, read_text(path), ref)
+    if edit is None:
+        return None
+    text, old = edit
+    atomic_write(path, text)
+    return ImageChange(service=service, env=env, old=old, new=ref)
+
+
+def image_edit(path: Path, text: str, ref: ImageRef) -> tuple[str, ImageRef | None] | None:
+    """(`text` of values file `path` pinning `ref`, the image it pinned), None when equal.
 
     The two scalars are replaced in place (every other byte kept); only when that cannot be
     done (a key is missing) does ruamel.yaml's round trip add them.
     """
-    text = read_text(path)
     old = _pinned(path, _image_map(path, parse(path, text)))
     if old == ref:
         return None
     values = {"tag": ref.tag, "digest": ref.digest}
     edited = splice_scalars(path, text, ["image"], values)
-    atomic_write(path, edited if edited is not None else _round_trip_edit(path, values))
-    return ImageChange(service=service, env=env, old=old, new=ref)
+    return (edited if edited is not None else _round_trip_edit(path, text, values)), old
 
 
-def _round_trip_edit(path: Path, values: Mapping[str, str]) -> str:
+def _round_trip_edit(path: Path, text: str, values: Mapping[str, str]) -> str:
     """Set `values` under `image` with ruamel.yaml, keeping each scalar's quoting style."""
     from ruamel.yaml.scalarstring import ScalarString
 
-    data = load(path)
+    data = loads(path, text)
     image = _image_map(path, data)
     for key, value in values.items():
         old = image.get(key)
@@ -221,14 +234,16 @@ def _round_trip_edit(path: Path, values: Mapping[str, str]) -> str:
 # --- git transaction ------------------------------------------------------------------------
 
 
-def sync_branch(git: Git, policy: PushPolicy) -> str:
-    """Bring the clone's branch up to the remote's tip; refuse a dirty or diverged clone."""
+def sync_branch(git: Git, policy: PushPolicy, *, fetched: bool = False) -> str:
+    """Bring the clone's branch up to the remote's tip (fetched first unless `fetched`);
+    refuse a dirty or diverged clone."""
     operation = git.in_progress_operation()
     if operation:
         raise GitOpsError(f"{git.workdir}: a {operation} is in progress; finish or abort it first")
     if not git.is_clean():
         raise GitOpsError(f"{git.workdir}: the work tree has uncommitted changes")
-    git.run("fetch", "--quiet", policy.remote, policy.branch)
+    if not fetched:
+        git.run("fetch", "--quiet", policy.remote, policy.branch)
     remote_ref = f"{policy.remote}/{policy.branch}"
     if git.current_branch() != policy.branch:
         if git.succeeds("rev-parse", "--verify", "--quiet", f"refs/heads/{policy.branch}"):
@@ -274,15 +289,14 @@ def _push(git: Git, policy: PushPolicy, refs: Sequence[str]) -> str | None:
 
     Raises GitOpsError when retrying cannot help (a hook refused it, a tag exists).
     """
+    return push_atomic(git, policy, [f"HEAD:refs/heads/{policy.branch}", *refs])
+
+
+def push_atomic(git: Git, policy: PushPolicy, arguments: Sequence[str]) -> str | None:
+    """`git push --atomic` of `arguments` (refspecs, leases); None on success, else the reason
+    a retry may succeed. GitOpsError when retrying cannot help."""
     try:
-        git.run(
-            "push",
-            "--porcelain",
-            "--atomic",
-            policy.remote,
-            f"HEAD:refs/heads/{policy.branch}",
-            *refs,
-        )
+        git.run("push", "--porcelain", "--atomic", policy.remote, *arguments)
     except GitError as exc:
         retryable, reason = _rejection(exc.stdout + "\n" + exc.stderr)
         if not retryable:
@@ -413,6 +427,24 @@ def pinned_source(git: Git, service: str, env: str) -> str | None:
     return _decide([r.strip("\n") for r in everything.split("\x1e") if r.strip()], service)[1]
 
 
+def pinned_sources(
+    git: Git, revision: str, env: str, services: Iterable[str]
+) -> dict[str, str | None]:
+    """`pinned_source` of each service at `revision`, from one walk of their files' history."""
+    paths = {values_path(Path("."), s, env).as_posix(): s for s in services}
+    records: dict[str, list[str]] = {s: [] for s in paths.values()}
+    keys = (SOURCE_TRAILER, REVERTS_TRAILER, PROMOTED_FROM_TRAILER, PROMOTED_SOURCE_TRAILER)
+    out = git.run(
+        "log", f"--format=%x1d{_trailer_format(*keys)}", "--name-only", revision, "--", *paths
+    )
+    for entry in out.split("\x1d")[1:]:
+        record, _, names = entry.partition("\x1e")
+        for name in names.split("\n"):
+            if name in paths:
+                records[paths[name]].append(record.strip("\n"))
+    return {service: _decide(found, service)[1] for service, found in records.items()}
+
+
 def _decide(records: Sequence[str], service: str) -> tuple[bool, str | None]:
     """(decided, source) from `log` records of one values file, newest first."""
     undone: set[str] = set()
@@ -443,6 +475,27 @@ def require_commit(git: Git, source_sha: str) -> None:
         raise UnknownSourceError(f"no such commit in {git.workdir} (after fetching the branch)")
 
 
+def apply_images(
+    git: Git,
+    env: str,
+    images: Mapping[str, ImageRef],
+    source_sha: str,
+    refuse_stale: bool = True,
+) -> tuple[list[ImageChange], list[str]]:
+    """Pin `images` in the work tree's values-<env>.yaml files (no commit), decided on HEAD:
+    (the changes made, the services left alone because `env` already runs a newer build)."""
+    changes: list[ImageChange] = []
+    stale: list[str] = []
+    for service, ref in sorted(images.items()):
+        if refuse_stale and is_stale(git, source_sha, pinned_source(git, service, env)):
+            stale.append(service)
+            continue
+        change = set_image(values_path(git.workdir, service, env), service, env, ref)
+        if change:
+            changes.append(change)
+    return changes, stale
+
+
 def bump(
     git: Git,
     env: str,
@@ -465,28 +518,19 @@ def bump(
     check_source(source_sha)
     if not images:
         raise ValueError("bump: no images given")
-    paths = {service: values_path(git.workdir, service, env) for service in images}
     changes: list[ImageChange] = []
     stale: list[str] = []
     known: list[str] = []  # the source, once found: commits never leave a repository
 
     def edit(_tip: str) -> tuple[list[Path], str] | None:
-        changes.clear()
-        stale.clear()
         if not known:
             require_commit(git, source_sha)
             known.append(source_sha)
-        for service, ref in sorted(images.items()):
-            if refuse_stale and is_stale(git, source_sha, pinned_source(git, service, env)):
-                stale.append(service)
-                continue
-            change = set_image(paths[service], service, env, ref)
-            if change:
-                changes.append(change)
+        changes[:], stale[:] = apply_images(git, env, images, source_sha, refuse_stale)
         if not changes:
             return None
         message = bump_message(env, changes, source_sha, verb=verb, extra_trailers=extra_trailers)
-        return [paths[c.service] for c in changes], message
+        return [values_path(git.workdir, c.service, env) for c in changes], message
 
     commit, attempts = transact(git, policy, edit)
     return CommitResult(

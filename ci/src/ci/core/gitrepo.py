@@ -43,6 +43,11 @@ def token_environment(token: str, host: str = "github.com") -> dict[str, str]:
     }
 
 
+def _text(raw: bytes) -> str:
+    """git's output as text: UTF-8, with anything else replaced (messages, never file content)."""
+    return raw.decode(errors="replace")
+
+
 @dataclass(frozen=True)
 class Git:
     """A git work tree at `workdir`."""
@@ -51,7 +56,15 @@ class Git:
     extra_env: Mapping[str, str] = field(default_factory=dict)
 
     def run(self, *args: str, check: bool = True, stdin: str | None = None) -> str:
-        """Run `git <args>` in the work tree and return stdout (stripped of the final newline)."""
+        """Run `git <args>` in the work tree and return stdout (stripped of the final newline).
+
+        Text is UTF-8 whatever the host's locale (git's own encoding for paths and messages).
+        """
+        out = self.run_bytes(*args, check=check, stdin=None if stdin is None else stdin.encode())
+        return _text(out).rstrip("\n")
+
+    def run_bytes(self, *args: str, check: bool = True, stdin: bytes | None = None) -> bytes:
+        """`run` for byte-counted protocols (`cat-file --batch`, `fast-import`): raw stdout."""
         env = {**os.environ, "LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", **self.extra_env}
         # Never let an editor open (rebase, revert, merge) in a non-interactive pipeline.
         env["GIT_EDITOR"] = "true"
@@ -61,13 +74,28 @@ class Git:
             env=env,
             input=stdin,
             capture_output=True,
-            text=True,
             timeout=GIT_TIMEOUT_SECONDS,
             check=False,
         )
         if check and proc.returncode != 0:
-            raise GitError(args, proc.returncode, proc.stdout, proc.stderr)
-        return proc.stdout.rstrip("\n")
+            raise GitError(args, proc.returncode, _text(proc.stdout), _text(proc.stderr))
+        return proc.stdout
+
+    def blobs(self, specs: Sequence[str]) -> dict[str, str | None]:
+        """The text of each `<revision>:<path>` (None when missing), in one `cat-file --batch`."""
+        out = self.run_bytes("cat-file", "--batch", stdin="".join(f"{s}\n" for s in specs).encode())
+        found: dict[str, str | None] = {}
+        at = 0
+        for spec in specs:
+            header_end = out.index(b"\n", at)
+            header = out[at:header_end].split()  # <sha> blob <size>, or <spec> missing
+            if len(header) != 3 or header[1] != b"blob":
+                found[spec], at = None, header_end + 1
+                continue
+            size = int(header[2])
+            found[spec] = out[header_end + 1 : header_end + 1 + size].decode()  # strict: YAML
+            at = header_end + 1 + size + 1  # the content is followed by a newline
+        return found
 
     def succeeds(self, *args: str) -> bool:
         """True when `git <args>` exits 0."""

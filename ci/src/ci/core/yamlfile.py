@@ -118,9 +118,13 @@ def round_trip_yaml() -> YAML:
 
 def load(path: Path) -> Any:
     """Load `path` keeping comments and formatting so a later dump changes only what was edited."""
+    return loads(path, read_text(path))
+
+
+def loads(path: Path, text: str) -> Any:
+    """`load` of `text`, the content of `path` (named in errors)."""
     from ruamel.yaml.error import YAMLError
 
-    text = read_text(path)
     try:
         return round_trip_yaml().load(text)
     except YAMLError as exc:

@@ -1,0 +1,126 @@
+"""The deploy queue against a real bare remote: requests of dead pipelines, expiry, bad requests,
+bounded retries. (Concurrency, ordering and idempotence run for both bumpers in
+test_gitops_bump.py.)"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from ci.core import bumpqueue
+from ci.core.bumpqueue import Request, deploy, publish
+from ci.core.gitops import ImageRef, PushPolicy, PushRejectedError, pinned_image, values_path
+from ci.core.gitrepo import Git
+from ci.core.yamlfile import YamlFileError
+from delivery.helpers import digest_of, git
+
+FAST = PushPolicy(max_attempts=60, backoff_seconds=0.02, max_backoff_seconds=0.3)
+
+
+def ref(name: str) -> ImageRef:
+    return ImageRef(tag=f"sha-{name}", digest=digest_of(name))
+
+
+def requests_on(repo: Git) -> list[str]:
+    out = git(repo.workdir, "ls-remote", "origin", f"{bumpqueue.NAMESPACE}/*")
+    return [line.split("\t")[1] for line in out.splitlines()]
+
+
+def trailer(repo: Git, revision: str, key: str) -> str:
+    return git(repo.workdir, "log", "-1", f"--format=%(trailers:key={key},valueonly)", revision)
+
+
+def final_image(repo: Git, service: str) -> ImageRef | None:
+    """What the remote's branch pins for `service` in staging now."""
+    git(repo.workdir, "fetch", "--quiet", "origin")
+    path = values_path(Path("."), service, "staging")
+    return pinned_image(path, git(repo.workdir, "show", f"origin/main:{path}"))
+
+
+def test_a_dead_pipelines_request_is_landed_by_the_next_deploy(
+    clone: Callable[[str], Git], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bumpqueue, "PATIENCE_SECONDS", 0.2)
+    dead, alive = clone("dead"), clone("alive")
+    source = dead.head()
+    # A pipeline published its request and was killed before it landed it.
+    orphan = publish(dead, FAST, Request.new("staging", "main", source, {"svc1": ref("orphan")}))
+
+    result = deploy(alive, "staging", {"svc2": ref("alive")}, source, FAST)
+
+    assert result.commit is not None
+    assert result.attempts == 2  # it queued behind the orphan, then landed both
+    assert trailer(alive, result.commit, bumpqueue.REQUEST_TRAILER) != orphan.id
+    assert trailer(alive, f"{result.commit}^", bumpqueue.REQUEST_TRAILER) == orphan.id
+    assert final_image(dead, "svc1") == ref("orphan")
+    assert final_image(dead, "svc2") == ref("alive")
+    assert requests_on(alive) == []
+
+
+def test_an_expired_request_is_pruned_and_never_landed(clone: Callable[[str], Git]) -> None:
+    old, repo = clone("old"), clone("repo")
+    source = old.head()
+    long_ago = time.time_ns() - int((bumpqueue.TTL_SECONDS + 60) * 1e9)
+    stale = Request(f"{long_ago:016x}-00000000", "staging", "main", source, {"svc3": ref("old")})
+    publish(old, FAST, stale)
+
+    result = deploy(repo, "staging", {"svc4": ref("new")}, source, FAST)
+
+    assert result.attempts == 1  # the expired request did not make it queue
+    assert final_image(old, "svc3") != ref("old")
+    assert final_image(old, "svc4") == ref("new")
+    assert requests_on(repo) == []
+
+
+def test_a_malformed_request_is_left_alone(clone: Callable[[str], Git]) -> None:
+    repo = clone("repo")
+    tree = git(repo.workdir, "mktree", input_text="")
+    junk = git(repo.workdir, "commit-tree", tree, "-m", "Image: svc5=not an image")
+    name = f"{bumpqueue.NAMESPACE}/staging/{time.time_ns():016x}-0badf00d"
+    git(repo.workdir, "push", "--quiet", "origin", f"{junk}:{name}")
+
+    result = deploy(repo, "staging", {"svc5": ref("good")}, repo.head(), FAST)
+
+    assert result.commit is not None
+    assert final_image(repo, "svc5") == ref("good")
+    assert requests_on(repo) == [name]  # not ours to judge until it expires
+
+
+def test_bad_input_fails_before_anything_is_queued(
+    clone: Callable[[str], Git], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bumpqueue, "PATIENCE_SECONDS", 0.2)
+    other, repo = clone("other"), clone("repo")
+    source = other.head()
+    waiting = publish(other, FAST, Request.new("staging", "main", source, {"svc6": ref("x")}))
+
+    with pytest.raises(YamlFileError, match=r"charts/nosuch/values-staging\.yaml: file not found"):
+        deploy(repo, "staging", {"nosuch": ref("x")}, source, FAST)
+
+    assert requests_on(repo) == [waiting.ref]
+    assert (repo.head(), repo.is_clean()) == (source, True)
+
+
+def test_a_deploy_that_keeps_losing_gives_up_and_withdraws(
+    clone: Callable[[str], Git], tmp_path: Path
+) -> None:
+    ours, theirs = clone("ours"), clone("theirs")
+    # Before each of our pushes someone else lands a commit: every landing of ours loses.
+    hook = ours.workdir / ".git" / "hooks" / "pre-push"
+    hook.write_text(
+        "#!/bin/sh\n"
+        f'cd "{theirs.workdir}" && git pull -q --rebase origin main && '
+        "date +%s%N >> other.txt && git add other.txt && git commit -qm other && "
+        "git push -q origin HEAD:main\n"
+    )
+    hook.chmod(0o755)
+    start = ours.head()
+
+    with pytest.raises(PushRejectedError, match="after 3 attempts"):
+        deploy(ours, "staging", {"svc7": ref("y")}, start, PushPolicy(max_attempts=3))
+
+    assert requests_on(ours) == []
+    assert (ours.head(), ours.is_clean()) == (start, True)
+    assert final_image(theirs, "svc7") != ref("y")

@@ -9,6 +9,10 @@ UV     := $(BIN)/uv
 UV_VERSION := 0.13.9
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 export UV_PYTHON_DOWNLOADS := never
+# Compile the installed packages' bytecode once at install (~10 s): with PYTHONDONTWRITEBYTECODE
+# set, as on our CI machines, every Python start would otherwise compile them again (pydantic's
+# import: 0.19 s instead of 0.08 s), and the tests start hundreds of Python processes.
+export UV_COMPILE_BYTECODE := 1
 
 # Python code lives only in the folders with a pyproject.toml (not in services/frontend).
 PY_DIRS := $(patsubst %/pyproject.toml,%,$(wildcard services/*/pyproject.toml))

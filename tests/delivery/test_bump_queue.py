@@ -124,3 +124,35 @@ def test_a_deploy_that_keeps_losing_gives_up_and_withdraws(
     assert requests_on(ours) == []
     assert (ours.head(), ours.is_clean()) == (start, True)
     assert final_image(theirs, "svc7") != ref("y")
+
+
+def test_a_remote_that_refuses_request_refs_gets_plain_retries(
+    clone: Callable[[str], Git], remote: Path, tmp_path: Path
+) -> None:
+    hook = remote / "hooks" / "pre-receive"
+    hook.write_text(
+        "#!/bin/sh\nwhile read old new name; do\n"
+        '  case "$name" in refs/heads/*|refs/tags/*) ;;\n'
+        '  *) echo "no custom refs" >&2; exit 1;; esac\n'
+        "done\n"
+    )
+    hook.chmod(0o755)
+    ours, theirs = clone("ours"), clone("theirs")
+    git(theirs.workdir, "commit", "--quiet", "--allow-empty", "-m", "chore: theirs")
+    # Someone else lands right before our first push: we lose the race and would queue.
+    fired = tmp_path / "fired"
+    pre_push = ours.workdir / ".git" / "hooks" / "pre-push"
+    pre_push.write_text(
+        "#!/bin/sh\n"
+        f'[ -e "{fired}" ] && exit 0\n'
+        f'touch "{fired}"\n'
+        f'git -C "{theirs.workdir}" push -q origin HEAD:main\n'
+    )
+    pre_push.chmod(0o755)
+
+    result = deploy(ours, "staging", {"svc8": ref("retried")}, ours.head(), FAST)
+
+    assert fired.exists()
+    assert result.commit is not None
+    assert git(ours.workdir, "rev-parse", f"{result.commit}^") == theirs.head()
+    assert final_image(theirs, "svc8") == ref("retried")

@@ -2,19 +2,21 @@
 
 Why: each push to the deployment branch lands one writer, so N pipelines racing with
 fetch-redo-push retries do O(N^2) work: 100 racing bumps took 48 s on two cores, nearly all of
-it attempts that lost. Here a deploy first tries to land alone, as before (no extra cost when
-nobody else is deploying). After losing that race, or when others are already queued, it
-publishes its request as the ref `refs/bump-requests/<env>/<id>` (a commit with an empty tree;
-its message carries the images, the source and the branch) and waits. The owner of the oldest
-pending request lands every pending request of the environment: one commit each, exactly the
-commit a lone bump makes plus a `Bump-Request` trailer, each decided on the chain so far (stale
-builds refused, the newest source wins, an equal pin makes no commit). The request refs are
-deleted in the same atomic push, each with a lease. A waiter whose ref is gone finds its commit
-by that trailer.
+it attempts that lost. Here a deploy first tries to land alone (nothing more to do when nobody
+else deploys). After losing that race, or when others are already queued, it publishes its
+request as the ref `refs/bump-requests/<env>/<id>` (a commit with an empty tree; its message
+carries the images, the source and the branch) and waits, looking with `ls-remote` only. The
+owner of the oldest pending request lands every pending request of the environment: one commit
+each, exactly the commit a lone bump makes plus a `Bump-Request` trailer, each decided on the
+chain so far (stale builds refused, the newest source wins, an equal pin makes no commit), all
+written by one `git fast-import` and pushed with the leased deletion of their refs, atomically.
+A waiter whose ref is gone finds its commit by that trailer.
 
-Failures: a waiter whose queue head makes no progress for PATIENCE_SECONDS (its owner died)
-lands the queue itself; a request older than TTL_SECONDS is never landed, only pruned; a deploy
-that fails or gives up withdraws its request (leased, so it never deletes a landed one).
+Failures: a waiter whose queue head makes no progress for PATIENCE_SECONDS times its place
+behind it (the head's owner died) lands the queue itself; a request older than TTL_SECONDS is
+never landed, only pruned; a deploy that fails or gives up withdraws its request (leased, so it
+never deletes a landed one). A remote that refuses refs outside branches and tags gets the lone
+writer's fetch-redo-push retries instead (`gitops.bump`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from ci.core.gitops import (
     PushPolicy,
     PushRejectedError,
     UnknownSourceError,
+    bump,
     bump_message,
     check_label,
     check_source,
@@ -48,7 +51,7 @@ from ci.core.gitops import (
     sync_branch,
     values_path,
 )
-from ci.core.gitrepo import Git
+from ci.core.gitrepo import Git, GitError
 from ci.core.yamlfile import YamlFileError
 
 NAMESPACE = "refs/bump-requests"
@@ -431,7 +434,10 @@ def deploy(
                 return CommitResult(outcome.commit, outcome.changes, 1, outcome.stale)
         else:  # bad input fails here, before anything is published
             Chain.read(git, alone, env).add(own)
-        own = publish(git, policy, own)
+        try:
+            own = publish(git, policy, own)
+        except GitError:  # a remote that takes no refs but branches and tags: retry alone
+            return bump(git, env, images, source_sha, policy)
         outcome, attempts = _wait_and_land(git, policy, own, since=start)
     except BaseException:
         if own.sha:

@@ -78,7 +78,7 @@ def test_a_malformed_request_is_left_alone(clone: Callable[[str], Git]) -> None:
     repo = clone("repo")
     tree = git(repo.workdir, "mktree", input_text="")
     junk = git(repo.workdir, "commit-tree", tree, "-m", "Image: svc5=not an image")
-    name = f"{bumpqueue.NAMESPACE}/staging/{time.time_ns():016x}-0badf00d"
+    name = bumpqueue.requests_prefix("staging", "main") + f"{time.time_ns():016x}-0badf00d"
     git(repo.workdir, "push", "--quiet", "origin", f"{junk}:{name}")
 
     result = deploy(repo, "staging", {"svc5": ref("good")}, repo.head(), FAST)
@@ -156,3 +156,20 @@ def test_a_remote_that_refuses_request_refs_gets_plain_retries(
     assert result.commit is not None
     assert git(ours.workdir, "rev-parse", f"{result.commit}^") == theirs.head()
     assert final_image(theirs, "svc8") == ref("retried")
+
+
+def test_requests_for_another_branch_neither_block_nor_land(clone: Callable[[str], Git]) -> None:
+    other, repo = clone("other"), clone("repo")
+    source = other.head()
+    for branch in ("release", "main/next"):  # "main/next" shares main's prefix in the namespace
+        publish(
+            other,
+            FAST,
+            Request.new("staging", branch, source, {"svc9": ref(branch.replace("/", "-"))}),
+        )
+
+    result = deploy(repo, "staging", {"svc9": ref("main")}, source, FAST)
+
+    assert result.attempts == 1  # nothing queued for main: it landed alone
+    assert final_image(repo, "svc9") == ref("main")
+    assert len(requests_on(repo)) == 2

@@ -4,8 +4,8 @@ Why: each push to the deployment branch lands one writer, so N pipelines racing 
 fetch-redo-push retries do O(N^2) work: 100 racing bumps took 48 s on two cores, nearly all of
 it attempts that lost. Here a deploy first tries to land alone (nothing more to do when nobody
 else deploys). After losing that race, or when others are already queued, it publishes its
-request as the ref `refs/bump-requests/<env>/<id>` (a commit with an empty tree; its message
-carries the images, the source and the branch) and waits, looking with `ls-remote` only. The
+request as the ref `refs/bump-requests/<env>/<branch>/<id>` (a commit with an empty tree; its
+message carries the images and the source) and waits, looking with `ls-remote` only. The
 owner of the oldest pending request lands every pending request of the environment: one commit
 each, exactly the commit a lone bump makes plus a `Bump-Request` trailer, each decided on the
 chain so far (stale builds refused, the newest source wins, an equal pin makes no commit), all
@@ -58,7 +58,6 @@ NAMESPACE = "refs/bump-requests"
 LANDING_REF = "refs/bump-queue/landing"  # local only: where fast-import writes a landing
 REQUEST_TRAILER = "Bump-Request"
 IMAGE_KEY = "Image"
-BRANCH_KEY = "Branch"
 TTL_SECONDS = 30 * 60
 PATIENCE_SECONDS = 30.0
 MAX_WAIT_SECONDS = 15 * 60  # then the deploy fails (and withdraws): well inside TTL_SECONDS
@@ -84,16 +83,18 @@ class Request:
 
     @property
     def ref(self) -> str:
-        return f"{NAMESPACE}/{self.env}/{self.id}"
+        return requests_prefix(self.env, self.branch) + self.id
 
     def message(self) -> str:
         lines = [f"bump-request({self.env}): {', '.join(sorted(self.images))}", ""]
         lines += [f"{IMAGE_KEY}: {s}={r.tag}@{r.digest}" for s, r in sorted(self.images.items())]
-        lines += [f"{SOURCE_TRAILER}: {self.source}", f"{BRANCH_KEY}: {self.branch}"]
+        lines += [f"{SOURCE_TRAILER}: {self.source}"]
         return "\n".join(lines) + "\n"
 
     @classmethod
-    def parse(cls, env: str, request_id: str, sha: str, message: str) -> Request | None:
+    def parse(
+        cls, env: str, branch: str, request_id: str, sha: str, message: str
+    ) -> Request | None:
         """The request a fetched ref holds; None when it is malformed (never landed)."""
         images: dict[str, ImageRef] = {}
         fields: dict[str, str] = {}
@@ -112,10 +113,13 @@ class Request:
             source = check_source(fields.get(SOURCE_TRAILER, ""))
         except ValueError:
             return None
-        branch = fields.get(BRANCH_KEY)
-        if not images or not branch:
-            return None
-        return cls(request_id, env, branch, source, images, sha)
+        return cls(request_id, env, branch, source, images, sha) if images else None
+
+
+def requests_prefix(env: str, branch: str) -> str:
+    """Where the requests for `branch` in `env` live: the id is the one segment after it (a
+    longer name belongs to a branch whose name goes on with a slash)."""
+    return f"{NAMESPACE}/{env}/{branch}/"
 
 
 @dataclass(frozen=True)
@@ -131,12 +135,13 @@ class Queue:
 
 
 def fetch_queue(git: Git, policy: PushPolicy, env: str) -> Queue:
-    """Fetch the branch and the environment's requests (pruning landed ones): two processes."""
+    """Fetch the branch and its requests in `env` (pruning landed ones): two processes."""
     branch_ref = f"refs/remotes/{policy.remote}/{policy.branch}"
-    tracking = f"refs/remotes/{policy.remote}/bump-requests/{env}"
+    prefix = requests_prefix(env, policy.branch)
+    tracking = f"refs/remotes/{policy.remote}/{prefix.removeprefix('refs/')}"
     git.run(
         "fetch", "--quiet", "--prune", "--no-tags", policy.remote,
-        f"+refs/heads/{policy.branch}:{branch_ref}", f"+{NAMESPACE}/{env}/*:{tracking}/*",
+        f"+refs/heads/{policy.branch}:{branch_ref}", f"+{prefix}*:{tracking}*",
     )  # fmt: skip
     out = git.run(
         "for-each-ref", "--format=%(refname)%00%(objectname)%00%(contents)%1e", branch_ref, tracking
@@ -149,12 +154,12 @@ def fetch_queue(git: Git, policy: PushPolicy, env: str) -> Queue:
         sha, _, message = rest.partition("\x00")
         if name == branch_ref:
             tip = sha
-        elif name.startswith(tracking + "/"):
-            request_id = name.removeprefix(tracking + "/")
-            found = Request.parse(env, request_id, sha, message)
+        elif name.startswith(tracking) and "/" not in name.removeprefix(tracking):
+            request_id = name.removeprefix(tracking)
+            found = Request.parse(env, policy.branch, request_id, sha, message)
             if found is None:  # kept out of the queue; pruned once old enough to be safe
                 malformed.append(Request(request_id, env, policy.branch, "", {}, sha))
-            elif found.branch == policy.branch:
+            else:
                 requests.append(found)
     if not tip:
         raise GitOpsError(f"{policy.remote}/{policy.branch}: no such branch on the remote")
@@ -355,16 +360,16 @@ def _poll_delay(position: int) -> float:
 
 
 def remote_queue(git: Git, policy: PushPolicy, env: str) -> tuple[str, list[str]]:
-    """(the branch's tip, the ids of the environment's requests, oldest first) as the remote
-    has them now: one `ls-remote`, no objects fetched (the cheap way to wait)."""
-    prefix = f"{NAMESPACE}/{env}/"
+    """(the branch's tip, the ids of its requests in `env`, oldest first) as the remote has them
+    now: one `ls-remote`, no objects fetched (the cheap way to wait)."""
+    prefix = requests_prefix(env, policy.branch)
     out = git.run("ls-remote", policy.remote, f"refs/heads/{policy.branch}", f"{prefix}*")
     tip, ids = "", []
     for line in out.splitlines():
         sha, _, name = line.partition("\t")
         if name == f"refs/heads/{policy.branch}":
             tip = sha
-        elif name.startswith(prefix):
+        elif name.startswith(prefix) and "/" not in name.removeprefix(prefix):
             ids.append(name.removeprefix(prefix))
     now = time.time()
     return tip, sorted(i for i in ids if not is_expired(i, now))
@@ -390,7 +395,7 @@ def _wait_and_land(git: Git, policy: PushPolicy, own: Request, since: str) -> tu
             return _landed_elsewhere(git, own, since, tip), attempts
         if (tip, ids[0]) != seen:
             seen, progress_at = (tip, ids[0]), time.monotonic()
-        position = ids.index(own.id)  # requests for other branches count too: rough is enough
+        position = ids.index(own.id)
         if position and time.monotonic() - progress_at < PATIENCE_SECONDS * position:
             policy.sleep(_poll_delay(position))
             continue

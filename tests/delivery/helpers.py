@@ -93,3 +93,16 @@ def push_sources(repo: Path, count: int, service: str = "svc0") -> list[str]:
     ]
     git(repo, "push", "--quiet", "origin", "HEAD:main")
     return shas
+
+
+def lose_every_push(ours: Path, theirs: Path) -> None:
+    """Before each push from `ours`, `theirs` lands an unrelated commit (a pre-push hook): every
+    push of ours loses its race. The commits' subject is `other`."""
+    hook = ours / ".git" / "hooks" / "pre-push"
+    hook.write_text(
+        "#!/bin/sh\n"
+        f'cd "{theirs}" && git pull -q --rebase origin main && '
+        "date +%s%N >> other.txt && git add other.txt && git commit -qm other && "
+        "git push -q origin HEAD:main\n"
+    )
+    hook.chmod(0o755)

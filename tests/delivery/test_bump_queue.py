@@ -14,7 +14,7 @@ from ci.core.bumpqueue import Request, deploy, publish
 from ci.core.gitops import ImageRef, PushPolicy, PushRejectedError, pinned_image, values_path
 from ci.core.gitrepo import Git
 from ci.core.yamlfile import YamlFileError
-from delivery.helpers import digest_of, git
+from delivery.helpers import digest_of, git, lose_every_push
 
 FAST = PushPolicy(max_attempts=60, backoff_seconds=0.02, max_backoff_seconds=0.3)
 
@@ -107,15 +107,7 @@ def test_a_deploy_that_keeps_losing_gives_up_and_withdraws(
     clone: Callable[[str], Git], tmp_path: Path
 ) -> None:
     ours, theirs = clone("ours"), clone("theirs")
-    # Before each of our pushes someone else lands a commit: every landing of ours loses.
-    hook = ours.workdir / ".git" / "hooks" / "pre-push"
-    hook.write_text(
-        "#!/bin/sh\n"
-        f'cd "{theirs.workdir}" && git pull -q --rebase origin main && '
-        "date +%s%N >> other.txt && git add other.txt && git commit -qm other && "
-        "git push -q origin HEAD:main\n"
-    )
-    hook.chmod(0o755)
+    lose_every_push(ours.workdir, theirs.workdir)
     start = ours.head()
 
     with pytest.raises(PushRejectedError, match="after 3 attempts"):

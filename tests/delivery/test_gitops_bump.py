@@ -23,7 +23,7 @@ from ci.core.gitops import (
     values_path,
 )
 from ci.core.gitrepo import Git
-from delivery.helpers import SERVICES, commit_file, digest_of, git, push_sources
+from delivery.helpers import SERVICES, commit_file, digest_of, git, lose_every_push, push_sources
 
 FAST = PushPolicy(max_attempts=60, backoff_seconds=0.02, max_backoff_seconds=0.3)
 JOIN_DEADLINE_SECONDS = 300
@@ -331,15 +331,7 @@ def test_refused_push_restores_the_clone(clone: Callable[[str], Git], remote: Pa
 
 def test_retries_are_bounded(clone: Callable[[str], Git], tmp_path: Path) -> None:
     ours, theirs = clone("ours"), clone("theirs")
-    # Before each of our pushes, someone else pushes an unrelated commit: we always lose.
-    hook = ours.workdir / ".git" / "hooks" / "pre-push"
-    hook.write_text(
-        "#!/bin/sh\n"
-        f'cd "{theirs.workdir}" && git pull -q --rebase origin main && '
-        "date +%s%N >> other.txt && git add other.txt && git commit -qm other && "
-        "git push -q origin HEAD:main\n"
-    )
-    hook.chmod(0o755)
+    lose_every_push(ours.workdir, theirs.workdir)
     start = ours.head()
 
     with pytest.raises(PushRejectedError, match="after 3 attempts"):

@@ -400,10 +400,7 @@ def _wait_and_land(git: Git, policy: PushPolicy, own: Request, since: str) -> tu
             policy.sleep(_poll_delay(position))
             continue
         if attempts >= policy.max_attempts:
-            raise PushRejectedError(
-                f"push to {policy.remote}/{policy.branch} still rejected after "
-                f"{policy.max_attempts} attempts"
-            )
+            raise PushRejectedError.after(policy)
         attempts += 1
         queue = fetch_queue(git, policy, own.env)
         if own.id not in queue.ids():

@@ -76,6 +76,13 @@ class UnknownSourceError(ValueError):
 class PushRejectedError(GitOpsError):
     """The remote kept rejecting the push after every allowed retry."""
 
+    @classmethod
+    def after(cls, policy: PushPolicy) -> PushRejectedError:
+        return cls(
+            f"push to {policy.remote}/{policy.branch} still rejected after "
+            f"{policy.max_attempts} attempts"
+        )
+
 
 @dataclass(frozen=True)
 class ImageRef:
@@ -344,10 +351,7 @@ def redo_until_pushed(
         restore(git, start)
         raise
     restore(git, start)
-    raise PushRejectedError(
-        f"push to {policy.remote}/{policy.branch} still rejected after "
-        f"{policy.max_attempts} attempts"
-    )
+    raise PushRejectedError.after(policy)
 
 
 def commit_paths(git: Git, paths: Iterable[Path], message: str) -> str | None:

@@ -13,10 +13,11 @@ written by one `git fast-import` and pushed with the leased deletion of their re
 A waiter whose ref is gone finds its commit by that trailer.
 
 Failures: a waiter whose queue head makes no progress for PATIENCE_SECONDS times its place
-behind it (the head's owner died) lands the queue itself; a request older than TTL_SECONDS is
-never landed, only pruned; a deploy that fails or gives up withdraws its request (leased, so it
-never deletes a landed one). A remote that refuses refs outside branches and tags gets the lone
-writer's fetch-redo-push retries instead (`gitops.bump`).
+behind it (the head's owner died) lands the queue itself; a request older than TTL_SECONDS (by
+the clock of the machine that looks) is left to its owner, whose own clock still calls it fresh,
+and one older than PRUNE_SECONDS is deleted; a deploy that fails or gives up withdraws its
+request (leased, so it never deletes a landed one). A remote that refuses refs outside branches
+and tags gets the lone writer's fetch-redo-push retries instead (`gitops.bump`).
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ NAMESPACE = "refs/bump-requests"
 LANDING_REF = "refs/bump-queue/landing"  # local only: where fast-import writes a landing
 REQUEST_TRAILER = "Bump-Request"
 IMAGE_KEY = "Image"
-TTL_SECONDS = 30 * 60
+TTL_SECONDS = 30 * 60  # others land a request younger than this
+PRUNE_SECONDS = 24 * 60 * 60  # a request older than this is deleted by whoever lands
 PATIENCE_SECONDS = 30.0
 MAX_WAIT_SECONDS = 15 * 60  # then the deploy fails (and withdraws): well inside TTL_SECONDS
 # A waiter polls the remote less often the further back it is: the queue's head lands the rest.
@@ -127,8 +129,8 @@ class Queue:
     """The remote branch's tip and the environment's requests, oldest first."""
 
     tip: str
-    pending: tuple[Request, ...]  # for this branch, not expired
-    expired: tuple[Request, ...]
+    pending: tuple[Request, ...]  # for this branch, younger than TTL_SECONDS
+    prunable: tuple[Request, ...]  # older than PRUNE_SECONDS, or not ours to read
 
     def ids(self) -> list[str]:
         return [r.id for r in self.pending]
@@ -164,16 +166,19 @@ def fetch_queue(git: Git, policy: PushPolicy, env: str) -> Queue:
     if not tip:
         raise GitOpsError(f"{policy.remote}/{policy.branch}: no such branch on the remote")
     now = time.time()
-    expired = [r for r in [*requests, *malformed] if is_expired(r.id, now)]
-    gone = {r.id for r in expired}
-    pending = sorted((r for r in requests if r.id not in gone), key=lambda r: r.id)
-    return Queue(tip, tuple(pending), tuple(expired))
+    pending = sorted((r for r in requests if not older(r.id, TTL_SECONDS, now)), key=lambda r: r.id)
+    prunable = [r for r in [*requests, *malformed] if older(r.id, PRUNE_SECONDS, now)]
+    return Queue(tip, tuple(pending), tuple(prunable))
 
 
-def is_expired(request_id: str, now: float) -> bool:
-    """Older than TTL_SECONDS by the time in its id (an id not made here: expired)."""
+def older(request_id: str, seconds: float, now: float) -> bool:
+    """The request is older than `seconds` by the time in its id (an id not made here: yes).
+
+    Only ever a reason to leave a request to its owner, or after a day to delete it: a machine
+    whose clock is behind makes requests that look old elsewhere, and it lands them itself.
+    """
     try:
-        return now - int(request_id.partition("-")[0], 16) / 1e9 > TTL_SECONDS
+        return now - int(request_id.partition("-")[0], 16) / 1e9 > seconds
     except ValueError:
         return True
 
@@ -305,7 +310,7 @@ def write_commits(
 
 def land(git: Git, policy: PushPolicy, queue: Queue, own: Request) -> Outcome | None:
     """Commit every pending request on the tip, oldest first, and push the commits together with
-    the deletion of the decided (and expired) requests, atomically. Returns our request's
+    the deletion of the decided (and prunable) requests, atomically. Returns our request's
     outcome, or None when another writer pushed first. A request of somebody else that cannot
     be decided here (its source is unknown to us, its values file is gone) is left to its owner.
     """
@@ -318,7 +323,7 @@ def land(git: Git, policy: PushPolicy, queue: Queue, own: Request) -> Outcome | 
                 raise
     shas = write_commits(git, queue.tip, chain.commits) if chain.commits else []
     arguments = [f"{shas[-1]}:refs/heads/{policy.branch}"] if shas else []
-    for request in [*queue.expired, *(r for r in queue.pending if r.id in chain.decided)]:
+    for request in [*queue.prunable, *(r for r in queue.pending if r.id in chain.decided)]:
         if request.sha:  # published (our own may not be yet)
             arguments += [f"--force-with-lease={request.ref}:{request.sha}", f":{request.ref}"]
     if arguments and push_atomic(git, policy, arguments) is not None:
@@ -372,7 +377,7 @@ def remote_queue(git: Git, policy: PushPolicy, env: str) -> tuple[str, list[str]
         elif name.startswith(prefix) and "/" not in name.removeprefix(prefix):
             ids.append(name.removeprefix(prefix))
     now = time.time()
-    return tip, sorted(i for i in ids if not is_expired(i, now))
+    return tip, sorted(i for i in ids if not older(i, TTL_SECONDS, now))
 
 
 def _wait_and_land(git: Git, policy: PushPolicy, own: Request, since: str) -> tuple[Outcome, int]:
@@ -404,7 +409,7 @@ def _wait_and_land(git: Git, policy: PushPolicy, own: Request, since: str) -> tu
         attempts += 1
         queue = fetch_queue(git, policy, own.env)
         if own.id not in queue.ids():
-            continue  # landed (or expired) since we looked: the next look says which
+            continue  # landed since we looked: the next look says how
         outcome = land(git, policy, queue, own)
         if outcome is not None:
             return outcome, attempts

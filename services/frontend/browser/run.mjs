@@ -29,10 +29,12 @@ export const OUTPUT_DIR = process.env.OUTPUT_DIR || join(REPO, 'test-output', 'b
 export const CHROMIUM_PATH = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const STEP_TIMEOUT_MS = Number(process.env.STEP_TIMEOUT_MS || 30_000);
 // Flags known to work for Debian's Chromium on headless CI machines (no GPU, no sandbox as root,
-// nothing phoning home).
+// nothing phoning home, shared memory in /tmp: containers, a Dagger engine's too, give /dev/shm
+// only 64 MB, where Chromium's renderer crashes on a large page).
 export const CHROMIUM_ARGS = [
   '--no-sandbox',
   '--disable-gpu',
+  '--disable-dev-shm-usage',
   '--disable-background-networking',
   '--disable-component-update',
   '--disable-sync',

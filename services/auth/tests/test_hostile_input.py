@@ -6,7 +6,9 @@ import unicodedata
 from collections.abc import Callable, Iterator
 
 import httpx
+import psycopg
 import pytest
+from argon2 import PasswordHasher
 from auth.app import create_app
 from auth.config import Settings
 from harness.appservers import AsgiServer
@@ -77,3 +79,28 @@ async def test_a_password_logs_in_whatever_its_unicode_normal_form(
     for form in (password, decomposed):
         answer = await client.post("/login", json={"username": "zoe", "password": form})
         assert answer.status_code == 200, answer.text
+
+
+async def test_a_password_hashed_before_normalisation_still_logs_in_and_is_rehashed(
+    client: httpx.AsyncClient, migrated_database_url: str
+) -> None:
+    """A user of the old deployment whose hash is of the decomposed text as typed."""
+    password = "caf\u00e9 au lait"
+    decomposed = unicodedata.normalize("NFD", password)
+    created = await client.post("/register", json={"username": "yves", "password": password})
+    assert created.status_code == 201
+    legacy = PasswordHasher().hash(decomposed)  # what the old service stored
+    with psycopg.connect(migrated_database_url) as conn:
+        conn.execute("UPDATE users SET password_hash = %s WHERE username = 'yves'", (legacy,))
+
+    answer = await client.post("/login", json={"username": "yves", "password": decomposed})
+
+    assert answer.status_code == 200, answer.text
+    with psycopg.connect(migrated_database_url) as conn:
+        row = conn.execute("SELECT password_hash FROM users WHERE username = 'yves'").fetchone()
+    assert row is not None
+    assert row[0] != legacy
+    assert PasswordHasher().verify(row[0], password)  # now the NFC form's hash
+    for form in (password, decomposed):
+        again = await client.post("/login", json={"username": "yves", "password": form})
+        assert again.status_code == 200, again.text

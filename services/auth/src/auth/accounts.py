@@ -71,7 +71,7 @@ def login(
     user = find_user(session, username)
     if not verify_password(user.password_hash if user else None, password) or user is None:
         raise InvalidCredentialsError
-    if needs_rehash(user.password_hash):
+    if needs_rehash(user.password_hash, password):
         user.password_hash = hash_password(password)
     pair = _issue(session, keyring, settings, user, family_id=uuid.uuid4())
     session.commit()

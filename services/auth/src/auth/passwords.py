@@ -1,7 +1,9 @@
 """argon2id password hashing (argon2-cffi's defaults follow RFC 9106's recommendations).
 
 Passwords are hashed in Unicode normal form NFC: the same password typed on another keyboard
-or system (precomposed `é` or `e` + combining accent) is the same password.
+or system (precomposed `é` or `e` + combining accent) is the same password. A hash made before
+that (of the text as typed, the Docker Compose deployment's users) still matches the same text
+and is replaced by its NFC hash at the next login.
 """
 
 from __future__ import annotations
@@ -26,7 +28,12 @@ def hash_password(password: str) -> str:
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:
-    return _matches(password_hash, _normalised(password)) and bool(password_hash)
+    """True when `password` (in NFC, or as typed for an older hash) matches. A missing user
+    costs the same verifications as a wrong password, so timing reveals no usernames."""
+    nfc = _normalised(password)
+    if _matches(password_hash, nfc):
+        return bool(password_hash)
+    return nfc != password and _matches(password_hash, password) and bool(password_hash)
 
 
 def _matches(password_hash: str | None, password: str) -> bool:
@@ -36,5 +43,9 @@ def _matches(password_hash: str | None, password: str) -> bool:
         return False
 
 
-def needs_rehash(password_hash: str) -> bool:
-    return _hasher.check_needs_rehash(password_hash)
+def needs_rehash(password_hash: str, password: str) -> bool:
+    """After a match: the hash has outdated parameters, or it is of the text as typed."""
+    if _hasher.check_needs_rehash(password_hash):
+        return True
+    nfc = _normalised(password)
+    return nfc != password and not _matches(password_hash, nfc)

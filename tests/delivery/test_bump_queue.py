@@ -14,7 +14,7 @@ from ci.core.bumpqueue import Request, deploy, publish
 from ci.core.gitops import ImageRef, PushPolicy, PushRejectedError, pinned_image, values_path
 from ci.core.gitrepo import Git
 from ci.core.yamlfile import YamlFileError
-from delivery.helpers import digest_of, git, lose_every_push
+from delivery.helpers import commit_file, digest_of, git, lose_every_push
 
 FAST = PushPolicy(max_attempts=60, backoff_seconds=0.02, max_backoff_seconds=0.3)
 
@@ -176,3 +176,19 @@ def test_requests_for_another_branch_neither_block_nor_land(clone: Callable[[str
     assert result.attempts == 1  # nothing queued for main: it landed alone
     assert final_image(repo, "svc9") == ref("main")
     assert len(requests_on(repo)) == 2
+
+
+def test_a_request_brings_its_source_along(
+    clone: Callable[[str], Git], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bumpqueue, "PATIENCE_SECONDS", 0.2)
+    dead, alive = clone("dead"), clone("alive")
+    # A build of a commit that was never pushed anywhere else (only the request carries it).
+    source = commit_file(dead.workdir, "services/svc1/code.txt", "local\n", "feat: local build")
+    publish(dead, FAST, Request.new("staging", "main", source, {"svc1": ref("local")}))
+
+    deploy(alive, "staging", {"svc2": ref("alive")}, alive.head(), FAST)
+
+    assert final_image(alive, "svc1") == ref("local")
+    assert trailer(alive, "origin/main^", "Source") == source
+    assert requests_on(alive) == []

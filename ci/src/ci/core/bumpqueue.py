@@ -4,13 +4,13 @@ Why: each push to the deployment branch lands one writer, so N pipelines racing 
 fetch-redo-push retries do O(N^2) work: 100 racing bumps took 48 s on two cores, nearly all of
 it attempts that lost. Here a deploy first tries to land alone (nothing more to do when nobody
 else deploys). After losing that race, or when others are already queued, it publishes its
-request as the ref `refs/bump-requests/<env>/<branch>/<id>` (a commit with an empty tree; its
-message carries the images and the source) and waits, looking with `ls-remote` only. The
-owner of the oldest pending request lands every pending request of the environment: one commit
-each, exactly the commit a lone bump makes plus a `Bump-Request` trailer, each decided on the
-chain so far (stale builds refused, the newest source wins, an equal pin makes no commit), all
-written by one `git fast-import` and pushed with the leased deletion of their refs, atomically.
-A waiter whose ref is gone finds its commit by that trailer.
+request as the ref `refs/bump-requests/<env>/<branch>/<id>` (a commit with an empty tree on top
+of the source; its message carries the images and the source) and waits, looking with
+`ls-remote` only. The owner of the oldest pending request lands every pending request of the
+environment: one commit each, exactly the commit a lone bump makes plus a `Bump-Request`
+trailer, each decided on the chain so far (stale builds refused, the newest source wins, an
+equal pin makes no commit), all written by one `git fast-import` and pushed with the leased
+deletion of their refs, atomically. A waiter whose ref is gone finds its commit by that trailer.
 
 Failures: a waiter whose queue head makes no progress for PATIENCE_SECONDS times its place
 behind it (the head's owner died) lands the queue itself; a request older than TTL_SECONDS (by
@@ -184,9 +184,12 @@ def older(request_id: str, seconds: float, now: float) -> bool:
 
 
 def publish(git: Git, policy: PushPolicy, request: Request) -> Request:
-    """Push the request as a new ref (its id is unique: no race to lose)."""
+    """Push the request as a new ref (its id is unique: no race to lose). Its commit's parent is
+    the source, so whoever fetches the request has the source's history to order it by."""
     empty_tree = git.run("mktree", stdin="")
-    sha = git.run("commit-tree", empty_tree, "-F", "-", stdin=request.message())
+    sha = git.run(
+        "commit-tree", empty_tree, "-p", request.source, "-F", "-", stdin=request.message()
+    )
     git.run("push", "--porcelain", policy.remote, f"{sha}:{request.ref}")
     return replace(request, sha=sha)
 

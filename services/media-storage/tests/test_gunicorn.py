@@ -55,10 +55,17 @@ def test_upload_and_ranged_download_through_gunicorn(
         assert client.delete(f"/files/{file_id}").status_code == 204
 
 
+CHUNKS = 1024  # of 64 KiB
+
+
 def test_chunked_upload_over_the_limit_is_cut_off_while_streaming(
     server: str, token_issuer: TokenIssuer, tmp_path: Path
 ) -> None:
-    """No Content-Length: only the streaming check can stop it, long before the body ends."""
+    """No Content-Length: only the streaming check can stop it, long before the body ends.
+
+    64 MiB, 256x the limit: far more than the kernel's loopback socket buffers (a few MiB), which
+    a client fills before a busy server has read anything (4 MiB did fit, and the test failed).
+    """
     headers = token_issuer.bearer(str(uuid.uuid4()), "alice")
     boundary = "limit-test"
     sent = 0
@@ -70,7 +77,7 @@ def test_chunked_upload_over_the_limit_is_cut_off_while_streaming(
             f'filename="big.png"\r\n\r\n'
         ).encode()
         yield b"\x89PNG\r\n\x1a\n"
-        for _ in range(64):  # up to 64 * 64 KiB = 16x the limit, unless the server hangs up
+        for _ in range(CHUNKS):
             chunk = b"\x00" * 65536
             sent += len(chunk)
             yield chunk
@@ -84,7 +91,7 @@ def test_chunked_upload_over_the_limit_is_cut_off_while_streaming(
     except httpx.TransportError:
         # The server may close the socket before the client stops sending; that is a refusal too.
         pass
-    assert sent < 64 * 65536, "the server read the whole oversized body"
+    assert sent < CHUNKS * 65536, "the server read the whole oversized body"
     media = tmp_path / "media"
     leftovers = [p for p in media.rglob("*") if p.is_file() and not p.name.startswith("index.")]
     assert leftovers == []

@@ -243,15 +243,31 @@ def test_an_early_413_reaches_the_client_instead_of_a_502(edge: EdgeUnderTest) -
         assert answer.content == TOO_LARGE
 
 
+def access_lines(log: Path, paths: set[str], timeout: float = 60) -> list[dict[str, object]]:
+    """The edge's access lines, once there is one for each of `paths`: it logs after it has
+    answered, so the client may read its answer before the line is written."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = log.read_text()
+        complete = text[: text.rfind("\n") + 1].splitlines()  # never a line still being written
+        lines = [json.loads(line) for line in complete if line.strip()]
+        access = [line for line in lines if line["logger"] == "edge.access"]
+        if paths <= {line["path"] for line in access} or time.monotonic() > deadline:
+            return access
+        time.sleep(0.05)
+
+
 def test_every_request_is_logged_as_one_json_access_line(edge: EdgeUnderTest) -> None:
     httpx.get(f"{edge.url}/api/auth/logged?secret=1", timeout=10)
     httpx.get(f"{edge.url}/api/nosuch", timeout=10)
-    lines = [json.loads(line) for line in edge.log.read_text().splitlines()]
-    access = [line for line in lines if line["logger"] == "edge.access"]
-    assert {"method": "GET", "path": "/api/auth/logged", "status": 200}.items() <= access[
-        -2
-    ].items()
-    assert {"path": "/api/nosuch", "status": 404, "service": "edge"}.items() <= access[-1].items()
+    access = access_lines(edge.log, {"/api/auth/logged", "/api/nosuch"})
+    by_path = {str(line["path"]): line.items() for line in access}
+    assert {"method": "GET", "path": "/api/auth/logged", "status": 200}.items() <= by_path[
+        "/api/auth/logged"
+    ]
+    assert {"path": "/api/nosuch", "status": 404, "service": "edge"}.items() <= by_path[
+        "/api/nosuch"
+    ]
     assert all("secret" not in json.dumps(line) for line in access), "query strings stay out"
     assert not any(line["path"] == READY_PATH for line in access), "probes are not logged"
 

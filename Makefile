@@ -17,7 +17,7 @@ export UV_COMPILE_BYTECODE := 1
 # Python code lives only in the folders with a pyproject.toml (not in services/frontend).
 PY_DIRS := $(patsubst %/pyproject.toml,%,$(wildcard services/*/pyproject.toml))
 
-.PHONY: help setup system-packages python frontend crd-schemas lock requirements-check lint format test e2e run check bench
+.PHONY: help setup system-packages python frontend crd-schemas lock generate generate-check lint format test e2e run check bench
 
 # Every target with a `## text` comment, in file order (tests/stack/tests/test_make.py: all are listed).
 help: ## this list
@@ -57,31 +57,26 @@ $(CRDS)/node_modules/.package-lock.json: $(CRDS)/package-lock.json $(CRDS)/packa
 	cd $(CRDS) && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-# Python services (every services/*/pyproject.toml but the servicekit library): their images
-# install requirements.txt, pinned and hashed, exported from uv.lock. `make lock` writes them;
-# `make lint` fails when one no longer matches uv.lock (comment lines aside).
-PY_SERVICES := $(filter-out servicekit,$(notdir $(PY_DIRS)))
-export_requirements = $(UV) export --quiet --frozen --package "$(1)" --no-dev --no-emit-workspace --format requirements.txt
+# Generated files (ci/src/ci/core/generated.py: each Python service's requirements.txt from
+# uv.lock, ...): `make generate` writes them, `make generate-check` (part of `make lint`) fails
+# when one is stale; `dagger generate` returns the same files as a Changeset.
+GENERATE := PYTHONPATH=ci/src $(BIN)/python -m ci.generate
 
-lock: $(UV) ## update uv.lock and the services' requirements.txt
+lock: $(UV) ## update uv.lock and the files generated from it (services' requirements.txt)
 	$(UV) lock
-	@for svc in $(PY_SERVICES); do \
-	  $(call export_requirements,$$svc) -o "services/$$svc/requirements.txt"; \
-	done
+	@$(GENERATE)
 
-requirements-check: $(UV) ## fail when a service's requirements.txt no longer matches uv.lock
-	@stale=(); for svc in $(PY_SERVICES); do \
-	  file="services/$$svc/requirements.txt"; \
-	  if ! diff -q <($(call export_requirements,$$svc) | grep -v '^#') \
-	               <(grep -v '^#' "$$file" 2>/dev/null) >/dev/null; then stale+=("$$file"); fi; \
-	done; \
-	if (( $${#stale[@]} )); then echo "stale or missing (run make lock): $${stale[*]}" >&2; exit 1; fi
+generate: $(UV) ## write the generated files (requirements.txt from uv.lock, ...)
+	@$(GENERATE)
+
+generate-check: $(UV) ## fail when a generated file is stale (run make generate)
+	@$(GENERATE) --check
 
 # `make lint` and `make test` are the repository recipes of ci/src/ci/core/recipes.py, the single
 # source of the stage commands that `dagger call check` and `make check` run per service.
 lint: setup ## ruff, mypy --strict, hadolint, shellcheck, yamllint, actionlint, tsc, eslint
 	@$(CHECK) --recipe lint
-	@$(MAKE) --no-print-directory requirements-check
+	@$(MAKE) --no-print-directory generate-check
 
 format: setup ## ruff's fixes and formatting, applied
 	$(BIN)/ruff check --fix .

@@ -19,7 +19,7 @@ PY_DIRS := $(patsubst %/pyproject.toml,%,$(wildcard services/*/pyproject.toml))
 
 .PHONY: help setup system-packages python frontend crd-schemas lock generate generate-check lint format test e2e run check bench
 
-# Every target with a `## text` comment, in file order (tests/stack/tests/test_make.py: all are listed).
+# Every target with a `## text` comment, in file order (tests/localapp/test_make.py: all are listed).
 help: ## this list
 	@awk -F ':[^#]*## ' '/^[a-z][a-z0-9-]*:[^=]*## / { printf "make %-18s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
@@ -93,7 +93,7 @@ check: setup ## the main job: dagger call check, else its stages on this host (C
 	@$(CHECK) --engine-first $(CHECK_ARGS)
 
 # The e2e suite alone. Against E2E_BASE_URL when set (e.g. the K3s ingress), otherwise against a
-# local stack of every Python service started by the suite itself (tests/stack/README.md).
+# local stack of every Python service started by the suite itself (ci/src/ci/localapp/README.md).
 e2e: setup ## the end-to-end suite only (E2E_BASE_URL, else a local stack of the services)
 	$(BIN)/pytest tests/e2e
 
@@ -110,7 +110,7 @@ FRONTEND_SOURCES := $(shell find $(FRONTEND)/src $(FRONTEND)/public -type f) \
 	$(addprefix $(FRONTEND)/,index.html package.json vite.config.ts tsconfig.json)
 FRONTEND_DIST ?= $(FRONTEND)/dist
 run: setup $(FRONTEND_DIST)/index.html ## the app at http://127.0.0.1:8080/ (EDGE_PORT=N to move it; Ctrl-C stops it)
-	PYTHONPATH=tests:ci/src $(BIN)/python -m stack --static $(FRONTEND_DIST) --edge-port $(EDGE_PORT)
+	PYTHONPATH=ci/src $(BIN)/python -m ci.localapp --static $(FRONTEND_DIST) --edge-port $(EDGE_PORT)
 
 $(FRONTEND)/dist/index.html: $(FRONTEND_SOURCES) $(FRONTEND)/node_modules/.package-lock.json
 	$(NPM) run --silent build

@@ -1,4 +1,4 @@
-"""The local stack (tests/stack: every Python service as a real process behind the edge router):
+"""The local stack (ci.localapp: every Python service as a real process behind the edge router):
 request latency of login, post message and upload, and the e2e suite's wall time.
 
 The anchor of a request is a GET of auth's /health through the same edge: what any request costs
@@ -16,10 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+from ci.localapp.stack import LocalStack
 from e2e.api import PASSWORD, sign_up
 from harness.lifetime import bound_to_parent
 from harness.servers import PostgresServer, RedisServer
-from stack.local import LocalStack
 
 from bench.table import Row, p50
 

@@ -88,7 +88,11 @@ def test_servers_die_with_a_runner_killed_by_sigkill(tmp_path: Path) -> None:
         "pg = PostgresServer().init(); pg.start(); r = RedisServer(); r.start()\n"
         "print(pg.process.pid, r.process.pid, flush=True); sys.stdin.read()\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    tests = Path(__file__).parent
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(tests), str(tests.parent / "ci" / "src")]),
+    }
     runner = subprocess.Popen(
         [sys.executable, "-c", script], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE
     )

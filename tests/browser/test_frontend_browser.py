@@ -1,6 +1,6 @@
 """The built front end in headless Chromium, in front of the real services.
 
-The services run as real processes (the local stack of tests/stack, on the harness's PostgreSQL
+The services run as real processes (the local app of ci/src/ci/localapp, on the harness's PostgreSQL
 and Redis). `services/frontend/browser/run.mjs` serves the built app with `vite preview`, which
 sends /api/... to the stack's edge router (API_URL), and drives Debian's Chromium through
 playwright-core: the registration rules, register, a failed then a good login, create a
@@ -19,7 +19,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from stack.local import StackUrls
+from ci.localapp.stack import StackUrls
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FRONTEND = REPO_ROOT / "services" / "frontend"

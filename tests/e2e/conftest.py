@@ -1,6 +1,6 @@
 """The base URL under test: E2E_BASE_URL (e.g. the K3s ingress), else the session's local stack.
 
-The local stack (`local_stack`, from `stack.pytest_plugin`) runs every Python service as a real
+The local stack (`local_stack`, from `harness.stack_plugin`) runs every Python service as a real
 process (its production server, its migrations applied) on the harness's PostgreSQL and Redis,
 behind an edge router that strips the /api/<service> prefixes like the ingress does.
 """

@@ -1,29 +1,5 @@
-"""Child processes that die with whoever started them, even when that one is SIGKILLed.
+"""Children that die with their parent: the local app's own helper (ci.localapp.lifetime)."""
 
-A CI timeout kills the test runner (or the local stack) with SIGKILL: no `finally` runs, so
-every server it started would be left running. Each child is therefore started through
-util-linux's `setpriv --pdeathsig KILL`, which asks the kernel (PR_SET_PDEATHSIG) to kill it
-when its parent dies, and sets that after dropping to another user (a change of user clears
-it). The kernel ties it to the *thread* that started the child: start servers from the main
-thread or from a thread that lives as long as they do.
-"""
+from ci.localapp.lifetime import INSTALL_HINT, LifetimeError, bound_to_parent
 
-from __future__ import annotations
-
-import shutil
-from collections.abc import Sequence
-
-INSTALL_HINT = "setpriv is part of util-linux (Debian/Ubuntu: apt-get install util-linux)"
-
-
-class LifetimeError(RuntimeError):
-    """The tool that ties a child's lifetime to its parent is missing."""
-
-
-def bound_to_parent(argv: Sequence[str], *, user: str | None = None) -> list[str]:
-    """`argv` wrapped so that it is killed when its parent dies (run as `user` when given)."""
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        raise LifetimeError(f"setpriv not found; {INSTALL_HINT}")
-    as_user = ["--reuid", user, "--regid", user, "--init-groups"] if user else []
-    return [setpriv, *as_user, "--pdeathsig", "KILL", "--", *argv]
+__all__ = ["INSTALL_HINT", "LifetimeError", "bound_to_parent"]

@@ -73,7 +73,7 @@ def test_python_and_node_toolchains() -> None:
     python = service(uses=["servicekit"])
     assert [s.args[0] for s in lint_steps(python)] == ["ruff", "ruff", "mypy"]
     assert step_for_tests(python).args == ["pytest", "services/auth", "--junitxml=/out/junit.xml"]
-    assert mypy_path(python) == "services/auth/src:services/servicekit/src:tests"
+    assert mypy_path(python) == "services/auth/src:services/servicekit/src:ci/src:tests"
     node = service(name="frontend", kind="node")
     assert [s.args for s in lint_steps(node)] == [
         ["npm", "run", "--silent", "lint"],
@@ -84,7 +84,7 @@ def test_python_and_node_toolchains() -> None:
     assert step_for_tests(node).workdir == "services/frontend"
     assert step_for_tests(python, "/tmp/x.xml").args[-1] == "--junitxml=/tmp/x.xml"
     mypy = lint_steps(python)[-1]
-    assert mypy.env == {"MYPYPATH": "services/auth/src:services/servicekit/src:tests"}
+    assert mypy.env == {"MYPYPATH": "services/auth/src:services/servicekit/src:ci/src:tests"}
 
 
 def test_repo_suite_is_tests_and_every_library() -> None:
@@ -231,5 +231,5 @@ def test_the_engine_stages_cover_every_test_folder_make_test_runs() -> None:
         return any(folder == path or folder.startswith(f"{path}/") for path in covered)
 
     assert "tests" in covered
-    assert {"services/auth", "services/servicekit", "tests/stack"} <= folders
+    assert {"services/auth", "services/servicekit"} <= folders
     assert [folder for folder in sorted(folders) if not runs(folder)] == []

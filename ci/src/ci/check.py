@@ -27,21 +27,17 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# The test harness (tests/harness) of this checkout provides PostgreSQL and Redis.
-_TESTS_DIR = Path(__file__).resolve().parents[3] / "tests"
-if str(_TESTS_DIR) not in sys.path:
-    sys.path.append(str(_TESTS_DIR))
+from ci.core import hostcheck, recipes, scanpolicy
+from ci.core.affected import Plan, affected, library_charts
+from ci.core.catalog import Catalog, CatalogError, load_catalog
+from ci.core.gitfacts import GitError, git
+from ci.core.report import StageResult, duration, failed, summary
+from ci.host import processes
+from ci.host.stages import HostStages
 
-from harness.servers import HarnessError  # noqa: E402
-
-from ci.core import hostcheck, recipes, scanpolicy  # noqa: E402
-from ci.core.affected import Plan, affected, library_charts  # noqa: E402
-from ci.core.catalog import Catalog, CatalogError, load_catalog  # noqa: E402
-from ci.core.gitfacts import GitError, git  # noqa: E402
-from ci.core.report import StageResult, duration, failed, summary  # noqa: E402
-from ci.host import processes  # noqa: E402
-from ci.host.stages import HostStages  # noqa: E402
-from ci.plan import make_plan  # noqa: E402
+# PostgreSQL and Redis come from the local app's servers (ci.localapp.servers), as in the tests.
+from ci.localapp.servers import HarnessError
+from ci.plan import make_plan
 
 USAGE_ERROR = 2
 FAILED = 1

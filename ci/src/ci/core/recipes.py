@@ -137,9 +137,10 @@ def trivy_steps(image_tar: str, reports: str, scan_options: Sequence[str] = ()) 
 
 
 def mypy_path(service: Service) -> str:
-    """MYPYPATH for one service: its src, its libraries' src and the repo test harness."""
+    """MYPYPATH for one service: its src, its libraries' src, the repo test harness and ci/src
+    (the harness re-exports the local app's servers)."""
     roots = [f"{service.folder}/src", *(f"{SERVICES_DIR}/{lib}/src" for lib in service.uses)]
-    return ":".join([*roots, "tests"])
+    return ":".join([*roots, "ci/src", "tests"])
 
 
 def ruff_steps(paths: list[str]) -> list[Step]:

@@ -19,12 +19,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.servers import PostgresServer, RedisServer
-
 from ci.core import hostcheck, recipes, scanpolicy
 from ci.core.catalog import Catalog, Service
 from ci.core.report import StageResult
 from ci.host.processes import run_command
+from ci.localapp.servers import PostgresServer, RedisServer
 
 COMMAND_TIMEOUT_SECONDS = 3600.0
 DETAIL_LINES = 60

@@ -5,11 +5,10 @@ from __future__ import annotations
 import httpx
 import psycopg
 import pytest
+from ci.localapp.process import StackError
+from ci.localapp.stack import SOURCE_ROOT, LocalStack
 
-from stack.local import STACK_PACKAGE_ROOT, LocalStack
-from stack.process import StackError
-
-REPO_ROOT = STACK_PACKAGE_ROOT.parent
+REPO_ROOT = SOURCE_ROOT.parents[1]
 
 
 def _databases(admin_url: str) -> set[str]:

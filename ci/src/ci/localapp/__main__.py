@@ -1,6 +1,7 @@
-"""`python -m stack`: start the local stack, print its URLs as one JSON line, run until stopped.
+"""`python -m ci.localapp`: start the local app, print its URLs as one JSON line, run until
+stopped.
 
-Run from the repository root: `PYTHONPATH=tests:ci/src .venv/bin/python -m stack [--static DIR]`
+Run from the repository root: `PYTHONPATH=ci/src .venv/bin/python -m ci.localapp [--static DIR]`
 (or `make run`). PostgreSQL and Redis are servers of its own, or TEST_DATABASE_URL /
 TEST_REDIS_URL when set. Progress goes to stderr; exit 1 when a part cannot start or dies.
 """
@@ -18,18 +19,16 @@ import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from harness.servers import HarnessError, PostgresServer, RedisServer
+from ci.localapp.process import StackError
+from ci.localapp.servers import HarnessError, PostgresServer, RedisServer
+from ci.localapp.services import load_services
+from ci.localapp.stack import HOST, REPO_ROOT, LocalStack
 
-from stack.local import HOST, LocalStack
-from stack.process import StackError
-from stack.services import load_services
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 WATCH_INTERVAL = 0.5  # seconds between checks that every process still runs
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m stack", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m ci.localapp", description=__doc__)
     parser.add_argument(
         "--static", type=Path, help="built front end served at / (a directory with index.html)"
     )

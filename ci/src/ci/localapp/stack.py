@@ -23,15 +23,16 @@ from types import TracebackType
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
-from harness.servers import free_port
 
-from stack.argv import with_listen_address
-from stack.edge import INSTANCE_ENV, READY_PATH
-from stack.process import ManagedProcess, StackError, run_all_to_completion, wait_until_ready
-from stack.services import StackService, load_services
+from ci.localapp.argv import with_listen_address
+from ci.localapp.edge import INSTANCE_ENV, READY_PATH
+from ci.localapp.process import ManagedProcess, StackError, run_all_to_completion, wait_until_ready
+from ci.localapp.servers import free_port
+from ci.localapp.services import StackService, load_services
 
 HOST = "127.0.0.1"
-STACK_PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # tests/, where `stack` lives
+SOURCE_ROOT = Path(__file__).resolve().parents[2]  # ci/src, where `ci.localapp` lives
+REPO_ROOT = SOURCE_ROOT.parents[1]
 MIGRATE_TIMEOUT = 120.0
 
 # Names the services read (conventions); never inherited from the caller's environment.
@@ -301,13 +302,13 @@ class LocalStack:
 
     def _start_edge(self, services: list[StackService], urls: dict[str, str], logs: Path) -> str:
         port = self.edge_port or free_port()
-        argv = [sys.executable, "-m", "stack.edge", "--host", HOST, "--port", str(port)]
+        argv = [sys.executable, "-m", "ci.localapp.edge", "--host", HOST, "--port", str(port)]
         argv += [arg for s in services for arg in ("--route", f"{s.route}={urls[s.name]}")]
         if self.static_dir is not None:
             argv += ["--static", str(self.static_dir)]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
-            [str(STACK_PACKAGE_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+            [str(SOURCE_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
         )
         instance = env[INSTANCE_ENV] = secrets.token_hex(16)
         edge = self._spawn("edge", argv, env, self.repo_root, logs / "edge.log")

@@ -7,11 +7,10 @@ import re
 import subprocess
 from pathlib import Path
 
+from ci.localapp.stack import SOURCE_ROOT
 from harness.fakehttp import JsonServer
 
-from stack.local import STACK_PACKAGE_ROOT
-
-REPO_ROOT = STACK_PACKAGE_ROOT.parent
+REPO_ROOT = SOURCE_ROOT.parents[1]
 
 
 def _make(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -9,9 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from harness.servers import free_port
-
-from stack.process import (
+from ci.localapp.process import (
     ManagedProcess,
     StackError,
     log_tail,
@@ -19,6 +17,7 @@ from stack.process import (
     run_to_completion,
     wait_until_ready,
 )
+from harness.servers import free_port
 
 
 def _process(tmp_path: Path, *argv: str, name: str = "probe") -> ManagedProcess:

@@ -1,4 +1,4 @@
-"""Pytest plugin (`-p stack.pytest_plugin`, in the root pyproject): one local stack per session.
+"""Pytest plugin (`-p harness.stack_plugin`, in the root pyproject): one local stack per session.
 
 `local_stack` starts every Python service on the harness's PostgreSQL and Redis the first time a
 test asks for it, and stops them when the session ends; the e2e suite and the front end's
@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
-
-from stack.local import LocalStack, StackUrls
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from ci.localapp.stack import REPO_ROOT, LocalStack, StackUrls
 
 
 @pytest.fixture(scope="session")

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ci.core.catalog import CatalogError, load_catalog  # the pipeline's own reader and checks
-
-from stack.process import StackError
+from ci.localapp.process import StackError
 
 
 @dataclass(frozen=True)

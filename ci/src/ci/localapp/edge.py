@@ -4,7 +4,7 @@ Like the ingress it sends `<route>/rest` to the service owning `<route>` as `/re
 is stripped), and everything else to the front end: here a static directory served with the
 SPA fallback of the front end's Nginx (unknown paths get index.html; unknown `/api/...` paths a
 JSON 404). Run it with
-`python -m stack.edge --port N --route /api/auth=http://127.0.0.1:PORT ... [--static DIR]`.
+`python -m ci.localapp.edge --port N --route /api/auth=http://127.0.0.1:PORT ... [--static DIR]`.
 
 Upstream requests are sent by a blocking client in a worker thread: a service that answers
 before reading the whole body (413) and closes leaves its answer in the kernel's buffer, where a
@@ -241,7 +241,7 @@ def _body_from_thread(request: Request) -> Iterator[bytes]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m stack.edge", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m ci.localapp.edge", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--route", type=parse_route, action="append", default=[])

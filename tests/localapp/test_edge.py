@@ -17,13 +17,12 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from ci.localapp.edge import READY_PATH, match_route, parse_route
+from ci.localapp.process import ManagedProcess, wait_until_ready
+from ci.localapp.stack import SOURCE_ROOT
 from harness.servers import free_port
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
-
-from stack.edge import READY_PATH, match_route, parse_route
-from stack.local import STACK_PACKAGE_ROOT
-from stack.process import ManagedProcess, wait_until_ready
 
 ROUTES = {"/api/auth": "http://a", "/api/auth/admin": "http://b", "/api/chat": "http://c"}
 
@@ -149,8 +148,8 @@ def upstream() -> Iterator[str]:
 
 def _start_edge(tmp_path: Path, *args: str) -> tuple[ManagedProcess, str]:
     port = free_port()
-    env = dict(os.environ, PYTHONPATH=str(STACK_PACKAGE_ROOT))
-    argv = [sys.executable, "-m", "stack.edge", "--port", str(port), *args]
+    env = dict(os.environ, PYTHONPATH=str(SOURCE_ROOT))
+    argv = [sys.executable, "-m", "ci.localapp.edge", "--port", str(port), *args]
     edge = ManagedProcess("edge", argv, env, tmp_path, tmp_path / "edge.log")
     edge.start()
     base = f"http://127.0.0.1:{port}"
@@ -274,8 +273,8 @@ def test_every_request_is_logged_as_one_json_access_line(edge: EdgeUnderTest) ->
 
 def test_the_ready_path_answers_with_the_instance_id(upstream: str, tmp_path: Path) -> None:
     port = free_port()
-    env = dict(os.environ, PYTHONPATH=str(STACK_PACKAGE_ROOT), EDGE_INSTANCE_ID="run-42")
-    argv = [sys.executable, "-m", "stack.edge", "--port", str(port)]
+    env = dict(os.environ, PYTHONPATH=str(SOURCE_ROOT), EDGE_INSTANCE_ID="run-42")
+    argv = [sys.executable, "-m", "ci.localapp.edge", "--port", str(port)]
     edge = ManagedProcess("edge", argv, env, tmp_path, tmp_path / "edge.log")
     edge.start()
     try:

@@ -4,8 +4,7 @@
 from __future__ import annotations
 
 import pytest
-
-from stack.argv import CommandError, server_of, with_listen_address
+from ci.localapp.argv import CommandError, server_of, with_listen_address
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stack.local import Wiring, service_environment
-from stack.services import StackService, Worker
+from ci.localapp.services import StackService, Worker
+from ci.localapp.stack import Wiring, service_environment
 
 URLS = {
     "auth": "http://127.0.0.1:1001",

@@ -6,9 +6,8 @@ import json
 import re
 
 import httpx
+from ci.localapp.stack import StackUrls
 from e2e.api import sign_up
-
-from stack.local import StackUrls
 
 UPLOAD_LIMIT = 10 * 1024 * 1024  # media-storage's default MEDIA_MAX_UPLOAD_BYTES
 

@@ -1,4 +1,4 @@
-"""`python -m stack`: the command the front end's browser test and humans run."""
+"""`python -m ci.localapp`: the command the front end's browser test and humans run."""
 
 from __future__ import annotations
 
@@ -12,24 +12,23 @@ from pathlib import Path
 
 import httpx
 import pytest
+from ci.localapp.stack import SOURCE_ROOT
 from harness.fakehttp import JsonServer
 from harness.lifetime import bound_to_parent
 
-from stack.local import STACK_PACKAGE_ROOT
-
-REPO_ROOT = STACK_PACKAGE_ROOT.parent
+REPO_ROOT = SOURCE_ROOT.parents[1]
 START_TIMEOUT = 120
 
 
 def _cli_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ, **extra)
-    env["PYTHONPATH"] = os.pathsep.join([str(STACK_PACKAGE_ROOT), str(REPO_ROOT / "ci" / "src")])
+    env["PYTHONPATH"] = str(SOURCE_ROOT)
     return env
 
 
 def _run(*args: str, **env: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        bound_to_parent([sys.executable, "-m", "stack", *args]),
+        bound_to_parent([sys.executable, "-m", "ci.localapp", *args]),
         cwd=REPO_ROOT,
         env=_cli_env(**env),
         stdout=subprocess.PIPE,
@@ -134,7 +133,7 @@ def test_the_command_fails_when_the_edge_dies(
     edge = next(
         child
         for child in _children(process.pid)
-        if b"stack.edge" in Path(f"/proc/{child}/cmdline").read_bytes()
+        if b"ci.localapp.edge" in Path(f"/proc/{child}/cmdline").read_bytes()
     )
     os.kill(edge, signal.SIGKILL)
     assert process.wait(timeout=60) == 1

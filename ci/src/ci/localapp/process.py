@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from harness.lifetime import bound_to_parent
+
+from ci.localapp.lifetime import bound_to_parent
 
 TERM_GRACE_SECONDS = 10.0
 KILL_WAIT_SECONDS = 60.0

@@ -35,15 +35,11 @@ bundle_helm() {
 }
 
 bundle_gateway_api_crds() {
-  local out=$1 base name bundle
-  base="https://raw.githubusercontent.com/kubernetes-sigs/gateway-api/$GATEWAY_API_VERSION/config/crd/standard"
-  bundle=$(mktemp)
+  local out=$1 name
   for name in "${GATEWAY_API_CRD_FILES[@]}"; do
-    fetch "$base/gateway.networking.k8s.io_$name.yaml" "$out/gateway.networking.k8s.io_$name.yaml"
-    cat "$out/gateway.networking.k8s.io_$name.yaml" >>"$bundle"
+    fetch_verified "$(gateway_api_crd_url "$name")" "$out/gateway.networking.k8s.io_$name.yaml" \
+      "$(gateway_api_crd_pin "$name")"
   done
-  verify_sha256 "$bundle" GATEWAY_API_CRDS_SHA256
-  rm -f "$bundle"
 }
 
 bundle_charts() {

@@ -16,8 +16,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # Overridable so the download and checksum logic can be exercised without touching the host.
 HELM=${HELM_BIN:-/usr/local/bin/helm}
 
-# The standard channel's files, in the order of the release's config/crd/kustomization.yaml;
-# GATEWAY_API_CRDS_SHA256 pins their concatenation.
+# The standard channel's files, in the order of the release's config/crd/kustomization.yaml.
+# Each is pinned on its own (GATEWAY_API_CRD_SHA256_<NAME>) and applied as its own file: the
+# files carry no leading `---`, so a concatenation of them is not a multi-document YAML stream.
 GATEWAY_API_CRD_FILES=(
   gatewayclasses gateways grpcroutes httproutes referencegrants backendtlspolicies
   listenersets tlsroutes vap_safeupgrades
@@ -79,19 +80,29 @@ ensure_helm() {
   install -D -m 0755 "$work/linux-$arch/helm" "$HELM"
 }
 
+# The pin name of one Gateway API CRD file: GATEWAY_API_CRD_SHA256_HTTPROUTES, ...
+gateway_api_crd_pin() {
+  echo "GATEWAY_API_CRD_SHA256_${1^^}"
+}
+
+gateway_api_crd_url() {
+  echo "https://raw.githubusercontent.com/kubernetes-sigs/gateway-api/$GATEWAY_API_VERSION/config/crd/standard/gateway.networking.k8s.io_$1.yaml"
+}
+
+# Each file downloaded and checked against its own pin, then all applied in one kubectl call with
+# one -f per file, so every document of every file reaches the API server.
 install_gateway_api_crds() {
-  local work=$1 base name bundle=$1/gateway-api-crds.yaml
-  base="https://raw.githubusercontent.com/kubernetes-sigs/gateway-api/$GATEWAY_API_VERSION/config/crd/standard"
+  local work=$1 name files=()
   log "Gateway API $GATEWAY_API_VERSION CRDs (standard channel)"
-  : >"$bundle"
   for name in "${GATEWAY_API_CRD_FILES[@]}"; do
-    fetch "$base/gateway.networking.k8s.io_$name.yaml" "$work/$name.yaml"
-    cat "$work/$name.yaml" >>"$bundle"
+    fetch_verified "$(gateway_api_crd_url "$name")" "$work/gateway.networking.k8s.io_$name.yaml" \
+      "$(gateway_api_crd_pin "$name")"
+    files+=(-f "$work/gateway.networking.k8s.io_$name.yaml")
   done
-  verify_sha256 "$bundle" GATEWAY_API_CRDS_SHA256
-  kubectl apply --server-side --force-conflicts -f "$bundle"
+  kubectl apply --server-side --force-conflicts "${files[@]}"
   kubectl wait --for=condition=Established --timeout=120s \
-    crd/gateways.gateway.networking.k8s.io crd/httproutes.gateway.networking.k8s.io
+    crd/gatewayclasses.gateway.networking.k8s.io crd/gateways.gateway.networking.k8s.io \
+    crd/httproutes.gateway.networking.k8s.io crd/referencegrants.gateway.networking.k8s.io
 }
 
 # The chart archive <chart>-<version>.tgz: helm pull, or from AIRGAP_DIR when set.

@@ -44,12 +44,14 @@ from ci.core.cluster_diagnostics import (
     pod_table,
 )
 from ci.core.cluster_gateway import (
+    GATEWAY_API_CRD_FILES,
     GATEWAY_FILE,
     GATEWAY_NAMESPACE,
     NGF_CHART,
     NGF_RELEASE,
     NGF_VALUES_FILE,
     VERSIONS_FILE,
+    gateway_api_crd_pin,
     gateway_api_crd_urls,
     gateway_phases,
     pinned,
@@ -481,8 +483,13 @@ def load_gateway(repo: Path, work: Path) -> tuple[list[Phase], list[str]]:
     import helm_python
 
     versions = read_versions(_read(repo / VERSIONS_FILE))
-    bundle = b"".join(download(url) for url in gateway_api_crd_urls(versions))
-    warnings = [verify_sha256(bundle, versions, "GATEWAY_API_CRDS_SHA256", "Gateway API CRDs")]
+    # One file per CRD, each checked against its own pin and parsed on its own.
+    urls = gateway_api_crd_urls(versions)
+    crd_files = {name: download(url) for name, url in zip(GATEWAY_API_CRD_FILES, urls, strict=True)}
+    warnings = [
+        verify_sha256(data, versions, gateway_api_crd_pin(name), f"Gateway API {name}")
+        for name, data in crd_files.items()
+    ]
     version = pinned(versions, "NGF_CHART_VERSION")
     try:
         helm_python.pull(NGF_CHART, version=version, destination=work)
@@ -493,7 +500,10 @@ def load_gateway(repo: Path, work: Path) -> tuple[list[Phase], list[str]]:
     values = yaml.safe_load(_read(repo / NGF_VALUES_FILE))
     release = Release(NGF_RELEASE, GATEWAY_NAMESPACE, values)
     controller, chart_crds = render_chart(archive, release, archive.name)
-    crds = split_documents({"gateway-api-crds.yaml": bundle.decode()}) + chart_crds
+    ordered = {
+        f"{i:02d}-{name}.yaml": data.decode() for i, (name, data) in enumerate(crd_files.items())
+    }
+    crds = split_documents(ordered) + chart_crds
     gateway = split_documents({GATEWAY_FILE: _read(repo / GATEWAY_FILE)})
     found = [w for w in [*warnings, chart_pin] if w]
     return gateway_phases(crds, controller, gateway), found

@@ -22,7 +22,8 @@ GATEWAY_NAMESPACE = "nginx-gateway"
 NGF_RELEASE = "ngf"  # bootstrap.sh's release name
 NGF_CHART = "oci://ghcr.io/nginx/charts/nginx-gateway-fabric"
 # bootstrap.sh's GATEWAY_API_CRD_FILES: the order of config/crd/kustomization.yaml at the tag;
-# GATEWAY_API_CRDS_SHA256 pins their concatenation (a test keeps both lists equal).
+# each file has its own pin, GATEWAY_API_CRD_SHA256_<NAME> (a test keeps both lists equal). The
+# files carry no leading `---`: each is parsed on its own, never concatenated.
 GATEWAY_API_CRD_FILES = (
     "gatewayclasses",
     "gateways",
@@ -67,6 +68,11 @@ def gateway_api_crd_urls(versions: dict[str, str]) -> list[str]:
     version = pinned(versions, "GATEWAY_API_VERSION")
     base = f"https://raw.githubusercontent.com/kubernetes-sigs/gateway-api/{version}/config/crd/standard"
     return [f"{base}/gateway.networking.k8s.io_{name}.yaml" for name in GATEWAY_API_CRD_FILES]
+
+
+def gateway_api_crd_pin(name: str) -> str:
+    """The versions.env pin of one Gateway API CRD file (bootstrap.sh's gateway_api_crd_pin)."""
+    return f"GATEWAY_API_CRD_SHA256_{name.upper()}"
 
 
 def verify_sha256(data: bytes, versions: dict[str, str], key: str, what: str) -> str | None:

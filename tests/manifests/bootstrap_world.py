@@ -1,0 +1,383 @@
+"""The outside world of k3s/bootstrap.sh for tests: what it downloads (served by basename by a
+curl stand-in, the network) and a Helm stand-in (Helm is itself a download; this one renders the
+chart archives it is given with the real Helm SDK, helm-python-sdk, and sends the result through
+the real `kubectl` to the API server, the way `helm upgrade --install` puts CRDs first).
+
+The downloads keep the shape of the upstream files that matters to the scripts:
+- Gateway API v1.5.1 `config/crd/standard/*.yaml`: one CustomResourceDefinition per file, no
+  leading `---`, ending in a `status:` block; `vap_safeupgrades.yaml` holds two documents (a
+  ValidatingAdmissionPolicy, `---`, its binding). Read at the tag in kubernetes-sigs/gateway-api.
+- chart archives `<chart>/{Chart.yaml,crds/,templates/}` as `helm package` makes them; the
+  argo-cd stand-in renders `configs.params` into `argocd-cmd-params-cm`, the ApplicationSet
+  controller's Role and RoleBinding in the release namespace only and its ClusterRole only with
+  `applicationSet.allowAnyNamespace`, and `extraObjects`, as argo-cd chart 8.5.10 does
+  (argoproj/argo-helm@argo-cd-8.5.10 charts/argo-cd/templates/argocd-configs/
+  argocd-cmd-params-cm.yaml, argocd-applicationset/role.yaml, rolebinding.yaml, clusterrole.yaml
+  (`{{- if .Values.applicationSet.allowAnyNamespace }}`), extra-manifests.yaml).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import sys
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+Obj = dict[str, Any]
+
+GATEWAY_API_CRDS = {
+    # file name: (kind, plural)
+    "gatewayclasses": ("GatewayClass", "gatewayclasses"),
+    "gateways": ("Gateway", "gateways"),
+    "grpcroutes": ("GRPCRoute", "grpcroutes"),
+    "httproutes": ("HTTPRoute", "httproutes"),
+    "referencegrants": ("ReferenceGrant", "referencegrants"),
+    "backendtlspolicies": ("BackendTLSPolicy", "backendtlspolicies"),
+    "listenersets": ("ListenerSet", "listenersets"),
+    "tlsroutes": ("TLSRoute", "tlsroutes"),
+}
+CLUSTER_SCOPED = {"GatewayClass", "ClusterIssuer"}
+
+
+def crd(group: str, kind: str, plural: str, versions: list[str], namespaced: bool = True) -> Obj:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {
+            "group": group,
+            "names": {
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": kind.lower(),
+            },
+            "scope": "Namespaced" if namespaced else "Cluster",
+            "versions": [
+                {
+                    "name": v,
+                    "served": True,
+                    "storage": i == 0,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "x-kubernetes-preserve-unknown-fields": True,
+                        }
+                    },
+                }
+                for i, v in enumerate(versions)
+            ],
+        },
+    }
+
+
+def gateway_api_file(name: str) -> str:
+    """One file of config/crd/standard at v1.5.1, in its upstream shape."""
+    if name == "vap_safeupgrades":
+        policy = {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicy",
+            "metadata": {"name": "safe-upgrades.gateway.networking.k8s.io"},
+            "spec": {"failurePolicy": "Fail"},
+        }
+        binding = {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": {"name": "safe-upgrades.gateway.networking.k8s.io"},
+            "spec": {
+                "policyName": "safe-upgrades.gateway.networking.k8s.io",
+                "validationActions": ["Deny"],
+            },
+        }
+        return yaml.safe_dump(policy, sort_keys=False) + "\n---\n\n" + yaml.safe_dump(binding)
+    kind, plural = GATEWAY_API_CRDS[name]
+    versions = ["v1", "v1beta1"] if name in {"gateways", "httproutes", "gatewayclasses"} else ["v1"]
+    definition = crd(
+        "gateway.networking.k8s.io", kind, plural, versions, kind not in CLUSTER_SCOPED
+    )
+    definition["metadata"]["annotations"] = {
+        "gateway.networking.k8s.io/bundle-version": "v1.5.1",
+        "gateway.networking.k8s.io/channel": "standard",
+    }
+    definition["status"] = {
+        "acceptedNames": {"kind": "", "plural": ""},
+        "conditions": None,
+        "storedVersions": None,
+    }
+    # As upstream: the document starts with `apiVersion:` (no `---`) and ends with status.
+    return yaml.safe_dump(definition, sort_keys=False)
+
+
+def dump_all(objects: list[Obj]) -> str:
+    return yaml.safe_dump_all(objects, sort_keys=False)
+
+
+# --- chart archives ---
+
+ARGO_CD_TEMPLATES = {
+    "cmd-params-cm.yaml": """apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: argocd-cmd-params-cm
+  namespace: {{ .Release.Namespace }}
+data:
+  {{- range $key, $value := .Values.configs.params }}
+  {{ $key }}: {{ $value | toString | quote }}
+  {{- end }}
+""",
+    "applicationset-role.yaml": """apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: {{ .Release.Name }}-applicationset-controller
+  namespace: {{ .Release.Namespace }}
+rules:
+  - apiGroups: [argoproj.io]
+    resources: [applications, applicationsets, applicationsets/finalizers]
+    verbs: [create, delete, get, list, patch, update, watch]
+  - apiGroups: [argoproj.io]
+    resources: [applicationsets/status]
+    verbs: [get, patch, update]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: {{ .Release.Name }}-applicationset-controller
+  namespace: {{ .Release.Namespace }}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: {{ .Release.Name }}-applicationset-controller
+subjects:
+  - kind: ServiceAccount
+    name: {{ .Release.Name }}-applicationset-controller
+    namespace: {{ .Release.Namespace }}
+{{- if .Values.applicationSet.allowAnyNamespace }}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: {{ .Release.Name }}-applicationset-controller
+rules:
+  - apiGroups: [argoproj.io]
+    resources: [applications, applicationsets, applicationsets/finalizers]
+    verbs: [create, delete, get, list, patch, update, watch]
+{{- end }}
+""",
+    "extra-manifests.yaml": """{{ range .Values.extraObjects }}
+---
+{{ toYaml . }}
+{{ end }}
+""",
+}
+
+NGF_TEMPLATES = {
+    "gatewayclass.yaml": """apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata:
+  name: {{ .Values.nginxGateway.gatewayClassName }}
+spec:
+  controllerName: gateway.nginx.org/nginx-gateway-controller
+""",
+    "nginxproxy.yaml": """apiVersion: gateway.nginx.org/v1alpha2
+kind: NginxProxy
+metadata:
+  name: {{ .Release.Name }}-proxy-config
+  namespace: {{ .Release.Namespace }}
+spec: {}
+""",
+}
+
+CERT_MANAGER_CRDS = [
+    crd("cert-manager.io", "ClusterIssuer", "clusterissuers", ["v1"], namespaced=False),
+    crd("cert-manager.io", "Issuer", "issuers", ["v1"]),
+    crd("cert-manager.io", "Certificate", "certificates", ["v1"]),
+]
+
+CHARTS: dict[str, dict[str, Any]] = {
+    "argo-cd": {
+        "crds": [
+            crd("argoproj.io", "Application", "applications", ["v1alpha1"]),
+            crd("argoproj.io", "AppProject", "appprojects", ["v1alpha1"]),
+            crd("argoproj.io", "ApplicationSet", "applicationsets", ["v1alpha1"]),
+        ],
+        "templates": ARGO_CD_TEMPLATES,
+        "values": {
+            "configs": {"params": {}},
+            "applicationSet": {"allowAnyNamespace": False},
+            "extraObjects": [],
+        },
+    },
+    "nginx-gateway-fabric": {
+        "crds": [
+            crd("gateway.nginx.org", "NginxGateway", "nginxgateways", ["v1alpha1"]),
+            crd("gateway.nginx.org", "NginxProxy", "nginxproxies", ["v1alpha2"]),
+            crd(
+                "gateway.nginx.org", "ClientSettingsPolicy", "clientsettingspolicies", ["v1alpha1"]
+            ),
+        ],
+        "templates": NGF_TEMPLATES,
+        "values": {"nginxGateway": {"gatewayClassName": "nginx"}},
+    },
+    # cert-manager renders its CRDs as templates (crds.enabled), not from crds/.
+    "cert-manager": {
+        "crds": [],
+        "templates": {
+            "crds.yaml": "{{- if .Values.crds.enabled }}\n"
+            + dump_all(CERT_MANAGER_CRDS)
+            + "{{- end }}\n"
+        },
+        "values": {"crds": {"enabled": False}},
+    },
+    "sealed-secrets": {
+        "crds": [crd("bitnami.com", "SealedSecret", "sealedsecrets", ["v1alpha1"])],
+        "templates": {},
+        "values": {},
+    },
+}
+
+
+def chart_archive(chart: str, version: str) -> bytes:
+    """A chart .tgz as `helm package` lays it out."""
+    spec = CHARTS[chart]
+    files = {
+        "Chart.yaml": yaml.safe_dump({"apiVersion": "v2", "name": chart, "version": version}),
+        "values.yaml": yaml.safe_dump(spec["values"]),
+    }
+    for index, definition in enumerate(spec["crds"]):
+        files[f"crds/crd-{index}.yaml"] = yaml.safe_dump(definition)
+    for name, text in spec["templates"].items():
+        files[f"templates/{name}"] = text
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, text in sorted(files.items()):
+            data = text.encode()
+            info = tarfile.TarInfo(f"{chart}/{name}")
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+SUC_CRD = crd("upgrade.cattle.io", "Plan", "plans", ["v1"])
+SUC_MANIFEST = [
+    {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "system-upgrade"}},
+    {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": "system-upgrade", "namespace": "system-upgrade"},
+    },
+]
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# --- the Helm stand-in, run as a program: helm version | pull | upgrade --install ---
+
+HELM_PROGRAM = """#!{python}
+import sys
+sys.path[:0] = {paths}
+from bootstrap_world import helm_main
+sys.exit(helm_main(sys.argv[1:]))
+"""
+
+
+def helm_program(version: str) -> str:
+    paths = json.dumps([str(Path(__file__).parent), str(Path(__file__).parents[1])])
+    return HELM_PROGRAM.format(python=sys.executable, paths=paths).replace("{version}", version)
+
+
+def helm_main(argv: list[str]) -> int:
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+
+    log = Path(os.environ["STUB_LOG"]) / "helm.log"
+    with log.open("a") as out:
+        out.write("helm " + " ".join(argv) + "\n")
+    if argv[0] == "version":
+        print(os.environ["HELM_STAND_IN_VERSION"], end="")
+        return 0
+    options = _options(argv)
+    if argv[0] == "pull":
+        chart = Path(argv[1]).name
+        source = Path(os.environ["INTERNET"]) / f"{chart}-{options['--version'][0]}.tgz"
+        shutil.copy(source, Path(options["--destination"][0]) / source.name)
+        return 0
+    assert argv[:2] == ["upgrade", "--install"], argv
+    release, archive, namespace = argv[2], argv[3], options["--namespace"][0]
+    with tempfile.TemporaryDirectory() as work:
+        with tarfile.open(archive) as packed:
+            packed.extractall(work, filter="data")
+        (chart_dir,) = Path(work).iterdir()
+        values = _values(options)
+        manifests = _render(chart_dir, values, release, namespace)
+        namespace_doc = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+        crds = [yaml.safe_load(p.read_text()) for p in sorted((chart_dir / "crds").glob("*"))]
+        for batch in ([namespace_doc], crds, manifests):
+            if batch:
+                applied = subprocess.run(
+                    [
+                        "kubectl",
+                        "apply",
+                        "--server-side",
+                        "--force-conflicts",
+                        "-n",
+                        namespace,
+                        "-f",
+                        "-",
+                    ],
+                    input=dump_all(batch),
+                    text=True,
+                    check=False,
+                )
+                if applied.returncode != 0:
+                    return applied.returncode
+    return 0
+
+
+def _options(argv: list[str]) -> dict[str, list[str]]:
+    options: dict[str, list[str]] = {}
+    for index, arg in enumerate(argv):
+        if arg.startswith("--") and index + 1 < len(argv) and not argv[index + 1].startswith("--"):
+            options.setdefault(arg, []).append(argv[index + 1])
+    return options
+
+
+def _values(options: dict[str, list[str]]) -> Obj:
+    values: Obj = {}
+    for path in options.get("--values", []):
+        _merge(values, yaml.safe_load(Path(path).read_text()) or {})
+    for assignment in options.get("--set", []):
+        key, value = assignment.split("=", 1)
+        *parents, leaf = key.split(".")
+        target = values
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[leaf] = value
+    return values
+
+
+def _merge(into: Obj, other: Obj) -> None:
+    for key, value in other.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _render(chart_dir: Path, values: Obj, release: str, namespace: str) -> list[Obj]:
+    import helm_python
+
+    with helm_python.Chart.load(chart_dir) as loaded:
+        files = loaded.render(values, name=release, namespace=namespace)
+    objects: list[Obj] = []
+    for _, text in sorted(files.items()):
+        objects += [doc for doc in yaml.safe_load_all(text) if doc]
+    return objects

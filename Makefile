@@ -102,7 +102,7 @@ e2e: setup ## the end-to-end suite only (E2E_BASE_URL, else a local stack of the
 bench: setup ## the benchmarks: ours vs the anchors, one table (BENCH_ARGS=--only plan,bumps)
 	PYTHONPATH=ci/src:tests $(BIN)/python -m bench $(BENCH_ARGS)
 
-# The app on your machine: every service as a process behind the edge router, which serves the
+# The app on your machine: every service as a process behind the NGINX edge, which serves the
 # built front end (rebuilt when its sources changed). Ctrl-C stops it; EDGE_PORT=... moves it,
 # FRONTEND_DIST=dir serves another build.
 EDGE_PORT ?= 8080

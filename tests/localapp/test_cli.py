@@ -133,7 +133,7 @@ def test_the_command_fails_when_the_edge_dies(
     edge = next(
         child
         for child in _children(process.pid)
-        if b"ci.localapp.edge" in Path(f"/proc/{child}/cmdline").read_bytes()
+        if b"nginx.conf" in Path(f"/proc/{child}/cmdline").read_bytes()
     )
     os.kill(edge, signal.SIGKILL)
     assert process.wait(timeout=60) == 1

@@ -1,4 +1,4 @@
-"""The session's local stack (every service as a process) reached through its edge router."""
+"""The session's local app (every service as a process) reached through its NGINX edge."""
 
 from __future__ import annotations
 
@@ -19,6 +19,28 @@ def test_a_too_large_upload_gets_the_services_413(local_stack: StackUrls) -> Non
         answer = user.client.post("/api/media/files", files={"file": ("big.png", too_large)})
     assert answer.status_code == 413, answer.text
     assert answer.json()["detail"] == f"file exceeds the upload limit of {UPLOAD_LIMIT} bytes"
+
+
+def test_an_encoded_slash_is_a_services_404_not_a_500(local_stack: StackUrls) -> None:
+    answer = httpx.get(f"{local_stack.edge}/api/chat%2Fx", timeout=30)
+    assert answer.status_code == 404, answer.text
+    assert answer.headers["content-type"].startswith("application/json")
+
+
+def test_an_encoded_slash_cannot_pick_the_upstream_host(local_stack: StackUrls) -> None:
+    """`/api/auth%2F@127.0.0.1:<ai's port>/health` stays with auth: ai is never asked."""
+    ai_port = local_stack.services["ai"].rsplit(":", 1)[1]
+    answer = httpx.get(f"{local_stack.edge}/api/auth%2F@127.0.0.1:{ai_port}/health", timeout=30)
+    assert answer.status_code == 404, answer.text
+    ai_log = (local_stack.logs / "ai.log").read_text()
+    assert f"@127.0.0.1:{ai_port}" not in ai_log
+
+
+def test_the_admin_needs_a_session_of_its_own(local_stack: StackUrls) -> None:
+    """No shared cookie jar at the edge: an anonymous client is sent to the login page."""
+    answer = httpx.get(f"{local_stack.edge}/api/stats/admin/", timeout=30)
+    assert answer.status_code == 302
+    assert answer.headers["location"].startswith("/api/stats/admin/login/")
 
 
 def test_the_admin_links_its_assets_under_the_route_prefix(local_stack: StackUrls) -> None:
@@ -45,6 +67,8 @@ def test_every_log_line_of_the_stack_is_json(local_stack: StackUrls) -> None:
     logs = sorted(local_stack.logs.glob("*.log"))
     assert {"edge.log", "data-processor-migrate.log", "auth-migrate.log"} <= {p.name for p in logs}
     for log in logs:
+        if log.name == "edge-error.log":
+            continue  # NGINX's own messages (errors only), in its own format
         for number, line in enumerate(log.read_text().splitlines(), 1):
             try:
                 json.loads(line)

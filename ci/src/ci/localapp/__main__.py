@@ -32,7 +32,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--static", type=Path, help="built front end served at / (a directory with index.html)"
     )
-    parser.add_argument("--edge-port", type=int, help="port of the edge router (default: free)")
+    parser.add_argument("--edge-port", type=int, help="port of the NGINX edge (default: free)")
     parser.add_argument(
         "--only", help="comma-separated service names to start (default: every Python service)"
     )

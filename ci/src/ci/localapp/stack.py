@@ -1,4 +1,4 @@
-"""LocalStack: the Python services as real processes on loopback, behind an edge router.
+"""LocalStack: the Python services as real processes on loopback, behind the NGINX edge.
 
 Each service runs its production server (service.yaml `run`, rebound to a free loopback port),
 after its `migrate` command ran against a database of its own, with its `workers` beside it,
@@ -25,7 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 
 from ci.localapp.argv import with_listen_address
-from ci.localapp.edge import INSTANCE_ENV, READY_PATH
+from ci.localapp.edge import READY_PATH, chart_route, edge_process
 from ci.localapp.process import ManagedProcess, StackError, run_all_to_completion, wait_until_ready
 from ci.localapp.servers import free_port
 from ci.localapp.services import StackService, load_services
@@ -211,7 +211,7 @@ class LocalStack:
         self.progress(f"starting {', '.join(urls)} and waiting until each is ready")
         with self._timed("servers"):
             self._start_servers(services, envs, urls, logs)
-        self.progress("starting the edge router")
+        self.progress("starting the edge (NGINX)")
         with self._timed("edge"):
             edge = self._start_edge(services, urls, logs)
         return StackUrls(edge=edge, services=urls, logs=logs)
@@ -301,17 +301,18 @@ class LocalStack:
                 raise process.failure("worker exited while the services started")
 
     def _start_edge(self, services: list[StackService], urls: dict[str, str], logs: Path) -> str:
+        assert self.workdir is not None
         port = self.edge_port or free_port()
-        argv = [sys.executable, "-m", "ci.localapp.edge", "--host", HOST, "--port", str(port)]
-        argv += [arg for s in services for arg in ("--route", f"{s.route}={urls[s.name]}")]
-        if self.static_dir is not None:
-            argv += ["--static", str(self.static_dir)]
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            [str(SOURCE_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+        edge, instance = edge_process(
+            self.repo_root,
+            [chart_route(self.repo_root, s.name, urls[s.name]) for s in services],
+            port=port,
+            static_dir=self.static_dir,
+            run_dir=self.workdir / "edge",
+            logs=logs,
         )
-        instance = env[INSTANCE_ENV] = secrets.token_hex(16)
-        edge = self._spawn("edge", argv, env, self.repo_root, logs / "edge.log")
+        self.processes.append(edge)
+        edge.start()
         base = f"http://{HOST}:{port}"
         probe = {"edge": (edge, base + READY_PATH)}
         wait_until_ready(probe, self.ready_timeout, identities={"edge": instance})

@@ -9,8 +9,11 @@ points REDIS_URL and the JWKS settings at this test's Redis database and token i
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import dj_database_url
@@ -20,6 +23,7 @@ import redis
 from django.core.management import call_command
 from django.db import connections
 from django.test.utils import override_settings
+from harness.appservers import gunicorn_server
 from harness.tokens import TokenIssuer
 
 # Django must be set up before test modules import the models, i.e. when this conftest loads
@@ -96,3 +100,42 @@ def subprocess_env(stats_db: str, stats_settings: dict[str, Any]) -> dict[str, s
         "DATABASE_URL": stats_db,
         **{key: str(value) for key, value in stats_settings.items()},
     }
+
+
+@pytest.fixture
+def server_env(
+    make_database: Callable[[], str], redis_url: str, token_issuer: TokenIssuer, tmp_path: Path
+) -> dict[str, str]:
+    """Environment of the production commands (gunicorn, manage.py) for this test's servers."""
+    return {
+        **os.environ,
+        "DJANGO_SECRET_KEY": f"test-only-{uuid.uuid4().hex}",
+        "DATABASE_URL": make_database(),
+        "REDIS_URL": redis_url,
+        "JWKS_URL": token_issuer.jwks_url,
+        "GUNICORN_WORKER_TMP_DIR": str(tmp_path),
+    }
+
+
+@pytest.fixture
+def manage(server_env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess[bytes]]:
+    """`manage("migrate", "--noinput", env={...})`: a management command, as the K8s Job runs it."""
+
+    def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+        command = [sys.executable, "-m", "data_processor.manage", *args]
+        return subprocess.run(
+            command, env={**server_env, **(env or {})}, capture_output=True, timeout=120
+        )
+
+    return run
+
+
+@pytest.fixture
+def server(
+    server_env: dict[str, str], manage: Callable[..., subprocess.CompletedProcess[bytes]]
+) -> Iterator[str]:
+    """gunicorn serving the migrated app, as service.yaml runs it; yields its base URL."""
+    migrate = manage("migrate", "--noinput")
+    assert migrate.returncode == 0, migrate.stderr.decode()
+    with gunicorn_server("data_processor.gunicorn_conf", "data_processor.wsgi", server_env) as url:
+        yield url

@@ -3,44 +3,13 @@ then gunicorn serving the app."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import httpx
-import pytest
-from harness.appservers import gunicorn_server
 from harness.slowclients import slow_clients
 from harness.tokens import TokenIssuer
-
-MANAGE = [sys.executable, "-m", "data_processor.manage"]
-
-
-@pytest.fixture
-def server_env(
-    make_database: Callable[[], str], redis_url: str, token_issuer: TokenIssuer, tmp_path: Path
-) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DJANGO_SECRET_KEY": f"test-only-{uuid.uuid4().hex}",
-        "DATABASE_URL": make_database(),
-        "REDIS_URL": redis_url,
-        "JWKS_URL": token_issuer.jwks_url,
-        "GUNICORN_WORKER_TMP_DIR": str(tmp_path),
-    }
-
-
-@pytest.fixture
-def server(server_env: dict[str, str]) -> Iterator[str]:
-    migrate = subprocess.run(
-        [*MANAGE, "migrate", "--noinput"], env=server_env, capture_output=True, timeout=120
-    )
-    assert migrate.returncode == 0, migrate.stderr.decode()
-    with gunicorn_server("data_processor.gunicorn_conf", "data_processor.wsgi", server_env) as url:
-        yield url
 
 
 def test_gunicorn_serves_health_readiness_and_stats(server: str, token_issuer: TokenIssuer) -> None:
@@ -62,13 +31,10 @@ def test_gunicorn_serves_health_readiness_and_stats(server: str, token_issuer: T
         assert "X-Request-ID" in client.get("/health").headers
 
 
-def test_consumer_usage_errors_exit_2(server_env: dict[str, str]) -> None:
-    result = subprocess.run(
-        [*MANAGE, "consume_events", "--batch-size", "0"],
-        env=server_env,
-        capture_output=True,
-        timeout=60,
-    )
+def test_consumer_usage_errors_exit_2(
+    manage: Callable[..., subprocess.CompletedProcess[bytes]],
+) -> None:
+    result = manage("consume_events", "--batch-size", "0")
     assert result.returncode == 2
     assert b"--batch-size must be positive" in result.stderr
 

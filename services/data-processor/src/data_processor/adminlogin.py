@@ -13,6 +13,7 @@ from functools import cache
 
 from django.conf import settings
 from django.contrib import admin
+from django.contrib.auth.forms import UsernameField
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from servicekit.clientip import client_address
 from servicekit.ratelimit import RateLimiter, redis_client
@@ -33,7 +34,7 @@ def limited_login(request: HttpRequest) -> HttpResponse:
 
 def _spend_attempt(request: HttpRequest) -> HttpResponse | None:
     limiter = _limiter(settings.REDIS_URL)
-    username = str(request.POST.get("username", "")).strip().lower()
+    username = _account_key(str(request.POST.get("username", "")))
     address = client_address(
         request.META.get("REMOTE_ADDR", ""), request.META.get("HTTP_X_FORWARDED_FOR")
     )
@@ -48,3 +49,9 @@ def _spend_attempt(request: HttpRequest) -> HttpResponse | None:
             response["Retry-After"] = verdict.retry_after_header
             return response
     return None
+
+
+def _account_key(typed: str) -> str:
+    """The name as the login form reads it (stripped, NFKC: the fullwidth forms of "root" are
+    "root"), lower-cased, so look-alike spellings of one account share its budget."""
+    return str(UsernameField().to_python(typed)).lower()

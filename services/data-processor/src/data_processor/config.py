@@ -26,6 +26,9 @@ class ProcessorSettings(ServiceSettings):
     django_csrf_trusted_origins: str = ""
     # The ingress strips /api/stats; set this to it so admin links and redirects carry the prefix.
     django_force_script_name: str | None = None
+    # Session and CSRF cookies only over HTTPS. Browsers take them on http://localhost too; turn
+    # this off only to reach the admin over plain HTTP on another host name.
+    django_secure_cookies: bool = True
 
     stats_stream: str = EVENTS_STREAM
     stats_group: str = CONSUMER_GROUP

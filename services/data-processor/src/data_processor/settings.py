@@ -85,6 +85,9 @@ WHITENOISE_AUTOREFRESH = False
 # TLS ends at the ingress, which says so in X-Forwarded-Proto (admin CSRF origin checks need it).
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_HTTPONLY = True
+# Clients reach the admin over TLS only (the gateway), so its cookies never travel in clear.
+SESSION_COOKIE_SECURE = CONFIG.django_secure_cookies
+CSRF_COOKIE_SECURE = CONFIG.django_secure_cookies
 SESSION_COOKIE_SAMESITE = "Lax"
 X_FRAME_OPTIONS = "DENY"
 

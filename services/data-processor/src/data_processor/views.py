@@ -88,7 +88,8 @@ def stats_me(request: HttpRequest) -> JsonResponse:
 
 def _days_param(request: HttpRequest) -> int | None:
     raw = request.GET.get("days", str(PER_DAY_DEFAULT_DAYS))
-    if not raw.isdigit() or not 1 <= int(raw) <= PER_DAY_MAX_DAYS:
+    # ASCII digits only: str.isdigit() also takes "²" and "①", which int() then refuses.
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= PER_DAY_MAX_DAYS:
         return None
     return int(raw)
 

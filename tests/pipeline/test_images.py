@@ -6,11 +6,13 @@ are read from the Dockerfiles themselves; the engine builds them in GitHub Actio
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILES = sorted(ROOT.glob("services/*/Dockerfile"))
@@ -148,3 +150,12 @@ def test_root_dockerignore_keeps_local_environments_out() -> None:
     rules = (ROOT / ".dockerignore").read_text().splitlines()
     for needed in (".git", "**/.venv", "**/node_modules", "**/test-output"):
         assert needed in rules, f".dockerignore lacks {needed}"
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_the_image_runs_what_service_yaml_says(dockerfile: Path) -> None:
+    """The CMD is service.yaml's `run` (the chart's command, the local stack's): server flags
+    such as the uvicorn services' header bound hold however the image is started."""
+    (cmd,) = (i.rest for i in instructions(dockerfile) if i.keyword == "CMD")
+    service = yaml.safe_load(dockerfile.with_name("service.yaml").read_text())
+    assert json.loads(cmd) == service["run"], f"{dockerfile}: CMD differs from service.yaml run"

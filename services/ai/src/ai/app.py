@@ -11,7 +11,7 @@ import redis.asyncio as redis
 from fastapi import Body, FastAPI, HTTPException, Response, status
 from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field
-from servicekit.fastapi import CurrentUser, install
+from servicekit.fastapi import CurrentUser, docs_options, install
 from servicekit.jwt import AsyncJwtVerifier, VerifiedToken
 from servicekit.logging import configure_logging
 from servicekit.ratelimit import AsyncRateLimiter, async_redis_client
@@ -72,13 +72,24 @@ def verifier(settings: Settings) -> AsyncJwtVerifier:
     return AsyncJwtVerifier(settings.jwks_url, issuer=settings.jwt_issuer, audience=audiences)
 
 
-def budget(settings: Settings, caller: VerifiedToken) -> tuple[str, int]:
-    """The rate-limit key and limit of a caller: per service, or (smaller) per user."""
+def _is_service(settings: Settings, caller: VerifiedToken) -> bool:
+    """A service token: the service audience and a client id (a user's token has neither)."""
     audience = caller.claims.get("aud")
     audiences = [audience] if isinstance(audience, str) else list(audience or [])
-    if settings.service_token_audience in audiences and caller.claims.get("client_id"):
-        return f"reply:service:{caller.claims['client_id']}", settings.ai_rate_limit
-    return f"reply:user:{caller.sub}", settings.ai_user_rate_limit
+    return settings.service_token_audience in audiences and bool(caller.claims.get("client_id"))
+
+
+def caller_id(settings: Settings, caller: VerifiedToken) -> str:
+    """`service:<client id>` or `user:<sub>`: whose budget a request spends, whose cache it uses."""
+    if _is_service(settings, caller):
+        return f"service:{caller.claims['client_id']}"
+    return f"user:{caller.sub}"
+
+
+def budget(settings: Settings, caller: VerifiedToken) -> tuple[str, int]:
+    """The rate-limit key and limit of a caller: per service, or (smaller) per user."""
+    limit = settings.ai_rate_limit if _is_service(settings, caller) else settings.ai_user_rate_limit
+    return f"reply:{caller_id(settings, caller)}", limit
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -106,7 +117,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if client is not None:
                 await client.aclose()
 
-    app = FastAPI(title="chat ai", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title="chat ai", version="0.1.0", lifespan=lifespan, **docs_options(settings.api_docs)
+    )
     # No readiness dependency: without Redis, replies are still given (uncached, unlimited).
     metrics = install(
         app,
@@ -137,16 +150,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "too many requests; slow down",
                     headers={"Retry-After": verdict.retry_after_header},
                 )
-        key = cache_key(provider.name, provider.model, body.messages)
-        if cache is not None and (hit := await cache.get(key)) is not None:
+        # Only services share replies, each in a cache of its own: a cache hit tells whether
+        # somebody sent these messages before, so a user (who may guess another's) gets none.
+        shared = cache if _is_service(settings, caller) else None
+        key = cache_key(caller_id(settings, caller), provider.name, provider.model, body.messages)
+        if shared is not None and (hit := await shared.get(key)) is not None:
             replies_total.labels(provider=provider.name, source="cache").inc()
             return ReplyResponse(content=hit, model=provider.model, cached=True)
         try:
             content = await provider.reply(body.messages)
         except ProviderError as exc:
             raise HTTPException(exc.status, str(exc)) from exc
-        if cache is not None:
-            await cache.put(key, content)
+        if shared is not None:
+            await shared.put(key, content)
         replies_total.labels(provider=provider.name, source="provider").inc()
         return ReplyResponse(content=content, model=provider.model, cached=False)
 

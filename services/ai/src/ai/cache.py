@@ -1,4 +1,4 @@
-"""Replies cached in Redis, keyed by a hash of provider, model and messages.
+"""Replies cached in Redis, keyed by a hash of caller, provider, model and messages.
 
 The cache is an optimisation: when Redis fails, the request is answered by the provider and the
 failure is logged, never turned into an error for the caller.
@@ -20,10 +20,16 @@ log = logging.getLogger(__name__)
 KEY_PREFIX = "ai:reply:"
 
 
-def cache_key(provider: str, model: str, messages: list[ChatMessage]) -> str:
-    """A stable key: canonical JSON of everything that determines the reply, hashed."""
+def cache_key(caller: str, provider: str, model: str, messages: list[ChatMessage]) -> str:
+    """A stable key: canonical JSON of everything that determines the reply and of whose cache
+    it is (one caller's hits reveal nothing of another's messages), hashed."""
     canonical = json.dumps(
-        {"provider": provider, "model": model, "messages": [m.model_dump() for m in messages]},
+        {
+            "caller": caller,
+            "provider": provider,
+            "model": model,
+            "messages": [m.model_dump() for m in messages],
+        },
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from fastapi import Depends, FastAPI, Form, HTTPException, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from servicekit.fastapi import CurrentUser, install
+from servicekit.fastapi import CurrentUser, docs_options, install
 from servicekit.health import postgres_check, redis_check
 from servicekit.jwt import AsyncJwtVerifier
 from servicekit.logging import configure_logging
@@ -234,7 +234,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine.dispose()
         redis.close()
 
-    app = FastAPI(title="auth", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title="auth", version="0.1.0", lifespan=lifespan, **docs_options(settings.api_docs)
+    )
     app.state.settings = settings
     app.state.engine = engine
     app.state.keyring = keyring

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from servicekit.fastapi import install, verifier_from_settings
+from servicekit.fastapi import docs_options, install, verifier_from_settings
 from servicekit.health import async_postgres_check
 from servicekit.logging import configure_logging
 from sqlalchemy.exc import DBAPIError
@@ -47,7 +47,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await runtime.aclose()
 
     runtime = Runtime(settings)
-    app = FastAPI(title="chat backend", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title="chat backend", version="0.1.0", lifespan=lifespan, **docs_options(settings.api_docs)
+    )
     app.state.runtime = runtime
     metrics = install(
         app,

@@ -173,6 +173,12 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": "internal server error"}, status_code=500)
 
 
+def docs_options(enabled: bool) -> dict[str, Any]:
+    """`FastAPI(..., **docs_options(settings.api_docs))`: /docs and /redoc only when enabled
+    (they load scripts from a CDN into the service's origin); /openapi.json either way."""
+    return {} if enabled else {"docs_url": None, "redoc_url": None}
+
+
 def install(
     app: FastAPI,
     *,

@@ -16,7 +16,7 @@ _LOG_LEVELS = frozenset(logging.getLevelNamesMapping())
 
 class ServiceSettings(BaseSettings):
     """DATABASE_URL, REDIS_URL, JWKS_URL, JWT_ISSUER, JWT_AUDIENCE, SERVICE_TOKEN_AUDIENCE,
-    LOG_LEVEL."""
+    LOG_LEVEL, API_DOCS."""
 
     model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
 
@@ -30,6 +30,9 @@ class ServiceSettings(BaseSettings):
     # a service that accepts this audience (ai) takes them; user-facing APIs refuse them.
     service_token_audience: str = "chat-services"  # noqa: S105 (an audience name, no secret)
     log_level: str = "INFO"
+    # FastAPI's interactive docs (/docs, /redoc) run scripts from a CDN on the service's origin:
+    # for development only. The OpenAPI document itself (/openapi.json) is always served.
+    api_docs: bool = False
 
     @field_validator("log_level")
     @classmethod

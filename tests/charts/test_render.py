@@ -118,6 +118,26 @@ def test_every_service_chart_renders_its_core_objects(environment: str) -> None:
         assert expected <= kinds, f"{chart}/{environment} lacks {expected - kinds}"
 
 
+@pytest.mark.parametrize("number", [10485760, 0, -3, 2**40])
+def test_a_whole_number_setting_reaches_the_pod_as_written(number: int) -> None:
+    # Helm reads values-file numbers as float64: toString alone printed 1.048576e+07, which
+    # media-storage's integer MEDIA_MAX_UPLOAD_BYTES refused at start (tests/images found it).
+    values = load_values("media-storage", "staging")
+    values["config"] = {**values.get("config", {}), "MEDIA_MAX_UPLOAD_BYTES": number}
+    objects = render("media-storage", values, "chat-staging")
+    configmap = next(obj for obj in objects if obj["kind"] == "ConfigMap")
+    assert configmap["data"]["MEDIA_MAX_UPLOAD_BYTES"] == str(number)
+    jobs_env = [
+        env["value"]
+        for obj in objects
+        if obj["kind"] == "Job"
+        for c in obj["spec"]["template"]["spec"]["containers"]
+        for env in c.get("env", [])
+        if env["name"] == "MEDIA_MAX_UPLOAD_BYTES"
+    ]
+    assert all(value == str(number) for value in jobs_env), jobs_env
+
+
 def test_image_digest_wins_over_tag() -> None:
     digest = "sha256:" + "ab" * 32
     values = load_values("backend", "staging")

@@ -24,6 +24,15 @@ env:
 {{- end }}
 {{- end -}}
 
+{{/*
+One `config` value as a quoted string. Helm reads every number of a values file as a float64, and
+toString prints 10485760 as "1.048576e+07", which no integer setting parses; the schema admits
+integers only, so a float64 here is a whole number and prints as one.
+*/}}
+{{- define "lib.configValue" -}}
+{{- if kindIs "float64" . }}{{ int64 . | toString | quote }}{{ else }}{{ . | toString | quote }}{{ end }}
+{{- end -}}
+
 {{- define "lib.configMap" -}}
 {{- if .Values.config }}
 apiVersion: v1
@@ -34,7 +43,7 @@ metadata:
     {{- include "lib.labels" . | nindent 4 }}
 data:
   {{- range $key, $value := .Values.config }}
-  {{ $key }}: {{ $value | toString | quote }}
+  {{ $key }}: {{ include "lib.configValue" $value }}
   {{- end }}
 {{- end }}
 {{- end -}}

@@ -15,7 +15,7 @@ helm.sh/hook-delete-policy: before-hook-creation
 {{- define "lib.migrationEnv" -}}
 {{- range $key, $value := .Values.config }}
 - name: {{ $key }}
-  value: {{ $value | toString | quote }}
+  value: {{ include "lib.configValue" $value }}
 {{- end }}
 {{- range .Values.secretEnv }}
 - name: {{ .name }}

@@ -21,9 +21,21 @@ class LifetimeError(RuntimeError):
 
 
 def bound_to_parent(argv: Sequence[str], *, user: str | None = None) -> list[str]:
-    """`argv` wrapped so that it is killed when its parent dies (run as `user` when given)."""
+    """`argv` wrapped so that it is killed when its parent dies (run as `user` when given).
+
+    `user` is a user name (its own group and supplementary groups), or `UID:GID` in numbers,
+    as a Dockerfile's USER names an account the host may not have (no supplementary groups).
+    """
     setpriv = shutil.which("setpriv")
     if setpriv is None:
         raise LifetimeError(f"setpriv not found; {INSTALL_HINT}")
-    as_user = ["--reuid", user, "--regid", user, "--init-groups"] if user else []
-    return [setpriv, *as_user, "--pdeathsig", "KILL", "--", *argv]
+    return [setpriv, *_as_user(user), "--pdeathsig", "KILL", "--", *argv]
+
+
+def _as_user(user: str | None) -> list[str]:
+    if not user:
+        return []
+    uid, colon, gid = user.partition(":")
+    if colon and uid.isdigit() and gid.isdigit():
+        return ["--reuid", uid, "--regid", gid, "--clear-groups"]
+    return ["--reuid", user, "--regid", user, "--init-groups"]

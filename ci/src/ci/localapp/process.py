@@ -44,6 +44,7 @@ class ManagedProcess:
     env: Mapping[str, str]
     cwd: Path
     log_path: Path
+    user: str | None = None  # run as this user (lifetime.bound_to_parent's `user`)
     popen: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     def start(self) -> None:
@@ -52,7 +53,7 @@ class ManagedProcess:
             # uvicorn's worker processes go with their parent. Bound to our lifetime: a stack
             # killed with SIGKILL takes its servers with it (their workers follow them).
             self.popen = subprocess.Popen(
-                bound_to_parent(self.argv),
+                bound_to_parent(self.argv, user=self.user),
                 env=dict(self.env),
                 cwd=self.cwd,
                 stdin=subprocess.DEVNULL,

@@ -63,7 +63,7 @@ class Closure:
     def runtime_paths(self) -> dict[str, Path]:
         """Runtime image path -> host path, through the runtime stage's COPY --from lines."""
         mapped: dict[str, Path] = {}
-        for runtime, build in self.recipe.runtime_copies.items():
+        for runtime, build in self.recipe.runtime.copies.items():
             host = image_path_of(build, self.build_paths)
             if host is None:
                 raise RecipeError(f"{self.recipe.dockerfile}: COPY --from=build {build}: unknown")
@@ -74,10 +74,8 @@ class Closure:
         """The base image's environment with the Dockerfile's ENV applied, paths mapped."""
         env = dict(BASE_ENV)
         paths = self.runtime_paths()
-        for name, value in self.recipe.runtime_env:
-            expanded = re.sub(
-                r"\$\{?(\w+)\}?", lambda m: env.get(m.group(1), ""), value
-            )
+        for name, value in self.recipe.runtime.env:
+            expanded = re.sub(r"\$\{?(\w+)\}?", lambda m: env.get(m.group(1), ""), value)
             env[name] = ":".join(_mapped(part, paths) for part in expanded.split(":"))
         return env
 
@@ -92,7 +90,7 @@ def build_closure(recipe: Recipe, repo_root: Path, cache: Path, work: Path) -> C
     name = recipe.dockerfile.parent.name
     venv_root = _cached_venvs(recipe, repo_root, cache, name)
     paths = {image: venv_root / image.strip("/").replace("/", "-") for image in recipe.venvs}
-    for image_dir, sources in recipe.copied_trees.items():
+    for image_dir, sources in recipe.build.copied_trees.items():
         host = work / image_dir.strip("/").replace("/", "-")
         for source in sources:
             shutil.copytree(
@@ -111,7 +109,7 @@ def _cache_key(recipe: Recipe, repo_root: Path, python: Path) -> str:
         [python, "-c", "import sys; print(sys.version)"], capture_output=True, text=True, check=True
     ).stdout
     digest.update(f"{python}\n{version}\n{recipe.cache_key_material()}\n".encode())
-    for image_path, source in sorted(recipe.copied_files.items()):
+    for image_path, source in sorted(recipe.build.copied_files.items()):
         digest.update(f"{image_path}={source}\n".encode())
         digest.update((repo_root / source).read_bytes())
     return digest.hexdigest()[:16]
@@ -124,7 +122,11 @@ def _cached_venvs(recipe: Recipe, repo_root: Path, cache: Path, name: str) -> Pa
     cache.chmod(0o755)
     with _locked(cache / f"{name}.lock"):
         if not (root / _COMPLETE).exists():
-            shutil.rmtree(root, ignore_errors=True)  # a build that was interrupted
+            # Older builds of this image (another lock, another Dockerfile) and an interrupted
+            # one: the cache holds one closure per image.
+            for old in cache.glob(f"{name}-*"):
+                if old.name.rsplit("-", 1)[0] == name:
+                    shutil.rmtree(old, ignore_errors=True)
             root.mkdir(mode=0o755)
             _replay_build(recipe, repo_root, root, python)
             (root / _COMPLETE).touch()
@@ -144,10 +146,10 @@ def _locked(path: Path) -> Iterator[None]:
 
 def _replay_build(recipe: Recipe, repo_root: Path, root: Path, python: Path) -> None:
     paths = {image: root / image.strip("/").replace("/", "-") for image in recipe.venvs}
-    paths.update({image: repo_root / source for image, source in recipe.copied_files.items()})
-    env = {**BASE_ENV, "HOME": os.environ.get("HOME", "/root"), **recipe.build_env}
+    paths.update({image: repo_root / source for image, source in recipe.build.copied_files.items()})
+    env = {**BASE_ENV, "HOME": os.environ.get("HOME", "/root"), **recipe.build.env}
     env.update({k: v for k, v in os.environ.items() if k.lower().endswith("_proxy")})
-    for step in recipe.build_steps:
+    for step in recipe.build.steps:
         argv = [_host_token(recipe, step.line, token, paths) for token in step.argv]
         if step.creates_venv:
             argv[0] = str(python)

@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from ci.localapp.servers import free_port
 from ci.localapp.argv import with_listen_address
 from ci.localapp.process import ManagedProcess, StackError, run_to_completion, wait_until_ready
+from ci.localapp.servers import free_port
 
 from imagekit.closure import Closure, reachable_by_anyone
 from imagekit.workloads import Mount, Run, SecretRef
@@ -43,16 +43,14 @@ class Launcher:
         """The Dockerfile's USER when we may switch to it (root) and it can reach the files."""
         if os.geteuid() != 0 or not reachable_by_anyone(self.work):
             return None
-        return self.closure.recipe.user
+        return self.closure.recipe.runtime.user
 
     def process(self, name: str, argv: tuple[str, ...], run: Run | None) -> ManagedProcess:
         env = self.closure.environment()
         if run is not None:
             env.update(self._container_env(run))
         safe = name.replace("/", "-")
-        return ManagedProcess(
-            name, argv, env, Path("/"), self.work / f"{safe}.log", user=self.user
-        )
+        return ManagedProcess(name, argv, env, Path("/"), self.work / f"{safe}.log", user=self.user)
 
     def _container_env(self, run: Run) -> dict[str, str]:
         mounts = {m.path: self._mounted(run, m) for m in run.mounts}
@@ -92,7 +90,9 @@ def _remounted(value: str, mounts: Mapping[str, Path]) -> str:
     """A value naming a mounted path (AUTH_SIGNING_KEYS_DIR=/var/run/...) points at our copy."""
     for path, host in mounts.items():
         pure = PurePosixPath(value)
-        if value.startswith("/") and (pure == PurePosixPath(path) or PurePosixPath(path) in pure.parents):
+        if value.startswith("/") and (
+            pure == PurePosixPath(path) or PurePosixPath(path) in pure.parents
+        ):
             return str(host / pure.relative_to(path))
     return value
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import dockerfile
@@ -33,26 +33,35 @@ class BuildStep:
 
 
 @dataclass(frozen=True)
-class Recipe:
-    dockerfile: Path
-    build_env: dict[str, str]
-    build_steps: tuple[BuildStep, ...]
+class BuildStage:
+    env: dict[str, str]
+    steps: tuple[BuildStep, ...]
     copied_files: dict[str, str]  # image path -> repository path (files the steps read)
     copied_trees: dict[str, tuple[str, ...]]  # image dir -> repository dirs copied into it
-    runtime_env: tuple[tuple[str, str], ...]  # in order; values may name $VARIABLES
-    runtime_copies: dict[str, str]  # runtime path -> build-stage path (COPY --from)
+
+
+@dataclass(frozen=True)
+class RuntimeStage:
+    env: tuple[tuple[str, str], ...]  # in order; values may name $VARIABLES
+    copies: dict[str, str]  # runtime path -> build-stage path (COPY --from)
     user: str | None
     cmd: tuple[str, ...]
-    ports: tuple[int, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class Recipe:
+    dockerfile: Path
+    build: BuildStage
+    runtime: RuntimeStage
 
     @property
     def venvs(self) -> tuple[str, ...]:
-        return tuple(step.argv[3] for step in self.build_steps if step.creates_venv)
+        return tuple(step.argv[3] for step in self.build.steps if step.creates_venv)
 
     def cache_key_material(self) -> str:
-        """Everything the build stage's result depends on but the copied source trees."""
-        steps = "\n".join(shlex.join(step.argv) for step in self.build_steps)
-        env = "\n".join(f"{k}={v}" for k, v in sorted(self.build_env.items()))
+        """Everything the build stage's result depends on but the copied files and trees."""
+        steps = "\n".join(shlex.join(step.argv) for step in self.build.steps)
+        env = "\n".join(f"{k}={v}" for k, v in sorted(self.build.env.items()))
         return f"{steps}\n{env}"
 
 
@@ -62,7 +71,7 @@ def read_recipe(path: Path) -> Recipe:
     if len(stages) != 2:
         raise RecipeError(f"{path}: {len(stages)} stages; the replay knows build + runtime")
     build, runtime = stages
-    return Recipe(dockerfile=path, **_build_stage(path, build), **_runtime_stage(path, runtime))
+    return Recipe(path, _build_stage(path, build), _runtime_stage(path, runtime))
 
 
 def _stages(path: Path) -> list[list[dockerfile.Command]]:
@@ -75,7 +84,7 @@ def _stages(path: Path) -> list[list[dockerfile.Command]]:
     return stages
 
 
-def _build_stage(path: Path, commands: list[dockerfile.Command]) -> dict[str, object]:
+def _build_stage(path: Path, commands: list[dockerfile.Command]) -> BuildStage:
     env: dict[str, str] = {}
     steps: list[BuildStep] = []
     files: dict[str, str] = {}
@@ -100,20 +109,14 @@ def _build_stage(path: Path, commands: list[dockerfile.Command]) -> dict[str, ob
                     files[destination] = source
         elif command.cmd not in ("ARG", "LABEL"):
             raise RecipeError(f"{where}: {command.cmd} in the build stage is not replayed")
-    return {
-        "build_env": env,
-        "build_steps": tuple(steps),
-        "copied_files": files,
-        "copied_trees": {k: tuple(v) for k, v in trees.items()},
-    }
+    return BuildStage(env, tuple(steps), files, {k: tuple(v) for k, v in trees.items()})
 
 
-def _runtime_stage(path: Path, commands: list[dockerfile.Command]) -> dict[str, object]:
+def _runtime_stage(path: Path, commands: list[dockerfile.Command]) -> RuntimeStage:
     env: list[tuple[str, str]] = []
     copies: dict[str, str] = {}
     user: str | None = None
     cmd: tuple[str, ...] = ()
-    ports: list[int] = []
     for command in commands:
         where = f"{path}:{command.start_line}"
         if command.cmd == "ENV":
@@ -129,24 +132,16 @@ def _runtime_stage(path: Path, commands: list[dockerfile.Command]) -> dict[str, 
             if not command.json:
                 raise RecipeError(f"{where}: CMD in shell form (the replay runs JSON argv only)")
             cmd = tuple(command.value)
-        elif command.cmd == "EXPOSE":
-            ports.extend(int(p.split("/")[0]) for p in command.value)
         elif command.cmd == "RUN":
             # Changes to the base image's own Python (pip removed): nothing the venv sees.
             # tests/pipeline/test_images.py checks that no runtime RUN installs anything.
             continue
-        elif command.cmd not in ("ARG", "LABEL"):
+        elif command.cmd not in ("ARG", "LABEL", "EXPOSE"):
             # ENTRYPOINT and WORKDIR too: the runs assume neither (argv is CMD, cwd is /).
             raise RecipeError(f"{where}: {command.cmd} in the runtime stage is not replayed")
     if not cmd:
         raise RecipeError(f"{path}: the runtime stage has no CMD")
-    return {
-        "runtime_env": tuple(env),
-        "runtime_copies": copies,
-        "user": user,
-        "cmd": cmd,
-        "ports": tuple(ports),
-    }
+    return RuntimeStage(tuple(env), copies, user, cmd)
 
 
 def _pairs(values: tuple[str, ...]) -> dict[str, str]:

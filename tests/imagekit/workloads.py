@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import yaml
-
 from chartkit import CHARTS, ENVIRONMENTS, Manifest, load_values, pod_specs, render_environment
 
 Kind = Literal["job", "server", "worker"]

@@ -19,17 +19,19 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from ci.localapp.process import ManagedProcess
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from imagekit.closure import build_closure, cache_root, run_directory
 from imagekit.launch import Launcher, Secrets, run_job, start_server, start_worker
 from imagekit.recipe import read_recipe
 from imagekit.workloads import image_runs
-from ci.localapp.process import ManagedProcess
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICES = sorted(
-    p.parent.name for p in REPO.glob("services/*/Dockerfile") if p.with_name("requirements.txt").exists()
+    p.parent.name
+    for p in REPO.glob("services/*/Dockerfile")
+    if p.with_name("requirements.txt").exists()
 )
 START_TIMEOUT = 120.0
 
@@ -76,10 +78,12 @@ def test_image_runs_its_cmd_and_every_chart_command_from_its_own_closure(
         for job in (run for run in runs if run.kind == "job"):
             run_job(launcher, job, START_TIMEOUT)
         # The Dockerfile's CMD with the main server's environment, then the charts' commands.
-        started.append(start_server(launcher, "CMD", recipe.cmd, servers[0], START_TIMEOUT))
+        started.append(start_server(launcher, "CMD", recipe.runtime.cmd, servers[0], START_TIMEOUT))
         for server in servers:
-            if server.argv != recipe.cmd:
-                started.append(start_server(launcher, server.name, server.argv, server, START_TIMEOUT))
+            if server.argv != recipe.runtime.cmd:
+                started.append(
+                    start_server(launcher, server.name, server.argv, server, START_TIMEOUT)
+                )
         for worker in (run for run in runs if run.kind == "worker"):
             started.append(start_worker(launcher, worker, START_TIMEOUT))
 
@@ -90,10 +94,12 @@ def test_the_closure_holds_nothing_but_the_requirements(tmp_path: Path) -> None:
     with run_directory(cache_root(REPO)) as work:
         closure = build_closure(recipe, REPO, cache_root(REPO), work)
         venv = closure.runtime_paths()["/opt/venv"]
-        installed = {p.name.split("-")[0].lower() for p in venv.glob("lib/python*/site-packages/*.dist-info")}
+        installed = {
+            p.name.split("-")[0].lower() for p in venv.glob("lib/python*/site-packages/*.dist-info")
+        }
         pinned = {
             line.split("==")[0].lower().replace("-", "_")
             for line in (REPO / "services/media-storage/requirements.txt").read_text().splitlines()
             if "==" in line and not line.startswith(("#", " "))
         }
-        assert installed == pinned, (installed ^ pinned)
+        assert installed == pinned, installed ^ pinned

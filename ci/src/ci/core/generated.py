@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ci.core.catalog import load_catalog
+from ci.core.dockerfiles import dockerfiles
 
 Render = Callable[[Path], Mapping[str, str]]
 UV_EXPORT_TIMEOUT_SECONDS = 120.0
@@ -92,6 +93,12 @@ def registry() -> tuple[Generator, ...]:
             description="each Python service's requirements.txt, exported from uv.lock",
             inputs=("pyproject.toml", "uv.lock", "services/*/pyproject.toml", "services/*/*.yaml"),
             render=requirements,
+        ),
+        Generator(
+            name="dockerfiles",
+            description="each Python service's Dockerfile, from one template and its service.yaml",
+            inputs=("services/*/service.yaml", "ci/src/ci/core/dockerfiles.py"),
+            render=dockerfiles,
         ),
     )
 

@@ -26,6 +26,11 @@ DAGGER = "0.21.11"
 GIT = "2.47.1"
 
 PYTHON_IMAGE = f"python:{PYTHON}-slim-bookworm"
+# The Python services' base (ci.core.dockerfiles renders it into their Dockerfiles).
+PYTHON_RUNTIME_IMAGE = (
+    f"python:{PYTHON}-alpine3.21"
+    "@sha256:ba13ef990f6e5d13014e9e8d04c02a8fdb0fe53d6dccf6e19147f316e6cc3a84"
+)
 NODE_IMAGE = f"node:{NODE}-bookworm-slim"
 UV_IMAGE = f"ghcr.io/astral-sh/uv:{UV}"
 POSTGRES_IMAGE = f"postgres:{POSTGRES}-bookworm"

@@ -20,7 +20,7 @@ usage() {
 bundle_k3s() {
   local out=$1 arch binary base
   arch=$(host_arch)
-  binary=$(if [[ $arch == amd64 ]]; then echo k3s; else echo "k3s-$arch"; fi)
+  binary=$(k3s_asset "$arch")
   base="https://github.com/k3s-io/k3s/releases/download/${K3S_VERSION//+/%2B}"
   fetch_verified "$base/$binary" "$out/$binary" "K3S_SHA256_${arch^^}"
   fetch_verified "$base/k3s-airgap-images-$arch.tar.zst" "$out/k3s-airgap-images-$arch.tar.zst" \
@@ -73,6 +73,10 @@ bundle_main() {
   # Expanded now: the EXIT trap runs after this function's locals are gone.
   # shellcheck disable=SC2064
   trap "rm -rf -- $(printf %q "$work")" EXIT
+  local arch
+  arch=$(host_arch)
+  # shellcheck disable=SC2046  # one pin name per word
+  require_pins "K3S_SHA256_${arch^^}" "K3S_AIRGAP_IMAGES_SHA256_${arch^^}" $(bootstrap_pins)
   bundle_k3s "$out"
   bundle_helm "$out"
   HELM=$work/helm

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Installs the cluster's platform: a pinned Helm, the Gateway API CRDs, NGINX Gateway Fabric and
-# the cluster's Gateway, cert-manager (issuing through that Gateway), Sealed Secrets, Argo CD, the
-# platform-wide policies, the system-upgrade-controller and its Plan, then hands the cluster to
-# Argo CD by applying the AppProjects and the root app-of-apps. Every download is checked against
-# a SHA-256 pinned in versions.env. Idempotent: helm upgrade --install and kubectl apply.
+# Installs the cluster's platform: a pinned Helm, the platform-wide policies, the Gateway API
+# CRDs, NGINX Gateway Fabric (its CRDs applied explicitly: helm upgrade never upgrades them) and
+# the cluster's Gateway, cert-manager (issuing through that Gateway), Sealed Secrets, Argo CD,
+# then hands the cluster to Argo CD by applying the AppProjects and the root app-of-apps; last,
+# the optional system-upgrade-controller and its Plan, which nothing before depends on.
+# Every download is checked against a SHA-256 pinned in versions.env; every pin is checked before
+# the first change (an empty one takes the release's published checksum, printed to be pinned).
+# Idempotent: helm upgrade --install and kubectl apply.
 #
 #   sudo ACME_EMAIL=ops@example.com k3s/bootstrap.sh   (after k3s/install.sh)
 #   sudo AIRGAP_DIR=/srv/airgap k3s/bootstrap.sh      (no network: k3s/airgap-bundle.sh's output)
@@ -24,14 +27,6 @@ GATEWAY_API_CRD_FILES=(
   listenersets tlsroutes vap_safeupgrades
 )
 
-# release namespace chart repository version-variable pin-variable
-CHARTS=(
-  "ngf nginx-gateway nginx-gateway-fabric oci://ghcr.io/nginx/charts NGF_CHART_VERSION NGF_CHART_SHA256"
-  "cert-manager cert-manager cert-manager https://charts.jetstack.io CERT_MANAGER_CHART_VERSION CERT_MANAGER_CHART_SHA256"
-  "sealed-secrets kube-system sealed-secrets https://bitnami-labs.github.io/sealed-secrets SEALED_SECRETS_CHART_VERSION SEALED_SECRETS_CHART_SHA256"
-  "argocd argocd argo-cd https://argoproj.github.io/argo-helm ARGO_CD_CHART_VERSION ARGO_CD_CHART_SHA256"
-)
-
 main() {
   require_root
   [[ -n ${AIRGAP_DIR:-} ]] || require_command curl "apt-get install -y curl"
@@ -43,6 +38,8 @@ main() {
   # shellcheck disable=SC2064
   trap "rm -rf -- $(printf %q "$work")" EXIT
 
+  # shellcheck disable=SC2046  # one pin name per word
+  require_pins $(bootstrap_pins)
   ensure_helm "$work"
   log "PriorityClasses (k3s/cluster-policies.yaml)"
   kubectl apply -f "$K3S_DIR/cluster-policies.yaml"
@@ -57,12 +54,27 @@ main() {
   log "the cluster's Gateway and its routes (k3s/gateway.yaml)"
   kubectl apply -f "$K3S_DIR/gateway.yaml"
 
-  install_upgrade_controller "$work"
-
   log "Argo CD: AppProjects and the root app-of-apps"
   kubectl apply -f "$REPO_DIR/argocd/apps/projects.yaml"
   kubectl apply -f "$REPO_DIR/argocd/root.yaml"
-  log "done: Argo CD now syncs argocd/apps from git"
+  log "handed over: Argo CD now syncs argocd/apps from git"
+
+  install_upgrade_controller "$work"
+  log "done"
+}
+
+# Every pin this script verifies a download against (word-split by the caller).
+bootstrap_pins() {
+  local name entry pin
+  echo "HELM_SHA256_$(host_arch | tr '[:lower:]' '[:upper:]')"
+  for name in "${GATEWAY_API_CRD_FILES[@]}"; do
+    gateway_api_crd_pin "$name"
+  done
+  for entry in "${CHARTS[@]}"; do
+    read -r _ _ _ _ _ pin <<<"$entry"
+    echo "$pin"
+  done
+  echo SYSTEM_UPGRADE_CONTROLLER_CRD_SHA256 SYSTEM_UPGRADE_CONTROLLER_MANIFEST_SHA256
 }
 
 # Installs the pinned Helm unless that version is already there.
@@ -133,8 +145,19 @@ install_chart() {
   pinned_sha256 "$pin" >/dev/null || exit 1
   pull_chart "$chart" "$repo" "$version" "$archive"
   verify_sha256 "$archive" "$pin"
+  apply_chart_crds "$work" "$chart" "$archive"
   "$HELM" upgrade --install "$release" "$archive" --namespace "$namespace" --create-namespace \
     --wait --timeout 10m "$@"
+}
+
+# Helm installs a chart's crds/ on the first install only and never upgrades them: they are
+# applied here from the verified archive, so a chart bump brings its CRDs along.
+apply_chart_crds() {
+  local work=$1 chart=$2 archive=$3 crds=$1/$2-crds
+  mkdir -p "$crds"
+  tar -xzf "$archive" -C "$crds" --wildcards "$chart/crds/*" 2>/dev/null || return 0
+  log "$chart: the chart's CRDs (crds/)"
+  kubectl apply --server-side --force-conflicts -f "$crds/$chart/crds"
 }
 
 # install_chart for one entry of CHARTS, by release name:  install_platform_chart WORK RELEASE [ARGS]

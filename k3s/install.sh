@@ -21,14 +21,6 @@ CONF_DIR=$ROOT/etc/rancher/k3s
 UNIT=$ROOT/etc/systemd/system/k3s.service
 IMAGES_DIR=$ROOT/var/lib/rancher/k3s/agent/images
 
-# The release asset of the K3s binary for an architecture.
-k3s_asset() {
-  case $1 in
-    amd64) echo k3s ;;
-    *) echo "k3s-$1" ;;
-  esac
-}
-
 installed_version() {
   [[ -x $BIN ]] || return 0
   "$BIN" --version 2>/dev/null | awk 'NR == 1 { print $3 }'
@@ -181,6 +173,13 @@ main() {
   require_root
   require_command sha256sum "apt-get install -y coreutils"
   [[ -n $airgap ]] || require_command curl "apt-get install -y curl"
+  # Every pin checked before the machine is changed.
+  if [[ -n $airgap ]]; then
+    AIRGAP_DIR=$airgap require_pins "K3S_SHA256_$(host_arch | tr '[:lower:]' '[:upper:]')" \
+      "K3S_AIRGAP_IMAGES_SHA256_$(host_arch | tr '[:lower:]' '[:upper:]')"
+  else
+    require_pins "K3S_SHA256_$(host_arch | tr '[:lower:]' '[:upper:]')"
+  fi
   if [[ $(installed_version) == "$K3S_VERSION" ]]; then
     log "K3s $K3S_VERSION already installed"
   else

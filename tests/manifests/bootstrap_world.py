@@ -241,9 +241,10 @@ CHARTS: dict[str, dict[str, Any]] = {
 }
 
 
-def chart_archive(chart: str, version: str) -> bytes:
+def chart_archive(chart: str, version: str, extra_crds: list[Obj] | None = None) -> bytes:
     """A chart .tgz as `helm package` lays it out."""
-    spec = CHARTS[chart]
+    spec = dict(CHARTS[chart])
+    spec["crds"] = [*spec["crds"], *(extra_crds or [])]
     files = {
         "Chart.yaml": yaml.safe_dump({"apiVersion": "v2", "name": chart, "version": version}),
         "values.yaml": yaml.safe_dump(spec["values"]),
@@ -319,7 +320,15 @@ def helm_main(argv: list[str]) -> int:
         values = _values(options)
         manifests = _render(chart_dir, values, release, namespace)
         namespace_doc = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
-        crds = [yaml.safe_load(p.read_text()) for p in sorted((chart_dir / "crds").glob("*"))]
+        # Helm installs crds/ with a release's first install only, never on an upgrade.
+        installed = Path(os.environ["STUB_LOG"]) / f"release-{namespace}-{release}"
+        crds_dir = chart_dir / "crds"
+        crds = (
+            []
+            if installed.exists()
+            else [yaml.safe_load(p.read_text()) for p in sorted(crds_dir.glob("*"))]
+        )
+        installed.touch()
         for batch in ([namespace_doc], crds, manifests):
             if batch:
                 applied = subprocess.run(

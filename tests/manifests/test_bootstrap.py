@@ -23,6 +23,7 @@ from manifests.bootstrap_world import (
     SUC_CRD,
     SUC_MANIFEST,
     chart_archive,
+    crd,
     dump_all,
     gateway_api_file,
     helm_program,
@@ -262,3 +263,37 @@ def test_bootstrap_refuses_a_tampered_gateway_api_crd(world: World) -> None:
     assert result.returncode != 0
     assert "checksum mismatch for gateway.networking.k8s.io_httproutes.yaml" in result.stderr
     assert not world.api.of_kind("CustomResourceDefinition")
+
+
+# --- pins first; what Argo CD needs is never held up by an optional component ---
+
+
+def test_a_pin_that_cannot_be_checked_stops_bootstrap_before_any_change(world: World) -> None:
+    world.pin("SYSTEM_UPGRADE_CONTROLLER_CRD_SHA256", "")  # and no published checksum file
+    result = world.run("bootstrap.sh")
+    assert result.returncode != 0
+    assert "SYSTEM_UPGRADE_CONTROLLER_CRD_SHA256: cannot fetch" in result.stderr
+    assert world.api.received == [], "the cluster was changed before every pin was checked"
+    assert not (world.logs / "helm.log").exists()
+
+
+def test_a_broken_upgrade_controller_does_not_hold_up_the_handover(world: World) -> None:
+    (world.net / "system-upgrade-controller.yaml").write_text("tampered: true\n")
+    result = world.run("bootstrap.sh")
+    assert result.returncode != 0
+    assert "checksum mismatch for suc.yaml" in result.stderr
+    assert [o["metadata"]["name"] for o in world.api.of_kind("Application")] == ["root"]
+    assert not world.api.of_kind("Plan")
+
+
+def test_a_chart_bump_brings_its_new_crds(world: World) -> None:
+    """helm upgrade never applies a chart's crds/ (the stand-in keeps Helm's rule), so bumping
+    NGF_CHART_VERSION must still deliver the CRDs the new chart version carries."""
+    assert world.run("bootstrap.sh").returncode == 0
+    new_crd = crd("gateway.nginx.org", "SnippetsFilter", "snippetsfilters", ["v1alpha1"])
+    archive = chart_archive("nginx-gateway-fabric", "2.99.0", extra_crds=[new_crd])
+    world.pin("NGF_CHART_VERSION", "2.99.0")
+    world.pin("NGF_CHART_SHA256", serve(world.net, "nginx-gateway-fabric-2.99.0.tgz", archive))
+    result = world.run("bootstrap.sh")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "snippetsfilters.gateway.nginx.org" in crd_names(world.api)

@@ -100,7 +100,7 @@ def test_registries_hold_no_credentials() -> None:
 
 
 def test_bootstrap_installs_what_argocd_needs() -> None:
-    text = (K3S / "bootstrap.sh").read_text()
+    text = (K3S / "bootstrap.sh").read_text() + (K3S / "lib.sh").read_text()
     for needed in (
         "nginx-gateway-fabric",
         "gateway.yaml",

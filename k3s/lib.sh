@@ -149,7 +149,7 @@ oci_chart_digest() {
     --header "Accept: application/vnd.oci.image.manifest.v1+json" \
     "https://$registry/v2/$repo/manifests/$tag" || die "cannot fetch the manifest of $registry/$repo:$tag"
   # One line per JSON object; the digest of the one of the chart's media type.
-  tr -d ' \n' <"$work/manifest" | tr '{}' '\n\n' |
+  tr -d ' \n' <"$work/manifest" | sed 's/[{}]/\n/g' |
     grep -F '"mediaType":"application/vnd.cncf.helm.chart.content.v1.tar+gzip"' |
     grep -o 'sha256:[0-9a-f]\{64\}' | head -n 1 | cut -d: -f2
 }

@@ -29,6 +29,26 @@ def test_allows_the_limit_then_denies_with_retry_after(redis_url: str) -> None:
     assert denied.retry_after_header == "12"
 
 
+def test_a_refund_hands_back_what_was_spent_and_no_more(redis_url: str) -> None:
+    limiter = RateLimiter(redis_client(redis_url))
+    spent = [limiter.hit("k", limit=3, period=60) for _ in range(3)]
+    assert [r.remaining for r in spent] == [2, 1, 0]
+    limiter.refund("k", limit=3, period=60, cost=2)
+    assert limiter.hit("k", limit=3, period=60).remaining == 1
+    for _ in range(5):  # refunds beyond a full budget credit nothing
+        limiter.refund("k", limit=3, period=60)
+    assert [limiter.hit("k", limit=3, period=60).allowed for _ in range(4)] == [True] * 3 + [False]
+
+
+def test_a_refund_without_redis_is_logged_not_raised(
+    private_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    limiter = RateLimiter(redis_client(private_redis.url()))
+    private_redis.stop()
+    limiter.refund("k", limit=3, period=60)
+    assert "refund dropped" in caplog.text
+
+
 def test_keys_have_separate_budgets(redis_url: str) -> None:
     limiter = RateLimiter(redis_client(redis_url))
     assert limiter.hit("a", limit=1, period=60).allowed

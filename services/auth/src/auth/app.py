@@ -6,7 +6,8 @@ import datetime as dt
 import hmac
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
 from fastapi import Depends, FastAPI, Form, HTTPException, Request, Response, status
@@ -115,48 +116,98 @@ def _client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _enforce_limits(request: Request, action: str, username: str) -> None:
-    """Spend one attempt from the client IP's and the account's budgets; 429 when exhausted."""
+@dataclass
+class _Spent:
+    """What one request spent from rate-limit budgets, to hand back if it turns out not to count."""
+
+    limiter: RateLimiter
+    period: float
+    budgets: list[tuple[str, int]] = field(default_factory=list)
+
+    def refund(self) -> None:
+        for key, limit in self.budgets:
+            self.limiter.refund(key, limit, self.period)
+
+
+def _spend(request: Request, budgets: list[tuple[str, int]]) -> _Spent:
+    """One attempt from each (key, limit) budget; 429 with Retry-After when one is empty."""
     settings: Settings = request.app.state.settings
-    limiter: RateLimiter = request.app.state.limiter
-    limits = {
-        "login": (settings.auth_login_limit_per_ip, settings.auth_login_limit_per_account),
-        "register": (settings.auth_register_limit_per_ip, settings.auth_register_limit_per_account),
-        "token": (settings.auth_login_limit_per_ip, settings.auth_login_limit_per_account),
-    }
-    per_ip, per_account = limits[action]
-    for key, limit in (
-        (f"{action}:ip:{_client_ip(request)}", per_ip),
-        (f"{action}:account:{username.lower()}", per_account),
-    ):
-        result = limiter.hit(key, limit, settings.auth_rate_limit_period)
+    spent = _Spent(request.app.state.limiter, settings.auth_rate_limit_period)
+    for key, limit in budgets:
+        result = spent.limiter.hit(key, limit, spent.period)
         if not result.allowed:
             raise HTTPException(
                 status.HTTP_429_TOO_MANY_REQUESTS,
                 detail="too many attempts; retry later",
                 headers={"Retry-After": result.retry_after_header},
             )
+        spent.budgets.append((key, limit))
+    return spent
+
+
+@contextmanager
+def _attempt(
+    request: Request, action: Literal["login", "register"], username: str, *, success_counts: bool
+) -> Iterator[None]:
+    """A login or registration against the client address's and the account's budgets.
+
+    Spent before the work, so concurrent guesses cannot all pass before one is counted; handed
+    back when the server could not serve the request (database down: 5xx) and, unless
+    `success_counts`, when it succeeded. Only the client's own failures stay spent. Without
+    Redis the limiter fails closed (AUTH_RATE_LIMIT_FAIL_OPEN): no brute-force guard, no login.
+    """
+    settings: Settings = request.app.state.settings
+    per_ip, per_account = {
+        "login": (settings.auth_login_limit_per_ip, settings.auth_login_limit_per_account),
+        "register": (settings.auth_register_limit_per_ip, settings.auth_register_limit_per_account),
+    }[action]
+    spent = _spend(
+        request,
+        [
+            (f"{action}:ip:{_client_ip(request)}", per_ip),
+            (f"{action}:account:{username.lower()}", per_account),
+        ],
+    )
+    try:
+        yield
+    except HTTPException as exc:
+        if exc.status_code >= status.HTTP_500_INTERNAL_SERVER_ERROR:
+            spent.refund()
+        raise
+    except Exception:  # the server could not serve it (e.g. PostgreSQL down: 503)
+        spent.refund()
+        raise
+    if not success_counts:
+        spent.refund()
+
+
+def _service_client_failed(request: Request) -> HTTPException:
+    """A wrong client secret costs the caller's address, never the client id: nobody can lock a
+    service out. 401, or 429 once the address's budget is spent (or Redis is down)."""
+    settings: Settings = request.app.state.settings
+    _spend(request, [(f"token-failure:ip:{_client_ip(request)}", settings.auth_login_limit_per_ip)])
+    return HTTPException(401, "invalid client credentials")
 
 
 def _routes(app: FastAPI) -> None:
     @app.post("/register", status_code=status.HTTP_201_CREATED, responses={409: {}, 429: {}})
     def register(body: Credentials, request: Request, session: SessionDep) -> UserOut:
-        _enforce_limits(request, "register", body.username)
-        try:
-            return _user_out(accounts.register(session, body.username, body.password))
-        except accounts.UsernameTakenError as exc:
-            raise HTTPException(status.HTTP_409_CONFLICT, "username already taken") from exc
+        with _attempt(request, "register", body.username, success_counts=True):
+            try:
+                return _user_out(accounts.register(session, body.username, body.password))
+            except accounts.UsernameTakenError as exc:
+                raise HTTPException(status.HTTP_409_CONFLICT, "username already taken") from exc
 
     @app.post("/login", responses={401: {}, 429: {}})
     def login(
         body: LoginRequest, request: Request, session: SessionDep, keyring: KeyRingDep
     ) -> TokenResponse:
-        _enforce_limits(request, "login", body.username)
         settings: Settings = request.app.state.settings
-        try:
-            pair = accounts.login(session, keyring, settings, body.username, body.password)
-        except accounts.InvalidCredentialsError as exc:
-            raise HTTPException(401, "invalid username or password") from exc
+        with _attempt(request, "login", body.username, success_counts=False):
+            try:
+                pair = accounts.login(session, keyring, settings, body.username, body.password)
+            except accounts.InvalidCredentialsError as exc:
+                raise HTTPException(401, "invalid username or password") from exc
         return _tokens_out(pair)
 
     @app.post("/refresh", responses={401: {}})
@@ -178,11 +229,14 @@ def _routes(app: FastAPI) -> None:
     def service_token(
         body: Annotated[ClientCredentials, Form()], request: Request, keyring: KeyRingDep
     ) -> ServiceTokenResponse:
-        """A service token for another service (client credentials), e.g. backend calling ai."""
-        _enforce_limits(request, "token", body.client_id)
+        """A service token for another service (client credentials), e.g. backend calling ai.
+
+        The right secret always gets a token, whatever the limiter's budgets or Redis say
+        (backend's replies depend on it); the secrets are random (192 bits), not guessable.
+        """
         settings: Settings = request.app.state.settings
         if not _known_client(settings, body.client_id, body.client_secret):
-            raise HTTPException(401, "invalid client credentials")
+            raise _service_client_failed(request)
         token = issue_service_token(
             keyring,
             client_id=body.client_id,

@@ -30,8 +30,10 @@ class Settings(ServiceSettings):
     auth_max_body_bytes: int = Field(default=16 * 1024, ge=1024)
 
     # Rate limits: `limit` attempts per AUTH_RATE_LIMIT_PERIOD seconds, per client IP and per
-    # account (username). The client IP is the peer address as uvicorn reports it; behind the
-    # ingress set FORWARDED_ALLOW_IPS so uvicorn takes it from X-Forwarded-For.
+    # account (username). Only failures count: a login that succeeds, or that the server could
+    # not serve (503), is handed back. A service client's wrong secret costs the client IP's
+    # login budget, never the client id. The client IP is the peer address as uvicorn reports
+    # it; behind the ingress set FORWARDED_ALLOW_IPS so uvicorn takes it from X-Forwarded-For.
     auth_rate_limit_period: float = Field(default=60.0, gt=0)
     auth_login_limit_per_ip: int = Field(default=30, ge=1)
     auth_login_limit_per_account: int = Field(default=10, ge=1)

@@ -5,6 +5,10 @@ single "theoretical arrival time" per key and its own clock (`TIME`) decides, so
 a service shares one consistent budget. When Redis is unreachable the limiter fails open (allow)
 or closed (deny) as configured, and logs a warning.
 
+A request that turns out not to count (it succeeded, or the server could not serve it) can hand
+its cost back with `refund`: spend first, so concurrent requests cannot all pass before any is
+counted, and refund what should not have cost anything.
+
 `RateLimiter` (redis.Redis) and `AsyncRateLimiter` (redis.asyncio.Redis) share `_RateLimitCore`.
 """
 
@@ -40,6 +44,24 @@ end
 redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil((new_tat - now) * 1000))
 local remaining = math.floor((period - (new_tat - now)) / interval + 1e-9)
 return {1, remaining, '0'}
+"""
+
+
+# KEYS[1] = bucket key; ARGV = limit, period, cost. Moves the theoretical arrival time back by
+# `cost` intervals (never before now: nothing is credited beyond a full budget).
+_REFUND = """
+local interval = tonumber(ARGV[2]) / tonumber(ARGV[1])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local tat = tonumber(redis.call('GET', KEYS[1]))
+if tat == nil then return 0 end
+local new_tat = tat - tonumber(ARGV[3]) * interval
+if new_tat <= now then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil((new_tat - now) * 1000))
+end
+return 1
 """
 
 
@@ -104,6 +126,7 @@ class RateLimiter:
     ) -> None:
         self._core = _RateLimitCore(prefix, fail_open, closed_retry_after)
         self._script = client.register_script(_GCRA)
+        self._refund = client.register_script(_REFUND)
 
     def hit(self, key: str, limit: int, period: float, cost: int = 1) -> RateLimitResult:
         redis_key, argv = self._core.args(key, limit, period, cost)
@@ -112,6 +135,18 @@ class RateLimiter:
         except redis.RedisError as exc:
             return self._core.unavailable(redis_key, limit, exc)
         return self._core.result(raw, limit)
+
+    def refund(self, key: str, limit: int, period: float, cost: int = 1) -> None:
+        """Hand back `cost` spent by `hit` with the same rule. Best effort: without Redis the
+        cost stays spent (logged), which errs on the side of the limit."""
+        redis_key, argv = self._core.args(key, limit, period, cost)
+        try:
+            self._refund(keys=[redis_key], args=argv)
+        except redis.RedisError as exc:
+            logger.warning(
+                "rate limiter cannot reach Redis; refund dropped",
+                extra={"rate_limit_key": redis_key, "error": repr(exc)},
+            )
 
 
 class AsyncRateLimiter:

@@ -3,7 +3,8 @@
 Shared by tests/charts and tests/manifests. Rendering goes through helm-python-sdk (the Helm v4
 SDK in-process), validation through kubernetes-validate's bundled schemas for the Kubernetes
 version of the K3s release pinned in k3s/versions.env, and for custom resources through their CRDs'
-schemas: Gateway API, cert-manager and Sealed Secrets with the @kubernetes-models packages
+schemas: Gateway API, cert-manager, Sealed Secrets and the Prometheus Operator with the
+@kubernetes-models packages
 (tests/crds, run by node), NGINX Gateway Fabric's policies with the schema below.
 """
 
@@ -115,7 +116,13 @@ class ManifestInvalidError(AssertionError):
 
 # Groups whose kinds the @kubernetes-models packages in tests/crds validate.
 MODEL_GROUPS = frozenset(
-    {"gateway.networking.k8s.io", "cert-manager.io", "acme.cert-manager.io", "bitnami.com"}
+    {
+        "gateway.networking.k8s.io",
+        "cert-manager.io",
+        "acme.cert-manager.io",
+        "bitnami.com",
+        "monitoring.coreos.com",
+    }
 )
 
 _NAME = {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", "maxLength": 253}

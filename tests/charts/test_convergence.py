@@ -97,7 +97,9 @@ def edge_namespace(environment: str) -> str:
             "ingress"
         ]
         for peer in rule["from"]
-        if "namespaceSelector" in peer
+        # the gateway's pods (Prometheus's scrape comes from another namespace)
+        if "gateway.networking.k8s.io/gateway-name"
+        in peer.get("podSelector", {}).get("matchLabels", {})
     }
     return str(namespace)
 

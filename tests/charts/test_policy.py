@@ -450,27 +450,78 @@ def test_network_policies_default_deny_and_matching_allows(environment: str) -> 
     assert not egress_targets(by_name["frontend"])
 
 
+GATEWAY_PODS = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "nginx-gateway"}},
+    "podSelector": {"matchLabels": {"gateway.networking.k8s.io/gateway-name": "chat"}},
+}
+PROMETHEUS_PODS = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+}
+
+
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
-def test_every_service_allows_dns_and_only_the_gateways_pods(environment: str) -> None:
+def test_every_service_allows_dns_and_only_the_gateways_and_prometheus_pods(
+    environment: str,
+) -> None:
     for chart in APP_CHARTS:
-        policy = render_environment(chart, environment).of_kind("NetworkPolicy")[0]
+        rendered = render_environment(chart, environment)
+        policy = rendered.of_kind("NetworkPolicy")[0]
         ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule.get("ports", [])}
         assert 53 in ports, f"{chart}: no DNS egress"
         from_other_namespaces = [
-            peer
+            (peer, rule["ports"])
             for rule in policy["spec"]["ingress"]
             for peer in rule["from"]
             if "namespaceSelector" in peer
         ]
-        # Both selectors in one peer: the gateway's NGINX pods, not the whole namespace.
-        assert from_other_namespaces == [
-            {
-                "namespaceSelector": {
-                    "matchLabels": {"kubernetes.io/metadata.name": "nginx-gateway"}
-                },
-                "podSelector": {"matchLabels": {"gateway.networking.k8s.io/gateway-name": "chat"}},
-            }
-        ], chart
+        # Both selectors in one peer: the gateway's NGINX pods (and, where a ServiceMonitor
+        # scrapes the service, Prometheus's pods), not the whole namespace; only the service port.
+        port = [
+            {"protocol": "TCP", "port": rendered.of_kind("Service")[0]["spec"]["ports"][0]["port"]}
+        ]
+        expected = [(GATEWAY_PODS, port)]
+        if rendered.of_kind("ServiceMonitor"):
+            expected.append((PROMETHEUS_PODS, port))
+        assert from_other_namespaces == expected, chart
+
+
+@pytest.mark.parametrize("environment", ["staging", "production"])
+def test_prometheus_scrapes_every_python_service_where_it_runs(environment: str) -> None:
+    for chart in APP_CHARTS:
+        monitors = render_environment(chart, environment).of_kind("ServiceMonitor")
+        assert len(monitors) == (chart != "frontend"), chart  # NGINX serves no /metrics
+        for monitor in monitors:
+            (endpoint,) = monitor["spec"]["endpoints"]
+            assert (endpoint["port"], endpoint["path"]) == ("http", "/metrics"), chart
+
+
+@pytest.mark.parametrize("environment", ["staging", "production"])
+@pytest.mark.parametrize(("chart", "port"), [("postgres", 9187), ("redis", 9121)])
+def test_data_stores_export_metrics_to_prometheus_only(
+    environment: str, chart: str, port: int
+) -> None:
+    rendered = render_environment(chart, environment)
+    (monitor,) = rendered.of_kind("ServiceMonitor")
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    (service,) = rendered.of_kind("Service")
+    assert {"name": "metrics", "port": port, "targetPort": "metrics"} in service["spec"]["ports"]
+    (server,) = rendered.of_kind("StatefulSet")
+    exporter = next(
+        c for c in server["spec"]["template"]["spec"]["containers"] if c["name"] == "metrics"
+    )
+    assert exporter["ports"] == [{"name": "metrics", "containerPort": port}]
+    policy = rendered.of_kind("NetworkPolicy")[0]
+    scrapes = [rule for rule in policy["spec"]["ingress"] if PROMETHEUS_PODS in rule["from"]]
+    assert scrapes == [{"from": [PROMETHEUS_PODS], "ports": [{"protocol": "TCP", "port": port}]}]
+
+
+@pytest.mark.parametrize("environment", ["dev", "preview", "ci"])
+def test_no_service_monitor_where_no_prometheus_operator_runs(environment: str) -> None:
+    for chart in (*APP_CHARTS, "postgres", "redis"):
+        values = load_values(chart, environment)
+        objects = render(chart, values, namespace_for(environment))
+        assert not [o for o in objects if o["kind"] == "ServiceMonitor"], chart
 
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)

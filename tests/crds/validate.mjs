@@ -9,6 +9,7 @@ const PACKAGES = {
   "cert-manager.io": "@kubernetes-models/cert-manager",
   "acme.cert-manager.io": "@kubernetes-models/cert-manager",
   "bitnami.com": "@kubernetes-models/sealed-secrets",
+  "monitoring.coreos.com": "@kubernetes-models/prometheus-operator",
 };
 
 async function modelOf(apiVersion, kind) {

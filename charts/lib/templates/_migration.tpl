@@ -160,6 +160,7 @@ spec:
   (include "lib.podDisruptionBudget" .)
   (include "lib.hpa" .)
   (include "lib.networkPolicy" .)
+  (include "lib.serviceMonitor" .)
   (include "lib.persistentVolumeClaim" .)
   (include "lib.migrationJob" .) -}}
 {{- $documents := list -}}

@@ -56,7 +56,7 @@ spec:
     matchLabels:
       app.kubernetes.io/name: {{ include "lib.name" . }}
   policyTypes: [Ingress, Egress]
-  {{- if or $v.httpRoute.enabled $np.allowFrom }}
+  {{- if or $v.httpRoute.enabled $np.allowFrom $v.metrics.enabled }}
   ingress:
     {{- if $v.httpRoute.enabled }}
     # The gateway's NGINX pods (NGF labels them with their Gateway's name).
@@ -81,6 +81,10 @@ spec:
       ports:
         - protocol: TCP
           port: {{ $v.port }}
+    {{- end }}
+    {{- if $v.metrics.enabled }}
+    # Prometheus's scrape of /metrics (lib.serviceMonitor).
+    {{- include "lib.prometheusIngress" (dict "root" . "port" $v.port) | nindent 4 }}
     {{- end }}
   {{- else }}
   ingress: []

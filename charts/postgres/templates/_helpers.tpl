@@ -25,3 +25,15 @@
   emptyDir:
     sizeLimit: 64Mi
 {{- end -}}
+
+{{- define "postgres.exporterEnv" -}}
+- name: DATA_SOURCE_URI
+  value: 127.0.0.1:5432/postgres?sslmode=disable
+- name: DATA_SOURCE_USER
+  value: postgres
+- name: DATA_SOURCE_PASS
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.superuserSecret.name }}
+      key: {{ .Values.superuserSecret.key }}
+{{- end -}}

@@ -13,6 +13,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 
+from ci.core import toolversions
 from ci.core.cluster_plan import Manifest, Phase, PlanError, phases
 
 VERSIONS_FILE = "k3s/versions.env"
@@ -60,8 +61,13 @@ def pinned(versions: dict[str, str], key: str) -> str:
 
 
 def k3s_image(versions: dict[str, str]) -> str:
-    """rancher/k3s tags spell the K3s version's `+` as `-` (v1.33.5+k3s1 -> v1.33.5-k3s1)."""
-    return "rancher/k3s:" + pinned(versions, "K3S_VERSION").replace("+", "-")
+    """rancher/k3s tags spell the K3s version's `+` as `-` (v1.33.5+k3s1 -> v1.33.5-k3s1); the
+    digest is ci.core.toolversions' (a K3S_VERSION without one there is an error)."""
+    tag = pinned(versions, "K3S_VERSION").replace("+", "-")
+    try:
+        return toolversions.pinned(f"rancher/k3s:{tag}")
+    except ValueError as exc:
+        raise PlanError(str(exc)) from exc
 
 
 def gateway_api_crd_urls(versions: dict[str, str]) -> list[str]:

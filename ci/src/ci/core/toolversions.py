@@ -16,6 +16,8 @@ charts deploy.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 PYTHON = "3.12.8"
 NODE = "20.20.2"
 UV = "0.13.9"
@@ -25,18 +27,87 @@ TRIVY = "0.58.1"
 DAGGER = "0.21.11"
 GIT = "2.47.1"
 
-PYTHON_IMAGE = f"python:{PYTHON}-slim-bookworm"
+# Every image the pipeline pulls is pinned here by digest, with how the digest was obtained. No
+# registry answers the machine these were written on (no Docker Hub, no ghcr.io), so each is the
+# digest public repositories pin for that tag (a search of public source on 2026-12-06); the count
+# of independent repositories is given. Where a source says it is the multi-platform index
+# (manifest list) digest, so does the note; `docker pull name:tag` reports the index digest, which
+# is what such pins usually copy, but a note that does not say so has not established it. An
+# image no source pins stays pinned by tag, in UNPINNED with the reason: an invented digest would
+# break every pull. Refresh a digest with `docker buildx imagetools inspect name:tag` (the
+# index's digest) on a machine that reaches the registry, and say so here.
+
+
+@dataclass(frozen=True)
+class Digest:
+    digest: str
+    obtained: str
+
+
+DIGESTS: dict[str, Digest] = {
+    f"python:{PYTHON}-slim-bookworm": Digest(
+        "sha256:2199a62885a12290dc9c5be3ca0681d367576ab7bf037da120e564723292a2f0",
+        "pinned alike by 6+ public repositories (one cites astral-sh/uv-docker-example)",
+    ),
+    f"python:{PYTHON}-alpine3.21": Digest(
+        "sha256:ba13ef990f6e5d13014e9e8d04c02a8fdb0fe53d6dccf6e19147f316e6cc3a84",
+        "pinned alike by 5+ public repositories; the services' base since 32ee89b",
+    ),
+    f"node:{NODE}-bookworm-slim": Digest(
+        "sha256:2cf067cfed83d5ea958367df9f966191a942351a2df77d6f0193e162b5febfc0",
+        "pinned alike by 8+ public repositories; one records it as the manifest-list digest "
+        "read from Docker Hub (multi-platform index)",
+    ),
+    f"postgres:{POSTGRES}-bookworm": Digest(
+        "sha256:557fea37a744d5f4c8faab304b0a90858b53ab119735a88c131fd19dab802f36",
+        "pinned by 3 public repositories, one naming it the manifest-list digest; another pins "
+        "sha256:c965017e... (an earlier rebuild of the same tag)",
+    ),
+    f"redis:{REDIS}": Digest(
+        "sha256:fbdbaea47b9ae4ecc2082ecdb4e1cea81e32176ffb1dcf643d422ad07427e5d9",
+        "pinned alike by 6+ public repositories (the Debian bookworm variant: no source pins "
+        "the -bookworm tag itself)",
+    ),
+    f"aquasec/trivy:{TRIVY}": Digest(
+        "sha256:ab70a02200597efa04748f210f793936eb647cbcdb0ea69cc30b226d6f5a22c7",
+        "pinned alike by 5+ public repositories",
+    ),
+    f"alpine/git:v{GIT}": Digest(
+        "sha256:39ac44ff6c6f659ee55eedd221a6b7e4cdfcf9d17ea2be024f588c3ddcd3ce7d",
+        "pinned by 1 public repository",
+    ),
+    "rancher/k3s:v1.33.5-k3s1": Digest(
+        "sha256:fd4740667b7033055c27d424d0d2d660bf66cedbdb225d68e0eab6dd48aa0fd2",
+        "pinned by 1 public repository (in two files); the tag follows k3s/versions.env",
+    ),
+}
+UNPINNED: dict[str, str] = {
+    f"ghcr.io/astral-sh/uv:{UV}": "no public source pins this tag's digest",
+    "rancher/k3s-upgrade:v1.33.5-k3s1": (
+        "k3s/upgrade-plan.yaml names rancher/k3s-upgrade and the controller adds the Plan's "
+        "version as the tag; no public source pins this tag's digest"
+    ),
+}
+
+
+def pinned(ref: str) -> str:
+    """`name:tag@sha256:...` for a pinned image, `name:tag` for a declared unpinned one."""
+    if ref in DIGESTS:
+        return f"{ref}@{DIGESTS[ref].digest}"
+    if ref in UNPINNED:
+        return ref
+    raise ValueError(f"{ref}: neither in DIGESTS nor in UNPINNED (ci/src/ci/core/toolversions.py)")
+
+
+PYTHON_IMAGE = pinned(f"python:{PYTHON}-slim-bookworm")
 # The Python services' base (ci.core.dockerfiles renders it into their Dockerfiles).
-PYTHON_RUNTIME_IMAGE = (
-    f"python:{PYTHON}-alpine3.21"
-    "@sha256:ba13ef990f6e5d13014e9e8d04c02a8fdb0fe53d6dccf6e19147f316e6cc3a84"
-)
-NODE_IMAGE = f"node:{NODE}-bookworm-slim"
-UV_IMAGE = f"ghcr.io/astral-sh/uv:{UV}"
-POSTGRES_IMAGE = f"postgres:{POSTGRES}-bookworm"
-REDIS_IMAGE = f"redis:{REDIS}-bookworm"
-TRIVY_IMAGE = f"aquasec/trivy:{TRIVY}"
-GIT_IMAGE = f"alpine/git:v{GIT}"
+PYTHON_RUNTIME_IMAGE = pinned(f"python:{PYTHON}-alpine3.21")
+NODE_IMAGE = pinned(f"node:{NODE}-bookworm-slim")
+UV_IMAGE = pinned(f"ghcr.io/astral-sh/uv:{UV}")
+POSTGRES_IMAGE = pinned(f"postgres:{POSTGRES}-bookworm")
+REDIS_IMAGE = pinned(f"redis:{REDIS}")
+TRIVY_IMAGE = pinned(f"aquasec/trivy:{TRIVY}")
+GIT_IMAGE = pinned(f"alpine/git:v{GIT}")
 
 
 def python_minor(version: str = PYTHON) -> str:

@@ -18,13 +18,15 @@ from dataclasses import dataclass
 import dagger
 from dagger import dag
 
+from ci.core import toolversions
 from ci.core.catalog import Catalog, Service
 from ci.core.cluster_plan import DEFAULT_NAMESPACE
 from ci.engine import toolchains
 from ci.engine.stages import BuildLabels, Pipeline, Stage, StageFailedError, tail
 
-# rancher/k3s image of K3S_VERSION in k3s/versions.env (`+` spelled `-`; a test keeps them equal).
-K3S_IMAGE = "rancher/k3s:v1.33.5-k3s1"
+# rancher/k3s image of K3S_VERSION in k3s/versions.env (`+` spelled `-`; a test keeps them equal),
+# pinned by the digest ci.core.toolversions holds for it.
+K3S_IMAGE = toolversions.pinned("rancher/k3s:v1.33.5-k3s1")
 K3S_HOST = "k3s"  # the service's alias: API at https://k3s:6443, gateway at http://k3s
 API_PORT = 6443
 GATEWAY_PORT = 80

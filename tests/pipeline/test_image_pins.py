@@ -1,0 +1,52 @@
+"""Every image the pipeline pulls is pinned by digest in ci.core.toolversions, or declared
+unpinned there with the reason; each digest says how it was obtained."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from ci.core import toolversions as tv
+from ci.engine.k3s import K3S_IMAGE
+
+DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+PIPELINE_IMAGES = {
+    "PYTHON_IMAGE": tv.PYTHON_IMAGE,
+    "PYTHON_RUNTIME_IMAGE": tv.PYTHON_RUNTIME_IMAGE,
+    "NODE_IMAGE": tv.NODE_IMAGE,
+    "UV_IMAGE": tv.UV_IMAGE,
+    "POSTGRES_IMAGE": tv.POSTGRES_IMAGE,
+    "REDIS_IMAGE": tv.REDIS_IMAGE,
+    "TRIVY_IMAGE": tv.TRIVY_IMAGE,
+    "GIT_IMAGE": tv.GIT_IMAGE,
+    "K3S_IMAGE": K3S_IMAGE,
+}
+
+
+def test_the_list_above_holds_every_image_constant_of_the_versions_file() -> None:
+    constants = {name for name in vars(tv) if name.endswith("_IMAGE")}
+    assert constants | {"K3S_IMAGE"} == set(PIPELINE_IMAGES)
+
+
+@pytest.mark.parametrize(("name", "ref"), PIPELINE_IMAGES.items())
+def test_each_image_is_pinned_or_declared_unpinned(name: str, ref: str) -> None:
+    tagged, _, digest = ref.partition("@")
+    if digest:
+        assert DIGEST.match(digest), f"{name}: {ref}"
+        assert tv.DIGESTS[tagged].digest == digest
+    else:
+        assert tagged in tv.UNPINNED, f"{name}: {ref} has no digest and no reason"
+
+
+def test_every_digest_says_how_it_was_obtained() -> None:
+    for ref, pin in tv.DIGESTS.items():
+        assert DIGEST.match(pin.digest), ref
+        assert len(pin.obtained) > 20, ref
+    for ref, reason in tv.UNPINNED.items():
+        assert ref not in tv.DIGESTS, ref
+        assert len(reason) > 20, ref
+
+
+def test_an_image_nobody_decided_on_is_an_error() -> None:
+    with pytest.raises(ValueError, match=r"busybox:1: neither in DIGESTS nor in UNPINNED"):
+        tv.pinned("busybox:1")

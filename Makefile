@@ -17,14 +17,16 @@ export UV_COMPILE_BYTECODE := 1
 # Python code lives only in the folders with a pyproject.toml (not in services/frontend).
 PY_DIRS := $(patsubst %/pyproject.toml,%,$(wildcard services/*/pyproject.toml))
 
-.PHONY: help setup system-packages python frontend crd-schemas lock generate generate-check lint format test e2e run check bench
+.PHONY: help setup system-packages python frontend crd-schemas lock generate generate-check lint format test e2e run reset check bench
 
 # Every target with a `## text` comment, in file order (tests/localapp/test_make.py: all are listed).
 help: ## this list
 	@awk -F ':[^#]*## ' '/^[a-z][a-z0-9-]*:[^=]*## / { printf "make %-18s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
+# Commands make starts die with make, even a SIGKILLed one (the kernel's parent-death signal).
+BOUND := setpriv --pdeathsig KILL --
 # The pipeline's command line on the host (ci/src/ci/check.py); the harness comes from tests/.
-CHECK := PYTHONPATH=ci/src $(BIN)/python -m ci.check
+CHECK := PYTHONPATH=ci/src $(BOUND) $(BIN)/python -m ci.check
 CHECK_ARGS ?= --all
 
 setup: system-packages python frontend crd-schemas ## install everything (system packages, .venv, node modules)
@@ -95,12 +97,12 @@ check: setup ## the main job: dagger call check, else its stages on this host (C
 # The e2e suite alone. Against E2E_BASE_URL when set (e.g. the K3s ingress), otherwise against a
 # local stack of every Python service started by the suite itself (ci/src/ci/localapp/README.md).
 e2e: setup ## the end-to-end suite only (E2E_BASE_URL, else a local stack of the services)
-	$(BIN)/pytest tests/e2e
+	$(BOUND) $(BIN)/pytest tests/e2e
 
 # Benchmarks (bench/): builds its synthetic repositories, Redis and the local stack itself, runs
 # our code and each anchor in the same run, prints one table. BENCH_ARGS="--only plan,bumps".
 bench: setup ## the benchmarks: ours vs the anchors, one table (BENCH_ARGS=--only plan,bumps)
-	PYTHONPATH=ci/src:tests $(BIN)/python -m bench $(BENCH_ARGS)
+	PYTHONPATH=ci/src:tests $(BOUND) $(BIN)/python -m bench $(BENCH_ARGS)
 
 # The app on your machine: every service as a process behind the NGINX edge, which serves the
 # built front end (rebuilt when its sources changed). Ctrl-C stops it; EDGE_PORT=... moves it,
@@ -109,8 +111,15 @@ EDGE_PORT ?= 8080
 FRONTEND_SOURCES := $(shell find $(FRONTEND)/src $(FRONTEND)/public -type f) \
 	$(addprefix $(FRONTEND)/,index.html package.json vite.config.ts tsconfig.json)
 FRONTEND_DIST ?= $(FRONTEND)/dist
-run: setup $(FRONTEND_DIST)/index.html ## the app at http://127.0.0.1:8080/ (EDGE_PORT=N to move it; Ctrl-C stops it)
-	PYTHONPATH=ci/src $(BIN)/python -m ci.localapp --static $(FRONTEND_DIST) --edge-port $(EDGE_PORT)
+# Data (databases, media files, credentials, logs) stays in $(DATA_DIR) between runs; RESET=1
+# starts empty. setpriv ties the app to make: a killed make takes the whole app with it.
+DATA_DIR ?= .localapp
+run: setup $(FRONTEND_DIST)/index.html ## the app at http://127.0.0.1:8080/ (EDGE_PORT=N moves it, RESET=1 starts empty; Ctrl-C stops it)
+	PYTHONPATH=ci/src $(BOUND) $(BIN)/python -m ci.localapp --static $(FRONTEND_DIST) \
+	  --edge-port $(EDGE_PORT) --data-dir $(DATA_DIR) $(if $(RESET),--reset)
+
+reset: ## delete the local app's data (.localapp/: databases, media files, credentials, logs)
+	rm -rf $(DATA_DIR)
 
 $(FRONTEND)/dist/index.html: $(FRONTEND_SOURCES) $(FRONTEND)/node_modules/.package-lock.json
 	$(NPM) run --silent build

@@ -119,23 +119,3 @@ def test_prints_the_urls_serves_them_and_stops_on_sigterm(
     assert "stack: migrating the databases of auth" in err
     assert "stack: starting ai, auth and waiting until each is ready" in err
     assert f"stack: open {edge}/ in your browser" in err
-
-
-def _children(pid: int) -> list[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(child) for child in path.read_text().split()]
-
-
-def test_the_command_fails_when_the_edge_dies(
-    running_cli: tuple[subprocess.Popen[str], dict[str, object]],
-) -> None:
-    process, _ = running_cli
-    edge = next(
-        child
-        for child in _children(process.pid)
-        if b"nginx.conf" in Path(f"/proc/{child}/cmdline").read_bytes()
-    )
-    os.kill(edge, signal.SIGKILL)
-    assert process.wait(timeout=60) == 1
-    _, err = process.communicate(timeout=30)
-    assert "local stack failed: edge: exited with status -9" in err

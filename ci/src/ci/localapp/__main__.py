@@ -18,13 +18,14 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from ci.localapp.datadir import DataDir
 from ci.localapp.process import StackError
 from ci.localapp.servers import HarnessError, PostgresServer, RedisServer
 from ci.localapp.services import load_services
 from ci.localapp.stack import HOST, REPO_ROOT, LocalStack
-
-WATCH_INTERVAL = 0.5  # seconds between checks that every process still runs
+from ci.localapp.supervise import RestartPolicy, supervise
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -37,7 +38,29 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--only", help="comma-separated service names to start (default: every Python service)"
     )
     parser.add_argument("--ready-timeout", type=float, default=90.0, help="seconds per start")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="keep PostgreSQL, Redis, media, credentials and logs here (default: throw-away)",
+    )
+    parser.add_argument("--reset", action="store_true", help="delete --data-dir first")
+    parser.add_argument(
+        "--max-restarts",
+        type=int,
+        default=RestartPolicy.max_restarts,
+        help="restarts in a row of a failing process before the app stops",
+    )
+    parser.add_argument(
+        "--restart-delay",
+        type=float,
+        default=RestartPolicy.first_delay,
+        help="seconds before the first restart (doubling, at most 30)",
+    )
     args = parser.parse_args(argv)
+    if args.reset and args.data_dir is None:
+        parser.error("--reset: needs --data-dir (the throw-away default starts empty anyway)")
+    if args.max_restarts < 0 or args.restart_delay < 0:
+        parser.error("--max-restarts and --restart-delay cannot be negative")
     if args.static is not None and not (args.static / "index.html").is_file():
         parser.error(f"--static {args.static}: no index.html in that directory")
     if args.edge_port is not None and not 0 < args.edge_port < 65536:
@@ -69,6 +92,8 @@ def progress(line: str) -> None:
 def ensure_port_free(port: int) -> None:
     """Fail before starting anything when another program listens on the edge's port."""
     with socket.socket() as probe:
+        # As servers bind: a port held only by closed connections (TIME-WAIT) is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((HOST, port))
         except OSError as exc:
@@ -78,8 +103,13 @@ def ensure_port_free(port: int) -> None:
 
 
 @contextlib.contextmanager
-def backing_services() -> Iterator[tuple[str, str]]:
-    """(PostgreSQL admin URL, Redis URL): from the environment, or servers of our own."""
+def backing_services(data_dir: DataDir | None) -> Iterator[tuple[str, str]]:
+    """(PostgreSQL admin URL, Redis URL): kept in `data_dir` with generated passwords; without
+    one, from the environment or throw-away servers of our own."""
+    if data_dir is not None:
+        with kept_servers(data_dir) as urls:
+            yield urls
+        return
     with contextlib.ExitStack() as stack:
         admin_url = os.environ.get("TEST_DATABASE_URL")
         if not admin_url:
@@ -96,16 +126,42 @@ def backing_services() -> Iterator[tuple[str, str]]:
         yield admin_url, redis_url
 
 
+@contextlib.contextmanager
+def kept_servers(data_dir: DataDir) -> Iterator[tuple[str, str]]:
+    """PostgreSQL and Redis whose data stays in `data_dir`; stopped cleanly, never deleted."""
+    data_dir.prepare()
+    postgres = PostgresServer(
+        workdir=data_dir.postgres, password=data_dir.secret("postgres-admin"), durable=True
+    )
+    redis_server = RedisServer(
+        workdir=data_dir.redis, password=data_dir.secret("redis"), durable=True, databases=16
+    )
+    with contextlib.ExitStack() as stack:
+        if not postgres.initialized:
+            progress(f"creating the PostgreSQL cluster in {postgres.datadir}")
+            postgres.init()
+        stack.callback(postgres.stop)
+        postgres.start()
+        stack.callback(redis_server.stop)
+        redis_server.start()
+        yield postgres.url(), redis_server.url(0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
+    data_dir = DataDir(args.data_dir.resolve()) if args.data_dir else None
+    policy = RestartPolicy(first_delay=args.restart_delay, max_restarts=args.max_restarts)
     try:
         if args.edge_port is not None:
             ensure_port_free(args.edge_port)
+        if data_dir is not None and args.reset:
+            progress(f"deleting {data_dir.root} (reset)")
+            data_dir.reset()
         progress("starting PostgreSQL and Redis")
-        with backing_services() as (admin_url, redis_url):
+        with backing_services(data_dir) as (admin_url, redis_url):
             stack = LocalStack(
                 repo_root=REPO_ROOT,
                 postgres_admin_url=admin_url,
@@ -115,27 +171,35 @@ def main(argv: Sequence[str] | None = None) -> int:
                 edge_port=args.edge_port,
                 ready_timeout=args.ready_timeout,
                 progress=progress,
+                data_dir=data_dir,
             )
             with stack as urls:
-                print(json.dumps(urls.as_json()), flush=True)
+                backing = {"postgres": _address(admin_url), "redis": _address(redis_url)}
+                print(json.dumps({**urls.as_json(), **backing}), flush=True)
                 progress(f"up in {stack.start_seconds:.1f}s {stack.timings}; logs in {urls.logs}")
+                if data_dir is not None:
+                    progress(f"data kept in {data_dir.root} (make reset deletes it)")
                 progress(f"open {urls.edge}/ in your browser; Ctrl-C stops the stack")
-                return run_until_stopped(stack, stop)
+                return run_until_stopped(stack, stop, policy)
     except (StackError, HarnessError) as exc:
         print(f"local stack failed: {exc}", file=sys.stderr)
         return 1
 
 
-def run_until_stopped(stack: LocalStack, stop: threading.Event) -> int:
-    """0 when stopped by a signal; 1 as soon as one of the stack's processes exits."""
-    while not stop.wait(WATCH_INTERVAL):
-        dead = stack.exited()
-        if dead is not None:
-            code = dead.popen.returncode if dead.popen else None
-            print(
-                f"local stack failed: {dead.failure(f'exited with status {code}')}", file=sys.stderr
-            )
-            return 1
+def _address(url: str) -> str:
+    """host:port of a server URL, without its credentials."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}"
+
+
+def run_until_stopped(stack: LocalStack, stop: threading.Event, policy: RestartPolicy) -> int:
+    """0 when stopped by a signal; 1 when one of the stack's processes keeps failing."""
+    # Started by make (MAKELEVEL): a SIGINT that make alone received must stop the app too.
+    make = os.getppid() if os.environ.get("MAKELEVEL") else None
+    failure = supervise(stack.processes, stop, policy, progress, stopping_parent=make)
+    if failure is not None:
+        print(f"local stack failed: {failure}", file=sys.stderr)
+        return 1
     progress("stopping")
     return 0
 

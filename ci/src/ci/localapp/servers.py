@@ -18,8 +18,10 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 from ci.localapp.lifetime import bound_to_parent
 
@@ -86,19 +88,30 @@ def _as_postgres_user() -> list[str]:
 
 @dataclass
 class PostgresServer:
-    """A PostgreSQL cluster of our own: initdb, start, stop, and the admin URL."""
+    """A PostgreSQL cluster of our own: initdb, start, stop, and the admin URL.
+
+    Tests get a throw-away cluster (trust, no fsync). The local app passes its data directory
+    as `workdir`, a `password` (scram-sha-256 for every connection) and `durable=True`.
+    """
 
     port: int = field(default_factory=free_port)
     user: str = "postgres"
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="pg-harness-")))
+    password: str | None = None
+    durable: bool = False
     process: subprocess.Popen[bytes] | None = None
 
     @property
     def datadir(self) -> Path:
         return self.workdir / "data"
 
+    @property
+    def initialized(self) -> bool:
+        return (self.datadir / "PG_VERSION").is_file()
+
     def url(self, database: str = "postgres") -> str:
-        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database}"
+        secret = f":{quote(self.password, safe='')}" if self.password else ""
+        return f"postgresql://{self.user}{secret}@127.0.0.1:{self.port}/{database}"
 
     def _run(self, *args: str) -> None:
         cmd = [*_as_postgres_user(), *args]
@@ -109,24 +122,65 @@ class PostgresServer:
     def init(self) -> PostgresServer:
         bindir = postgres_bindir()
         self.workdir.chmod(0o755)
+        self._check_reachable()
         self.datadir.mkdir()
         if os.geteuid() == 0:
             shutil.chown(self.datadir, "postgres", "postgres")
-        self._run(
-            str(bindir / "initdb"), "-D", str(self.datadir), "-U", self.user,
-            "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync",
-        )  # fmt: skip
+        try:
+            with self._password_file() as pwfile:
+                auth = ["--auth=trust"]
+                if pwfile is not None:
+                    auth = ["--auth=scram-sha-256", f"--pwfile={pwfile}"]
+                self._run(
+                    str(bindir / "initdb"), "-D", str(self.datadir), "-U", self.user, *auth,
+                    "--encoding=UTF8", "--locale=C.UTF-8",
+                    *([] if self.durable else ["--no-sync"]),
+                )  # fmt: skip
+        except BaseException:
+            shutil.rmtree(self.datadir, ignore_errors=True)  # nothing half-made stays
+            raise
         return self
+
+    def _check_reachable(self) -> None:
+        """As root the server runs as `postgres`: every parent folder must let it through."""
+        if os.geteuid() != 0:
+            return
+        probe = [*_as_postgres_user(), "test", "-x", str(self.workdir)]
+        if subprocess.run(probe, check=False).returncode != 0:
+            raise HarnessError(
+                f"{self.workdir}: the postgres user cannot reach this folder (a parent folder "
+                "is private); choose a data directory under a folder others may enter"
+            )
+
+    @contextlib.contextmanager
+    def _password_file(self) -> Iterator[Path | None]:
+        """The password for initdb in a file only the server's user can read, deleted after:
+        never in an argument."""
+        if self.password is None:
+            yield None
+            return
+        path = self.workdir / ".initdb-password"
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(self.password + "\n")
+        if os.geteuid() == 0:
+            shutil.chown(path, "postgres", "postgres")
+        try:
+            yield path
+        finally:
+            path.unlink(missing_ok=True)
 
     def start(self) -> None:
         """The postmaster in the foreground, as our child; returns once it accepts queries."""
         log = (self.workdir / "server.log").open("ab")
         command = [
             str(postgres_bindir() / "postgres"), "-D", str(self.datadir), "-p", str(self.port),
-            "-k", str(self.datadir), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
-            "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+            "-k", str(self.datadir), "-c", "listen_addresses=127.0.0.1",
             "-c", "max_connections=300",
         ]  # fmt: skip
+        if not self.durable:  # test data: speed over crash safety
+            command += ["-c", "fsync=off", "-c", "synchronous_commit=off"]
+            command += ["-c", "full_page_writes=off"]
         with log:
             self.process = subprocess.Popen(
                 bound_to_parent(command, user=_postgres_user()),
@@ -159,29 +213,49 @@ class PostgresServer:
 
 @dataclass
 class RedisServer:
-    """A Redis server of our own, with many logical databases to hand out one per test."""
+    """A Redis server of our own, with many logical databases to hand out one per test.
+
+    The local app passes its data directory as `workdir`, a `password` and `durable=True`
+    (an append-only file and snapshots there, so the data outlives a restart).
+    """
 
     port: int = field(default_factory=free_port)
     databases: int = 4096
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="redis-harness-")))
+    password: str | None = None
+    durable: bool = False
     process: subprocess.Popen[bytes] | None = None
 
     def url(self, db: int = 0) -> str:
-        return f"redis://127.0.0.1:{self.port}/{db}"
+        secret = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"redis://{secret}127.0.0.1:{self.port}/{db}"
+
+    def _config_file(self) -> Path:
+        """The settings as a file of our own (0600): a password never sits in an argument."""
+        persistence = ["appendonly yes", "appendfsync everysec", "save 60 1"]
+        settings = [
+            f"port {self.port}", "bind 127.0.0.1", f"databases {self.databases}",
+            f'dir "{self.workdir}"', "protected-mode no",
+            *(persistence if self.durable else ['save ""', "appendonly no"]),
+            *([f'requirepass "{self.password}"'] if self.password else []),
+        ]  # fmt: skip
+        path = self.workdir / "redis.conf"
+        path.touch(mode=0o600)
+        path.chmod(0o600)
+        path.write_text("\n".join(settings) + "\n")
+        return path
 
     def start(self) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise HarnessError(f"redis-server not found; install it: {INSTALL_HINT}")
-        self.process = subprocess.Popen(
-            bound_to_parent([
-                binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "no", "--databases", str(self.databases),
-                "--dir", str(self.workdir), "--protected-mode", "no",
-            ]),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with (self.workdir / "server.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                bound_to_parent([binary, str(self._config_file())]),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         wait_for_port(self.port)
 
     def stop(self) -> None:

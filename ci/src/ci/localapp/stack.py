@@ -20,11 +20,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
+from psycopg import sql
 
 from ci.localapp.argv import with_listen_address
+from ci.localapp.datadir import DataDir
 from ci.localapp.edge import READY_PATH, chart_route, edge_process
 from ci.localapp.process import ManagedProcess, StackError, run_all_to_completion, wait_until_ready
 from ci.localapp.servers import free_port
@@ -85,6 +87,7 @@ class Wiring:
     django_secret_key: str
     # backend's client secret for ai's service tokens (auth's AUTH_SERVICE_CLIENTS), per start
     ai_client_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    signing_keys: Path | None = None  # auth's AUTH_SIGNING_KEYS_DIR (else a key per start)
 
 
 def service_environment(
@@ -118,7 +121,9 @@ def _own_variables(name: str, wiring: Wiring) -> dict[str, str]:
         # Every request reaches auth from the edge's one loopback address, where in production
         # each user has an IP of their own: the per-IP budgets would make the e2e suite wait
         # only. Per-account limits keep their production values (the e2e suite trips them).
+        keys = {"AUTH_SIGNING_KEYS_DIR": str(wiring.signing_keys)} if wiring.signing_keys else {}
         return {
+            **keys,
             "AUTH_DEV_MODE": "true",
             "AUTH_LOGIN_LIMIT_PER_IP": "1000",
             "AUTH_REGISTER_LIMIT_PER_IP": "1000",
@@ -156,6 +161,8 @@ class LocalStack:
     ready_timeout: float = 90.0
     extra_env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     progress: Callable[[str], None] = field(default=lambda _: None)  # one line per step
+    # `make run`: databases, media, credentials and logs kept there (None: all throw-away)
+    data_dir: DataDir | None = None
     processes: list[ManagedProcess] = field(default_factory=list, init=False)
     databases: list[str] = field(default_factory=list, init=False)
     workdir: Path | None = field(default=None, init=False)
@@ -186,20 +193,36 @@ class LocalStack:
 
     def _start(self) -> StackUrls:
         services = self._selected(load_services(self.repo_root))
-        self.workdir = Path(tempfile.mkdtemp(prefix="local-stack-"))
-        logs = self.workdir / "logs"
-        media = self.workdir / "media"
-        logs.mkdir()
-        media.mkdir()
         urls = {s.name: f"http://{HOST}:{free_port()}" for s in services}
-        wiring = Wiring(
-            urls=urls,
-            routes={s.name: s.route for s in services},
-            databases={s.name: self._create_database(s) for s in services if "postgres" in s.needs},
-            redis_url=self.redis_url,
-            media_root=media,
-            django_secret_key=secrets.token_urlsafe(48),
-        )
+        databases = {s.name: self._database(s) for s in services if "postgres" in s.needs}
+        if self.data_dir is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix="local-stack-"))
+            logs, media = self.workdir / "logs", self.workdir / "media"
+            logs.mkdir()
+            media.mkdir()
+            wiring = Wiring(
+                urls=urls,
+                routes={s.name: s.route for s in services},
+                databases=databases,
+                redis_url=self.redis_url,
+                media_root=media,
+                django_secret_key=secrets.token_urlsafe(48),
+            )
+        else:
+            self.workdir = self.data_dir.root / "run"
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir.mkdir()
+            logs = self.data_dir.new_log_folder()
+            wiring = Wiring(
+                urls=urls,
+                routes={s.name: s.route for s in services},
+                databases=databases,
+                redis_url=self.redis_url,
+                media_root=self.data_dir.media,
+                django_secret_key=self.data_dir.secret("django-secret-key"),
+                ai_client_secret=self.data_dir.secret("backend-client-secret"),
+                signing_keys=self.data_dir.signing_keys(),
+            )
         envs = {
             s.name: self._environment(s, wiring, self.workdir / "run" / s.name) for s in services
         }
@@ -247,7 +270,12 @@ class LocalStack:
         env.update(self.extra_env.get(service.name, {}))
         return env
 
-    def _create_database(self, service: StackService) -> str:
+    def _database(self, service: StackService) -> str:
+        """The URL of the service's database: kept with a role of its own in the data
+        directory (as in the cluster), else a fresh one dropped at stop."""
+        if self.data_dir is not None:
+            password = self.data_dir.secret(f"postgres-{service.name}")
+            return _ensure_database(self.postgres_admin_url, service.database_name, password)
         name = f"stack_{service.database_name}_{uuid.uuid4().hex[:8]}"
         with psycopg.connect(self.postgres_admin_url, autocommit=True, connect_timeout=10) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
@@ -336,7 +364,7 @@ class LocalStack:
         self.timings["stop"] = round(time.monotonic() - started, 2)
         with contextlib.suppress(psycopg.Error):
             self._drop_databases()
-        if self.workdir is not None:
+        if self.workdir is not None and self.data_dir is None:
             shutil.rmtree(self.workdir / "media", ignore_errors=True)
 
     def _drop_databases(self) -> None:
@@ -346,6 +374,22 @@ class LocalStack:
             for name in self.databases:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         self.databases.clear()
+
+
+def _ensure_database(admin_url: str, name: str, password: str) -> str:
+    """Role `name` (login with `password`) owning database `name`, created when missing."""
+    with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn:
+        role = sql.Identifier(name)
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
+        verb = "ALTER" if exists else "CREATE"
+        conn.execute(
+            sql.SQL(f"{verb} ROLE {{}} LOGIN PASSWORD {{}}").format(role, sql.Literal(password))
+        )
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(role, role))
+    parts = urlsplit(admin_url)
+    netloc = f"{quote(name, safe='')}:{quote(password, safe='')}@{parts.hostname}:{parts.port}"
+    return urlunsplit((parts.scheme, netloc, f"/{name}", "", ""))
 
 
 def _with_database(url: str, database: str) -> str:

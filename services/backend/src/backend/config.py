@@ -34,6 +34,8 @@ class Settings(ServiceSettings):
 
     outbox_drain_interval_seconds: float = Field(1.0, ge=0)  # 0 turns the in-process drainer off
     outbox_batch_size: int = Field(100, ge=1, le=10_000)
+    # An event the consumer has not acknowledged this long after sending is sent again.
+    outbox_redeliver_after_seconds: float = Field(30.0, gt=0)
     events_stream: str = "chat:events"
     events_stream_maxlen: int | None = Field(1_000_000, ge=1)
 

@@ -126,13 +126,16 @@ class OutboxEvent(Base):
     user_id: Mapped[str] = mapped_column(String(USER_ID_MAX))
     role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # When it was last sent to the stream (it is sent again until acknowledged).
     published_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # When the consumer said it holds the event durably; only then is the event done.
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     __table_args__ = (
         Index(
-            "ix_outbox_unpublished",
+            "ix_outbox_unacknowledged",
             "id",
-            postgresql_where=published_at.is_(None),
-            sqlite_where=published_at.is_(None),
+            postgresql_where=acknowledged_at.is_(None),
+            sqlite_where=acknowledged_at.is_(None),
         ),
     )

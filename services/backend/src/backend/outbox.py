@@ -1,10 +1,13 @@
-"""The transactional outbox: message events are rows written with the message, published later.
+"""The transactional outbox: message events are rows written with the message, sent later, and
+kept until the consumer acknowledges them.
 
 A message and its `message.created` event commit in one transaction, so an event exists exactly
-when its message does. The drainer copies unpublished rows to the Redis Stream and then marks
-them published. A crash before the XADD leaves the row unpublished (it is sent on the next drain);
-a crash after the XADD but before the mark sends it again: delivery is at least once, and
-consumers drop duplicates by `event_id`.
+when its message does. The drainer copies unacknowledged rows to the Redis Stream and stamps
+`published_at`; the consumer, once it has the event in its own database, acknowledges it on the
+stream `<stream>:acks` (`servicekit.events`), and the drainer stamps `acknowledged_at`. A row
+sent but not acknowledged within `redeliver_after` goes out again, so nothing Redis loses (an
+XADD before a restart without persistence, the consumer group, an acknowledgement) loses an
+event: delivery is at least once, and consumers drop duplicates by `event_id`.
 
 `python -m backend.outbox [--loop] [--interval SECONDS]` drains from the command line.
 """
@@ -16,11 +19,14 @@ import asyncio
 import contextlib
 import logging
 import sys
-from datetime import datetime
+import uuid
+from datetime import datetime, timedelta
+from typing import cast
 
 import redis.asyncio as redis
-from redis.exceptions import RedisError
-from sqlalchemy import func, select, update
+from redis.exceptions import RedisError, ResponseError
+from servicekit.events import acked_event_id, acks_stream
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -29,6 +35,10 @@ from backend.models import Message, OutboxEvent, utcnow
 log = logging.getLogger(__name__)
 
 MESSAGE_CREATED = "message.created"
+# The consumer group through which every drainer replica reads acknowledgements (NOACK: a lost
+# acknowledgement costs one redelivery, nothing more).
+ACKS_GROUP = "backend-outbox"
+DEFAULT_REDELIVER_AFTER = timedelta(seconds=30)
 
 
 def record_message_created(session: AsyncSession, message: Message) -> OutboxEvent:
@@ -67,24 +77,37 @@ class OutboxDrainer:
         *,
         batch_size: int = 100,
         stream_maxlen: int | None = None,
+        redeliver_after: timedelta = DEFAULT_REDELIVER_AFTER,
+        reader: str = "drainer",
     ) -> None:
         self._sessions = sessions
         self._redis = client
         self._stream = stream
         self._batch_size = batch_size
         self._maxlen = stream_maxlen
+        self._redeliver_after = redeliver_after
+        self._reader = reader
+        self._acks_group_ready = False
 
     async def drain_batch(self) -> int:
-        """Publishes up to one batch of unpublished events, oldest first; returns how many.
+        """Sends up to one batch of due events (never sent, or sent and not acknowledged within
+        `redeliver_after`), oldest first; returns how many.
 
-        The rows stay locked (FOR UPDATE SKIP LOCKED on PostgreSQL) until they are marked, so
+        The rows stay locked (FOR UPDATE SKIP LOCKED on PostgreSQL) until they are stamped, so
         several replicas drain side by side without sending the same row twice.
         """
         async with self._sessions() as session, session.begin():
+            now = utcnow()
             events = list(
                 await session.scalars(
                     select(OutboxEvent)
-                    .where(OutboxEvent.published_at.is_(None))
+                    .where(
+                        OutboxEvent.acknowledged_at.is_(None),
+                        or_(
+                            OutboxEvent.published_at.is_(None),
+                            OutboxEvent.published_at <= now - self._redeliver_after,
+                        ),
+                    )
                     .order_by(OutboxEvent.id)
                     .limit(self._batch_size)
                     .with_for_update(skip_locked=True)
@@ -92,12 +115,11 @@ class OutboxDrainer:
             )
             if not events:
                 return 0
-            published_at = utcnow()
             async with self._redis.pipeline(transaction=False) as pipe:
                 for event in events:
                     pipe.xadd(
                         self._stream,
-                        stream_fields(event, published_at),  # type: ignore[arg-type]
+                        stream_fields(event, now),  # type: ignore[arg-type]
                         maxlen=self._maxlen,
                         approximate=True,
                     )
@@ -105,15 +127,60 @@ class OutboxDrainer:
             await session.execute(
                 update(OutboxEvent)
                 .where(OutboxEvent.id.in_([e.id for e in events]))
-                .values(published_at=published_at)
+                .values(published_at=now)
             )
         return len(events)
 
+    async def collect_acknowledgements(self, max_entries: int = 10_000) -> int:
+        """Stamps the events the consumer acknowledged since the last call; returns how many."""
+        event_ids = await self._read_acknowledgements(max_entries)
+        if not event_ids:
+            return 0
+        async with self._sessions() as session, session.begin():
+            result = await session.execute(
+                update(OutboxEvent)
+                .where(OutboxEvent.event_id.in_(event_ids), OutboxEvent.acknowledged_at.is_(None))
+                .values(acknowledged_at=utcnow())
+            )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    async def _read_acknowledgements(self, max_entries: int) -> list[uuid.UUID]:
+        stream = acks_stream(self._stream)
+        if not self._acks_group_ready:
+            await self._ensure_acks_group(stream)
+        try:
+            response = await self._redis.xreadgroup(
+                ACKS_GROUP, self._reader, {stream: ">"}, count=max_entries, noack=True
+            )
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            # Redis lost the group (restarted empty): create it again and read from the start.
+            self._acks_group_ready = False
+            return []
+        event_ids: list[uuid.UUID] = []
+        streams = cast(list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]], response or [])
+        for _stream, entries in streams:
+            for _entry_id, fields in entries:
+                with contextlib.suppress(ValueError, TypeError):
+                    event_ids.append(uuid.UUID(acked_event_id(fields)))
+        return event_ids
+
+    async def _ensure_acks_group(self, stream: str) -> None:
+        try:
+            await self._redis.xgroup_create(stream, ACKS_GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._acks_group_ready = True
+
     async def drain(self, max_batches: int = 1000) -> int:
-        """Publishes until nothing is left (at most `max_batches` batches); returns the total.
+        """Takes in acknowledgements, then sends until nothing is due (at most `max_batches`
+        batches); returns how many were sent.
 
         The bound keeps one round finite even if rows keep arriving faster than they go out.
         """
+        await self.collect_acknowledgements()
         total = 0
         for _ in range(max_batches):
             sent = await self.drain_batch()
@@ -123,11 +190,12 @@ class OutboxDrainer:
         return total
 
     async def backlog(self) -> int:
+        """Events the consumer has not acknowledged yet (sent or not)."""
         async with self._sessions() as session:
             count = await session.scalar(
                 select(func.count())
                 .select_from(OutboxEvent)
-                .where(OutboxEvent.published_at.is_(None))
+                .where(OutboxEvent.acknowledged_at.is_(None))
             )
         return int(count or 0)
 
@@ -159,6 +227,7 @@ async def _main(loop: bool, interval: float) -> int:
         settings.events_stream,
         batch_size=settings.outbox_batch_size,
         stream_maxlen=settings.events_stream_maxlen,
+        redeliver_after=timedelta(seconds=settings.outbox_redeliver_after_seconds),
     )
     try:
         if loop:

@@ -65,6 +65,7 @@ class Runtime:
                 settings.events_stream,
                 batch_size=settings.outbox_batch_size,
                 stream_maxlen=settings.events_stream_maxlen,
+                redeliver_after=timedelta(seconds=settings.outbox_redeliver_after_seconds),
             )
             if self.redis is not None
             else None
@@ -87,7 +88,8 @@ class Runtime:
             registry=registry,
         )  # fmt: skip
         self._outbox_backlog = Gauge(
-            "backend_outbox_unpublished", "Outbox events not yet published to Redis",
+            "backend_outbox_unacknowledged",
+            "Outbox events the consumer has not acknowledged yet (sent again until it does)",
             registry=registry,
         )  # fmt: skip
 

@@ -5,6 +5,10 @@ Each loop: (1) this consumer's own pending entries when a previous attempt faile
 consumer died), (3) new entries (XREADGROUP >). Every entry is applied in a database transaction
 and XACKed only after the commit. A crash between commit and XACK means a redelivery, which the
 processed-event row turns into a no-op.
+
+With the XACK goes an acknowledgement to the producer (`servicekit.events`): the event is in this
+service's database, so the producer's outbox may let it go. Until then the outbox sends it again,
+so an event Redis lost (a restart without its data) still arrives.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any, cast
 import redis
 from django import db
 from prometheus_client import CollectorRegistry, Counter
+from servicekit.events import ACKS_MAXLEN, ack_fields, acks_stream
 
 from data_processor.events import InvalidEventError, Outcome, apply_event, parse_event
 
@@ -215,13 +220,26 @@ class EventConsumer:
         except InvalidEventError as exc:
             self._dead_letter(entry_id, fields, str(exc))
             return
-        self._ack(entry_id)  # only after apply_event's transaction has committed
+        self._ack(entry_id, fields["event_id"].strip())  # only after apply_event committed
         self.metrics.events.labels(outcome.value).inc()
         if outcome is Outcome.DUPLICATE:
             logger.info("duplicate event skipped", extra={"event_id": fields["event_id"]})
 
-    def _ack(self, entry_id: str) -> None:
-        self.redis.xack(self.options.stream, self.options.group, entry_id)
+    def _ack(self, entry_id: str, event_id: str | None = None) -> None:
+        """XACK the entry and, when it names an event, acknowledge that event to its producer."""
+        pipe = self.redis.pipeline(transaction=True)
+        self._acknowledge_event(pipe, event_id)
+        pipe.xack(self.options.stream, self.options.group, entry_id)
+        pipe.execute()
+
+    def _acknowledge_event(self, pipe: redis.client.Pipeline, event_id: str | None) -> None:
+        if event_id:
+            pipe.xadd(
+                acks_stream(self.options.stream),
+                ack_fields(event_id, self.options.group),
+                maxlen=ACKS_MAXLEN,
+                approximate=True,
+            )
 
     def _dead_letter(self, entry_id: str, fields: dict[str, str], reason: str) -> None:
         """Park an entry that can never be processed, and acknowledge it, in one transaction."""
@@ -229,6 +247,8 @@ class EventConsumer:
         pipe = self.redis.pipeline(transaction=True)
         dead: dict[Any, Any] = {**fields, "dead_entry_id": entry_id, "dead_reason": reason}
         pipe.xadd(self.options.stream + DEAD_LETTER_SUFFIX, dead, maxlen=10_000, approximate=True)
+        # Settled for good: sending it again could only dead-letter it again.
+        self._acknowledge_event(pipe, fields.get("event_id", "").strip()[:128] or None)
         pipe.xack(self.options.stream, self.options.group, entry_id)
         pipe.execute()
         self.metrics.events.labels("invalid").inc()

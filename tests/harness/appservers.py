@@ -114,6 +114,23 @@ def gunicorn_server(
 
     `env` is the whole environment of the server (start from `os.environ`); BIND is set here.
     """
+    with gunicorn_master(config_module, app, env, start_timeout=start_timeout, probe=probe) as (
+        url,
+        _master,
+    ):
+        yield url
+
+
+@contextlib.contextmanager
+def gunicorn_master(
+    config_module: str,
+    app: str,
+    env: Mapping[str, str],
+    *,
+    start_timeout: float = START_TIMEOUT,
+    probe: str = "/health",
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """As `gunicorn_server`, yielding the master process too (for tests that kill workers)."""
     port = free_port()
     command = [sys.executable, "-m", "gunicorn", "-c", f"python:{config_module}", app]
     process = subprocess.Popen(bound_to_parent(command), env={**env, "BIND": f"127.0.0.1:{port}"})
@@ -126,7 +143,7 @@ def gunicorn_server(
             if time.monotonic() > deadline:
                 raise HarnessError(f"gunicorn does not answer {probe} after {start_timeout}s")
             time.sleep(0.05)
-        yield url
+        yield url, process
     finally:
         process.terminate()
         process.wait(timeout=START_TIMEOUT)

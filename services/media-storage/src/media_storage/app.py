@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import uuid
+from collections.abc import Iterator
 
 from flask import Flask, Response, request, send_file
 from servicekit.health import liveness, run_checks_sync
@@ -12,7 +14,7 @@ from servicekit.jwt import JwtVerifier
 from servicekit.metrics import HttpMetrics, came_through_a_proxy
 from werkzeug.http import parse_options_header
 
-from media_storage.blobs import BlobStore
+from media_storage.blobs import BlobStore, is_disk_full
 from media_storage.catalog import Catalog, FileRecord
 from media_storage.config import Settings
 from media_storage.upload import (
@@ -34,7 +36,11 @@ class MediaService:
     """Blobs + catalog with the locking rules that keep them consistent."""
 
     def __init__(self, settings: Settings) -> None:
-        self.blobs = BlobStore(settings.media_root)
+        self.blobs = BlobStore(
+            settings.media_root,
+            min_free_bytes=settings.media_min_free_bytes,
+            sweep_interval=settings.media_temp_sweep_seconds,
+        )
         self.catalog = Catalog(self.blobs.root / "index.sqlite3")
         self.policy = UploadPolicy(settings.media_max_upload_bytes, settings.allowed_types)
         self.quota = settings.media_user_quota_bytes
@@ -70,8 +76,7 @@ class MediaService:
                 self.blobs.remove(record.sha256)
 
     def writable(self) -> None:
-        if not self.blobs.writable():
-            raise OSError(f"storage volume {self.blobs.root} is not writable")
+        self.blobs.check_writable()
         if not self.catalog.ping():
             raise OSError("metadata index is not readable")
 
@@ -113,11 +118,12 @@ def create_app(settings: Settings | None = None, verifier: JwtVerifier | None = 
     @app.post("/files")
     def upload() -> tuple[Response, int]:
         user = current_user(auth)
-        received = _receive(media)
-        try:
-            record = media.store(user.sub, received)
-        finally:
-            received.pending.discard()  # no-op once published
+        with disk_full_as_507():
+            received = _receive(media)
+            try:
+                record = media.store(user.sub, received)
+            finally:
+                received.pending.discard()  # no-op once published
         logger.info(
             "file stored",
             extra={"file_id": record.id, "size": record.size, "content_type": record.content_type},
@@ -158,6 +164,22 @@ def create_app(settings: Settings | None = None, verifier: JwtVerifier | None = 
         return "", 204
 
     return app
+
+
+@contextlib.contextmanager
+def disk_full_as_507() -> Iterator[None]:
+    """A full volume is the client's 507 Insufficient Storage, not our 500; nothing is kept."""
+    try:
+        yield
+    except Exception as exc:
+        if not is_disk_full(exc):
+            raise
+        logger.warning("storage volume is full; upload refused", extra={"error": str(exc)})
+        raise ApiError(
+            507,
+            "the storage volume is full: the file was not stored; try again later",
+            {"Retry-After": "60"},
+        ) from exc
 
 
 def _receive(media: MediaService) -> ReceivedFile:

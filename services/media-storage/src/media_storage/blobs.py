@@ -4,11 +4,18 @@ A blob lives at `<root>/blobs/<h[0:2]>/<h[2:4]>/<h>` where `h` is the SHA-256 he
 bytes, so its path is derived only from a digest this service computed itself. Writes are atomic:
 bytes go to a temporary file on the same filesystem (`<root>/tmp`), are fsynced, and the file is
 renamed into place; a reader never sees a partial blob.
+
+A temporary file is flock()ed by the worker writing it for as long as that worker has it open.
+The kernel drops the lock when the worker dies (even by SIGKILL), so a temporary file nobody
+holds a lock on belongs to no live worker: the store reclaims those while it runs (at most every
+`sweep_interval` seconds, on uploads and readiness checks), not only at start.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import hashlib
 import os
 import re
@@ -19,7 +26,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
-STALE_TEMP_SECONDS = 3600
+TEMP_PREFIX, TEMP_SUFFIX = "upload-", ".part"
+DEFAULT_SWEEP_SECONDS = 30.0
 
 
 class InvalidDigestError(ValueError):
@@ -42,44 +50,93 @@ class PendingBlob:
         self.size += len(chunk)
 
     def seal(self) -> str:
-        """Flush the bytes to stable storage and return their SHA-256 hex digest."""
+        """Flush the bytes to stable storage and return their SHA-256 hex digest.
+
+        The file stays open (and locked) until it is published or discarded, so no sweep can
+        take it in between.
+        """
         self.handle.flush()
         os.fsync(self.handle.fileno())
-        self.handle.close()
         return self._hash.hexdigest()
 
     def discard(self) -> None:
         """Remove the temporary file unless it became a blob (safe to call more than once)."""
         if self.published:
             return
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()  # still locked: no sweep races this
         with contextlib.suppress(OSError):
             self.handle.close()
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+
+
+class DiskFullError(OSError):
+    """The volume has no room for the write (ENOSPC, EDQUOT, or SQLite's "disk is full")."""
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    # sqlite3.OperationalError("database or disk is full") carries no errno.
+    return type(exc).__name__ == "OperationalError" and "full" in str(exc)
 
 
 class BlobStore:
     """Blobs and temporary files under one root directory."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self, root: Path, *, min_free_bytes: int = 0, sweep_interval: float = DEFAULT_SWEEP_SECONDS
+    ) -> None:
         self.root = root.resolve()
         self.blobs = self.root / "blobs"
         self.tmp = self.root / "tmp"
+        self.min_free_bytes = min_free_bytes
+        self.sweep_interval = sweep_interval
+        self._swept_at: float | None = None
 
     def prepare(self) -> None:
-        """Create the directory layout and remove temporary files left by crashed workers."""
+        """Create the directory layout and reclaim temporary files of dead workers."""
         self.blobs.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
-        cutoff = time.time() - STALE_TEMP_SECONDS
-        for leftover in self.tmp.iterdir():
-            with contextlib.suppress(OSError):
-                if leftover.is_file() and leftover.stat().st_mtime < cutoff:
-                    leftover.unlink()
+        self.reclaim_orphans()
 
     def begin(self) -> PendingBlob:
-        """A new temporary file in the same filesystem as the blobs (so rename is atomic)."""
-        fd, name = tempfile.mkstemp(dir=self.tmp, prefix="upload-", suffix=".part")
-        return PendingBlob(path=Path(name), handle=os.fdopen(fd, "wb"))
+        """A new, locked temporary file in the blobs' filesystem (so rename is atomic)."""
+        self.sweep_if_due()
+        while True:
+            fd, name = tempfile.mkstemp(dir=self.tmp, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_nlink > 0:
+                return PendingBlob(path=Path(name), handle=os.fdopen(fd, "wb"))
+            os.close(fd)  # a sweep took it between mkstemp and flock: take another
+
+    def sweep_if_due(self) -> int:
+        now = time.monotonic()
+        if self._swept_at is not None and now - self._swept_at < self.sweep_interval:
+            return 0
+        self._swept_at = now
+        return self.reclaim_orphans()
+
+    def reclaim_orphans(self) -> int:
+        """Remove the temporary files no live worker holds (unlocked); returns how many."""
+        reclaimed = 0
+        for path in self.tmp.glob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}"):
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            except OSError:
+                continue  # gone already
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                path.unlink()  # under our lock: its owner (if any) sees st_nlink == 0
+                reclaimed += 1
+            except OSError:
+                pass  # locked: a live worker is writing it
+            finally:
+                os.close(fd)
+        return reclaimed
+
+    def free_bytes(self) -> int:
+        stats = os.statvfs(self.root)
+        return stats.f_bavail * stats.f_frsize
 
     def path_for(self, digest: str) -> Path:
         """The blob path of `digest`; anything but a lowercase SHA-256 hex digest is refused."""
@@ -102,6 +159,7 @@ class BlobStore:
         os.chmod(pending.path, 0o640)
         os.replace(pending.path, target)
         pending.published = True
+        pending.handle.close()
         _fsync_dir(target.parent)
         return target
 
@@ -114,16 +172,25 @@ class BlobStore:
             path.unlink()
             _fsync_dir(path.parent)
 
-    def writable(self) -> bool:
-        """Whether a file can be created, synced and removed in the temporary directory."""
+    def check_writable(self) -> None:
+        """Raise OSError naming the reason unless the store can take writes now: enough free
+        space, and a file can be created, synced and removed in the temporary directory."""
+        free = self.free_bytes()
+        if free < self.min_free_bytes:
+            self.reclaim_orphans()
+            free = self.free_bytes()
+        if free < self.min_free_bytes:
+            raise DiskFullError(
+                errno.ENOSPC,
+                f"storage volume {self.root} has {free} bytes free, "
+                f"less than MEDIA_MIN_FREE_BYTES={self.min_free_bytes}",
+            )
+        pending = self.begin()
         try:
-            pending = self.begin()
             pending.write(b"ready")
             pending.seal()
+        finally:
             pending.discard()
-        except OSError:
-            return False
-        return True
 
     def all_files(self) -> list[Path]:
         """Every regular file under the root (for tests and audits)."""

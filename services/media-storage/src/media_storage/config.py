@@ -22,6 +22,10 @@ class Settings(ServiceSettings):
     media_max_upload_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     # What one user may store in all, so no user can fill the shared volume (507 beyond it).
     media_user_quota_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
+    # /ready fails while the volume has less free space than this (uploads would fail).
+    media_min_free_bytes: int = Field(default=1024 * 1024, ge=0)
+    # How often a worker looks for temporary files of dead workers to remove.
+    media_temp_sweep_seconds: float = Field(default=30.0, gt=0)
     # Comma-separated in the environment: MEDIA_ALLOWED_TYPES=image/png,image/jpeg
     media_allowed_types: str = ",".join(DEFAULT_ALLOWED_TYPES)
 

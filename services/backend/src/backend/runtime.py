@@ -88,7 +88,8 @@ class Runtime:
             registry=registry,
         )  # fmt: skip
         self._outbox_backlog = Gauge(
-            "backend_outbox_unacknowledged",
+            # The name predates acknowledgements (alert rules use it): events not yet done.
+            "backend_outbox_unpublished",
             "Outbox events the consumer has not acknowledged yet (sent again until it does)",
             registry=registry,
         )  # fmt: skip

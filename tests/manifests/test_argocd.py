@@ -462,6 +462,7 @@ def test_projects_are_limited_to_this_repository_and_their_namespaces() -> None:
         "chat-previews": {"preview-*"},
         "chat-preview-apps": {"argocd"},
         "chat-platform-gitops": {"argocd", "argocd-previews"},
+        "chat-monitoring": {"monitoring"},
     }
     for name, namespaces in expected.items():
         spec = known[name]["spec"]
@@ -516,6 +517,16 @@ def test_every_object_a_component_renders_is_permitted_by_its_project() -> None:
         assert not refused, (
             f"{app['metadata']['name']}: {project['metadata']['name']} refuses {refused}"
         )
+
+
+def test_the_monitoring_application_renders_valid_objects_its_project_permits() -> None:
+    app = applications()["monitoring"]
+    project = projects()[app["spec"]["project"]]
+    objects = render_source(app)
+    assert {o["kind"] for o in objects} == {"PrometheusRule", "ConfigMap"}
+    assert [o["kind"] for o in objects if not kind_permitted(project, o)] == []
+    assert problems_of(objects, kubernetes_version()) == []
+    assert project["spec"]["clusterResourceWhitelist"] == []
 
 
 def test_the_kind_check_sees_a_refused_kind() -> None:

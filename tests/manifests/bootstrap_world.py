@@ -142,6 +142,9 @@ rules:
   - apiGroups: [argoproj.io]
     resources: [applicationsets/status]
     verbs: [get, patch, update]
+  - apiGroups: [argoproj.io]
+    resources: [appprojects]
+    verbs: [get, list, watch]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
@@ -166,6 +169,25 @@ rules:
   - apiGroups: [argoproj.io]
     resources: [applications, applicationsets, applicationsets/finalizers]
     verbs: [create, delete, get, list, patch, update, watch]
+  - apiGroups: [argoproj.io]
+    resources: [applicationsets/status]
+    verbs: [get, patch, update]
+  - apiGroups: [argoproj.io]
+    resources: [appprojects]
+    verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: {{ .Release.Name }}-applicationset-controller
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: {{ .Release.Name }}-applicationset-controller
+subjects:
+  - kind: ServiceAccount
+    name: {{ .Release.Name }}-applicationset-controller
+    namespace: {{ .Release.Namespace }}
 {{- end }}
 """,
     "extra-manifests.yaml": """{{ range .Values.extraObjects }}

@@ -297,3 +297,75 @@ def test_a_chart_bump_brings_its_new_crds(world: World) -> None:
     result = world.run("bootstrap.sh")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "snippetsfilters.gateway.nginx.org" in crd_names(world.api)
+
+
+# --- the previews' ApplicationSet: can Argo CD's ApplicationSet controller reconcile it? ---
+
+
+def controller_cache(params: dict[str, str], own_namespace: str) -> set[str] | None:
+    """The namespaces Argo CD 3.1.8's ApplicationSet controller caches (None: every one), or an
+    AssertionError where it exits at start. argoproj/argo-cd@v3.1.8
+    cmd/argocd-applicationset-controller/commands/applicationset_controller.go: no list -> its
+    own namespace; one entry -> `watchedNamespace = applicationSetNamespaces[0]`, the manager's
+    cache limited to it; more -> exit unless `--enable-scm-providers=false` or
+    `--allowed-scm-providers` is given, and a cluster-wide cache."""
+    listed = [n for n in params.get("applicationsetcontroller.namespaces", "").split(",") if n]
+    if len(listed) <= 1:
+        return set(listed or [own_namespace])
+    scm = params.get("applicationsetcontroller.enable.scm.providers", "true") != "false"
+    allowed = params.get("applicationsetcontroller.allowed.scm.providers", "")
+    assert not (scm and not allowed), "the controller exits: SCM providers neither off nor listed"
+    return None
+
+
+def can(api: KubeApi, account: tuple[str, str], verb: str, resource: str, namespace: str) -> bool:
+    """RBAC as the API server decides it, from the Roles and bindings the API received."""
+    roles = {
+        (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]): o
+        for o in api.received
+        if o["kind"] in {"Role", "ClusterRole"}
+    }
+    for binding in api.received:
+        if binding["kind"] not in {"RoleBinding", "ClusterRoleBinding"}:
+            continue
+        scope = binding["metadata"].get("namespace", "")
+        if binding["kind"] == "RoleBinding" and scope != namespace:
+            continue
+        subjects = {(s.get("namespace", ""), s["name"]) for s in binding["subjects"]}
+        if account not in subjects:
+            continue
+        ref = binding["roleRef"]
+        role = roles.get((ref["kind"], scope if ref["kind"] == "Role" else "", ref["name"]))
+        for rule in (role or {}).get("rules", []):
+            if {"argoproj.io", resource, verb} <= {
+                *rule["apiGroups"],
+                *rule["resources"],
+                *rule["verbs"],
+            }:
+                return True
+    return False
+
+
+def test_the_applicationset_controller_can_reconcile_the_previews(world: World) -> None:
+    """The chart side is argo-cd 8.5.10 as bootstrap_world renders it (a Role in the release
+    namespace; the ClusterRole only with applicationSet.allowAnyNamespace); the controller side
+    is controller_cache. Each generated Application's AppProject is read in argocd through the
+    cache (applicationset_controller.go: r.Get(AppProject, r.ArgoCDNamespace))."""
+    assert world.run("bootstrap.sh").returncode == 0
+    (appset,) = yaml.safe_load_all((REPO / "argocd/apps/previews.yaml").read_text())
+    previews = appset["metadata"]["namespace"]
+    (params,) = [
+        o for o in world.api.of_kind("ConfigMap") if o["metadata"]["name"] == "argocd-cmd-params-cm"
+    ]
+    cache = controller_cache(params["data"], "argocd")
+    assert cache is None or {previews, "argocd"} <= cache, f"the controller caches {cache} only"
+    allowed = params["data"]["applicationsetcontroller.namespaces"].split(",")
+    assert previews in allowed, "ignoreNotAllowedNamespaces drops the previews' ApplicationSet"
+    account = ("argocd", "argocd-applicationset-controller")
+    for verb in ("list", "watch", "create", "update", "delete"):
+        for namespace in [previews] if cache else [previews, "argocd", "chat-staging"]:
+            # A cluster-wide cache lists every namespace: the permission must hold everywhere.
+            assert can(world.api, account, verb, "applications", namespace), (verb, namespace)
+            assert can(world.api, account, verb, "applicationsets", namespace), (verb, namespace)
+    assert can(world.api, account, "get", "appprojects", "argocd")
+    assert can(world.api, account, "list", "appprojects", "argocd")

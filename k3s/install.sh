@@ -137,13 +137,31 @@ install_config() {
   install_if_changed "$work/k3s.service" "$UNIT" 0644
 }
 
+# Merges K3s's kubeconfig into the user's ~/.kube/config as the context, cluster and user "k3s":
+# their other contexts and their current context stay; the k3s entries are refreshed each run
+# (K3s renews its certificates). Merged by kubectl itself (`config view --flatten` over both
+# files, the first file winning for a name).
 setup_kubeconfig() {
-  local user=${KUBECONFIG_USER:-${SUDO_USER:-root}} home
+  local user=${KUBECONFIG_USER:-${SUDO_USER:-root}} home config work current=""
   home=$(getent passwd "$user" | cut -d: -f6)
   [[ -n $home ]] || die "no home directory for $user"
+  config=$ROOT$home/.kube/config
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"; trap - RETURN' RETURN
+  sed -E 's/^([ -]*(name|cluster|user|current-context)): default$/\1: k3s/' "$CONF_DIR/k3s.yaml" \
+    >"$work/k3s.yaml"
+  if [[ -s $config ]]; then
+    current=$(KUBECONFIG=$config "$BIN" kubectl config current-context 2>/dev/null || true)
+    KUBECONFIG=$work/k3s.yaml:$config "$BIN" kubectl config view --flatten >"$work/merged"
+    if [[ -n $current ]]; then
+      KUBECONFIG=$work/merged "$BIN" kubectl config use-context "$current" >/dev/null
+    fi
+  else
+    cp "$work/k3s.yaml" "$work/merged"
+  fi
   install -d -m 0700 -o "$user" "$ROOT$home/.kube"
-  install -m 0600 -o "$user" "$CONF_DIR/k3s.yaml" "$ROOT$home/.kube/config"
-  log "kubeconfig for $user: $home/.kube/config"
+  install -m 0600 -o "$user" "$work/merged" "$config"
+  log "kubeconfig for $user: context k3s in $home/.kube/config (current: ${current:-k3s})"
 }
 
 wait_for_node() {

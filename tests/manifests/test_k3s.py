@@ -409,15 +409,39 @@ echo "$*" >> "$STUB_LOG/systemctl.log"
 case "$1" in
   is-active) [ -f "$STUB_LOG/active" ] ;;
   restart) touch "$STUB_LOG/active"; mkdir -p "$K3S_ROOT/etc/rancher/k3s"
-           echo "apiVersion: v1" > "$K3S_ROOT/etc/rancher/k3s/k3s.yaml" ;;
+           cp "$STUB_LOG/../k3s.yaml" "$K3S_ROOT/etc/rancher/k3s/k3s.yaml" ;;
   *) exit 0 ;;
 esac
 """
+# K3s is one binary; `k3s kubectl` is kubectl: `kubectl config` runs the real client, questions
+# to the (absent) API server are answered yes.
 FAKE_K3S = """#!/bin/sh
 case "$1" in
   --version) echo "k3s version {version} (0123abcd)" ;;
+  kubectl) shift; [ "$1" = config ] && exec "$REAL_KUBECTL" "$@"; exit 0 ;;
   *) exit 0 ;;
 esac
+"""
+# /etc/rancher/k3s/k3s.yaml as K3s writes it: everything named "default".
+K3S_KUBECONFIG = """apiVersion: v1
+clusters:
+- cluster:
+    certificate-authority-data: Y2E=
+    server: https://127.0.0.1:6443
+  name: default
+contexts:
+- context:
+    cluster: default
+    user: default
+  name: default
+current-context: default
+kind: Config
+preferences: {}
+users:
+- name: default
+  user:
+    client-certificate-data: Y2VydA==
+    client-key-data: a2V5
 """
 
 
@@ -438,6 +462,7 @@ def host(tmp_path: Path) -> dict[str, Path]:
     pins = {f"K3S_SHA256_{arch}": sha256_of(binary)}
     pins[f"K3S_AIRGAP_IMAGES_SHA256_{arch}"] = sha256_of(images)
     k3s = k3s_copy(tmp_path, **pins)
+    (tmp_path / "k3s.yaml").write_text(K3S_KUBECONFIG)
     return {"root": root, "logs": logs, "release": release, "stubs": stubs, "k3s": k3s}
 
 
@@ -451,6 +476,7 @@ def run_install(host: dict[str, Path], *args: str, **env: str) -> subprocess.Com
             "K3S_ROOT": str(host["root"]),
             "STUB_LOG": str(host["logs"]),
             "KUBECONFIG_USER": "root",
+            "REAL_KUBECTL": str(Path(sys.executable).parent / "kubectl"),
             **env,
         },
         capture_output=True,
@@ -489,6 +515,44 @@ def test_rerun_without_registry_variables_keeps_credentials_and_k3s_running(
     assert systemctl_calls(host).count("restart k3s.service") == restarts
     assert "nothing changed" in second.stderr
     assert (host["logs"].parent / "urls.log").read_text().count("\n") == 1, "downloaded again"
+
+
+def kubectl_config(config: Path, *args: str) -> str:
+    kubectl = Path(sys.executable).parent / "kubectl"
+    return subprocess.run(
+        [str(kubectl), "config", *args],
+        env={**os.environ, "KUBECONFIG": str(config)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+
+
+def test_install_merges_the_k3s_context_and_keeps_the_users_others(
+    host: dict[str, Path], tmp_path: Path
+) -> None:
+    config = host["root"] / "root/.kube/config"
+    config.parent.mkdir(parents=True)
+    other = K3S_KUBECONFIG.replace("default", "work").replace("127.0.0.1:6443", "work:443")
+    config.write_text(other)
+    for _ in range(2):
+        result = run_install(host)
+        assert result.returncode == 0, result.stderr
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    assert sorted(kubectl_config(config, "get-contexts", "-o", "name").split()) == ["k3s", "work"]
+    assert kubectl_config(config, "current-context").strip() == "work"
+    servers = kubectl_config(config, "view", "-o", "jsonpath={.clusters[*].cluster.server}")
+    assert sorted(servers.split()) == ["https://127.0.0.1:6443", "https://work:443"]
+    flattened = yaml.safe_load(kubectl_config(config, "view", "--raw"))
+    (k3s_user,) = [u for u in flattened["users"] if u["name"] == "k3s"]
+    assert k3s_user["user"]["client-key-data"] == "a2V5"
+
+
+def test_install_on_a_fresh_machine_makes_k3s_the_current_context(host: dict[str, Path]) -> None:
+    assert run_install(host).returncode == 0
+    config = host["root"] / "root/.kube/config"
+    assert kubectl_config(config, "current-context").strip() == "k3s"
 
 
 def test_a_changed_config_file_restarts_k3s(host: dict[str, Path]) -> None:

@@ -4,17 +4,28 @@ test_gitops_bump.py.)"""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 from ci.core import bumpqueue
 from ci.core.bumpqueue import Request, deploy, publish
-from ci.core.gitops import ImageRef, PushPolicy, PushRejectedError, pinned_image, values_path
+from ci.core.gitops import (
+    CommitResult,
+    ImageRef,
+    PushPolicy,
+    PushRejectedError,
+    pinned_image,
+    values_path,
+)
 from ci.core.gitrepo import Git
 from ci.core.yamlfile import YamlFileError
-from delivery.helpers import commit_file, digest_of, git, lose_every_push
+from delivery.helpers import commit_file, digest_of, git, lose_every_push, push_sources
 
 FAST = PushPolicy(max_attempts=60, backoff_seconds=0.02, max_backoff_seconds=0.3)
 
@@ -192,3 +203,80 @@ def test_a_request_brings_its_source_along(
     assert final_image(alive, "svc1") == ref("local")
     assert trailer(alive, "origin/main^", "Source") == source
     assert requests_on(alive) == []
+
+
+@dataclass
+class ObjectStore:
+    """The remote's object store, to be mounted read-only (root ignores permission bits, not a
+    read-only mount): every push that carries objects then fails with `unpacker error`, as on
+    a full or read-only volume; ref deletions still work."""
+
+    path: Path
+    read_only: bool = False
+
+    def break_writes(self) -> None:
+        subprocess.run(["mount", "--bind", str(self.path), str(self.path)], check=True)
+        self.read_only = True
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(self.path)], check=True)
+
+    def heal(self) -> None:
+        if self.read_only:
+            subprocess.run(["umount", str(self.path)], check=True)
+            self.read_only = False
+
+
+@pytest.fixture
+def object_store(remote: Path) -> Iterator[ObjectStore]:
+    if os.geteuid() != 0:
+        pytest.skip("a read-only bind mount needs root (CI and this machine run tests as root)")
+    store = ObjectStore(remote / "objects")
+    try:
+        yield store
+    finally:
+        store.heal()
+
+
+def test_a_read_only_remote_is_waited_out_by_concurrent_deploys(
+    clone: Callable[[str], Git], object_store: ObjectStore
+) -> None:
+    count = 6
+    sources = push_sources(clone("builder").workdir, count)  # before the remote turns read-only
+    clones = [clone(f"pipeline{i}") for i in range(count)]
+    builder = clone("checker")
+    object_store.break_writes()
+    accepted = builder.succeeds("push", "--quiet", "origin", f"{sources[0]}:refs/heads/x")
+    assert not accepted, "the remote still takes objects"
+    waited: set[int] = set()
+    results: dict[int, CommitResult] = {}
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        def sleep(seconds: float) -> None:
+            waited.add(i)  # refused, and retrying instead of giving up
+            time.sleep(seconds)
+
+        policy = replace(FAST, max_attempts=100, sleep=sleep)
+        try:
+            results[i] = deploy(clones[i], "staging", {"svc0": ref(f"b{i}")}, sources[i], policy)
+        except BaseException as exc:  # asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 120
+    while len(waited) < count and len(errors) + len(results) < count:
+        assert time.monotonic() < deadline, f"only {sorted(waited)} met the read-only remote"
+        time.sleep(0.05)
+    object_store.heal()  # the remote heals: each deploy must now get through
+    for thread in threads:
+        thread.join(timeout=300)
+    assert errors == [], [str(e) for e in errors]
+    assert sorted(results) == list(range(count))
+    # Ordering: the newest build wins; no loss: every reported commit is on main, none queued.
+    assert final_image(builder, "svc0") == ref(f"b{count - 1}")
+    for i, result in results.items():
+        assert (result.commit is None) == (result.stale == ("svc0",)), i
+        if result.commit is not None:
+            assert builder.succeeds("merge-base", "--is-ancestor", result.commit, "origin/main")
+    assert requests_on(builder) == []

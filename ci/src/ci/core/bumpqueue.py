@@ -16,8 +16,11 @@ Failures: a waiter whose queue head makes no progress for PATIENCE_SECONDS times
 behind it (the head's owner died) lands the queue itself; a request older than TTL_SECONDS (by
 the clock of the machine that looks) is left to its owner, whose own clock still calls it fresh,
 and one older than PRUNE_SECONDS is deleted; a deploy that fails or gives up withdraws its
-request (leased, so it never deletes a landed one). A remote that refuses refs outside branches
-and tags gets the lone writer's fetch-redo-push retries instead (`gitops.bump`).
+request (leased, so it never deletes a landed one), so the next in line takes over at once.
+Transient faults of the remote (an `unpacker error` of a read-only or full object store, a
+dropped connection) are retried with the policy's backoff wherever we push. A remote that
+refuses refs outside branches and tags gets the lone writer's fetch-redo-push retries instead
+(`gitops.bump`).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from ci.core.gitops import (
     pinned_image,
     pinned_sources,
     push_atomic,
+    push_may_succeed_later,
     restore,
     sync_branch,
     values_path,
@@ -190,14 +194,34 @@ def publish(git: Git, policy: PushPolicy, request: Request) -> Request:
     sha = git.run(
         "commit-tree", empty_tree, "-p", request.source, "-F", "-", stdin=request.message()
     )
-    git.run("push", "--porcelain", policy.remote, f"{sha}:{request.ref}")
-    return replace(request, sha=sha)
+    for attempt in range(1, policy.max_attempts + 1):
+        try:
+            git.run("push", "--porcelain", policy.remote, f"{sha}:{request.ref}")
+            return replace(request, sha=sha)
+        except GitError as exc:
+            # A transient fault (an unpacker error of a read-only remote) is waited out; a
+            # refusal goes up to the caller.
+            if not push_may_succeed_later(exc) or attempt == policy.max_attempts:
+                raise
+            policy.sleep(policy.delay(attempt))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+WITHDRAW_ATTEMPTS = 5
 
 
 def withdraw(git: Git, policy: PushPolicy, request: Request) -> None:
-    """Delete our request unless it changed hands (best effort: expiry prunes what is left)."""
+    """Delete our request unless it changed hands, so the next in the queue takes over at once
+    (retried a few times; what is left is landed after PATIENCE_SECONDS, pruned after a day)."""
     lease = f"--force-with-lease={request.ref}:{request.sha}"
-    git.run("push", "--porcelain", "--quiet", policy.remote, lease, f":{request.ref}", check=False)
+    for attempt in range(1, WITHDRAW_ATTEMPTS + 1):
+        try:
+            git.run("push", "--porcelain", "--quiet", policy.remote, lease, f":{request.ref}")
+            return
+        except GitError as exc:
+            if not push_may_succeed_later(exc) or attempt == WITHDRAW_ATTEMPTS:
+                return
+            policy.sleep(policy.delay(attempt))
 
 
 @dataclass(frozen=True)
@@ -416,7 +440,8 @@ def _wait_and_land(git: Git, policy: PushPolicy, own: Request, since: str) -> tu
         outcome = land(git, policy, queue, own)
         if outcome is not None:
             return outcome, attempts
-        policy.sleep(_poll_delay(1))
+        # Lost a race, or the remote is failing for now: back off as a lone writer would.
+        policy.sleep(max(_poll_delay(1), policy.delay(attempts)))
 
 
 def deploy(
@@ -446,7 +471,9 @@ def deploy(
             Chain.read(git, alone, env).add(own)
         try:
             own = publish(git, policy, own)
-        except GitError:  # a remote that takes no refs but branches and tags: retry alone
+        except GitError as exc:  # a remote that takes no refs but branches and tags: alone
+            if push_may_succeed_later(exc):
+                raise PushRejectedError.after(policy) from exc
             return bump(git, env, images, source_sha, policy)
         outcome, attempts = _wait_and_land(git, policy, own, since=start)
     except BaseException:

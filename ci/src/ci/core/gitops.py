@@ -56,6 +56,12 @@ RETRYABLE_PUSH = (
     "incorrect old value",
     "stale info",
     "atomic transaction failed",
+    # Transient faults of the remote (a read-only or full object store, a dropped connection):
+    # the same push succeeds once the remote heals, so they are retried with backoff too.
+    "unpacker error",
+    "remote end hung up",
+    "rpc failed",
+    "early eof",
 )
 # A tag that already exists will exist on every retry too.
 FATAL_PUSH = ("already exists",)
@@ -285,6 +291,12 @@ def _rejection(output: str) -> tuple[bool, str]:
     if any(word in lowered for word in FATAL_PUSH):
         return False, reason
     return any(word in lowered for word in RETRYABLE_PUSH), reason
+
+
+def push_may_succeed_later(exc: GitError) -> bool:
+    """A failed push (raised by Git.run) that a retry may get through: a lost race or a
+    transient fault of the remote, not a refusal."""
+    return _rejection(exc.stdout + "\n" + exc.stderr)[0]
 
 
 def _conflicting_files(git: Git) -> list[str]:

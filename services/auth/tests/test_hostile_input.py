@@ -91,7 +91,10 @@ async def test_a_password_hashed_before_normalisation_still_logs_in_and_is_rehas
     assert created.status_code == 201
     legacy = PasswordHasher().hash(decomposed)  # what the old service stored
     with psycopg.connect(migrated_database_url) as conn:
-        conn.execute("UPDATE users SET password_hash = %s WHERE username = 'yves'", (legacy,))
+        conn.execute(
+            "UPDATE users SET password_hash = %s, password_nfc = false WHERE username = 'yves'",
+            (legacy,),
+        )
 
     answer = await client.post("/login", json={"username": "yves", "password": decomposed})
 

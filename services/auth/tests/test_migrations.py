@@ -43,9 +43,9 @@ def test_upgrade_head_creates_the_schema_and_is_idempotent(database_url: str) ->
     assert tables(database_url) == set()
     upgrade(database_url)
     assert tables(database_url) == {"alembic_version", "users", "refresh_tokens"}
-    assert revision(database_url) == "0001"
+    assert revision(database_url) == "0002"
     upgrade(database_url)  # a second run (a re-run Job) changes nothing and does not fail
-    assert revision(database_url) == "0001"
+    assert revision(database_url) == "0002"
 
 
 def test_downgrade_to_base_removes_everything_and_upgrade_restores_it(database_url: str) -> None:
@@ -82,7 +82,7 @@ def test_migrate_command_for_the_kubernetes_job(database_url: str) -> None:
             [sys.executable, "-m", "auth.migrate"], env=env, capture_output=True, text=True
         )
         assert result.returncode == 0, result.stderr + result.stdout
-    assert revision(database_url) == "0001"
+    assert revision(database_url) == "0002"
     assert '"message": "migration done"' in result.stdout
 
 

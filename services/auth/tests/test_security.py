@@ -7,11 +7,14 @@ request names its client address in X-Forwarded-For, as the gateway does.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import psycopg
 import pytest
+from argon2 import PasswordHasher
 from auth.app import create_app
 from auth.config import Settings
 from auth.migrate import upgrade
@@ -109,4 +112,43 @@ def test_requests_the_server_could_not_serve_cost_no_budget(
         assert [client.post("/login", json=wrong).status_code for _ in range(4)] == [401] * 3 + [
             429
         ]
+    app.state.engine.dispose()
+
+
+@pytest.fixture
+def argon2_verifications(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every argon2 verification the server runs (the real one, counted)."""
+    calls: list[str] = []
+    real_verify = PasswordHasher.verify
+
+    def counted(self: PasswordHasher, hash: str | bytes, password: str | bytes) -> Any:
+        calls.append(str(password))
+        return real_verify(self, hash, password)
+
+    monkeypatch.setattr(PasswordHasher, "verify", counted)
+    return calls
+
+
+def test_one_password_hash_per_login_attempt_whatever_the_input(
+    make_settings: Callable[..., Settings], argon2_verifications: list[str]
+) -> None:
+    """A password not in NFC (e + combining accent) cost two 64 MiB argon2 runs, even for an
+    unknown user: an amplification anyone could use."""
+    decomposed = unicodedata.normalize("NFD", "caf\u00e9 cr\u00e8me br\u00fbl\u00e9e")
+    app = create_app(make_settings())
+    with (
+        AsgiServer(lambda: app, lifespan="off") as server,
+        httpx.Client(base_url=server.url, timeout=30) as client,
+    ):
+        registered = client.post("/register", json={"username": "nadia", "password": decomposed})
+        assert registered.status_code == 201
+        for username, password, status in (
+            ("nobody-here", decomposed, 401),
+            ("nadia", decomposed + "x", 401),
+            ("nadia", decomposed, 200),
+        ):
+            argon2_verifications.clear()
+            answer = client.post("/login", json={"username": username, "password": password})
+            assert answer.status_code == status, answer.text
+            assert len(argon2_verifications) == 1, (username, len(argon2_verifications))
     app.state.engine.dispose()

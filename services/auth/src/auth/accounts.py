@@ -55,7 +55,9 @@ def find_user(session: Session, username: str) -> User | None:
 
 def register(session: Session, username: str, password: str) -> User:
     """Create the user; the unique index decides races between concurrent sign-ups."""
-    user = User(id=uuid.uuid4(), username=username, password_hash=hash_password(password))
+    user = User(
+        id=uuid.uuid4(), username=username, password_hash=hash_password(password), password_nfc=True
+    )
     session.add(user)
     try:
         session.commit()
@@ -69,10 +71,11 @@ def login(
     session: Session, keyring: KeyRing, settings: Settings, username: str, password: str
 ) -> TokenPair:
     user = find_user(session, username)
-    if not verify_password(user.password_hash if user else None, password) or user is None:
+    stored, nfc_hash = (user.password_hash, user.password_nfc) if user else (None, True)
+    if not verify_password(stored, password, nfc_hash=nfc_hash) or user is None:
         raise InvalidCredentialsError
-    if needs_rehash(user.password_hash, password):
-        user.password_hash = hash_password(password)
+    if needs_rehash(user.password_hash, nfc_hash=nfc_hash):
+        user.password_hash, user.password_nfc = hash_password(password), True
     pair = _issue(session, keyring, settings, user, family_id=uuid.uuid4())
     session.commit()
     return pair

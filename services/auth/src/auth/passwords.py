@@ -2,8 +2,9 @@
 
 Passwords are hashed in Unicode normal form NFC: the same password typed on another keyboard
 or system (precomposed `é` or `e` + combining accent) is the same password. A hash made before
-that (of the text as typed, the Docker Compose deployment's users) still matches the same text
-and is replaced by its NFC hash at the next login.
+that (of the text as typed, the Docker Compose deployment's users; `users.password_nfc` false)
+still matches the same text and is replaced by its NFC hash at the next login. Each attempt
+costs one argon2 verification (64 MiB): the stored hash says which form to verify.
 """
 
 from __future__ import annotations
@@ -27,25 +28,17 @@ def hash_password(password: str) -> str:
     return _hasher.hash(_normalised(password))
 
 
-def verify_password(password_hash: str | None, password: str) -> bool:
-    """True when `password` (in NFC, or as typed for an older hash) matches. A missing user
-    costs the same verifications as a wrong password, so timing reveals no usernames."""
-    nfc = _normalised(password)
-    if _matches(password_hash, nfc):
-        return bool(password_hash)
-    return nfc != password and _matches(password_hash, password) and bool(password_hash)
-
-
-def _matches(password_hash: str | None, password: str) -> bool:
+def verify_password(password_hash: str | None, password: str, *, nfc_hash: bool = True) -> bool:
+    """True when `password` matches: its NFC form for an NFC hash, else the text as typed. One
+    verification whatever the input; a missing user costs the same, so timing reveals no
+    usernames and no input costs twice."""
+    candidate = _normalised(password) if nfc_hash else password
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password)
+        return _hasher.verify(password_hash or _DUMMY_HASH, candidate) and bool(password_hash)
     except (VerificationError, InvalidHashError):
         return False
 
 
-def needs_rehash(password_hash: str, password: str) -> bool:
-    """After a match: the hash has outdated parameters, or it is of the text as typed."""
-    if _hasher.check_needs_rehash(password_hash):
-        return True
-    nfc = _normalised(password)
-    return nfc != password and not _matches(password_hash, nfc)
+def needs_rehash(password_hash: str, *, nfc_hash: bool) -> bool:
+    """After a match: the hash is of the text as typed, or has outdated parameters."""
+    return not nfc_hash or _hasher.check_needs_rehash(password_hash)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the cluster's platform: a pinned Helm, the platform-wide policies, the Gateway API
 # CRDs, NGINX Gateway Fabric (its CRDs applied explicitly: helm upgrade never upgrades them) and
-# the cluster's Gateway, cert-manager (issuing through that Gateway), Sealed Secrets, Argo CD,
+# the cluster's Gateway, cert-manager (issuing through that Gateway), Sealed Secrets, the Prometheus
+# Operator stack (kube-prometheus-stack, before Argo CD so its CRDs exist at the first sync), Argo CD,
 # then hands the cluster to Argo CD by applying the AppProjects and the root app-of-apps; last,
 # the optional system-upgrade-controller and its Plan, which nothing before depends on.
 # Every download is checked against a SHA-256 pinned in versions.env; every pin is checked before
@@ -49,6 +50,8 @@ main() {
   install_cluster_issuer
   install_platform_chart "$work" sealed-secrets --set fullnameOverride=sealed-secrets-controller \
     --set priorityClassName=chat-platform
+  # Before Argo CD: the ServiceMonitor and PrometheusRule CRDs exist when it first syncs.
+  install_platform_chart "$work" monitoring --values "$K3S_DIR/kube-prometheus-stack-values.yaml"
   install_platform_chart "$work" argocd --values "$REPO_DIR/argocd/install/values.yaml"
 
   log "the cluster's Gateway and its routes (k3s/gateway.yaml)"

@@ -260,6 +260,14 @@ CHARTS: dict[str, dict[str, Any]] = {
         "templates": {},
         "values": {},
     },
+    "kube-prometheus-stack": {
+        "crds": [
+            crd("monitoring.coreos.com", "ServiceMonitor", "servicemonitors", ["v1"]),
+            crd("monitoring.coreos.com", "PrometheusRule", "prometheusrules", ["v1"]),
+        ],
+        "templates": {},
+        "values": {},
+    },
 }
 
 

@@ -121,6 +121,7 @@ def world(tmp_path: Path) -> Iterator[World]:
         ("cert-manager", "CERT_MANAGER"),
         ("sealed-secrets", "SEALED_SECRETS"),
         ("argo-cd", "ARGO_CD"),
+        ("kube-prometheus-stack", "KUBE_PROMETHEUS_STACK"),
     ):
         version = pinned[f"{prefix}_CHART_VERSION"]
         pins[f"{prefix}_CHART_SHA256"] = serve(
@@ -237,6 +238,7 @@ def test_bundle_then_bootstrap_without_network(world: World, tmp_path: Path) -> 
         "nginx-gateway-fabric",
         "cert-manager",
         "sealed-secrets",
+        "kube-prometheus-stack",
         "argo-cd",
     ]
     gateway_crds = {

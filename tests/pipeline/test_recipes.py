@@ -12,6 +12,7 @@ from ci.core.catalog import Catalog, Service, load_catalog
 from ci.core.recipes import (
     RepoLayout,
     build_context,
+    doc_links_step,
     docker_build_step,
     env_for_tests,
     hadolint_step,
@@ -169,6 +170,7 @@ def test_make_lint_is_the_service_linters_over_the_whole_tree_plus_the_file_lint
     assert mypy.env == {"MYPYPATH": "services/auth/src:ci/src:tests"}
     assert [s.args[0] for s in steps[3:7]] == ["hadolint", "shellcheck", "yamllint", "actionlint"]
     assert steps[4].args[-2:] == ["k3s/install.sh", ".ci/run"]
+    assert steps[7] == doc_links_step()
     assert steps[-2:] == lint_steps(service(name="frontend", kind="node"))
 
 

@@ -250,7 +250,7 @@ class RepoLayout(BaseModel):
 
 def repo_lint_steps(layout: RepoLayout) -> list[Step]:
     """`make lint`: every service's linters over the whole tree at once, plus the linters of
-    the files no service owns (Dockerfiles, shell scripts, YAML, workflows)."""
+    the files no service owns (Dockerfiles, shell scripts, YAML, workflows, Markdown links)."""
     mypypath = ":".join([*layout.source_roots, REPO_TESTS_DIR])
     steps = [*ruff_steps(["."]), mypy_step([*layout.source_roots, *layout.test_dirs], mypypath)]
     steps.append(Step(name="hadolint", args=["hadolint", *layout.dockerfiles]))
@@ -258,9 +258,17 @@ def repo_lint_steps(layout: RepoLayout) -> list[Step]:
     steps.append(Step(name="shellcheck", args=shellcheck))
     steps.append(Step(name="yamllint", args=["yamllint", "--strict", *layout.yaml_dirs]))
     steps.append(Step(name="actionlint", args=["actionlint", "-shellcheck", "shellcheck"]))
+    steps.append(doc_links_step())
     for folder in layout.node_folders:
         steps += node_lint_steps(folder)
     return steps
+
+
+def doc_links_step() -> Step:
+    """Every relative link and anchor of the repository's Markdown (ci/src/ci/doclinks.py)."""
+    return Step(
+        name="doc links", args=["python", "-m", "ci.doclinks", "."], env={"PYTHONPATH": "ci/src"}
+    )
 
 
 def repo_test_steps(layout: RepoLayout) -> list[Step]:

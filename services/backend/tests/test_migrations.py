@@ -16,7 +16,7 @@ from backend.migrate import main as migrate_main
 from backend.models import Base
 from sqlalchemy import inspect
 
-TABLES = {"conversations", "messages", "outbox", "alembic_version"}
+TABLES = {"conversations", "messages", "outbox", "idempotency_keys", "alembic_version"}
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])

@@ -30,3 +30,4 @@ export const UPLOAD_RULE = `Up to 10 MB; ${ALLOWED_TYPES_TEXT}.`;
 export const TYPE_REFUSED = `This type of file is not accepted: upload ${ALLOWED_TYPES_TEXT}.`;
 /** What the file picker offers first (the service checks the content, not the name). */
 export const ACCEPT = 'image/png,image/jpeg,image/gif,image/webp,application/pdf,text/plain,.txt';
+export const MESSAGE_MAX_CHARS = 4000; // backend's MESSAGE_MAX_CHARS default

@@ -13,6 +13,13 @@ from servicekit.fastapi import CurrentUser
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.idempotency import (
+    IdempotencyKeyHeader,
+    create_once,
+    earlier_resource,
+    fingerprint,
+    parse_key,
+)
 from backend.models import Conversation, Message, utcnow
 from backend.outbox import record_message_created
 from backend.pagination import InvalidCursorError, decode_cursor, encode_cursor
@@ -77,16 +84,38 @@ async def _owned_conversation(
     return conversation
 
 
-@router.post("/conversations", status_code=status.HTTP_201_CREATED, response_model=ConversationOut)
+IDEMPOTENT: Responses = {
+    400: {"description": "an unusable Idempotency-Key"},
+    422: {"description": "an Idempotency-Key already used with a different request"},
+}
+
+
+@router.post(
+    "/conversations",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ConversationOut,
+    responses=IDEMPOTENT,
+)
 async def create_conversation(
-    body: ConversationCreate, user: CurrentUser, rt: RuntimeDep
+    body: ConversationCreate,
+    user: CurrentUser,
+    rt: RuntimeDep,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> Conversation:
-    conversation = Conversation(
-        id=uuid.uuid4(), user_id=user.sub, title=body.title, created_at=utcnow()
-    )
-    async with rt.sessions() as db, db.begin():
+    """With an Idempotency-Key, a repeat of the request returns the conversation it created."""
+
+    async def create(db: AsyncSession) -> uuid.UUID:
+        conversation = Conversation(
+            id=uuid.uuid4(), user_id=user.sub, title=body.title, created_at=utcnow()
+        )
         db.add(conversation)
-    return conversation
+        return conversation.id
+
+    print_ = fingerprint("POST /conversations", body.model_dump_json())
+    key = parse_key(idempotency_key)
+    created, _ = await create_once(rt.sessions, user.sub, key, print_, create)
+    async with rt.sessions() as db:
+        return await _owned_conversation(db, user.sub, created)
 
 
 @router.get("/conversations", response_model=ConversationPage, responses=BAD_PAGE)
@@ -149,7 +178,7 @@ async def list_messages(
     "/conversations/{conversation_id}/messages",
     status_code=status.HTTP_201_CREATED,
     response_model=PostedMessage,
-    responses={**NOT_FOUND, **LIMITED},
+    responses={**NOT_FOUND, **LIMITED, **IDEMPOTENT},
 )
 async def post_message(
     conversation_id: uuid.UUID,
@@ -157,19 +186,30 @@ async def post_message(
     user: CurrentUser,
     rt: RuntimeDep,
     response: Response,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> PostedMessage:
     """Stores the message (and a pending reply) first, then asks the ai service.
 
     The reply comes back `completed`, or `pending` (retried in the background) or `failed`
-    (retry it with POST .../retry) when the ai service is down, slow or refuses.
+    (retry it with POST .../retry) when the ai service is down, slow or refuses. With an
+    Idempotency-Key, a repeat returns the message its first request stored, and its reply as
+    it is now: nothing is stored twice and no second reply is asked for.
     """
     if len(body.content) > rt.settings.message_max_chars:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             f"content must be at most {rt.settings.message_max_chars} characters",
         )
+    key = parse_key(idempotency_key)
+    print_ = fingerprint(f"POST /conversations/{conversation_id}/messages", body.content)
+    if key is not None:
+        earlier = await earlier_resource(rt.sessions, user.sub, key, print_)
+        if earlier is not None:  # a repeat costs no rate-limit budget
+            return await _posted(rt, user.sub, earlier)
     await rt.enforce_message_rate_limit(user.sub, response)
-    async with rt.sessions() as db, db.begin():
+    replies: list[Message] = []
+
+    async def create(db: AsyncSession) -> uuid.UUID:
         await _owned_conversation(db, user.sub, conversation_id)
         now = utcnow()
         message = Message(
@@ -185,8 +225,25 @@ async def post_message(
         )  # fmt: skip
         db.add(reply)
         record_message_created(db, message)
-    reply = await rt.replies.attempt(reply)
-    rt.observe_reply(reply.status)
+        replies.append(reply)
+        return message.id
+
+    message_id, replayed = await create_once(rt.sessions, user.sub, key, print_, create)
+    if not replayed:
+        reply = await rt.replies.attempt(replies[0])
+        rt.observe_reply(reply.status)
+    return await _posted(rt, user.sub, message_id)
+
+
+async def _posted(rt: Runtime, user_id: str, message_id: uuid.UUID) -> PostedMessage:
+    """The user's message and its reply as stored now."""
+    async with rt.sessions() as db:
+        message = await db.scalar(
+            select(Message).where(Message.id == message_id, Message.user_id == user_id)
+        )
+        reply = await db.scalar(select(Message).where(Message.reply_to == message_id))
+    if message is None or reply is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "message not found")
     return PostedMessage(
         message=MessageOut.model_validate(message), reply=MessageOut.model_validate(reply)
     )

@@ -1,4 +1,4 @@
-"""Tables: conversations, their messages, and the outbox of message events.
+"""Tables: conversations, their messages, the outbox of message events and idempotency keys.
 
 Rows have a public UUID `id` and an integer `seq` primary key: `seq` gives a total order for
 cursor pagination (UUIDs are random; timestamps tie), and stays internal.
@@ -30,6 +30,7 @@ ROLES = ("user", "assistant")
 STATUSES = ("completed", "pending", "failed")
 TITLE_MAX = 200
 USER_ID_MAX = 64
+IDEMPOTENCY_KEY_MAX = 255
 
 # BIGINT on PostgreSQL; SQLite only autoincrements a column declared exactly INTEGER.
 SeqType = BigInteger().with_variant(Integer(), "sqlite")
@@ -139,3 +140,17 @@ class OutboxEvent(Base):
             sqlite_where=acknowledged_at.is_(None),
         ),
     )
+
+
+class IdempotencyKey(Base):
+    """A client's `Idempotency-Key` (IETF draft-ietf-httpapi-idempotency-key-header): the
+    request it came with (a fingerprint) and the resource that request created, so a repeat
+    gets that resource instead of a second one."""
+
+    __tablename__ = "idempotency_keys"
+
+    user_id: Mapped[str] = mapped_column(String(USER_ID_MAX), primary_key=True)
+    key: Mapped[str] = mapped_column(String(IDEMPOTENCY_KEY_MAX), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    resource_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -188,3 +188,46 @@ describe('ApiClient token refresh', () => {
     expect(expired).not.toHaveBeenCalled();
   });
 });
+
+describe('ApiClient idempotent creations', () => {
+  it('sends a keyed request again with the same key while its answer is lost', async () => {
+    let attempts = 0;
+    const { client, calls } = setup({
+      'POST /api/chat/conversations': () => {
+        attempts += 1;
+        if (attempts === 1) throw new TypeError('Failed to fetch');
+        return attempts === 2 ? json({ detail: 'bad gateway' }, 502) : json({ id: 'c1' }, 201);
+      },
+    });
+    const created = await client.json<{ id: string }>('/api/chat/conversations', {
+      json: { title: 'Hello' },
+      idempotencyKey: 'k-1',
+    });
+    expect(created).toEqual({ id: 'c1' });
+    expect(calls.map((call) => call.headers.get('Idempotency-Key'))).toEqual([
+      '"k-1"',
+      '"k-1"',
+      '"k-1"',
+    ]);
+  });
+
+  it('keeps the key across a token refresh', async () => {
+    const { client, calls } = setup({
+      'POST /api/chat/conversations': acceptsOnlyNewToken({ id: 'c1' }),
+      [`POST ${REFRESH_PATH}`]: () => json(freshPair),
+    });
+    await client.json('/api/chat/conversations', { json: { title: 'x' }, idempotencyKey: 'k-2' });
+    const posts = calls.filter((call) => call.path === '/api/chat/conversations');
+    expect(posts.map((call) => call.headers.get('Idempotency-Key'))).toEqual(['"k-2"', '"k-2"']);
+  });
+
+  it('never repeats a request without a key', async () => {
+    const { client, calls } = setup({
+      'POST /api/chat/conversations': () => json({ detail: 'bad gateway' }, 502),
+    });
+    await expect(
+      client.json('/api/chat/conversations', { json: { title: 'x' } }),
+    ).rejects.toBeInstanceOf(ApiError);
+    expect(calls).toHaveLength(1);
+  });
+});

@@ -20,6 +20,12 @@ export interface RequestOptions {
   /** Send the access token (default true). */
   auth?: boolean;
   timeoutMs?: number;
+  /**
+   * `Idempotency-Key` of a creating request: the server stores it once however often it is
+   * sent. With a key, a request whose answer was lost (network error, 502/503/504) is sent
+   * again with the same key.
+   */
+  idempotencyKey?: string;
 }
 
 export interface ApiClientOptions {
@@ -31,6 +37,16 @@ export interface ApiClientOptions {
 
 export const REFRESH_PATH = '/api/auth/refresh';
 const DEFAULT_TIMEOUT_MS = 15_000;
+/** Pauses before the repeats of a keyed request whose answer was lost. */
+export const IDEMPOTENT_RETRY_DELAYS_MS = [500, 1_500];
+const LOST_ANSWER = new Set([502, 503, 504]);
+
+/** A fresh Idempotency-Key for one creation (reuse it for that creation's retries). */
+export function newIdempotencyKey(): string {
+  return crypto.randomUUID();
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export class ApiClient {
   private refreshing: Promise<Tokens | null> | null = null;
@@ -71,8 +87,28 @@ export class ApiClient {
     await this.send(path, options);
   }
 
-  /** Sends the request; on a 401 refreshes the tokens once and retries once. */
+  /** Sends the request; a keyed one again while its answer is lost (same key each time). */
   async send(path: string, options: RequestOptions = {}): Promise<Response> {
+    const delays = options.idempotencyKey ? IDEMPOTENT_RETRY_DELAYS_MS : [];
+    for (const delay of delays) {
+      try {
+        const response = await this.sendOnce(path, options);
+        if (!LOST_ANSWER.has(response.status)) return this.checked(response);
+      } catch (error) {
+        if (!(error instanceof TypeError)) throw error; // only a network failure is retried
+      }
+      await sleep(delay);
+    }
+    return this.checked(await this.sendOnce(path, options));
+  }
+
+  private async checked(response: Response): Promise<Response> {
+    if (!response.ok) throw await toApiError(response);
+    return response;
+  }
+
+  /** One request; on a 401 refreshes the tokens once and retries once. */
+  private async sendOnce(path: string, options: RequestOptions): Promise<Response> {
     const useAuth = options.auth ?? true;
     const sentWith = useAuth ? this.tokens.get() : null;
     let response = await this.attempt(path, options, sentWith);
@@ -85,7 +121,6 @@ export class ApiClient {
       response = await this.attempt(path, options, fresh);
       if (response.status === 401) this.expireSession();
     }
-    if (!response.ok) throw await toApiError(response);
     return response;
   }
 
@@ -135,6 +170,7 @@ export class ApiClient {
       body = JSON.stringify(options.json);
     }
     if (tokens) headers.set('Authorization', `Bearer ${tokens.accessToken}`);
+    if (options.idempotencyKey) headers.set('Idempotency-Key', `"${options.idempotencyKey}"`);
     return this.fetchImpl(this.baseUrl + path, {
       method: options.method ?? (body === undefined ? 'GET' : 'POST'),
       headers,

@@ -38,17 +38,18 @@ export function createApi(client: ApiClient) {
     chat: {
       listConversations: (cursor?: string | null, limit = 20) =>
         client.json<Page<Conversation>>(`/api/chat/conversations${query({ limit, cursor })}`),
-      createConversation: (title: string) =>
-        client.json<Conversation>('/api/chat/conversations', { json: { title } }),
+      createConversation: (title: string, idempotencyKey?: string) =>
+        client.json<Conversation>('/api/chat/conversations', { json: { title }, idempotencyKey }),
       getConversation: (conversationId: string) =>
         client.json<Conversation>(`/api/chat/conversations/${id(conversationId)}`),
       listMessages: (conversationId: string, cursor?: string | null, limit = 50) =>
         client.json<Page<Message>>(
           `/api/chat/conversations/${id(conversationId)}/messages${query({ limit, cursor })}`,
         ),
-      sendMessage: (conversationId: string, content: string) =>
+      sendMessage: (conversationId: string, content: string, idempotencyKey?: string) =>
         client.json<SentMessage>(`/api/chat/conversations/${id(conversationId)}/messages`, {
           json: { content },
+          idempotencyKey,
           // The AI reply is produced within this request; give it time.
           timeoutMs: 60_000,
         }),

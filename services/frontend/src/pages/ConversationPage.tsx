@@ -12,7 +12,9 @@ import { ApiError } from '../api/client';
 import type { Message, Page } from '../api/types';
 import { Empty, ErrorNotice, Loading } from '../components/Status';
 import { formatDateTime } from '../format';
+import { MESSAGE_MAX_CHARS } from '../rules';
 import { useApi } from '../session';
+import { useSubmission } from '../submission';
 
 const route = getRouteApi('/app/conversations/$conversationId');
 
@@ -125,7 +127,9 @@ export function MessageItem({ message }: { message: Message }) {
           {message.content || 'The AI is writing a reply…'}
         </p>
       ) : (
-        <p className="message-content">{message.content}</p>
+        <p className="message-content" dir="auto">
+          {message.content}
+        </p>
       )}
       {message.status === 'failed' && <RetryReply message={message} />}
     </li>
@@ -160,17 +164,34 @@ function Composer({ conversationId }: { conversationId: string }) {
   const api = useApi();
   const queryClient = useQueryClient();
   const [content, setContent] = useState('');
+  const [notice, setNotice] = useState<string | null>(null);
+  const submission = useSubmission();
 
   const send = useMutation({
-    mutationFn: (text: string) => api.chat.sendMessage(conversationId, text),
-    onSuccess: () => setContent(''),
+    mutationFn: ({ text, key }: { text: string; key: string }) =>
+      api.chat.sendMessage(conversationId, text, key),
+    onSuccess: (_sent, { text }) => {
+      submission.end(true);
+      setNotice(null);
+      // Only what the server has leaves the box: text typed meanwhile stays.
+      setContent((current) => (current.trim() === text ? '' : current));
+    },
+    onError: () => submission.end(false),
     onSettled: () => queryClient.invalidateQueries({ queryKey: messagesKey(conversationId) }),
   });
 
   function submit(event?: FormEvent) {
     event?.preventDefault();
     const text = content.trim();
-    if (text && !send.isPending) send.mutate(text);
+    if (!text || text.length > MESSAGE_MAX_CHARS) return;
+    const key = submission.begin(text);
+    if (key === null) {
+      if (submission.busyWith() !== text) {
+        setNotice('Your previous message is still being sent; this one stays here: send it then.');
+      }
+      return;
+    }
+    send.mutate({ text, key });
   }
 
   function onKeyDown(event: KeyboardEvent<HTMLTextAreaElement>) {
@@ -181,6 +202,7 @@ function Composer({ conversationId }: { conversationId: string }) {
     }
   }
 
+  const tooLong = content.trim().length > MESSAGE_MAX_CHARS;
   return (
     <form className="composer" onSubmit={submit} aria-label="Send a message">
       <label htmlFor="composer-input">Your message</label>
@@ -189,16 +211,27 @@ function Composer({ conversationId }: { conversationId: string }) {
         name="content"
         rows={3}
         required
+        dir="auto"
         value={content}
         onChange={(event) => setContent(event.target.value)}
         onKeyDown={onKeyDown}
-        aria-describedby="composer-hint"
+        aria-describedby="composer-hint composer-count"
+        aria-invalid={tooLong}
       />
       <span id="composer-hint" className="hint">
-        Enter sends, Shift+Enter adds a line.
+        Enter sends, Shift+Enter adds a line.{' '}
+        <span id="composer-count" className={tooLong ? 'field-error' : undefined}>
+          {content.trim().length} / {MESSAGE_MAX_CHARS} characters
+          {tooLong ? ': too long to send' : ''}
+        </span>
       </span>
+      {notice && (
+        <p className="hint" role="status">
+          {notice}
+        </p>
+      )}
       {send.isError && <ErrorNotice error={send.error} />}
-      <button type="submit" disabled={send.isPending || !content.trim()}>
+      <button type="submit" disabled={send.isPending || !content.trim() || tooLong}>
         {send.isPending ? 'Sending…' : 'Send'}
       </button>
     </form>

@@ -6,6 +6,7 @@ import { Empty, ErrorNotice, Loading } from '../components/Status';
 import { TextField } from '../components/TextField';
 import { formatDateTime } from '../format';
 import { useApi } from '../session';
+import { useSubmission } from '../submission';
 
 export const conversationsKey = ['conversations'] as const;
 
@@ -22,9 +23,12 @@ export function ConversationsPage() {
     getNextPageParam: (page) => page.next_cursor,
   });
 
+  const submission = useSubmission();
   const create = useMutation({
-    mutationFn: () => api.chat.createConversation(title.trim()),
+    mutationFn: ({ text, key }: { text: string; key: string }) =>
+      api.chat.createConversation(text, key),
     onSuccess: async (conversation) => {
+      submission.end(true);
       setTitle('');
       await queryClient.invalidateQueries({ queryKey: conversationsKey });
       await navigate({
@@ -32,11 +36,14 @@ export function ConversationsPage() {
         params: { conversationId: conversation.id },
       });
     },
+    onError: () => submission.end(false),
   });
 
   function submit(event: FormEvent) {
     event.preventDefault();
-    if (title.trim()) create.mutate();
+    const text = title.trim();
+    const key = text ? submission.begin(text) : null;
+    if (key !== null) create.mutate({ text, key });
   }
 
   const items = conversations.data?.pages.flatMap((page) => page.items) ?? [];

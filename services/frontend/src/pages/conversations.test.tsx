@@ -207,3 +207,82 @@ describe('an unknown page', () => {
     expect(within(nav).getByRole('link', { name: 'Log in' })).toBeVisible();
   });
 });
+
+describe('no lost or doubled writes', () => {
+  it('creates one conversation however often Create is clicked', async () => {
+    let release: () => void = () => undefined;
+    const { user, calls } = renderApp('/conversations', {
+      'GET /api/chat/conversations': () => page([]),
+      'POST /api/chat/conversations': () =>
+        new Promise<Response>((resolve) => {
+          release = () => resolve(json(conversation, 201));
+        }),
+      'GET /api/chat/conversations/c1': () => json(conversation),
+      'GET /api/chat/conversations/c1/messages': () => page([]),
+    });
+    await user.type(await screen.findByLabelText('New conversation title'), 'Trip planning');
+    const create = screen.getByRole('button', { name: 'Create' });
+    await user.dblClick(create);
+    await user.keyboard('{Enter}');
+    release();
+    expect(await screen.findByRole('heading', { name: 'Trip planning' })).toBeInTheDocument();
+    const posts = calls.filter((call) => call.method === 'POST');
+    expect(posts).toHaveLength(1);
+    expect(posts[0]?.headers.get('Idempotency-Key')).toMatch(/^"[0-9a-f-]{36}"$/);
+  });
+
+  it('keeps a second message typed while the first is being sent', async () => {
+    let release: () => void = () => undefined;
+    const sent = { message: message({}), reply: message({ id: 'm2', role: 'assistant' }) };
+    const { user, calls } = renderApp('/conversations/c1', {
+      'GET /api/chat/conversations/c1': () => json(conversation),
+      'GET /api/chat/conversations/c1/messages': () => page([]),
+      'POST /api/chat/conversations/c1/messages': () =>
+        new Promise<Response>((resolve) => {
+          release = () => resolve(json(sent, 201));
+        }),
+    });
+    const box = await screen.findByLabelText('Your message');
+    await user.type(box, 'first{Enter}');
+    await user.type(box, '{Control>}a{/Control}second{Enter}');
+    expect(await screen.findByText(/previous message is still being sent/)).toBeInTheDocument();
+    release();
+    await waitFor(() => expect(screen.getByRole('button', { name: 'Send' })).toBeEnabled());
+    expect(box).toHaveValue('second');
+    expect(calls.filter((call) => call.method === 'POST')).toHaveLength(1);
+  });
+
+  it('keeps the text of a failed send, says why, and retries with the same key', async () => {
+    let attempts = 0;
+    const sent = { message: message({}), reply: message({ id: 'm2', role: 'assistant' }) };
+    const { user, calls } = renderApp('/conversations/c1', {
+      'GET /api/chat/conversations/c1': () => json(conversation),
+      'GET /api/chat/conversations/c1/messages': () => page([]),
+      'POST /api/chat/conversations/c1/messages': () =>
+        ++attempts === 1 ? json({ detail: 'message rate limit' }, 429) : json(sent, 201),
+    });
+    const box = await screen.findByLabelText('Your message');
+    await user.type(box, 'hello{Enter}');
+    expect(await screen.findByRole('alert')).toHaveTextContent('message rate limit');
+    expect(box).toHaveValue('hello');
+    await user.click(screen.getByRole('button', { name: 'Send' }));
+    await waitFor(() => expect(box).toHaveValue(''));
+    const keys = calls
+      .filter((call) => call.method === 'POST')
+      .map((call) => call.headers.get('Idempotency-Key'));
+    expect(keys).toHaveLength(2);
+    expect(keys[0]).toBe(keys[1]);
+  });
+
+  it('counts the characters and refuses an over-long message before sending', async () => {
+    const { user } = renderApp('/conversations/c1', {
+      'GET /api/chat/conversations/c1': () => json(conversation),
+      'GET /api/chat/conversations/c1/messages': () => page([]),
+    });
+    const box = await screen.findByLabelText('Your message');
+    await user.click(box);
+    await user.paste('x'.repeat(4001));
+    expect(screen.getByText(/4001 \/ 4000 characters: too long to send/)).toBeInTheDocument();
+    expect(screen.getByRole('button', { name: 'Send' })).toBeDisabled();
+  });
+});

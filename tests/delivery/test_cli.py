@@ -15,6 +15,7 @@ import pytest
 from ci.core.gitops import ImageRef, read_image, values_path
 from ci.core.preview import preview_slug
 from ci.core.registry import RegistryClient
+from ci.core.signing import signature_tag
 from ci.deliver import main, parser
 from delivery.github_server import TOKEN, FakeGitHub, run_fake_github
 from delivery.helpers import configure_identity, git, service_yaml
@@ -62,7 +63,16 @@ def project(tmp_path: Path, registry: LocalRegistry) -> tuple[Path, dict[str, st
     git(work, "add", ".")
     git(work, "commit", "-qm", "chore: scaffold")
     git(work, "push", "-q", "origin", "HEAD:main")
+    for name in ("auth", "ai"):  # signed, as the engine's publish signs (cosign's tag scheme)
+        for digest in digests.values():
+            sign(registry, name, digest)
     return work, digests
+
+
+def sign(registry: LocalRegistry, service: str, digest: str) -> None:
+    """A signature manifest where cosign stores one (its validity is cosign verify's, engine)."""
+    payload = b"signature of " + digest.encode()
+    push_image(registry.url, f"chat/{service}", signature_tag(digest), payload)
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, object], str]:
@@ -376,3 +386,59 @@ def test_every_option_has_a_help_text() -> None:
                     if not option.help and option.dest != "help":
                         missing.append(f"{name} {'/'.join(option.option_strings)}")
     assert missing == []
+
+
+def test_bump_refuses_an_unsigned_digest_until_it_is_signed(
+    project: tuple[Path, dict[str, str]],
+    registry: LocalRegistry,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    work, _ = project
+    unsigned = push_image(registry.url, "chat/auth", "main-unsigned", f"{tmp_path}new".encode())
+    argv = ["bump", "--repo", str(work), "--env", "production"]
+    argv += [
+        "--image",
+        f"auth=main-unsigned@{unsigned}",
+        "--source",
+        git(work, "rev-parse", "HEAD"),
+    ]
+    before = git(work, "rev-parse", "origin/main")
+
+    code, _, err = run(capsys, *argv)
+
+    assert code == 1
+    assert "refusing to pin 1 unsigned image digest(s)" in err
+    assert f"auth: 127.0.0.1:{registry.url.rsplit(':', 1)[1]}/chat/auth@{unsigned} missing" in err
+    assert git(work, "rev-parse", "origin/main") == before
+    sign(registry, "auth", unsigned)
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    assert read_image(values_path(work, "auth", "production")) == ImageRef(
+        "main-unsigned", unsigned
+    )
+    assert "unsigned_allowed" not in out
+
+
+def test_allow_unsigned_pins_and_says_so_loudly_and_promote_refuses_it(
+    project: tuple[Path, dict[str, str]],
+    registry: LocalRegistry,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    work, _ = project
+    unsigned = push_image(registry.url, "chat/ai", "main-local", f"{tmp_path}local".encode())
+    argv = ["bump", "--repo", str(work), "--env", "staging", "--allow-unsigned"]
+    argv += ["--image", f"ai=main-local@{unsigned}", "--source", git(work, "rev-parse", "HEAD")]
+
+    code, out, err = run(capsys, *argv)
+
+    assert code == 0, err
+    assert "WARNING: --allow-unsigned: pinned UNSIGNED ai: " in err
+    assert out["unsigned_allowed"] == [line for line in err.splitlines() if "WARNING" in line]
+    code, _, err = run(
+        capsys, "promote", "--repo", str(work), "--from", "staging", "--to", "production"
+    )
+    assert code == 1
+    assert f"chat/ai@{unsigned} missing" in err
+    assert "chat/auth@" not in err  # auth's staging digest is signed

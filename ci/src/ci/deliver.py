@@ -16,7 +16,7 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -231,6 +231,39 @@ def github_client() -> GitHub | None:
     )
 
 
+def check_signatures(
+    args: argparse.Namespace, repo: Git, env: str, images: Mapping[str, gitops.ImageRef]
+) -> list[str]:
+    """Refuse (exit 1) unless every digest about to be pinned is signed (ci.core.signing); with
+    --allow-unsigned nothing is looked up and each digest is named on stderr as unsigned."""
+    from ci.core import signing
+    from ci.core.registry import RegistryError
+
+    findings = []
+    for service, ref in sorted(images.items()):
+        name = image_repository(repo.workdir, service, env, args.insecure_registry)
+        where = f"{name.base_url.split('://', 1)[1]}/{name.repository}"
+        if args.allow_unsigned:
+            findings.append(signing.Finding(service, where, ref.digest, signing.Status.NOT_CHECKED))
+            continue
+        with failures(RegistryError), registry_client(name.base_url) as client:
+            stored = client.head_digest(name.repository, signing.signature_tag(ref.digest))
+        status = signing.Status.PRESENT if stored else signing.Status.MISSING
+        findings.append(signing.Finding(service, where, ref.digest, status))
+    with failures(signing.SignatureError):
+        verdict = signing.decide(findings, args.allow_unsigned)
+    for warning in verdict.warnings:
+        print(warning, file=sys.stderr)
+    return list(verdict.warnings)
+
+
+def pinned_images(repo: Git, env: str, services: Sequence[str]) -> dict[str, gitops.ImageRef]:
+    """The images `env` pins, of `services` (all of its services when none is named)."""
+    names = services or gitops.environment_services(repo.workdir, env)
+    pinned = {s: gitops.read_image(gitops.values_path(repo.workdir, s, env)) for s in names}
+    return {service: ref for service, ref in pinned.items() if ref is not None}
+
+
 # --- commands ---------------------------------------------------------------------------------
 
 
@@ -241,6 +274,7 @@ def cmd_bump(args: argparse.Namespace) -> dict[str, Any]:
     repo = open_repo(args)
     known_environment(repo, "--env", args.env)
     deployed_services(repo, "--image", sorted(images), args.env)
+    warnings = check_signatures(args, repo, args.env, images)
     try:
         result = bumpqueue.deploy(repo, args.env, images, source, policy(args))
     except gitops.UnknownSourceError as exc:
@@ -250,6 +284,7 @@ def cmd_bump(args: argparse.Namespace) -> dict[str, Any]:
         "attempts": result.attempts,
         "changes": [change.line() for change in result.changes],
         "stale": list(result.stale),
+        **({"unsigned_allowed": warnings} if warnings else {}),
     }
     if result.stale and not result.changes:
         out["message"] = f"nothing to do: {args.env} already runs a newer build"
@@ -270,8 +305,12 @@ def cmd_promote(args: argparse.Namespace) -> dict[str, Any]:
     known_environment(repo, "--from", args.from_env)
     known_environment(repo, "--to", args.to_env)
     deployed_services(repo, "--service", args.service, args.from_env)
+    images = pinned_images(repo, args.from_env, args.service)
+    warnings = check_signatures(args, repo, args.from_env, images)
     result = gitops.promote(repo, args.from_env, args.to_env, args.service or None, policy(args))
     out: dict[str, Any] = {"commit": result.commit, "changes": [c.line() for c in result.changes]}
+    if warnings:
+        out["unsigned_allowed"] = warnings
     return {**out, **move_pin(repo, args.to_env, result.commit, policy(args))}
 
 
@@ -501,6 +540,14 @@ def common_options() -> argparse.ArgumentParser:
     return common
 
 
+def add_signature_option(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--allow-unsigned",
+        action="store_true",
+        help="LOCAL USE ONLY: pin digests without a signature (each is named on stderr)",
+    )
+
+
 def add_github_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--github-repo", help="owner/name of the pull request (token: GITHUB_TOKEN)")
     sub.add_argument("--pr", type=int, help="pull request number for the comment")
@@ -522,6 +569,7 @@ def parser() -> argparse.ArgumentParser:
         help="the full sha of the commit the images were built from; an older one than the "
         "environment runs is refused as stale",
     )
+    add_signature_option(bump)
     bump.set_defaults(run=cmd_bump)
 
     prom = sub.add_parser("promote", parents=[common], help="copy digests between environments")
@@ -530,6 +578,7 @@ def parser() -> argparse.ArgumentParser:
     prom.add_argument(
         "--service", action="append", default=[], help="service to promote (default: all)"
     )
+    add_signature_option(prom)
     prom.set_defaults(run=cmd_promote)
 
     back = sub.add_parser("rollback", parents=[common], help="revert an env's bumps after --to")

@@ -284,10 +284,16 @@ class Ci:
         integration: Annotated[
             bool, Doc("the check includes the platform on an ephemeral K3s with e2e")
         ] = True,
+        cosign_key: Annotated[
+            dagger.Secret | None,
+            Doc("cosign private key: each image is signed and attested (else bump refuses it)"),
+        ] = None,
+        cosign_password: Annotated[dagger.Secret | None, Doc("the cosign key's password")] = None,
     ) -> str:
-        """Check (lint, test, build, scan) exactly what is to be published, publish it, then
-        pin the digests in values-ENV.yaml (one commit, pushed with rebase-retry; no commit
-        when the digests are unchanged). A failed check publishes nothing."""
+        """Check (lint, test, build, scan) exactly what is to be published, publish it for
+        linux/amd64 and linux/arm64, sign it with its SLSA provenance, then pin the digests in
+        values-ENV.yaml (one commit, pushed with rebase-retry; no commit when the digests are
+        unchanged). A failed check publishes nothing; an unsigned digest is not pinned."""
         request = DeployRequest(
             repo,
             repo_url,
@@ -301,7 +307,10 @@ class Ci:
             severity=severity,
             integration=integration,
         )
-        return await self._delivery().deploy(request, Credentials(git_token, username, password))
+        credentials = Credentials(
+            git_token, username, password, cosign_key=cosign_key, cosign_password=cosign_password
+        )
+        return await self._delivery().deploy(request, credentials)
 
     @never_cached
     async def promote(

@@ -26,6 +26,9 @@ REDIS = "7.4.2"
 TRIVY = "0.58.1"
 DAGGER = "0.21.11"
 GIT = "2.47.1"
+COSIGN = "2.4.1"
+# What `publish` pushes: one multi-platform image (k3s/versions.env pins arm64 K3s builds too).
+IMAGE_PLATFORMS = ("linux/amd64", "linux/arm64")
 
 # Every image the pipeline pulls is pinned here by digest, with how the digest was obtained. No
 # registry answers the machine these were written on (no Docker Hub, no ghcr.io), so each is the
@@ -76,6 +79,10 @@ DIGESTS: dict[str, Digest] = {
         "sha256:39ac44ff6c6f659ee55eedd221a6b7e4cdfcf9d17ea2be024f588c3ddcd3ce7d",
         "pinned by 1 public repository",
     ),
+    f"ghcr.io/sigstore/cosign/cosign:v{COSIGN}": Digest(
+        "sha256:b03690aa52bfe94054187142fba24dc54137650682810633901767d8a3e15b31",
+        "pinned alike by 6+ public repositories",
+    ),
     "rancher/k3s:v1.33.5-k3s1": Digest(
         "sha256:fd4740667b7033055c27d424d0d2d660bf66cedbdb225d68e0eab6dd48aa0fd2",
         "pinned by 1 public repository (in two files); the tag follows k3s/versions.env",
@@ -108,6 +115,7 @@ POSTGRES_IMAGE = pinned(f"postgres:{POSTGRES}-bookworm")
 REDIS_IMAGE = pinned(f"redis:{REDIS}")
 TRIVY_IMAGE = pinned(f"aquasec/trivy:{TRIVY}")
 GIT_IMAGE = pinned(f"alpine/git:v{GIT}")
+COSIGN_IMAGE = pinned(f"ghcr.io/sigstore/cosign/cosign:v{COSIGN}")
 
 
 def python_minor(version: str = PYTHON) -> str:

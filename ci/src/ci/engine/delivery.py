@@ -8,17 +8,20 @@ and a local GitHub API server); this layer only composes containers and passes s
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import time
 from dataclasses import dataclass
 
 import anyio
 import dagger
+from dagger import dag
 
-from ci.core import buildplan
+from ci.core import buildplan, provenance, recipes, toolversions
 from ci.core.affected import Plan
 from ci.core.gitfacts import GitFacts
 from ci.core.versions import build_version
-from ci.engine import k3s, toolchains
+from ci.engine import k3s, signing, toolchains
 from ci.engine.stages import BuildLabels, Pipeline, StageFailedError
 
 # The repository as it sits in the toolchain container; the delivery core is imported from here.
@@ -42,6 +45,10 @@ class Credentials:
     registry_username: str = ""
     registry_password: dagger.Secret | None = None
     github_token: dagger.Secret | None = None
+    # cosign's key pair (ci.engine.signing): without it nothing is signed, and `bump` refuses
+    # the unsigned digests (ci.core.signing).
+    cosign_key: dagger.Secret | None = None
+    cosign_password: dagger.Secret | None = None
 
 
 @dataclass(frozen=True)
@@ -88,23 +95,67 @@ class Delivery:
         username: str,
         password: dagger.Secret,
         source_url: str,
+        credentials: Credentials | None = None,
     ) -> dict[str, str]:
-        """Build and push each service concurrently; service -> `--image` value."""
+        """Build (one image per platform of ci.core.toolversions.IMAGE_PLATFORMS) and push each
+        service concurrently, signed with its provenance when `credentials` hold cosign's key;
+        service -> `--image` value."""
         catalog = await self.pipeline.catalog()
         published: dict[str, str] = {}
+        signer = await self.signer(credentials, registry, username, password)
 
         async def one(name: str) -> None:
             version = build_version(name, GitFacts(sha=sha, branch=branch))
-            image = self.pipeline.build_service(catalog.get(name), version.version, sha, source_url)
+            started = dt.datetime.now(tz=dt.UTC)
+            variants = [
+                self.pipeline.build_service(
+                    catalog.get(name), version.version, sha, source_url, platform
+                )
+                for platform in toolversions.IMAGE_PLATFORMS
+            ]
             refs = await self.pipeline.publish(
-                image, name, registry, username, password, version.tags
+                dag.container(), name, registry, username, password, version.tags, variants
             )
             published[name] = image_argument(name, refs[0])
+            if signer is not None:
+                build = provenance.ImageBuild(
+                    image=refs[0].split("@")[0].rsplit(":", 1)[0],
+                    digest=refs[0].split("@", 1)[1],
+                    service=name,
+                    dockerfile=f"services/{name}/Dockerfile",
+                    source_repository=source_url,
+                    revision=sha,
+                    version=version.version,
+                    platforms=toolversions.IMAGE_PLATFORMS,
+                    base_images=[toolversions.PYTHON_RUNTIME_IMAGE],
+                    builder_id=f"{source_url}#dagger-deploy",
+                    invocation_id=f"{sha}-{time.time_ns()}",
+                    started=started,
+                    finished=dt.datetime.now(tz=dt.UTC),
+                    build_args={"VERSION": version.version, "REVISION": sha},
+                )
+                predicate = json.dumps(provenance.predicate(build))
+                await signing.sign_and_attest(*signer, refs[0], predicate, None)
 
         async with anyio.create_task_group() as group:
             for name in names:
                 group.start_soon(one, name)
         return published
+
+    async def signer(
+        self,
+        credentials: Credentials | None,
+        registry: str,
+        username: str,
+        password: dagger.Secret,
+    ) -> tuple[dagger.Secret, dagger.Secret, dagger.Secret] | None:
+        """(registry config, key, key password) for ci.engine.signing, when a key was given."""
+        if credentials is None or credentials.cosign_key is None:
+            return None
+        key_password = _required(credentials.cosign_password, "cosign-password")
+        host = recipes.registry_host(registry)
+        config = await signing.registry_config(host, username, password)
+        return config, credentials.cosign_key, key_password
 
     async def targets(
         self, repo: dagger.Directory, base: str, services: list[str] | None
@@ -150,6 +201,7 @@ class Delivery:
             credentials.registry_username,
             password,
             request.source_url,
+            credentials,
         )
         args = ["bump", *request.git_args(), "--env", request.env, "--source", sha]
         return await self.deliver(credentials, args + image_args(images))

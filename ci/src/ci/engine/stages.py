@@ -168,13 +168,20 @@ class Pipeline:
         return self.build_service(service, version, revision, source_url)
 
     def build_service(
-        self, service: Service, version: str, revision: str, source_url: str
+        self,
+        service: Service,
+        version: str,
+        revision: str,
+        source_url: str,
+        platform: str | None = None,
     ) -> dagger.Container:
-        """docker build -f services/<name>/Dockerfile over a context narrowed to what it needs."""
+        """docker build -f services/<name>/Dockerfile over a context narrowed to what it needs,
+        for `platform` (linux/arm64, ...; the engine's own when None)."""
         context = self.source.filter(include=recipes.build_context(service))
         args = recipes.build_args(version, revision, source_url)
         image = context.docker_build(
             dockerfile=recipes.dockerfile(service),
+            platform=dagger.Platform(platform) if platform else None,
             build_args=[dagger.BuildArg(name=k, value=v) for k, v in args.items()],
         )
         for key, value in recipes.oci_labels(service, version, revision, source_url).items():
@@ -250,12 +257,17 @@ class Pipeline:
         username: str,
         password: dagger.Secret,
         tags: list[str],
+        variants: list[dagger.Container] | None = None,
     ) -> list[str]:
-        """Push `image` under every tag; returns `ref@sha256:...` per tag."""
+        """Push `image` under every tag; returns `ref@sha256:...` per tag. With `variants`
+        (one build per platform) the pushed reference is their multi-platform index."""
         if not tags:
             raise ValueError("publish: give at least one --tags value")
         authed = image.with_registry_auth(recipes.registry_host(registry), username, password)
-        return [await authed.publish(recipes.image_ref(registry, name, tag)) for tag in tags]
+        return [
+            await authed.publish(recipes.image_ref(registry, name, tag), platform_variants=variants)
+            for tag in tags
+        ]
 
     async def check_service(
         self, service: Service, severity: str, labels: BuildLabels

@@ -112,11 +112,12 @@ FRONTEND_SOURCES := $(shell find $(FRONTEND)/src $(FRONTEND)/public -type f) \
 	$(addprefix $(FRONTEND)/,index.html package.json vite.config.ts tsconfig.json)
 FRONTEND_DIST ?= $(FRONTEND)/dist
 # Data (databases, media files, credentials, logs) stays in $(DATA_DIR) between runs; RESET=1
-# starts empty. setpriv ties the app to make: a killed make takes the whole app with it.
+# starts empty; OBSERVE=1 also starts Prometheus with the cluster's alert rules (its address is
+# printed). setpriv ties the app to make: a killed make takes the whole app with it.
 DATA_DIR ?= .localapp
-run: setup $(FRONTEND_DIST)/index.html ## the app at http://127.0.0.1:8080/ (EDGE_PORT=N moves it, RESET=1 starts empty; Ctrl-C stops it)
+run: setup $(FRONTEND_DIST)/index.html ## the app at http://127.0.0.1:8080/ (EDGE_PORT=N moves it, RESET=1 starts empty, OBSERVE=1 adds Prometheus; Ctrl-C stops it)
 	PYTHONPATH=ci/src $(BOUND) $(BIN)/python -m ci.localapp --static $(FRONTEND_DIST) \
-	  --edge-port $(EDGE_PORT) --data-dir $(DATA_DIR) $(if $(RESET),--reset)
+	  --edge-port $(EDGE_PORT) --data-dir $(DATA_DIR) $(if $(RESET),--reset) $(if $(OBSERVE),--observe)
 
 reset: ## delete the local app's data (.localapp/: databases, media files, credentials, logs)
 	rm -rf $(DATA_DIR)

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from ci.localapp.datadir import DataDir
 from ci.localapp.process import StackError
+from ci.localapp.prometheus import start_prometheus
 from ci.localapp.servers import HarnessError, PostgresServer, RedisServer
 from ci.localapp.services import load_services
 from ci.localapp.stack import HOST, REPO_ROOT, LocalStack
@@ -44,6 +45,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="keep PostgreSQL, Redis, media, credentials and logs here (default: throw-away)",
     )
     parser.add_argument("--reset", action="store_true", help="delete --data-dir first")
+    parser.add_argument(
+        "--observe",
+        action="store_true",
+        help="also start Prometheus with the cluster's alert rules, scraping every service",
+    )
     parser.add_argument(
         "--max-restarts",
         type=int,
@@ -175,7 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             with stack as urls:
                 backing = {"postgres": _address(admin_url), "redis": _address(redis_url)}
-                print(json.dumps({**urls.as_json(), **backing}), flush=True)
+                observed = _observe(stack, urls.services, urls.logs, args) if args.observe else {}
+                print(json.dumps({**urls.as_json(), **backing, **observed}), flush=True)
                 progress(f"up in {stack.start_seconds:.1f}s {stack.timings}; logs in {urls.logs}")
                 if data_dir is not None:
                     progress(f"data kept in {data_dir.root} (make reset deletes it)")
@@ -184,6 +191,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (StackError, HarnessError) as exc:
         print(f"local stack failed: {exc}", file=sys.stderr)
         return 1
+
+
+def _observe(
+    stack: LocalStack, services: dict[str, str], logs: Path, args: argparse.Namespace
+) -> dict[str, str]:
+    """Prometheus beside the stack (stopped and supervised with it): {"prometheus": its URL}."""
+    assert stack.workdir is not None
+    progress("starting Prometheus (charts/observability/rules)")
+    process, url = start_prometheus(
+        REPO_ROOT, services, stack.workdir / "prometheus", logs, args.ready_timeout
+    )
+    stack.processes.append(process)
+    progress(f"Prometheus at {url}/ (alerts: {url}/alerts)")
+    return {"prometheus": url}
 
 
 def _address(url: str) -> str:

@@ -151,6 +151,11 @@ def parser() -> argparse.ArgumentParser:
         help="API server URL to put into the kubeconfig (e.g. https://k3s:6443)",
     )
     run.add_argument("--no-e2e", action="store_true", help="install and wait only (stack up)")
+    run.add_argument(
+        "--consume-kubeconfig",
+        action="store_true",
+        help="delete --kubeconfig once read (the engine's shared volume keeps no credentials)",
+    )
     names = commands.add_parser("name-archives", help="name image archives for K3s's auto-import")
     names.add_argument(
         "--archive", nargs="+", required=True, metavar="NAME=PATH", help="image name and archive"
@@ -684,11 +689,16 @@ def wait_for_images(cluster: Cluster, refs: Iterable[str], timeout: float) -> No
 
 
 def run(args: argparse.Namespace) -> int:
-    """The whole integration on a fresh cluster; diagnostics when anything failed."""
+    """The whole integration on a fresh cluster; diagnostics when anything failed, even when
+    K3s never served (the output directory exists from the start: the caller exports it)."""
     started = time.monotonic()
-    args.kubeconfig = wait_for_kubeconfig(args.kubeconfig, args.server, args.timeout)
-    cluster = Cluster.connect(args.kubeconfig, args.namespace)
+    args.output.mkdir(parents=True, exist_ok=True)
     try:
+        written = args.kubeconfig
+        args.kubeconfig = wait_for_kubeconfig(written, args.server, args.timeout)
+        if args.consume_kubeconfig:
+            written.unlink(missing_ok=True)
+        cluster = Cluster.connect(args.kubeconfig, args.namespace)
         wait_for_nodes(cluster, args.timeout)
         record_timing(args.output, "cluster ready", time.monotonic() - started)
         wait_for_images(cluster, parse_images_or_exit(args.images).values(), args.timeout)
@@ -697,23 +707,26 @@ def run(args: argparse.Namespace) -> int:
         install(args)
         wait(args)
         code = 0 if args.no_e2e else e2e(args)
-    except WaitFailedError:
-        diagnose_after_failure(args)
+    except WaitFailedError as exc:
+        diagnose_after_failure(args, str(exc))
         raise
     if code:
-        diagnose_after_failure(args)
+        diagnose_after_failure(args, f"the e2e suite exited {code}")
     return code
 
 
-def diagnose_after_failure(args: argparse.Namespace) -> None:
+def diagnose_after_failure(args: argparse.Namespace, reason: str) -> None:
     """Diagnostics plus the rendered manifests; a failure here never hides the first one."""
+    folder = args.output / "diagnostics"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "failure.txt").write_text(f"{reason}\n")
     try:
         diagnose(args)
     except Exception as exc:
         print(f"ci.cluster: diagnostics incomplete: {exc}", file=sys.stderr)
     manifests = args.output / "manifests"
     if manifests.is_dir():
-        shutil.copytree(manifests, args.output / "diagnostics" / "manifests", dirs_exist_ok=True)
+        shutil.copytree(manifests, folder / "manifests", dirs_exist_ok=True)
 
 
 def name_archives(args: argparse.Namespace) -> None:

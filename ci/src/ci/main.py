@@ -152,11 +152,13 @@ class Ci:
     @function
     async def test_repo(
         self,
+        repo: Repo,
         allow_failure: Annotated[bool, Doc("return the reports even when tests fail")] = False,
     ) -> dagger.Directory:
         """Run the repository suite (tests/ and the libraries: pipeline, charts, manifests,
-        delivery, stack, e2e, browser) in the toolchain container; reports in a directory."""
-        run = await self._pipeline().test_repo()
+        delivery, stack, e2e, browser) in the toolchain container, the checkout's history at
+        /repo/.git; reports in a directory."""
+        run = await self._pipeline().test_repo(repo)
         return reports_or_raise("the repository suite", run, allow_failure)
 
     @function
@@ -219,7 +221,7 @@ class Ci:
         labels = BuildLabels(revision=revision, default_version=version)
         also = [k3s.integration_stage(self._cluster(pipeline), labels)]
         wanted = integration and bool(plan.names())
-        text, passed = await pipeline.check(plan, severity, labels, also if wanted else ())
+        text, passed = await pipeline.check(plan, repo, severity, labels, also if wanted else ())
         if not passed:
             raise StageFailedError(text)
         return text

@@ -7,7 +7,9 @@ calls in containers, `python -m ci.check` runs the very same Steps as host proce
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from functools import cache
 
 from pydantic import BaseModel, ConfigDict
 
@@ -30,6 +32,29 @@ SOURCE_IGNORE = [
     "ci/sdk",
     "test-output",
 ]
+
+
+@cache
+def _ignore_pattern(pattern: str) -> re.Pattern[str]:
+    """An ignore pattern as the engine reads it (Docker's pattern matcher): `**` spans folders,
+    `*` and `?` stay within one, the pattern is anchored at the context's root."""
+    parts = re.split(r"(\*\*/|\*\*|\*|\?)", pattern)
+    wild = {"**/": "(?:.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}
+    return re.compile("".join(wild.get(part, re.escape(part)) for part in parts))
+
+
+def source_ignored(path: str) -> bool:
+    """Whether the engine leaves `path` (relative, `/`-separated) out of the uploaded source."""
+    return matches_any(path, SOURCE_IGNORE)
+
+
+def matches_any(path: str, patterns: Sequence[str]) -> bool:
+    """Whether `path` or one of its parent folders matches an ignore/include pattern."""
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: n + 1]) for n in range(len(parts))]
+    return any(_ignore_pattern(p).fullmatch(prefix) for p in patterns for prefix in prefixes)
+
+
 # Root files a build context carries besides the service and its libraries (lock and workspace
 # metadata; small and rarely changing, so they do not spoil the build cache).
 ROOT_CONTEXT_FILES = ("pyproject.toml", "uv.lock")
@@ -193,11 +218,16 @@ def repo_test_paths(catalog: Catalog) -> list[str]:
     return [REPO_TESTS_DIR, *(f"{SERVICES_DIR}/{lib}" for lib in sorted(catalog.libraries))]
 
 
-def step_for_repo_tests(catalog: Catalog, junit: str = f"{JUNIT_DIR}/{JUNIT_FILE}") -> Step:
-    """pytest over the repository-level suite. It starts its own PostgreSQL/Redis through the
-    harness (some tests stop and restart them), so it needs the toolchain's server binaries and
-    no TEST_DATABASE_URL / TEST_REDIS_URL."""
-    return Step(name="pytest", args=["pytest", *repo_test_paths(catalog), f"--junitxml={junit}"])
+def step_for_repo_tests(
+    catalog: Catalog,
+    junit: str = f"{JUNIT_DIR}/{JUNIT_FILE}",
+    paths: Sequence[str] | None = None,
+) -> Step:
+    """pytest over the repository-level suite (or `paths` of it). It starts its own
+    PostgreSQL/Redis through the harness (some tests stop and restart them), so it needs the
+    toolchain's server binaries and no TEST_DATABASE_URL / TEST_REDIS_URL."""
+    selected = repo_test_paths(catalog) if paths is None else list(paths)
+    return Step(name="pytest", args=["pytest", *selected, f"--junitxml={junit}"])
 
 
 def runs_repo_tests(plan: Plan) -> bool:

@@ -7,12 +7,28 @@ Pure Python (no dagger): the engine layer (ci.engine.toolchains, ci.engine.stage
 from __future__ import annotations
 
 import hashlib
+import posixpath
 import re
 import signal
+from collections.abc import Iterable
 
 from pydantic import BaseModel, ConfigDict
 
+from ci.core.recipes import Step
+
 SYSTEM_PACKAGES_FILE = ".ci/system-packages.txt"
+# The toolchain container's layout is the developer's (`make setup`): the checkout at REPO, the
+# dev venv at REPO/.venv, node_modules beside every package-lock.json, the git history at
+# REPO/.git when a function mounts it. Tests find things where `make setup` puts them.
+REPO = "/repo"
+VENV = ".venv"  # relative to the checkout, as in the Makefile
+# Files that decide the Python dependencies: staged before the source, so the venv layer stays
+# cached while only source files change.
+PYTHON_LOCK_FILES = ["pyproject.toml", "uv.lock", "services/*/pyproject.toml"]
+NPM_LOCK_FILE = "package-lock.json"
+UV_SYNC = ["uv", "sync", "--frozen", "--all-packages", "--group", "dev"]
+NPM_CI = ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"]
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Debian policy for package names: lowercase letters, digits, + - . ; at least two characters.
 DEBIAN_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 # The server settings the test harness gives its own PostgreSQL (tests/harness/servers.py):
@@ -104,4 +120,54 @@ def redis_server_args(settings: dict[str, str] = TEST_REDIS_SETTINGS) -> list[st
     return [
         "redis-server",
         *(arg for key, value in settings.items() for arg in (f"--{key}", value)),
+    ]
+
+
+def npm_folders(lock_files: Iterable[str]) -> list[str]:
+    """The folders `npm ci` runs in: every package-lock.json of the source (as `make setup`
+    does: the front end, the CRD schemas of tests/crds, any added later)."""
+    folders = {
+        posixpath.dirname(path)
+        for path in lock_files
+        if posixpath.basename(path) == NPM_LOCK_FILE and "node_modules" not in path.split("/")
+    }
+    return sorted(folders)
+
+
+def npm_manifests(folders: Iterable[str]) -> list[str]:
+    """package.json and package-lock.json of each npm folder: staged before the source."""
+    return [f"{folder}/{name}" for folder in folders for name in ("package.json", NPM_LOCK_FILE)]
+
+
+def environment(repo: str = REPO) -> dict[str, str]:
+    """The toolchain's variables: uv installs the dev venv at `repo`/.venv (never downloading a
+    Python), and that venv comes first on PATH."""
+    venv = posixpath.join(repo, VENV)
+    return {
+        "UV_PROJECT_ENVIRONMENT": venv,
+        "UV_LINK_MODE": "copy",
+        "UV_PYTHON_DOWNLOADS": "never",
+        "PATH": f"{venv}/bin:{SYSTEM_PATH}",
+    }
+
+
+def dependency_steps(npm: Iterable[str]) -> list[Step]:
+    """What the toolchain runs over the staged lock files, before the source arrives: the
+    venv's third-party packages, then `npm ci` in every npm folder."""
+    steps = [Step(name="uv sync (dependencies)", args=[*UV_SYNC, "--no-install-workspace"])]
+    steps += [Step(name=f"npm ci {folder}", args=NPM_CI, workdir=folder) for folder in npm]
+    return steps
+
+
+def source_steps() -> list[Step]:
+    """What the toolchain runs once the source is in place: the workspace's own packages."""
+    return [Step(name="uv sync", args=UV_SYNC)]
+
+
+def git_steps() -> list[Step]:
+    """Once the history is mounted at REPO/.git: git trusts the checkout whatever its owner,
+    and the index matches HEAD (the mounted .git's index describes another disk)."""
+    return [
+        Step(name="git safe.directory", args=["git", "config", "--global", "safe.directory", "*"]),
+        Step(name="git index", args=["git", "reset", "--quiet"]),
     ]

@@ -182,7 +182,7 @@ class Delivery:
         labels = BuildLabels(revision=sha, source_url=request.source_url, versions=versions)
         cluster = k3s.Cluster(pipeline=self.pipeline, k3s_image=self.k3s_image)
         also = [k3s.integration_stage(cluster, labels)] if request.integration else []
-        text, passed = await self.pipeline.check(plan, request.severity, labels, also)
+        text, passed = await self.pipeline.check(plan, request.repo, request.severity, labels, also)
         if not passed:
             raise StageFailedError(f"deploy: nothing published, the check failed:\n{text}")
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import dagger
 from dagger import dag
 
-from ci.core import toolversions
+from ci.core import k3s_server, toolversions
 from ci.core.catalog import Catalog, Service
 from ci.core.cluster_plan import DEFAULT_NAMESPACE
 from ci.engine import toolchains
@@ -33,8 +33,8 @@ GATEWAY_PORT = 80
 IMAGE_REPOSITORY = "ci.local/chat-platform"
 IMAGE_TAG = "ci"
 CONFIG_DIR = "/etc/rancher/k3s"
-DATA_DIR = "/var/lib/rancher/k3s"
-IMPORT_DIR = f"{DATA_DIR}/agent/images"
+DATA_DIR = k3s_server.DATA_DIR
+IMPORT_DIR = k3s_server.IMPORT_DIR
 OUTPUT = "/out"
 PLATFORM = "platform"  # the check summary's row for the whole installed platform
 ENTRYPOINT = "/usr/local/bin/cgroup-v2-entrypoint"
@@ -90,20 +90,20 @@ class Cluster:
     def server(self, images: dagger.Directory) -> dagger.Service:
         """K3s, privileged, its images mounted for import; Traefik off (the gateway is NGINX
         Gateway Fabric, installed by ci.cluster), the API certificate valid for `k3s`."""
-        args = (
-            "exec k3s server --bind-address $(ip route | grep src | awk '{print $NF}') "
-            f"--disable traefik --disable metrics-server --egress-selector-mode=disabled "
-            f"--tls-san {K3S_HOST} --write-kubeconfig {self.kubeconfig} "
-            "--write-kubeconfig-mode 0644"
-        )
+        script = k3s_server.service_script(K3S_HOST, self.kubeconfig)
         return (
             dag.container()
             .from_(self.k3s_image)
             .with_new_file(ENTRYPOINT, CGROUP_V2_ENTRYPOINT, permissions=0o755)
             .with_entrypoint([ENTRYPOINT])
             .with_mounted_cache(CONFIG_DIR, dag.cache_volume("ci-k3s-config"))
-            # A volume of this run only: K3s starts from an empty data directory every time.
-            .with_mounted_cache(DATA_DIR, dag.cache_volume(f"ci-k3s-data-{self.pipeline.run}"))
+            # One volume for every run, wiped by the script before K3s starts (not a containerd
+            # store left behind per run); PRIVATE: a concurrent run gets a volume of its own.
+            .with_mounted_cache(
+                DATA_DIR,
+                dag.cache_volume("ci-k3s-data"),
+                sharing=dagger.CacheSharingMode.PRIVATE,
+            )
             .with_mounted_directory(IMPORT_DIR, images)
             .with_mounted_temp("/var/lib/kubelet")
             .with_mounted_temp("/var/lib/cni")
@@ -112,7 +112,7 @@ class Cluster:
             # The gateway listens only once ci.cluster installed it: no health check at start.
             .with_exposed_port(GATEWAY_PORT, experimental_skip_healthcheck=True)
             .as_service(
-                args=["sh", "-c", args], use_entrypoint=True, insecure_root_capabilities=True
+                args=["sh", "-c", script], use_entrypoint=True, insecure_root_capabilities=True
             )
         )
 
@@ -129,7 +129,9 @@ class Cluster:
 
     def run_args(self, catalog: Catalog, host: str, e2e: bool) -> list[str]:
         images = [f"{s.name}={image_name(s.name)}" for s in catalog.services]
+        # --consume-kubeconfig: no cluster-admin credentials stay in the shared config volume.
         args = ["python", "-m", "ci.cluster", "run", "--kubeconfig", self.kubeconfig]
+        args += ["--consume-kubeconfig"]
         args += ["--server", f"https://{K3S_HOST}:{API_PORT}", "--namespace", DEFAULT_NAMESPACE]
         args += ["--repo", toolchains.REPO, "--output", OUTPUT, "--host", host]
         args += ["--base-url", f"http://{K3S_HOST}", "--images", *images]
@@ -147,7 +149,8 @@ async def integration(cluster: Cluster, labels: BuildLabels) -> IntegrationRun:
     """Build every image, start K3s with them, install the platform, run the e2e suite."""
     catalog = await cluster.pipeline.catalog()
     k3s = cluster.server(await cluster.images(catalog, labels))
-    runner = await cluster.runner(k3s)
+    # /out exists whatever happens, so `--allow-failure` always has a directory to return.
+    runner = (await cluster.runner(k3s)).with_directory(OUTPUT, dag.directory())
     done = await runner.with_exec(
         [*cluster.run_args(catalog, K3S_HOST, e2e=True)], expect=dagger.ReturnType.ANY
     ).sync()

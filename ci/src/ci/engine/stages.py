@@ -8,7 +8,6 @@ made by `ci.core`.
 from __future__ import annotations
 
 import datetime as dt
-import posixpath
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
@@ -24,10 +23,12 @@ from ci.core.affected import CHARTS_DIR, Plan, affected, is_library_chart
 from ci.core.catalog import SERVICE_FILE, SERVICES_DIR, Catalog, Service, build_catalog
 from ci.core.report import StageResult, failed, summary
 from ci.core.toolchain import (
+    NPM_LOCK_FILE,
     SYSTEM_PACKAGES_FILE,
     SystemPackage,
     describe_exit,
     killed_by,
+    npm_folders,
     parse_system_packages,
 )
 from ci.engine import toolchains
@@ -137,9 +138,13 @@ class Pipeline:
         text = await self.source.file(SYSTEM_PACKAGES_FILE).contents()
         return parse_system_packages(text, SYSTEM_PACKAGES_FILE)
 
+    async def npm_folders(self) -> list[str]:
+        return npm_folders(await self.source.glob(f"**/{NPM_LOCK_FILE}"))
+
     async def toolchain(self) -> dagger.Container:
         """The one container lint and test run in (ci.engine.toolchains.toolchain)."""
-        return toolchains.toolchain(self.source, self.images, await self.system_packages())
+        packages, npm = await self.system_packages(), await self.npm_folders()
+        return toolchains.toolchain(self.source, self.images, packages, npm)
 
     async def lint(self, name: str) -> str:
         service = await self.service(name)
@@ -155,11 +160,12 @@ class Pipeline:
         ctr = await toolchains.with_backing_services(ctr, service, self.images)
         return await run_tests(ctr, recipes.step_for_tests(service))
 
-    async def test_repo(self) -> TestRun:
-        """The repository suite (tests/ and the libraries): it starts its own PostgreSQL and
+    async def test_repo(self, repo: dagger.Directory) -> TestRun:
+        """The repository suite (tests/ and the libraries) in the toolchain with the checkout's
+        history at /repo/.git (`repo`: the .git directory): it starts its own PostgreSQL and
         Redis from the toolchain's binaries, like `make test` does."""
         step = recipes.step_for_repo_tests(await self.catalog())
-        return await run_tests(await self.toolchain(), step)
+        return await run_tests(toolchains.with_history(await self.toolchain(), repo), step)
 
     async def build(
         self, name: str, version: str, revision: str, source_url: str
@@ -310,6 +316,7 @@ class Pipeline:
     async def check(
         self,
         plan: Plan,
+        repo: dagger.Directory,
         severity: str,
         labels: BuildLabels,
         also: Sequence[tuple[str, str, Stage]] = (),
@@ -324,7 +331,7 @@ class Pipeline:
             results.extend(await self.check_service(service, severity, labels))
 
         async def repo_tests() -> str:
-            return passed_or_raise(await self.test_repo())
+            return passed_or_raise(await self.test_repo(repo))
 
         async with anyio.create_task_group() as group:
             if recipes.runs_repo_tests(plan):
@@ -401,17 +408,7 @@ async def run_tests(ctr: dagger.Container, step: recipes.Step) -> TestRun:
     return TestRun(reports=reports, exit_code=code, output=tail(output))
 
 
-def with_step(
-    ctr: dagger.Container,
-    step: recipes.Step,
-    expect: dagger.ReturnType = dagger.ReturnType.SUCCESS,
-) -> dagger.Container:
-    """A recipe Step as `with_exec`: in its working directory (relative to the checkout), with
-    its environment; `python -m ci.check` runs the same Step as a host process."""
-    for name, value in step.env.items():
-        ctr = ctr.with_env_variable(name, value)
-    workdir = posixpath.normpath(f"{toolchains.REPO}/{step.workdir}")
-    return ctr.with_workdir(workdir).with_exec(step.args, expect=expect)
+with_step = toolchains.with_step
 
 
 def test_reports(junit: dagger.Directory, output: str, exit_code: int) -> dagger.Directory:

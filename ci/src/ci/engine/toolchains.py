@@ -6,6 +6,7 @@ from our own code, so everything here is undecorated and typed with the SDK's re
 
 from __future__ import annotations
 
+import posixpath
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ import dagger
 from dagger import dag
 
 from ci.core import recipes
+from ci.core import toolchain as layout
 from ci.core.catalog import Service
 from ci.core.toolchain import (
     SystemPackage,
@@ -22,17 +24,9 @@ from ci.core.toolchain import (
     redis_server_args,
 )
 
-REPO = "/repo"
-VENV = "/opt/venv"
-PATH = f"{VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-FRONTEND = "services/frontend"
-# Files that decide the dependencies: copied first so the venv and node_modules layers stay
-# cached while only source files change.
-PYTHON_LOCK_FILES = ["pyproject.toml", "uv.lock", "services/*/pyproject.toml"]
-NODE_LOCK_FILES = [f"{FRONTEND}/package.json", f"{FRONTEND}/package-lock.json"]
+REPO = layout.REPO
 NODE_MODULES = "/usr/local/lib/node_modules"
 ContainerStep = Callable[[dagger.Container], dagger.Container]
-UV_SYNC = ["uv", "sync", "--frozen", "--all-packages", "--group", "dev"]
 
 
 @dataclass(frozen=True)
@@ -81,14 +75,18 @@ def with_node(images: Images) -> ContainerStep:
 
 
 def toolchain(
-    source: dagger.Directory, images: Images, packages: list[SystemPackage]
+    source: dagger.Directory,
+    images: Images,
+    packages: list[SystemPackage],
+    npm_folders: list[str],
 ) -> dagger.Container:
-    """ONE container for lint and test of every service and of the repository suite: the
-    Python image, the Debian packages the tests need (PostgreSQL, Redis, Chromium, registry,
-    git), node, the dev venv (`uv sync --frozen`) and the front end's node_modules (`npm ci`).
-    Whatever `make test` runs on a developer machine runs here the same way."""
+    """ONE container for lint and test of every service and of the repository suite, laid out
+    as `make setup` lays out a checkout (ci.core.toolchain): the Python image, the Debian
+    packages the tests need (PostgreSQL, Redis, Chromium, registry, git), node, the dev venv at
+    /repo/.venv and node_modules in every npm folder. The lock files come first, so those
+    layers stay cached while only source files change."""
     uv = dag.container().from_(images.uv).file("/uv")
-    return (
+    ctr = (
         dag.container()
         .from_(images.python)
         .with_(with_system_packages(packages))
@@ -97,20 +95,47 @@ def toolchain(
         # uv and npm lock their caches themselves, so concurrent pipelines may share them.
         .with_mounted_cache("/root/.cache/uv", dag.cache_volume("ci-uv"))
         .with_mounted_cache("/root/.npm", dag.cache_volume("ci-npm"))
-        .with_env_variable("UV_LINK_MODE", "copy")
-        .with_env_variable("UV_PROJECT_ENVIRONMENT", VENV)
-        .with_env_variable("UV_PYTHON_DOWNLOADS", "never")
-        .with_env_variable("PATH", PATH)
+        .with_(with_environment(layout.environment()))
         .with_workdir(REPO)
-        .with_directory(REPO, source.filter(include=PYTHON_LOCK_FILES))
-        .with_exec([*UV_SYNC, "--no-install-workspace"])
-        .with_directory(REPO, source.filter(include=NODE_LOCK_FILES))
-        .with_workdir(f"{REPO}/{FRONTEND}")
-        .with_exec(["npm", "ci", "--no-audit", "--no-fund"])
-        .with_workdir(REPO)
-        .with_directory(REPO, source)
-        .with_exec(UV_SYNC)
     )
+    lock_files = [*layout.PYTHON_LOCK_FILES, *layout.npm_manifests(npm_folders)]
+    ctr = ctr.with_directory(REPO, source.filter(include=lock_files))
+    ctr = with_steps(ctr, layout.dependency_steps(npm_folders))
+    return with_steps(ctr.with_directory(REPO, source), layout.source_steps())
+
+
+def with_history(ctr: dagger.Container, repo: dagger.Directory) -> dagger.Container:
+    """The checkout's .git at /repo/.git: the suite's tests that read history (chart version
+    bumps against the base, Argo CD revisions, tracked files) find a real work tree."""
+    history = ctr.with_directory(f"{REPO}/.git", repo.directory(".git"))
+    return with_steps(history, layout.git_steps())
+
+
+def with_environment(env: dict[str, str]) -> ContainerStep:
+    def add(ctr: dagger.Container) -> dagger.Container:
+        for name, value in env.items():
+            ctr = ctr.with_env_variable(name, value)
+        return ctr
+
+    return add
+
+
+def with_step(
+    ctr: dagger.Container,
+    step: recipes.Step,
+    expect: dagger.ReturnType = dagger.ReturnType.SUCCESS,
+) -> dagger.Container:
+    """A recipe Step as `with_exec`: in its working directory (relative to the checkout), with
+    its environment; `python -m ci.check` runs the same Step as a host process."""
+    ctr = with_environment(step.env)(ctr)
+    workdir = posixpath.normpath(f"{REPO}/{step.workdir}")
+    return ctr.with_workdir(workdir).with_exec(step.args, expect=expect)
+
+
+def with_steps(ctr: dagger.Container, steps: list[recipes.Step]) -> dagger.Container:
+    for step in steps:
+        ctr = with_step(ctr, step)
+    return ctr.with_workdir(REPO)
 
 
 def for_service(ctr: dagger.Container, service: Service) -> dagger.Container:

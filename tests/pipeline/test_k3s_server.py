@@ -1,0 +1,69 @@
+"""The ephemeral K3s's start (ci.core.k3s_server): the wipe of its reused data volume, run for
+real with sh over a directory laid out as K3s leaves it, and its kubelet's eviction settings."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+from ci.core import k3s_server
+
+# What a K3s run leaves in its data directory, plus the run's image archives mounted inside.
+LEFT_BY_A_RUN = [
+    "server/db/state.db",
+    "server/tls/server-ca.key",
+    "agent/containerd/io.containerd.content.v1.content/blobs/sha256/aa",
+    "agent/etc/containerd/config.toml",
+    "agent/images/auth.tar",
+    "agent/images/frontend.tar",
+    "data/current/bin/k3s",
+]
+
+
+def test_the_wipe_empties_the_data_volume_but_keeps_the_mounted_images(tmp_path: Path) -> None:
+    data = tmp_path / "k3s"
+    for name in LEFT_BY_A_RUN:
+        (data / name).parent.mkdir(parents=True, exist_ok=True)
+        (data / name).write_text(name)
+    script = k3s_server.wipe_script(str(data), str(data / "agent" / "images"))
+
+    subprocess.run(["sh", "-c", script], check=True, timeout=60)
+
+    left = sorted(p.relative_to(data).as_posix() for p in data.rglob("*") if p.is_file())
+    assert left == ["agent/images/auth.tar", "agent/images/frontend.tar"]
+
+
+def test_the_wipe_refuses_an_image_folder_outside_the_data_directory() -> None:
+    with pytest.raises(ValueError, match="/images is not inside /var/lib/rancher/k3s"):
+        k3s_server.wipe_script(keep="/images")
+
+
+def kubelet_settings(command: list[str]) -> dict[str, str]:
+    args = [a.removeprefix("--kubelet-arg=") for a in command if a.startswith("--kubelet-arg=")]
+    return dict(arg.split("=", 1) for arg in args)
+
+
+def test_the_kubelet_evicts_only_on_a_full_disk_and_never_collects_imported_images() -> None:
+    command = k3s_server.server_command("10.0.0.2", "k3s", "/etc/rancher/k3s/run.yaml")
+
+    settings = kubelet_settings(command)
+    # kubelet's defaults (imagefs.available<15%, nodefs.available<10%) would evict the pods on
+    # a CI runner whose disk holds the engine's cache.
+    thresholds = dict(t.split("<") for t in settings["eviction-hard"].split(","))
+    assert thresholds == {"imagefs.available": "1%", "nodefs.available": "1%"}
+    assert settings["image-gc-high-threshold"] == "100"
+    assert int(settings["image-gc-low-threshold"]) < 100
+
+
+def test_the_service_script_is_valid_sh_and_runs_k3s_with_a_private_kubeconfig() -> None:
+    script = k3s_server.service_script("k3s", "/etc/rancher/k3s/run.yaml")
+
+    subprocess.run(["sh", "-n", "-c", script], check=True, timeout=60)
+    exec_line = script.strip().splitlines()[-1]
+    bind, rest = exec_line.split(')"', 1)
+    words = shlex.split(rest)
+    assert bind.startswith('exec k3s server --bind-address "$(ip route')
+    assert words[words.index("--write-kubeconfig-mode") + 1] == "0600"
+    assert "--kubelet-arg=image-gc-high-threshold=100" in words

@@ -185,7 +185,7 @@ def open_repo(args: argparse.Namespace) -> Git:
     if args.clone:
         host = urlsplit(args.clone).hostname
         if token and host:
-            extra = token_environment(token, host)
+            extra = token_environment(host)
         workdir = Path(tempfile.mkdtemp(prefix="deliver-"))
         Git(workdir, extra).run("clone", "--quiet", "--branch", args.branch, args.clone, ".")
     else:

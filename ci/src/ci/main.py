@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from typing import Annotated, TypeVar, cast
 
 import dagger
-from dagger import DefaultPath, Doc, Ignore, Name, dag, function, object_type
+from dagger import DefaultPath, Doc, Ignore, Name, dag, enum_type, function, object_type
 
 from ci.core import recipes, toolversions
 from ci.core.affected import plan_json
@@ -38,9 +39,29 @@ GIT_ONLY = ["**", "!.git", "!.git/**"]
 ServiceName = Annotated[str, Doc("service name: a folder under services/ with a service.yaml")]
 Version = Annotated[str, Doc("VERSION build arg and image label (see the `version` function)")]
 Revision = Annotated[str, Doc("REVISION build arg and image label: the full git sha")]
-Severity = Annotated[
-    str, Doc("scan gate: findings at or above this severity fail (LOW|MEDIUM|HIGH|CRITICAL)")
-]
+
+
+@enum_type
+class Severity(enum.Enum):
+    """Scan gate: findings at or above this severity fail (the CLI accepts only these)."""
+
+    LOW = "LOW"
+    MEDIUM = "MEDIUM"
+    HIGH = "HIGH"
+    CRITICAL = "CRITICAL"
+
+
+@enum_type
+class ReleaseMode(enum.Enum):
+    """How a release pins production."""
+
+    COMMIT = "commit"
+    """one commit on the GitOps branch"""
+    PULL_REQUEST = "pull-request"
+    """a pull request for a person to merge"""
+
+
+Gate = Annotated[Severity, Doc("scan gate: findings at or above this severity fail")]
 Base = Annotated[str, Doc("git ref the changes are compared with (git diff <base>...HEAD)")]
 Everything = Annotated[bool, Doc("select every service, not only the affected ones"), Name("all")]
 Changed = Annotated[
@@ -172,12 +193,13 @@ class Ci:
     async def scan(
         self,
         service: ServiceName,
-        severity: Severity = "HIGH",
+        severity: Gate = Severity.HIGH,
         allow_failure: Annotated[bool, Doc("return the reports even when the gate fails")] = False,
     ) -> dagger.Directory:
         """Trivy + SBOM + hadolint + policy gate for SERVICE; JSON and SARIF reports in a dir."""
         pipeline = self._pipeline()
-        run = await pipeline.scan(service, severity, await pipeline.build(service, "scan", "", ""))
+        image = await pipeline.build(service, "scan", "", "")
+        run = await pipeline.scan(service, severity.value, image)
         if not run.passed and not allow_failure:
             raise StageFailedError(run.explain())
         return run.reports
@@ -205,7 +227,7 @@ class Ci:
         repo: Repo,
         base: Base = "origin/main",
         everything: Everything = False,
-        severity: Severity = "HIGH",
+        severity: Gate = Severity.HIGH,
         version: Version = "dev",
         revision: Revision = "unknown",
         changed: Changed = None,
@@ -221,7 +243,8 @@ class Ci:
         labels = BuildLabels(revision=revision, default_version=version)
         also = [k3s.integration_stage(self._cluster(pipeline), labels)]
         wanted = integration and bool(plan.names())
-        text, passed = await pipeline.check(plan, repo, severity, labels, also if wanted else ())
+        stages = also if wanted else ()
+        text, passed = await pipeline.check(plan, repo, severity.value, labels, stages)
         if not passed:
             raise StageFailedError(text)
         return text
@@ -282,7 +305,7 @@ class Ci:
         branch: Annotated[
             str, Doc("the branch the source is built from: image tags <branch>-<sha7>")
         ] = "main",
-        severity: Severity = "HIGH",
+        severity: Gate = Severity.HIGH,
         integration: Annotated[
             bool, Doc("the check includes the platform on an ephemeral K3s with e2e")
         ] = True,
@@ -306,7 +329,7 @@ class Ci:
             registry=registry,
             source_url=source_url,
             build_branch=branch,
-            severity=severity,
+            severity=severity.value,
             integration=integration,
         )
         credentials = Credentials(
@@ -407,7 +430,7 @@ class Ci:
         git_token: GitToken,
         registry_username: Annotated[str, Doc("registry user for the re-tag")] = "",
         registry_password: Annotated[dagger.Secret | None, Doc("registry password")] = None,
-        mode: Annotated[str, Doc("production bump: commit | pull-request")] = "commit",
+        mode: Annotated[ReleaseMode, Doc("how production is pinned")] = ReleaseMode.COMMIT,
         github_token: GitHubToken = None,
         github_repo: GitHubRepo = "",
         services: Services = None,
@@ -416,7 +439,8 @@ class Ci:
     ) -> str:
         """Per service: next semver from conventional commits, changelog, annotated tag; the
         staging image re-tagged to the version (no rebuild); production pinned to it."""
-        args = ["release", "--clone", repo_url, "--branch", gitops_branch, "--mode", mode]
+        args = ["release", "--clone", repo_url, "--branch", gitops_branch]
+        args += ["--mode", mode.value]
         args += [part for name in services or [] for part in ("--service", name)]
         args += ["--github-repo", github_repo] if github_repo else []
         args += ["--dry-run"] if dry_run else []

@@ -7,8 +7,8 @@ them. Every call has a timeout and runs with a fixed locale so messages can be p
 
 from __future__ import annotations
 
-import base64
 import os
+import re
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,17 +29,28 @@ class GitError(RuntimeError):
         super().__init__(f"git {' '.join(args)} failed ({returncode}): {' / '.join(detail[-5:])}")
 
 
-def token_environment(token: str, host: str = "github.com") -> dict[str, str]:
-    """Environment that makes git send `token` as HTTP basic auth to `host`, never on argv.
+def token_environment(host: str = "github.com", variable: str = "GIT_TOKEN") -> dict[str, str]:
+    """Environment that makes git answer `host`'s HTTPS authentication with the token held in
+    the environment variable `variable`, read by a credential helper only when git asks.
 
-    GIT_CONFIG_COUNT/KEY/VALUE is git's documented way to pass configuration through the
-    environment, so the token shows up neither in the process list nor in the remote URL.
+    The token stays in that one variable (a dagger.Secret in the engine, which scrubs its
+    value from logs): never in git's configuration, an argument, the remote URL or another
+    encoding (a base64 `Authorization` header would not be recognised as the secret). An empty
+    helper first clears any configured helper, so none stores it.
     """
-    basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", variable):
+        raise ValueError(f"token variable {variable!r}: not an environment variable name")
+    key = f"credential.https://{host}.helper"
+    helper = (
+        f'!f() {{ test "$1" = get || exit 0; echo username=x-access-token; '
+        f'echo "password=${{{variable}}}"; }}; f'
+    )
     return {
-        "GIT_CONFIG_COUNT": "1",
-        "GIT_CONFIG_KEY_0": f"http.https://{host}/.extraheader",
-        "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}",
+        "GIT_CONFIG_COUNT": "2",
+        "GIT_CONFIG_KEY_0": key,
+        "GIT_CONFIG_VALUE_0": "",
+        "GIT_CONFIG_KEY_1": key,
+        "GIT_CONFIG_VALUE_1": helper,
     }
 
 

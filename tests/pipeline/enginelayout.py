@@ -84,8 +84,11 @@ def uploaded_files(root: Path = ROOT) -> list[str]:
     for folder, dirs, names in os.walk(root):
         here = Path(folder).relative_to(root).as_posix()
         prefix = "" if here == "." else f"{here}/"
-        dirs[:] = [d for d in dirs if not recipes.source_ignored(prefix + d)]
-        files += [prefix + n for n in names if not recipes.source_ignored(prefix + n)]
+        # A symlink to a folder (charts/<name>/charts/lib) is uploaded as the link.
+        links = [d for d in dirs if (Path(folder) / d).is_symlink()]
+        dirs[:] = [d for d in dirs if d not in links and not recipes.source_ignored(prefix + d)]
+        entries = [*names, *links]
+        files += [prefix + n for n in entries if not recipes.source_ignored(prefix + n)]
     return sorted(files)
 
 

@@ -95,3 +95,16 @@ def test_two_generators_claiming_one_path_is_an_error(tmp_path: Path) -> None:
 
     with pytest.raises(generated.GenerateError, match=r"x.txt: generated twice \(second by b\)"):
         generated.render(tmp_path, twice)
+
+
+def test_out_writes_every_generated_file_elsewhere_and_leaves_the_repo_alone(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "generated"
+
+    done = generate(ROOT, "--out", str(out))
+
+    assert done.returncode == 0, done.stderr
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert written == sorted(generated.render(ROOT, generated.registry()))
+    assert generate(ROOT, "--check").returncode == 0

@@ -36,6 +36,16 @@ FUNCTIONS = {
     "version",
 }
 ENGINE_TIMEOUT_SECONDS = 3600
+# `dagger check` runs these (no required argument), `dagger generate` these, `dagger up` this.
+CHECKS = {
+    "lint_services",
+    "test_services",
+    "scan_services",
+    "test_repository",
+    "generated_up_to_date",
+}
+GENERATORS = {"generated_files"}
+UP = {"stack"}
 
 REGISTER = """
 import anyio, json, dagger, ci
@@ -78,6 +88,58 @@ def test_engine_test_module_registers_one_function_per_capability_and_all() -> N
     names, reached = done.stdout.splitlines()[:2]
     assert set(json.loads(names)) == (FUNCTIONS | {"all"})
     assert reached.startswith("engine call reached:")
+
+
+CONVENTIONS = """
+import json, ci
+module = ci.Ci.__dagger_module__
+functions = module.get_object("Ci").functions
+print(json.dumps({
+    "check": sorted(n for n, f in functions.items() if f.check),
+    "generate": sorted(n for n, f in functions.items() if f.generate),
+    "up": sorted(n for n, f in functions.items() if f.service),
+    "required": {
+        n: [p.name for p in f.parameters.values() if p.is_optional is False
+            and p.default_value is None and p.default_path is None]
+        for n, f in functions.items() if f.check or f.generate or f.service
+    },
+    "enums": {name: [m.name for m in cls] for name, cls in module._enums.items()},
+    "types": {n: str(functions[n].parameters[p].resolved_type.__name__)
+              for n, p in (("scan", "severity"), ("check", "severity"), ("release", "mode"))},
+}))
+"""
+
+
+def test_checks_generators_and_up_are_registered_with_the_real_sdk() -> None:
+    done = python(CONVENTIONS, DAGGER_MAIN_OBJECT="Ci")
+
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    assert set(found["check"]) == CHECKS
+    assert set(found["generate"]) == GENERATORS
+    assert set(found["up"]) == UP
+    # `dagger check` calls checks without arguments: none may be required.
+    assert found["required"] == dict.fromkeys(CHECKS | GENERATORS | UP, [])
+
+
+def test_severity_and_release_mode_are_enums_the_cli_validates() -> None:
+    done = python(CONVENTIONS, DAGGER_MAIN_OBJECT="Ci")
+
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    assert found["enums"] == {
+        "Severity": ["LOW", "MEDIUM", "HIGH", "CRITICAL"],
+        "ReleaseMode": ["COMMIT", "PULL_REQUEST"],
+    }
+    assert found["types"] == {"scan": "Severity", "check": "Severity", "release": "ReleaseMode"}
+
+
+def test_the_severity_enum_is_the_scan_policy_s_gate() -> None:
+    from ci.core import scanpolicy
+    from ci.main import Severity
+
+    for member in Severity:
+        assert scanpolicy.Severity.parse(member.value).name == member.value
 
 
 CACHE_POLICIES = """

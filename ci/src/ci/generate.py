@@ -1,7 +1,8 @@
 """`python -m ci.generate [--check] [NAME ...]`: write the repository's generated files.
 
 The generators are those of ci.core.generated. `--check` writes nothing, lists every stale or
-missing file and exits 1 when there is one (`make lint`). Exit status 2 on usage errors or
+missing file and exits 1 when there is one (`make lint`); `--out DIR` writes every generated
+file under DIR, for `dagger generate` to diff against the source. Exit status 2 on usage errors or
 when a generator cannot run (the message names the file). `dagger generate` runs this command
 in the toolchain container.
 """
@@ -25,6 +26,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*", metavar="NAME", help="only these generators")
     p.add_argument("--check", action="store_true", help="write nothing; fail when stale")
     p.add_argument("--repo", type=Path, default=Path(), help="repository root (default: .)")
+    p.add_argument(
+        "--out", type=Path, help="write every generated file under OUT instead (dagger generate)"
+    )
     return p
 
 
@@ -42,7 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"stale or missing (run make generate): {' '.join(stale)}", file=sys.stderr)
             return STALE
         return 0
-    for path in generated.write(root, files):
+    target = root if args.out is None else args.out.resolve()
+    for path in generated.write(target, files):
         print(f"wrote {path}")
     return 0
 

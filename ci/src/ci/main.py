@@ -7,17 +7,26 @@ from collections.abc import Callable
 from typing import Annotated, TypeVar, cast
 
 import dagger
-from dagger import DefaultPath, Doc, Ignore, Name, dag, enum_type, function, object_type
+from dagger import (
+    DefaultPath,
+    Doc,
+    Ignore,
+    Name,
+    dag,
+    enum_type,
+    function,
+    object_type,
+)
 
 from ci.core import recipes, toolversions
 from ci.core.affected import plan_json
-from ci.core.catalog import catalog_json
+from ci.core.catalog import Service, catalog_json
 from ci.core.gitfacts import GitFacts
 from ci.core.versions import build_version
 from ci.engine import k3s
 from ci.engine.delivery import Credentials, Delivery, DeployRequest, PreviewRequest
-from ci.engine.stages import BuildLabels, Pipeline, StageFailedError, TestRun
-from ci.engine.toolchains import Images
+from ci.engine.stages import BuildLabels, Pipeline, StageFailedError, TestRun, passed_or_raise
+from ci.engine.toolchains import REPO, Images
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -249,6 +258,60 @@ class Ci:
             raise StageFailedError(text)
         return text
 
+    # --- `dagger check` and `dagger generate` -----------------------------------------------
+    # Checks take no required argument; each covers every service concurrently and names the
+    # failed ones (`dagger call lint --service NAME` runs one). `make check` runs the same
+    # stages on the host.
+
+    @function
+    @dagger.check
+    async def lint_services(self) -> None:
+        """Lint every service: ruff, ruff format, mypy --strict / eslint, tsc."""
+        pipeline = self._pipeline()
+        await pipeline.every_service("lint", lambda s: pipeline.lint(s.name))
+
+    @function
+    @dagger.check
+    async def test_services(self) -> None:
+        """Every service's own suite, each with its own PostgreSQL/Redis."""
+        pipeline = self._pipeline()
+
+        async def run(service: Service) -> str:
+            return passed_or_raise(await pipeline.test(service.name))
+
+        await pipeline.every_service("test", run)
+
+    @never_cached
+    @dagger.check
+    async def scan_services(self) -> None:
+        """Build and scan every image: Trivy (HIGH and above fail), hadolint, SBOM."""
+        pipeline = self._pipeline()
+        await pipeline.every_service("scan", lambda s: pipeline.scan_gate(s, "HIGH"))
+
+    @function
+    @dagger.check
+    async def test_repository(self, repo: Repo) -> None:
+        """The repository suite (tests/ and the libraries) in the engine's layout."""
+        passed_or_raise(await self._pipeline().test_repo(repo))
+
+    @function
+    @dagger.check
+    async def generated_up_to_date(self) -> None:
+        """Fails when a generated file (requirements.txt, ...) is stale: run `dagger generate`
+        or `make generate`."""
+        pipeline = self._pipeline()
+        ctr = (await pipeline.toolchain()).with_env_variable("PYTHONPATH", f"{REPO}/ci/src")
+        await ctr.with_exec(["python", "-m", "ci.generate", "--check"]).sync()
+
+    @function
+    @dagger.generate
+    async def generated_files(self) -> dagger.Changeset:
+        """The generated files (ci.core.generated) rendered from this source, as the changes
+        to apply: `dagger generate`."""
+        pipeline = self._pipeline()
+        files = await pipeline.generated(await pipeline.toolchain())
+        return self.source.with_directory(".", files).changes(self.source)
+
     # --- the platform on an ephemeral K3s (ci.engine.k3s + ci.cluster) ---------------------
 
     def _cluster(self, pipeline: Pipeline | None = None) -> k3s.Cluster:
@@ -278,6 +341,7 @@ class Ci:
         return run.reports
 
     @never_cached
+    @dagger.up
     async def stack(self, revision: Revision = "unknown") -> dagger.Service:
         """The platform installed on an ephemeral K3s and kept running, its gateway on port
         80 for `localhost`: `dagger call stack up --ports 8080:80`, then http://localhost:8080."""

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from ci.core.affected import Plan
 from ci.core.catalog import SERVICES_DIR, Catalog, Service
 
+REPO_TESTS_DIR = "tests"
 # Kept out of the source the engine uploads, and out of the build contexts host mode copies:
 # environments, dependencies and caches that containers rebuild.
 SOURCE_IGNORE = [
@@ -29,8 +30,24 @@ SOURCE_IGNORE = [
     "**/.pytest_cache",
     "**/.hypothesis",
     "**/dist",
+    "**/*.egg-info",
     "ci/sdk",
+    "ci/tests/sdk",
     "test-output",
+    "cluster-output",
+]
+# What a service's lint and test read: the uv workspace (`uv sync --all-packages` installs every
+# member, so all of services/), the root project, lock and tool settings, the toolchain's package
+# list, and the pytest plugins the root configuration loads for any pytest run (tests/harness,
+# which imports ci.localapp from ci/src). A change to README, charts, argocd, k3s or the other
+# suites re-runs no service's lint or test.
+SERVICE_STAGE_CONTEXT = [
+    "pyproject.toml",
+    "uv.lock",
+    ".ci/",
+    f"{SERVICES_DIR}/",
+    f"{REPO_TESTS_DIR}/harness/",
+    "ci/src/",
 ]
 
 
@@ -68,7 +85,6 @@ TEST_REDIS_URL = f"redis://{REDIS_HOST}:6379/0"
 # The repository-level suite ("test-repo"): everything `make test` runs that no service's own
 # suite covers. Its row in the check summary carries this name.
 REPO_SUITE = "test-repo"
-REPO_TESTS_DIR = "tests"
 TRIVY_REPORT = "trivy.json"
 
 

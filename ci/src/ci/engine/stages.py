@@ -138,17 +138,22 @@ class Pipeline:
         text = await self.source.file(SYSTEM_PACKAGES_FILE).contents()
         return parse_system_packages(text, SYSTEM_PACKAGES_FILE)
 
-    async def npm_folders(self) -> list[str]:
-        return npm_folders(await self.source.glob(f"**/{NPM_LOCK_FILE}"))
+    async def toolchain(self, context: dagger.Directory | None = None) -> dagger.Container:
+        """The one container lint and test run in (ci.engine.toolchains.toolchain), over the
+        whole source or a narrower `context` of it."""
+        source = self.source if context is None else context
+        npm = npm_folders(await source.glob(f"**/{NPM_LOCK_FILE}"))
+        return toolchains.toolchain(source, self.images, await self.system_packages(), npm)
 
-    async def toolchain(self) -> dagger.Container:
-        """The one container lint and test run in (ci.engine.toolchains.toolchain)."""
-        packages, npm = await self.system_packages(), await self.npm_folders()
-        return toolchains.toolchain(self.source, self.images, packages, npm)
+    async def service_toolchain(self, service: Service) -> dagger.Container:
+        """The toolchain over what a service's lint and test read (SERVICE_STAGE_CONTEXT): a
+        README change leaves their cached results valid."""
+        context = self.source.filter(include=recipes.SERVICE_STAGE_CONTEXT)
+        return toolchains.for_service(await self.toolchain(context), service)
 
     async def lint(self, name: str) -> str:
         service = await self.service(name)
-        ctr = toolchains.for_service(await self.toolchain(), service)
+        ctr = await self.service_toolchain(service)
         for step in recipes.lint_steps(service):
             ctr = with_step(ctr, step)
         return await ctr.stdout()
@@ -156,7 +161,7 @@ class Pipeline:
     async def test(self, name: str) -> TestRun:
         """SERVICE's own suite, with a PostgreSQL/Redis of its own as service.yaml `needs`."""
         service = await self.service(name)
-        ctr = toolchains.for_service(await self.toolchain(), service)
+        ctr = await self.service_toolchain(service)
         ctr = await toolchains.with_backing_services(ctr, service, self.images)
         return await run_tests(ctr, recipes.step_for_tests(service))
 
@@ -312,6 +317,40 @@ class Pipeline:
         if all(r.ok for r in results if r.stage == "build"):
             await record("scan", scan)
         return results
+
+    async def every_service(self, stage: str, run: Callable[[Service], Awaitable[str]]) -> str:
+        """One stage of every service concurrently (a `dagger check`); raises with the
+        summary, naming each failed service, when one failed."""
+        results: list[StageResult] = []
+
+        def bound(service: Service) -> Stage:
+            async def one() -> str:
+                return await run(service)
+
+            return one
+
+        async with anyio.create_task_group() as group:
+            for service in (await self.catalog()).services:
+                group.start_soon(recorder(service.name, results), stage, bound(service))
+        text = summary(results)
+        if failed(results):
+            raise StageFailedError(text)
+        return text
+
+    async def scan_gate(self, service: Service, severity: str) -> str:
+        """Build and scan SERVICE; raises when the gate blocks it."""
+        image = self.build_service(service, "scan", "", "")
+        run = await self.scan(service.name, severity, image)
+        if not run.passed:
+            raise StageFailedError(run.explain())
+        return ""
+
+    async def generated(self, toolchain: dagger.Container) -> dagger.Directory:
+        """Every generated file (ci.core.generated), rendered in the toolchain."""
+        out = "/generated"
+        cmd = ["python", "-m", "ci.generate", "--repo", toolchains.REPO, "--out", out]
+        ctr = toolchain.with_env_variable("PYTHONPATH", f"{toolchains.REPO}/ci/src")
+        return ctr.with_directory(out, dag.directory()).with_exec(cmd).directory(out)
 
     async def check(
         self,

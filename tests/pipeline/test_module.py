@@ -119,7 +119,7 @@ def test_checks_generators_and_up_are_registered_with_the_real_sdk() -> None:
     assert set(found["generate"]) == GENERATORS
     assert set(found["up"]) == UP
     # `dagger check` calls checks without arguments: none may be required.
-    assert found["required"] == dict.fromkeys(CHECKS | GENERATORS | UP, [])
+    assert found["required"] == {key: [] for key in CHECKS | GENERATORS | UP}
 
 
 def test_severity_and_release_mode_are_enums_the_cli_validates() -> None:

@@ -326,16 +326,26 @@ class Ci:
         changed: Changed = None,
         revision: Revision = "unknown",
         allow_failure: Annotated[bool, Doc("return the reports even when the run fails")] = False,
+        gitops: Annotated[
+            bool,
+            Doc("the real first install: k3s/bootstrap.sh, Argo CD syncing this commit"),
+        ] = False,
     ) -> dagger.Directory:
         """Every image built, K3s started with them, the platform installed as Argo CD syncs it
         (charts, hooks, values-ci.yaml), readiness awaited, tests/e2e through the gateway.
+        With --gitops: k3s/bootstrap.sh and Argo CD itself, following this commit from a git
+        server in the engine, until every Application is Synced and Healthy, then tests/e2e.
         junit.xml, timings.json, and diagnostics/ on failure, in a directory. Skipped (an
         empty report) when the changes since BASE affect no service."""
         pipeline = self._pipeline()
         plan = await pipeline.plan(repo, base, everything, changed)
         if not plan.names():
             return dag.directory().with_new_file("skipped.txt", "no service affected\n")
-        run = await k3s.integration(self._cluster(pipeline), BuildLabels(revision=revision))
+        cluster = self._cluster(pipeline)
+        if gitops:
+            run = await k3s.gitops_integration(cluster)
+        else:
+            run = await k3s.integration(cluster, BuildLabels(revision=revision))
         if run.exit_code != 0 and not allow_failure:
             raise StageFailedError(f"integration failed:\n{run.output}")
         return run.reports

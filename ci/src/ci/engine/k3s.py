@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import dagger
 from dagger import dag
 
-from ci.core import k3s_server, toolversions
+from ci.core import gitops_install, k3s_server, toolversions
 from ci.core.catalog import Catalog, Service
 from ci.core.cluster_plan import DEFAULT_NAMESPACE
 from ci.engine import toolchains
@@ -36,6 +36,8 @@ CONFIG_DIR = "/etc/rancher/k3s"
 DATA_DIR = k3s_server.DATA_DIR
 IMPORT_DIR = k3s_server.IMPORT_DIR
 OUTPUT = "/out"
+GIT_HOST = "git"  # the git server of `integration --gitops`
+SERVED_URL = f"git://{GIT_HOST}/chat-platform.git"
 PLATFORM = "platform"  # the check summary's row for the whole installed platform
 ENTRYPOINT = "/usr/local/bin/cgroup-v2-entrypoint"
 # K3s evacuates the root cgroup (v2) only when it runs as PID 1 (k3s-io/k3s#4086); in a Dagger
@@ -87,14 +89,15 @@ class Cluster:
         image = self.pipeline.build_service(service, version, labels.revision, labels.source_url)
         return image.as_tarball()
 
-    def server(self, images: dagger.Directory) -> dagger.Service:
+    def server(self, images: dagger.Directory, git: dagger.Service | None = None) -> dagger.Service:
         """K3s, privileged, its images mounted for import; Traefik off (the gateway is NGINX
         Gateway Fabric, installed by ci.cluster), the API certificate valid for `k3s`."""
         script = k3s_server.service_script(K3S_HOST, self.kubeconfig)
+        base = dag.container().from_(self.k3s_image)
+        if git is not None:  # Argo CD's repo-server reaches the engine's git server by name
+            base = base.with_service_binding(GIT_HOST, git)
         return (
-            dag.container()
-            .from_(self.k3s_image)
-            .with_new_file(ENTRYPOINT, CGROUP_V2_ENTRYPOINT, permissions=0o755)
+            base.with_new_file(ENTRYPOINT, CGROUP_V2_ENTRYPOINT, permissions=0o755)
             .with_entrypoint([ENTRYPOINT])
             .with_mounted_cache(CONFIG_DIR, dag.cache_volume("ci-k3s-config"))
             # One volume for every run, wiped by the script before K3s starts (not a containerd
@@ -184,3 +187,59 @@ async def stack(cluster: Cluster, labels: BuildLabels) -> dagger.Service:
     runner = await cluster.runner(k3s)
     await runner.with_exec(cluster.run_args(catalog, "localhost", e2e=False)).sync()
     return k3s
+
+
+async def served_source(source: dagger.Directory) -> dagger.Directory:
+    """This commit's files with every Argo CD repoURL pointed at the engine's git server."""
+    paths = [p for p in await source.glob("argocd/**") if p.endswith((".yaml", ".json"))]
+    files = {path: await source.file(path).contents() for path in paths}
+    for path, text in gitops_install.retarget(files, SERVED_URL).items():
+        source = source.with_new_file(path, text)
+    return source
+
+
+def git_server(toolchain: dagger.Container) -> dagger.Service:
+    """`git daemon` serving the source as one commit on main (read-only, no credentials)."""
+    commit = ["git", "-c", "user.name=ci", "-c", "user.email=ci@ci.local", "commit", "-qm", "ci"]
+    return (
+        toolchain.with_exec(["git", "init", "-q", "-b", "main"])
+        .with_exec(["git", "add", "-A"])
+        .with_exec(commit)
+        .with_exec(["git", "clone", "-q", "--bare", toolchains.REPO, "/srv/chat-platform.git"])
+        .with_exposed_port(9418)
+        .as_service(
+            args=["git", "daemon", "--reuseaddr", "--export-all", "--base-path=/srv", "/srv"]
+        )
+    )
+
+
+async def gitops_integration(cluster: Cluster) -> IntegrationRun:
+    """The first install as production gets it: K3s, the real k3s/bootstrap.sh, Argo CD
+    following this commit from a git server in the engine, every Application Synced and
+    Healthy (per-wave deadlines, diagnostics on expiry), tests/e2e through the gateway. The
+    images are those git pins (nothing is loaded into K3s)."""
+    served = await served_source(cluster.pipeline.source)
+    toolchain = await cluster.pipeline.toolchain(served)
+    git = git_server(toolchain)
+    k3s = cluster.server(dag.directory(), git)
+    script = gitops_install.runner_script(
+        cluster.kubeconfig, f"https://{K3S_HOST}:{API_PORT}", f"http://{K3S_HOST}", OUTPUT
+    )
+    runner = (
+        toolchain.with_exec(["sh", "-c", "apt-get update -qq && apt-get install -y -qq curl"])
+        .with_mounted_cache(CONFIG_DIR, dag.cache_volume("ci-k3s-config"))
+        .with_service_binding(K3S_HOST, k3s)
+        .with_service_binding(GIT_HOST, git)
+        .with_env_variable("PYTHONPATH", f"{toolchains.REPO}/ci/src")
+        .with_env_variable("CI_CLUSTER_RUN", cluster.pipeline.run)
+        .with_directory(OUTPUT, dag.directory())
+    )
+    done = await runner.with_exec(["sh", "-c", script], expect=dagger.ReturnType.ANY).sync()
+    code = await done.exit_code()
+    output = tail(await done.stdout() + await done.stderr())
+    reports = (
+        done.directory(OUTPUT)
+        .with_new_file("output.txt", output)
+        .with_new_file("exit-code", f"{code}\n")
+    )
+    return IntegrationRun(code, output, reports)

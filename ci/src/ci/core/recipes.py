@@ -35,6 +35,8 @@ SOURCE_IGNORE = [
     "ci/tests/sdk",
     "test-output",
     "cluster-output",
+    ".cache",
+    ".localapp",
 ]
 # What a service's lint and test read: the uv workspace (`uv sync --all-packages` installs every
 # member, so all of services/), the root project, lock and tool settings, the toolchain's package

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -140,3 +141,157 @@ def test_backup_dumps_every_database_prunes_old_dumps_and_restores(
     with psycopg.connect(target_url) as conn:
         rows = conn.execute("SELECT id, body FROM messages ORDER BY id").fetchall()
     assert rows == [(1, "hello"), (2, "world")]
+
+
+# Rows of each service's own tables (after its real migrations), as the services write them.
+SEED = {
+    "auth": [
+        "INSERT INTO users (id, username, password_hash, created_at) VALUES"
+        " ('00000000-0000-4000-8000-000000000001', 'alice', 'argon2-hash', now()),"
+        " ('00000000-0000-4000-8000-000000000002', 'bob', 'argon2-hash', now())",
+        "INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, created_at, expires_at)"
+        " VALUES ('00000000-0000-4000-8000-000000000003', '00000000-0000-4000-8000-000000000001',"
+        " '00000000-0000-4000-8000-000000000004', repeat('a', 64), now(),"
+        " now() + interval '1 day')",
+    ],
+    "backend": [
+        "INSERT INTO conversations (id, user_id, title, created_at) VALUES"
+        " ('00000000-0000-4000-8000-000000000011', 'alice', 'hello', now())",
+        "INSERT INTO messages (id, conversation_id, user_id, role, content, status, attempts,"
+        " created_at, updated_at) VALUES ('00000000-0000-4000-8000-000000000012',"
+        " '00000000-0000-4000-8000-000000000011', 'alice', 'user', 'hi', 'completed', 0, now(),"
+        " now())",
+        "INSERT INTO outbox (event_id, type, conversation_id, message_id, user_id, role,"
+        " created_at) VALUES ('00000000-0000-4000-8000-000000000013', 'message.created',"
+        " '00000000-0000-4000-8000-000000000011', '00000000-0000-4000-8000-000000000012',"
+        " 'alice', 'user', now())",
+    ],
+    "data-processor": [
+        "INSERT INTO data_processor_processedevent (event_id, event_type, stream_id, processed_at)"
+        " VALUES ('e1', 'message.created', '1-0', now())",
+        "INSERT INTO data_processor_dailymessagecount (user_id, day, count) VALUES"
+        " ('00000000-0000-4000-8000-000000000001', '2026-12-06', 3)",
+    ],
+}
+MIGRATE = {
+    "auth": [sys.executable, "-m", "auth.migrate"],
+    "backend": [sys.executable, "-m", "backend.migrate"],
+    "data-processor": [sys.executable, "-m", "data_processor.manage", "migrate", "--noinput"],
+}
+
+
+def snapshot(url: str) -> dict[str, list[tuple[object, ...]]]:
+    """Every table of the database with all its rows (sorted), and who owns it."""
+    with psycopg.connect(url) as conn:
+        tables = [
+            (name, owner)
+            for name, owner in conn.execute(
+                "SELECT tablename, tableowner FROM pg_tables WHERE schemaname = 'public'"
+            )
+        ]
+        return {
+            f"{name} (owner {owner})": sorted(
+                conn.execute(f'SELECT * FROM "{name}"').fetchall(),  # noqa: S608 (pg_tables)
+                key=repr,
+            )
+            for name, owner in tables
+        }
+
+
+def damage(url: str) -> None:
+    """What a bad migration or a mistaken command leaves: rows gone, a table gone, junk added."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        tables = [
+            row[0]
+            for row in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        ]
+        for table in tables:
+            conn.execute(f'TRUNCATE "{table}" CASCADE')
+        conn.execute(f'DROP TABLE "{sorted(tables)[0]}" CASCADE')
+        conn.execute("CREATE TABLE junk (id int)")
+
+
+def test_restore_drill_brings_back_every_table_of_every_service_database(
+    postgres_admin_url: str, tmp_path: Path
+) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    services = {service: f"drill-{suffix}-{service}" for service in SEED}
+    passwords = tmp_path / "passwords"
+    passwords.mkdir()
+    for name in services.values():
+        (passwords / name).write_text(uuid.uuid4().hex)
+    env = client_env(
+        postgres_admin_url, SERVICES=" ".join(services.values()), PASSWORDS_DIR=str(passwords)
+    )
+    assert run_script("ensure-databases.sh", env).returncode == 0
+    databases = {s: n.replace("-", "_") for s, n in services.items()}
+    urls = {s: role_url(postgres_admin_url, db, db) for s, db in databases.items()}
+    try:
+        for service, url in urls.items():
+            migrate_env = {
+                **os.environ,
+                "DATABASE_URL": url,
+                "DJANGO_SECRET_KEY": f"drill-{suffix}",
+                # data-processor's settings insist on one; migrations never connect to it.
+                "REDIS_URL": "redis://127.0.0.1:9/0",
+            }
+            subprocess.run(MIGRATE[service], env=migrate_env, check=True, timeout=300)
+            with psycopg.connect(url, autocommit=True) as conn:
+                for statement in SEED[service]:
+                    conn.execute(statement)
+        before = {s: snapshot(url) for s, url in urls.items()}
+        assert all(len(tables) >= 3 for tables in before.values())
+
+        backups = tmp_path / "backups"
+        backups.mkdir()
+        backup_env = client_env(
+            postgres_admin_url, DATABASES=" ".join(databases.values()), RETENTION_DAYS="7",
+            BACKUP_DIR=str(backups),
+        )  # fmt: skip
+        assert run_script("backup.sh", backup_env).returncode == 0
+        stamp = next(backups.glob("*.dump")).name.rsplit("-", 1)[1].removesuffix(".dump")
+
+        restore_env = client_env(postgres_admin_url, BACKUP_DIR=str(backups))
+        # One database: only it comes back; the others stay as they are.
+        for url in urls.values():
+            damage(url)
+        one = run_restore(restore_env, stamp, databases["backend"])
+        assert one.returncode == 0, one.stderr
+        assert snapshot(urls["backend"]) == before["backend"]
+        assert snapshot(urls["auth"]) != before["auth"]
+        # All of them, from the run's stamp, while a client still holds a session on one:
+        # every table, every row, the same owners; the junk made after the backup is gone.
+        session = psycopg.connect(urls["auth"], autocommit=True)
+        everything = run_restore(restore_env, stamp)
+        with pytest.raises(psycopg.OperationalError):  # ended: it held the replaced database
+            session.execute("SELECT 1")
+        session.close()
+        assert everything.returncode == 0, everything.stderr
+        assert {s: snapshot(url) for s, url in urls.items()} == before
+    finally:
+        with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
+            for db in databases.values():
+                conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+                conn.execute(f'DROP ROLE IF EXISTS "{db}"')
+
+
+def run_restore(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["/bin/sh", str(SCRIPTS / "restore.sh"), *args],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+def test_restore_refuses_bad_arguments_before_changing_anything(
+    postgres_admin_url: str, tmp_path: Path
+) -> None:
+    env = client_env(postgres_admin_url, BACKUP_DIR=str(tmp_path))
+    assert run_restore(env).returncode == 2
+    assert run_restore(env, "../etc/passwd").returncode == 2
+    missing = run_restore(env, "20000101T000000Z")
+    assert missing.returncode == 1
+    assert "no dump with stamp '20000101T000000Z'" in missing.stderr
+    (tmp_path / "backend-20000101T000000Z.dump").write_bytes(b"not a dump")
+    broken = run_restore(env, "20000101T000000Z")
+    assert broken.returncode == 1
+    assert "not a readable pg_dump archive" in broken.stderr

@@ -72,6 +72,7 @@ async def test_ai_down_keeps_the_message_and_retry_completes_it_later(
     reply = posted.json()["reply"]
     assert reply["status"] == "pending"
     assert reply["content"] == ""
+    assert reply["failure"] == "AI service unreachable", "said at once, not after the retries"
     stored = await _messages(backend, path, alice)
     assert [(m["content"], m["status"]) for m in stored] == [
         ("anyone?", "completed"),
@@ -84,6 +85,7 @@ async def test_ai_down_keeps_the_message_and_retry_completes_it_later(
     assert retried.json()["status"] == "completed"
     assert '"anyone?"' in retried.json()["content"]
     assert retried.json()["id"] == reply["id"]
+    assert retried.json()["failure"] is None
 
     again = await backend.http.post(f"{path}/messages/{reply['id']}/retry", headers=alice)
     assert again.json() == retried.json()  # a completed reply is returned as it is

@@ -20,12 +20,18 @@ log = logging.getLogger(__name__)
 _TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
-class AiError(Exception):
-    """No reply. `transient` says whether trying again later may succeed."""
+# The start of `last_error` when nothing accepted the connection: the reply says so at once.
+UNREACHABLE = "AI service unreachable"
 
-    def __init__(self, message: str, *, transient: bool) -> None:
+
+class AiError(Exception):
+    """No reply. `transient` says whether trying again later may succeed; `unreachable` that
+    the ai service refused the connection (trying again at once is no use)."""
+
+    def __init__(self, message: str, *, transient: bool, unreachable: bool = False) -> None:
         super().__init__(message)
         self.transient = transient
+        self.unreachable = unreachable
 
 
 @dataclass(frozen=True)
@@ -76,7 +82,7 @@ class AiClient:
                 return await self._once(messages)
             except AiError as exc:
                 error = exc
-                if not exc.transient or attempt == self._retry.attempts:
+                if not exc.transient or exc.unreachable or attempt == self._retry.attempts:
                     break
                 delay = self._retry.delay(attempt)
                 log.info(
@@ -99,6 +105,11 @@ class AiClient:
             )
         except httpx.TimeoutException as exc:
             raise AiError("the ai service did not answer in time", transient=True) from exc
+        except httpx.ConnectError as exc:
+            # Nothing listens: fail this attempt fast; the background retry tries again later.
+            raise AiError(
+                f"{UNREACHABLE} ({exc or 'connection refused'})", transient=True, unreachable=True
+            ) from exc
         except httpx.HTTPError as exc:
             raise AiError(
                 f"the ai service is unreachable ({type(exc).__name__})", transient=True

@@ -6,9 +6,10 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from servicekit.text import Text
 
+from backend.ai_client import UNREACHABLE
 from backend.models import TITLE_MAX
 
 
@@ -61,6 +62,19 @@ class MessageOut(BaseModel):
     # The ai model that wrote an assistant reply (None for the user's messages and pending
     # replies); the front end marks replies of the local demo provider.
     model: str | None = None
+    # Why a reply is not there (yet), in words for people: "AI service unreachable" as soon as
+    # the ai service refused the connection (a pending reply is still retried in the
+    # background), or a general sentence for a failed one.
+    failure: str | None = Field(default=None, validation_alias="last_error")
+
+    @field_validator("failure", mode="before")
+    @classmethod
+    def _in_words(cls, last_error: object, info: ValidationInfo) -> str | None:
+        if not last_error or info.data.get("role") != "assistant":
+            return None
+        if str(last_error).startswith(UNREACHABLE):
+            return UNREACHABLE
+        return "The AI service could not reply" if info.data.get("status") == "failed" else None
 
 
 class PostedMessage(BaseModel):

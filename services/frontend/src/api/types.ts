@@ -35,6 +35,8 @@ export interface Message {
   created_at: string;
   /** The model that wrote an assistant reply; `local-...` is ai's demo provider. */
   model?: string | null;
+  /** Why the reply is not there (yet): "AI service unreachable", ... */
+  failure?: string | null;
 }
 
 export interface SentMessage {

@@ -122,7 +122,9 @@ export function MessageItem({ message }: { message: Message }) {
           </span>
         )}
       </div>
-      {message.status === 'pending' ? (
+      {message.status === 'pending' && message.failure ? (
+        <RetryReply message={message} reason={`${message.failure}: trying again in the background.`} />
+      ) : message.status === 'pending' ? (
         <p className="message-pending" role="status">
           {message.content || 'The AI is writing a reply…'}
         </p>
@@ -131,7 +133,9 @@ export function MessageItem({ message }: { message: Message }) {
           {message.content}
         </p>
       )}
-      {message.status === 'failed' && <RetryReply message={message} />}
+      {message.status === 'failed' && (
+        <RetryReply message={message} reason={`${message.failure ?? 'The AI could not reply'}.`} />
+      )}
     </li>
   );
 }
@@ -141,7 +145,7 @@ export function isDemoModel(message: Message): boolean {
   return message.role === 'assistant' && (message.model ?? '').startsWith('local-');
 }
 
-function RetryReply({ message }: { message: Message }) {
+function RetryReply({ message, reason }: { message: Message; reason: string }) {
   const api = useApi();
   const queryClient = useQueryClient();
   const retry = useMutation({
@@ -151,7 +155,7 @@ function RetryReply({ message }: { message: Message }) {
   });
   return (
     <div className="message-failed-notice" role="alert">
-      <span>The AI could not reply.</span>
+      <span>{reason}</span>
       <button type="button" onClick={() => retry.mutate()} disabled={retry.isPending}>
         {retry.isPending ? 'Retrying…' : 'Retry'}
       </button>

@@ -286,3 +286,27 @@ describe('no lost or doubled writes', () => {
     expect(screen.getByRole('button', { name: 'Send' })).toBeDisabled();
   });
 });
+
+describe('an unreachable AI service', () => {
+  it('says so at once and offers Retry instead of "writing a reply"', async () => {
+    renderApp('/conversations/c1', {
+      'GET /api/chat/conversations/c1': () => json(conversation),
+      'GET /api/chat/conversations/c1/messages': () =>
+        page([
+          message({}),
+          message({
+            id: 'm2',
+            role: 'assistant',
+            content: '',
+            status: 'pending',
+            failure: 'AI service unreachable',
+          }),
+        ]),
+    });
+    expect(
+      await screen.findByText('AI service unreachable: trying again in the background.'),
+    ).toBeInTheDocument();
+    expect(screen.getByRole('button', { name: 'Retry' })).toBeInTheDocument();
+    expect(screen.queryByText(/writing a reply/)).not.toBeInTheDocument();
+  });
+});

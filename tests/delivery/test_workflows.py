@@ -146,3 +146,12 @@ def test_actionlint_passes_and_catches_errors(tmp_path: Path) -> None:
     )
     assert failed.returncode != 0
     assert "secret" in failed.stdout
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_dagger_calls_get_the_optional_otlp_endpoint(path: Path) -> None:
+    """`dagger call` sends its traces where OTEL_EXPORTER_OTLP_ENDPOINT points; a repository
+    variable (an address, not a secret), empty and so ignored when unset."""
+    assert "dagger call" in path.read_text()
+    env = load(path).get("env", {})
+    assert env.get("OTEL_EXPORTER_OTLP_ENDPOINT") == "${{ vars.OTEL_EXPORTER_OTLP_ENDPOINT }}"

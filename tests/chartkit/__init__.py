@@ -49,7 +49,7 @@ kubernetes_validate.utils.schema_contents = functools.cache(
 
 
 def k3s_version() -> str:
-    """The pinned K3s release, e.g. v1.33.5+k3s1."""
+    """The pinned K3s release, e.g. v1.35.5+k3s1."""
     text = (K3S / "versions.env").read_text()
     match = re.search(r"^K3S_VERSION=(v\d+\.\d+\.\d+\+k3s\d+)$", text, re.MULTILINE)
     if match is None:
@@ -58,7 +58,7 @@ def k3s_version() -> str:
 
 
 def kubernetes_version() -> str:
-    """The Kubernetes version inside the pinned K3s release, e.g. 1.33.5."""
+    """The Kubernetes version inside the pinned K3s release, e.g. 1.35.5."""
     return k3s_version().removeprefix("v").split("+", 1)[0]
 
 

@@ -31,8 +31,8 @@ VERSIONS = read_versions((REPO / "k3s" / "versions.env").read_text())
 
 
 def test_the_k3s_image_is_the_release_pinned_for_the_host() -> None:
-    assert VERSIONS["K3S_VERSION"] == "v1.33.5+k3s1"
-    assert k3s_image(VERSIONS).startswith("rancher/k3s:v1.33.5-k3s1@sha256:")
+    assert VERSIONS["K3S_VERSION"] == "v1.35.5+k3s1"
+    assert k3s_image(VERSIONS).startswith("rancher/k3s:v1.35.5-k3s1@sha256:")
 
 
 def test_a_k3s_release_without_a_known_digest_is_refused() -> None:

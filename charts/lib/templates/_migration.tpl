@@ -70,7 +70,7 @@ spec:
   policyTypes: [Ingress, Egress]
   ingress: []
   egress:
-    {{- include "lib.egressRules" . | nindent 4 }}
+    {{- include "lib.databaseEgressRules" . | nindent 4 }}
 ---
 {{- end }}
 apiVersion: batch/v1

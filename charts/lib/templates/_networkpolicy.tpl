@@ -18,6 +18,22 @@ platform chart is not installed. DNS egress is always allowed.
       port: 53
 {{- end -}}
 
+{{/* A migration reaches its database only: DNS and the egressTo entries of service postgres. */}}
+{{- define "lib.databaseEgressRules" -}}
+{{- include "lib.dnsEgress" . }}
+{{- range .Values.networkPolicy.egressTo }}
+{{- if eq .service "postgres" }}
+- to:
+    - podSelector:
+        matchLabels:
+          app.kubernetes.io/name: {{ .service }}
+  ports:
+    - protocol: TCP
+      port: {{ .port }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
 {{- define "lib.egressRules" -}}
 {{- $np := .Values.networkPolicy -}}
 {{- include "lib.dnsEgress" . }}
@@ -52,9 +68,13 @@ metadata:
   labels:
     {{- include "lib.labels" . | nindent 4 }}
 spec:
+  # The service's pods, not its migration Job's (lib.migrationJob gives those their own policy):
+  # policies add up, so one selecting both would hand the Job every egress of the service.
   podSelector:
     matchLabels:
       app.kubernetes.io/name: {{ include "lib.name" . }}
+    matchExpressions:
+      - {key: app.kubernetes.io/component, operator: NotIn, values: [migrate]}
   policyTypes: [Ingress, Egress]
   {{- if or $v.httpRoute.enabled $np.allowFrom $v.metrics.enabled }}
   ingress:

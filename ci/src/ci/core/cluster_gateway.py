@@ -61,7 +61,7 @@ def pinned(versions: dict[str, str], key: str) -> str:
 
 
 def k3s_image(versions: dict[str, str]) -> str:
-    """rancher/k3s tags spell the K3s version's `+` as `-` (v1.33.5+k3s1 -> v1.33.5-k3s1); the
+    """rancher/k3s tags spell the K3s version's `+` as `-` (v1.35.5+k3s1 -> v1.35.5-k3s1); the
     digest is ci.core.toolversions' (a K3S_VERSION without one there is an error)."""
     tag = pinned(versions, "K3S_VERSION").replace("+", "-")
     try:

@@ -83,14 +83,14 @@ DIGESTS: dict[str, Digest] = {
         "sha256:b03690aa52bfe94054187142fba24dc54137650682810633901767d8a3e15b31",
         "pinned alike by 6+ public repositories",
     ),
-    "rancher/k3s:v1.33.5-k3s1": Digest(
-        "sha256:fd4740667b7033055c27d424d0d2d660bf66cedbdb225d68e0eab6dd48aa0fd2",
-        "pinned by 1 public repository (in two files); the tag follows k3s/versions.env",
+    "rancher/k3s:v1.35.5-k3s1": Digest(
+        "sha256:2074403abe1bded11ef3dde09d457e13be8e0b64c218b1c4f8269b4565cfbc65",
+        "pinned alike by 4 public repositories; the tag follows k3s/versions.env",
     ),
 }
 UNPINNED: dict[str, str] = {
     f"ghcr.io/astral-sh/uv:{UV}": "no public source pins this tag's digest",
-    "rancher/k3s-upgrade:v1.33.5-k3s1": (
+    "rancher/k3s-upgrade:v1.35.5-k3s1": (
         "k3s/upgrade-plan.yaml names rancher/k3s-upgrade and the controller adds the Plan's "
         "version as the tag; no public source pins this tag's digest"
     ),

@@ -26,7 +26,7 @@ from ci.engine.stages import BuildLabels, Pipeline, Stage, StageFailedError, tai
 
 # rancher/k3s image of K3S_VERSION in k3s/versions.env (`+` spelled `-`; a test keeps them equal),
 # pinned by the digest ci.core.toolversions holds for it.
-K3S_IMAGE = toolversions.pinned("rancher/k3s:v1.33.5-k3s1")
+K3S_IMAGE = toolversions.pinned("rancher/k3s:v1.35.5-k3s1")
 K3S_HOST = "k3s"  # the service's alias: API at https://k3s:6443, gateway at http://k3s
 API_PORT = 6443
 GATEWAY_PORT = 80

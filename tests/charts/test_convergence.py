@@ -25,6 +25,7 @@ from chartkit import (
     CHARTS,
     DEPLOYABLE_CHARTS,
     ENVIRONMENTS,
+    K3S,
     Manifest,
     ingress_allowed,
     load_values,
@@ -108,21 +109,53 @@ def chart_values(chart: str) -> dict[str, Any]:
     return dict(yaml.safe_load((CHARTS / chart / "values.yaml").read_text()))
 
 
-@pytest.mark.parametrize("environment", ["staging", "production"])
-def test_the_edge_reaches_cert_managers_http01_solver(environment: str) -> None:
-    policies = namespace_policies(environment)
-    edge = edge_namespace(environment)
-    assert ingress_allowed(policies, SOLVER_LABELS, SOLVER_PORT, edge, {"app": "edge"})
-    # ... and only the edge, only on the solver's port.
-    assert not ingress_allowed(policies, SOLVER_LABELS, SOLVER_PORT, "default", {"app": "x"})
-    assert not ingress_allowed(policies, SOLVER_LABELS, 22, edge, {"app": "edge"})
+def issuing_gateway() -> Manifest:
+    """The Gateway cert-manager issues for (its gateway-shim makes each Certificate in the
+    Gateway's namespace, so the HTTP-01 solver pods run there)."""
+    (gateway,) = [
+        o
+        for o in yaml.safe_load_all((K3S / "gateway.yaml").read_text())
+        if o
+        and o["kind"] == "Gateway"
+        and "cert-manager.io/cluster-issuer" in o["metadata"].get("annotations", {})
+    ]
+    return gateway
+
+
+def policies_in(namespace: str) -> list[Manifest]:
+    return [
+        o
+        for o in yaml.safe_load_all((K3S / "gateway.yaml").read_text())
+        if o and o["kind"] == "NetworkPolicy" and o["metadata"]["namespace"] == namespace
+    ]
+
+
+def test_the_gateway_reaches_cert_managers_http01_solver_where_it_runs() -> None:
+    gateway = issuing_gateway()
+    policies = policies_in(gateway["metadata"]["namespace"])
+    nginx = {"gateway.networking.k8s.io/gateway-name": gateway["metadata"]["name"]}
+    assert ingress_allowed(policies, SOLVER_LABELS, SOLVER_PORT, "self", nginx)
+    # ... and only the gateway's pods, only on the solver's port.
+    assert not ingress_allowed(policies, SOLVER_LABELS, SOLVER_PORT, "self", {"app": "other"})
+    assert not ingress_allowed(policies, SOLVER_LABELS, SOLVER_PORT, "chat-staging", nginx)
+    assert not ingress_allowed(policies, SOLVER_LABELS, 22, "self", nginx)
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_no_environment_holds_a_policy_for_solver_pods(environment: str) -> None:
+    """Solver pods never run in an environment's namespace: a policy there for them is dead."""
+    for policy in namespace_policies(environment):
+        selector = policy["spec"]["podSelector"]
+        assert "acme.cert-manager.io/http01-solver" not in selector.get("matchLabels", {}), (
+            f"{environment}: {policy['metadata']['name']} selects solver pods"
+        )
 
 
 def test_solver_check_sees_the_default_deny() -> None:
     policies = namespace_policies("staging")
     deny_only = [p for p in policies if p["metadata"]["name"] == "default-deny"]
-    assert not ingress_allowed(deny_only, SOLVER_LABELS, SOLVER_PORT, "ingress-nginx", {})
-    assert ingress_allowed([], SOLVER_LABELS, SOLVER_PORT, "ingress-nginx", {})
+    assert not ingress_allowed(deny_only, SOLVER_LABELS, SOLVER_PORT, "nginx-gateway", {})
+    assert ingress_allowed([], SOLVER_LABELS, SOLVER_PORT, "nginx-gateway", {})
 
 
 # --- 5. image tags the schema accepts must make valid label values ---

@@ -22,6 +22,7 @@ from chartkit import (
     pod_specs,
     render,
     render_environment,
+    selector_matches,
 )
 
 CHART_ENVS = [(chart, env) for chart in DEPLOYABLE_CHARTS for env in ENVIRONMENTS]
@@ -625,3 +626,44 @@ def test_postgres_backs_up_to_its_own_volume_with_retention(environment: str) ->
 
 def chart_default(chart: str, key: str) -> Any:
     return yaml.safe_load((CHARTS / chart / "values.yaml").read_text())[key]
+
+
+MIGRATING = [
+    c
+    for c in APP_CHARTS
+    if yaml.safe_load((CHARTS / c / "values.yaml").read_text())["migration"]["enabled"]
+]
+
+
+def egress_peers(policies: list[Manifest], labels: dict[str, str]) -> set[str]:
+    """The pods (by app.kubernetes.io/name) or namespaces a pod with `labels` may reach: every
+    policy selecting it counts (NetworkPolicies add up)."""
+    reached: set[str] = set()
+    for policy in policies:
+        if not selector_matches(policy["spec"]["podSelector"], labels):
+            continue
+        for rule in policy["spec"].get("egress", []):
+            for peer in rule.get("to", []):
+                if "namespaceSelector" in peer:
+                    reached.add("ns:" + peer["namespaceSelector"]["matchLabels"][
+                        "kubernetes.io/metadata.name"])  # fmt: skip
+                elif "podSelector" in peer:
+                    reached.add(peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"])
+                else:
+                    reached.add("ipBlock")
+    return reached
+
+
+@pytest.mark.parametrize("environment", ["staging", "production", "preview"])
+@pytest.mark.parametrize("chart", MIGRATING)
+def test_a_migration_job_reaches_its_database_only(chart: str, environment: str) -> None:
+    rendered = render_environment(chart, environment)
+    policies = rendered.of_kind("NetworkPolicy")
+    (job,) = rendered.of_kind("Job")
+    job_labels = job["spec"]["template"]["metadata"]["labels"]
+    assert egress_peers(policies, job_labels) == {"ns:kube-system", "postgres"}
+    defaults = yaml.safe_load((CHARTS / chart / "values.yaml").read_text())
+    wanted = {e["service"] for e in defaults["networkPolicy"]["egressTo"]}
+    for deployment in rendered.of_kind("Deployment"):
+        service_labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert wanted <= egress_peers(policies, service_labels), "the service keeps its egress"

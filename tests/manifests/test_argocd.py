@@ -893,3 +893,15 @@ def test_preview_files_written_by_the_pipeline_fit_the_applicationset() -> None:
         assert destination_allowed(previews, app["spec"]["destination"])
         assert len(app["metadata"]["name"]) <= 63, app["metadata"]["name"]
         assert app["spec"]["source"]["targetRevision"] == branch
+
+
+@pytest.mark.parametrize("environment", ["staging", "production"])
+def test_generated_secrets_are_made_once_and_never_rotated_by_a_resync(environment: str) -> None:
+    """Argo CD renders with `helm template` (lookup finds nothing), so every render has new random
+    values: the platform Application must ignore Secret data and keep the live values at sync."""
+    (platform,) = [
+        a for name, a in environment_applications(environment).items() if name.endswith("-platform")
+    ]
+    assert "RespectIgnoreDifferences=true" in platform["spec"]["syncPolicy"]["syncOptions"]
+    ignored = platform["spec"]["ignoreDifferences"]
+    assert {"group": "", "kind": "Secret", "jsonPointers": ["/data"]} in ignored

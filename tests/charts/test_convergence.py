@@ -112,22 +112,24 @@ def chart_values(chart: str) -> dict[str, Any]:
 def issuing_gateway() -> Manifest:
     """The Gateway cert-manager issues for (its gateway-shim makes each Certificate in the
     Gateway's namespace, so the HTTP-01 solver pods run there)."""
-    (gateway,) = [
+    gateways: list[Manifest] = [
         o
         for o in yaml.safe_load_all((K3S / "gateway.yaml").read_text())
         if o
         and o["kind"] == "Gateway"
         and "cert-manager.io/cluster-issuer" in o["metadata"].get("annotations", {})
     ]
+    (gateway,) = gateways
     return gateway
 
 
 def policies_in(namespace: str) -> list[Manifest]:
-    return [
+    policies: list[Manifest] = [
         o
         for o in yaml.safe_load_all((K3S / "gateway.yaml").read_text())
         if o and o["kind"] == "NetworkPolicy" and o["metadata"]["namespace"] == namespace
     ]
+    return policies
 
 
 def test_the_gateway_reaches_cert_managers_http01_solver_where_it_runs() -> None:

@@ -29,6 +29,7 @@ HOSTS = [
     "charts.jetstack.io",
     "argoproj.github.io",
     "bitnami-labs.github.io",
+    "prometheus-community.github.io",
 ]
 
 

@@ -88,6 +88,12 @@ CHART_REPOSITORIES = [
     ("CERT_MANAGER_CHART_SHA256", "cert-manager", "https://charts.jetstack.io", "CERT_MANAGER"),
     ("ARGO_CD_CHART_SHA256", "argo-cd", "https://argoproj.github.io/argo-helm", "ARGO_CD"),
     (
+        "KUBE_PROMETHEUS_STACK_CHART_SHA256",
+        "kube-prometheus-stack",
+        "https://prometheus-community.github.io/helm-charts",
+        "KUBE_PROMETHEUS_STACK",
+    ),
+    (
         "SEALED_SECRETS_CHART_SHA256",
         "sealed-secrets",
         "https://bitnami-labs.github.io/sealed-secrets",

@@ -1,4 +1,5 @@
-"""`python -m bench [--only plan,bumps,limiter,stack,e2e] [--counts 1,10,100]` (or `make bench`).
+"""`python -m bench [--only plan,bumps,limiter,stack,e2e,images] [--counts 1,10,100]`
+(or `make bench`).
 
 Builds every input itself (synthetic repositories, a Redis server, the local stack), runs our code
 and the anchor in the same run, and prints one table: figure, ours, anchor, ratio, note.
@@ -14,10 +15,10 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import bumps, limiter, plan, stack
+from bench import bumps, image_sizes, limiter, plan, stack
 from bench.table import Row, render
 
-SECTIONS = ("plan", "bumps", "limiter", "stack", "e2e")
+SECTIONS = ("plan", "bumps", "limiter", "stack", "e2e", "images")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             "limiter": limiter.run,
             "stack": stack.run,
             "e2e": stack.e2e_wall_time,
+            "images": image_sizes.run,
         }
         rows: list[Row] = []
         for name in args.only:

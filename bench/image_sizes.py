@@ -6,7 +6,8 @@ Dockerfile does) and /opt/app (servicekit and the service's own source). Both la
 measured here by installing the same wheels for musllinux into a temporary directory; the base
 image cannot be pulled on a machine without a registry, so its size is an argument.
 
-    .venv/bin/python bench/image_sizes.py [--base-mb 57] [--arch x86_64|aarch64]
+    .venv/bin/python -m bench.image_sizes [--base-mb 57] [--arch x86_64|aarch64]
+    make bench BENCH_ARGS="--only images"   (each image on linux/amd64 and linux/arm64)
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from bench.table import Row
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL_MB = 150
@@ -92,6 +95,23 @@ def _install(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]
 def app_layer_mb(service: str) -> float:
     sources = [ROOT / "services" / name / "src" for name in ("servicekit", service)]
     return sum(size_mb(src) for src in sources)
+
+
+# Docker's platform names for the architectures pip's musllinux tags use.
+PLATFORMS = {"x86_64": "linux/amd64", "aarch64": "linux/arm64"}
+
+
+def run(base_mb: float = DEFAULT_BASE_MB) -> list[Row]:
+    """`make bench`'s rows: each Python image on each platform, beside its base image."""
+    rows = []
+    for service in python_services():
+        app = app_layer_mb(service)
+        for arch, platform in PLATFORMS.items():
+            total = base_mb + dependency_layer_mb(service, arch) + app
+            verdict = "ok" if total <= GOAL_MB else "OVER"
+            note = f"anchor: the base (Docker Hub's figure, not pulled); <= {GOAL_MB} MB: {verdict}"
+            rows.append(Row(f"image size: {service} {platform}", total, base_mb, "MB", note))
+    return rows
 
 
 def main() -> int:

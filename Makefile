@@ -17,7 +17,7 @@ export UV_COMPILE_BYTECODE := 1
 # Python code lives only in the folders with a pyproject.toml (not in services/frontend).
 PY_DIRS := $(patsubst %/pyproject.toml,%,$(wildcard services/*/pyproject.toml))
 
-.PHONY: help setup system-packages python frontend crd-schemas lock generate generate-check lint format test e2e run reset check bench
+.PHONY: help setup system-packages python frontend crd-schemas lock generate generate-check lint format test e2e run reset check bench chaos
 
 # Every target with a `## text` comment, in file order (tests/localapp/test_make.py: all are listed).
 help: ## this list
@@ -103,6 +103,10 @@ e2e: setup ## the end-to-end suite only (E2E_BASE_URL, else a local stack of the
 # our code and each anchor in the same run, prints one table. BENCH_ARGS="--only plan,bumps".
 bench: setup ## the benchmarks: ours vs the anchors, one table (BENCH_ARGS=--only plan,bumps)
 	PYTHONPATH=ci/src:tests $(BOUND) $(BIN)/python -m bench $(BENCH_ARGS)
+
+# Fault injection on the local app (bench/chaos.py): a few clients, seconds of load per fault.
+chaos: setup ## load plus faults on the local app: answers by status, recovery, acknowledged vs found
+	PYTHONPATH=ci/src:tests $(BOUND) $(BIN)/python -m bench.chaos
 
 # The app on your machine: every service as a process behind the NGINX edge, which serves the
 # built front end (rebuilt when its sources changed). Ctrl-C stops it; EDGE_PORT=... moves it,

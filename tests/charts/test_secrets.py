@@ -25,6 +25,7 @@ from chartkit import (
     REPO,
     kubernetes_version,
     problems_of,
+    render_at,
     render_environment,
 )
 from cryptography import x509
@@ -366,3 +367,38 @@ def test_secret_reference_check_sees_a_missing_one() -> None:
     pod = {"containers": [{"env": [{"valueFrom": {"secretKeyRef": {"name": "x", "key": "k"}}}]}]}
     optional = {"valueFrom": {"secretKeyRef": {"name": "y", "key": "k", "optional": True}}}
     assert required_secret_names([pod, optional]) == {"x"}
+
+
+def production_revision() -> str:
+    values = yaml.safe_load((REPO / "argocd/environments/values-production.yaml").read_text())
+    return str(values["revision"])
+
+
+def test_production_at_its_pinned_commit_generates_every_secret_it_needs(tmp_path: Path) -> None:
+    """Argo CD renders production's charts at the pinned commit, not at the tip: the Secrets
+    production needs must exist at that commit."""
+    shallow = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--is-shallow-repository"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if shallow.returncode != 0 or shallow.stdout.strip() == "true":
+        pytest.skip(f"needs the full git history of {REPO} (a clone with fetch-depth: 0)")
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", production_revision(), "charts"],
+        capture_output=True,
+        check=True,
+    )
+    subprocess.run(["tar", "-x", "-C", str(tmp_path)], input=archive.stdout, check=True)
+    needed: set[str] = set()
+    made: set[str] = set()
+    for chart in DEPLOYABLE_CHARTS:
+        chart_dir = tmp_path / "charts" / chart
+        values = helm_python.values_from_yaml((chart_dir / "values-production.yaml").read_text())
+        objects = render_at(chart_dir, values, "chat-production", chart)
+        needed |= set().union(*(required_secret_names(o) for o in objects))
+        made |= {o["metadata"]["name"] for o in objects if o["kind"] in {"Secret", "SealedSecret"}}
+    assert needed - made == set(), (
+        f"production at {production_revision()}: no {sorted(needed - made)}"
+    )

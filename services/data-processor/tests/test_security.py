@@ -74,3 +74,11 @@ def test_session_and_csrf_cookies_are_secure(server: str, manage: Manage) -> Non
     for cookie in (_cookie(page, "csrftoken"), _cookie(logged_in, "sessionid")):
         assert "; secure" in cookie.lower(), cookie
     assert "; httponly" in _cookie(logged_in, "sessionid").lower()
+
+
+def test_admin_logins_that_succeed_cost_no_budget(server: str, manage: Manage) -> None:
+    """Only failures spend the account's budget (5): a sixth good login is not refused."""
+    _create_staff(manage, "busystaff")
+    with httpx.Client(base_url=server, timeout=30) as client:
+        logins = [_admin_login(client, "busystaff", STAFF_PASSWORD).status_code for _ in range(7)]
+    assert logins == [302] * 7

@@ -6,7 +6,7 @@ import datetime as dt
 import hmac
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
@@ -145,40 +145,26 @@ def _spend(request: Request, budgets: list[tuple[str, int]]) -> _Spent:
     return spent
 
 
-@contextmanager
-def _attempt(
-    request: Request, action: Literal["login", "register"], username: str, *, success_counts: bool
-) -> Iterator[None]:
+def _spend_attempt(request: Request, action: Literal["login", "register"], username: str) -> _Spent:
     """A login or registration against the client address's and the account's budgets.
 
-    Spent before the work, so concurrent guesses cannot all pass before one is counted; handed
-    back when the server could not serve the request (database down: 5xx) and, unless
-    `success_counts`, when it succeeded. Only the client's own failures stay spent. Without
-    Redis the limiter fails closed (AUTH_RATE_LIMIT_FAIL_OPEN): no brute-force guard, no login.
+    Spent before the work, so concurrent guesses cannot all pass before one is counted. A
+    request the server could not serve (database down: 503) gets it all back from servicekit's
+    middleware; a login that succeeds hands it back itself. Only the client's own failures stay
+    spent. Without Redis the limiter fails closed (AUTH_RATE_LIMIT_FAIL_OPEN): no login.
     """
     settings: Settings = request.app.state.settings
     per_ip, per_account = {
         "login": (settings.auth_login_limit_per_ip, settings.auth_login_limit_per_account),
         "register": (settings.auth_register_limit_per_ip, settings.auth_register_limit_per_account),
     }[action]
-    spent = _spend(
+    return _spend(
         request,
         [
             (f"{action}:ip:{_client_ip(request)}", per_ip),
             (f"{action}:account:{username.lower()}", per_account),
         ],
     )
-    try:
-        yield
-    except HTTPException as exc:
-        if exc.status_code >= status.HTTP_500_INTERNAL_SERVER_ERROR:
-            spent.refund()
-        raise
-    except Exception:  # the server could not serve it (e.g. PostgreSQL down: 503)
-        spent.refund()
-        raise
-    if not success_counts:
-        spent.refund()
 
 
 def _service_client_failed(request: Request) -> HTTPException:
@@ -192,22 +178,23 @@ def _service_client_failed(request: Request) -> HTTPException:
 def _routes(app: FastAPI) -> None:
     @app.post("/register", status_code=status.HTTP_201_CREATED, responses={409: {}, 429: {}})
     def register(body: Credentials, request: Request, session: SessionDep) -> UserOut:
-        with _attempt(request, "register", body.username, success_counts=True):
-            try:
-                return _user_out(accounts.register(session, body.username, body.password))
-            except accounts.UsernameTakenError as exc:
-                raise HTTPException(status.HTTP_409_CONFLICT, "username already taken") from exc
+        _spend_attempt(request, "register", body.username)  # a new account counts too
+        try:
+            return _user_out(accounts.register(session, body.username, body.password))
+        except accounts.UsernameTakenError as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, "username already taken") from exc
 
     @app.post("/login", responses={401: {}, 429: {}})
     def login(
         body: LoginRequest, request: Request, session: SessionDep, keyring: KeyRingDep
     ) -> TokenResponse:
         settings: Settings = request.app.state.settings
-        with _attempt(request, "login", body.username, success_counts=False):
-            try:
-                pair = accounts.login(session, keyring, settings, body.username, body.password)
-            except accounts.InvalidCredentialsError as exc:
-                raise HTTPException(401, "invalid username or password") from exc
+        spent = _spend_attempt(request, "login", body.username)
+        try:
+            pair = accounts.login(session, keyring, settings, body.username, body.password)
+        except accounts.InvalidCredentialsError as exc:
+            raise HTTPException(401, "invalid username or password") from exc
+        spent.refund()  # a login that succeeds costs nothing
         return _tokens_out(pair)
 
     @app.post("/refresh", responses={401: {}})

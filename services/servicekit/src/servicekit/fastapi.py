@@ -35,12 +35,14 @@ from servicekit.metrics import (
     came_through_a_proxy,
     record_request,
 )
+from servicekit.ratelimit import charges_of_this_request
 
 error_logger = logging.getLogger("servicekit.errors")
 
 
 class RequestContextMiddleware:
-    """Pure ASGI middleware: request id, access log and metrics (no body buffering)."""
+    """Pure ASGI middleware: request id, access log and metrics (no body buffering); rate-limit
+    costs handed back when the answer is a 5xx (`servicekit.ratelimit.charges_of_this_request`)."""
 
     def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
         self.app = app
@@ -60,13 +62,21 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                if status >= 500:  # not served: handed back before the client can retry
+                    await charges.refund_all()
                 headers = list(message.get("headers", []))
                 headers.append((REQUEST_ID_HEADER.lower().encode(), request_id.encode()))
                 message = {**message, "headers": headers}
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            with charges_of_this_request() as charges:
+                try:
+                    await self.app(scope, receive, send_with_id)
+                except Exception:
+                    if status >= 500:  # died before answering: the client sees a 500
+                        await charges.refund_all()
+                    raise
         finally:
             self._record(scope, status, time.perf_counter() - started)
             request_id_var.reset(token)

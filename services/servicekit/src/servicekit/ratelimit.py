@@ -7,18 +7,24 @@ or closed (deny) as configured, and logs a warning.
 
 A request that turns out not to count (it succeeded, or the server could not serve it) can hand
 its cost back with `refund`: spend first, so concurrent requests cannot all pass before any is
-counted, and refund what should not have cost anything.
+counted, and refund what should not have cost anything. Within `charges_of_this_request()`
+(servicekit.fastapi opens one per request) every allowed `hit` is recorded, so the middleware
+hands it all back when the answer is a 5xx: a request the server could not serve costs nothing.
 
 `RateLimiter` (redis.Redis) and `AsyncRateLimiter` (redis.asyncio.Redis) share `_RateLimitCore`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import math
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
+import anyio.to_thread
 import redis
 import redis.asyncio
 
@@ -99,6 +105,13 @@ class _RateLimitCore:
             retry_after=float(retry_after),
         )
 
+    @staticmethod
+    def refund_dropped(key: str, exc: Exception) -> None:
+        logger.warning(
+            "rate limiter cannot reach Redis; refund dropped",
+            extra={"rate_limit_key": key, "error": repr(exc)},
+        )
+
     def unavailable(self, key: str, limit: int, exc: Exception) -> RateLimitResult:
         mode = "open" if self.fail_open else "closed"
         logger.warning(
@@ -111,6 +124,45 @@ class _RateLimitCore:
         return RateLimitResult(
             allowed=False, limit=limit, remaining=0, retry_after=self.closed_retry_after
         )
+
+
+@dataclass
+class Charges:
+    """The costs spent by allowed hits while serving one request (see `charges_of_this_request`)."""
+
+    spent: list[tuple[RateLimiter | AsyncRateLimiter, str, int, float, int]] = field(
+        default_factory=list
+    )
+
+    async def refund_all(self) -> None:
+        for limiter, key, limit, period, cost in self.spent:
+            if isinstance(limiter, AsyncRateLimiter):
+                await limiter.refund(key, limit, period, cost)
+            else:
+                await anyio.to_thread.run_sync(limiter.refund, key, limit, period, cost)
+        self.spent.clear()
+
+
+_charges: contextvars.ContextVar[Charges | None] = contextvars.ContextVar(
+    "rate_limit_charges", default=None
+)
+
+
+@contextlib.contextmanager
+def charges_of_this_request() -> Iterator[Charges]:
+    """Record every allowed hit made in this context (threads it starts included)."""
+    charges = Charges()
+    token = _charges.set(charges)
+    try:
+        yield charges
+    finally:
+        _charges.reset(token)
+
+
+def _record(limiter: RateLimiter | AsyncRateLimiter, args: tuple[str, int, float, int]) -> None:
+    charges = _charges.get()
+    if charges is not None:
+        charges.spent.append((limiter, *args))
 
 
 class RateLimiter:
@@ -134,7 +186,10 @@ class RateLimiter:
             raw = self._script(keys=[redis_key], args=argv)
         except redis.RedisError as exc:
             return self._core.unavailable(redis_key, limit, exc)
-        return self._core.result(raw, limit)
+        result = self._core.result(raw, limit)
+        if result.allowed:
+            _record(self, (key, limit, period, cost))
+        return result
 
     def refund(self, key: str, limit: int, period: float, cost: int = 1) -> None:
         """Hand back `cost` spent by `hit` with the same rule. Best effort: without Redis the
@@ -143,10 +198,7 @@ class RateLimiter:
         try:
             self._refund(keys=[redis_key], args=argv)
         except redis.RedisError as exc:
-            logger.warning(
-                "rate limiter cannot reach Redis; refund dropped",
-                extra={"rate_limit_key": redis_key, "error": repr(exc)},
-            )
+            self._core.refund_dropped(redis_key, exc)
 
 
 class AsyncRateLimiter:
@@ -162,6 +214,7 @@ class AsyncRateLimiter:
     ) -> None:
         self._core = _RateLimitCore(prefix, fail_open, closed_retry_after)
         self._script = client.register_script(_GCRA)
+        self._refund = client.register_script(_REFUND)
 
     async def hit(self, key: str, limit: int, period: float, cost: int = 1) -> RateLimitResult:
         redis_key, argv = self._core.args(key, limit, period, cost)
@@ -169,7 +222,18 @@ class AsyncRateLimiter:
             raw = await self._script(keys=[redis_key], args=argv)
         except redis.RedisError as exc:
             return self._core.unavailable(redis_key, limit, exc)
-        return self._core.result(raw, limit)
+        result = self._core.result(raw, limit)
+        if result.allowed:
+            _record(self, (key, limit, period, cost))
+        return result
+
+    async def refund(self, key: str, limit: int, period: float, cost: int = 1) -> None:
+        """As `RateLimiter.refund`."""
+        redis_key, argv = self._core.args(key, limit, period, cost)
+        try:
+            await self._refund(keys=[redis_key], args=argv)
+        except redis.RedisError as exc:
+            self._core.refund_dropped(redis_key, exc)
 
 
 def redis_client(url: str, timeout: float = 1.0) -> redis.Redis:

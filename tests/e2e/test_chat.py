@@ -90,6 +90,8 @@ def test_ai_answers_a_signed_in_user_through_its_route(user: User) -> None:
     first = user.client.post("/api/ai/v1/reply", json=question)
     assert first.status_code == 200, first.text
     assert first.json()["content"].strip()
+    # A user is never answered from the shared cache: a hit would tell whether somebody else
+    # asked the same before (services/ai/tests/test_security.py has the oracle case).
     again = user.client.post("/api/ai/v1/reply", json=question)
-    assert again.json()["content"] == first.json()["content"]
-    assert again.json()["cached"] is True
+    assert again.status_code == 200, again.text
+    assert [first.json()["cached"], again.json()["cached"]] == [False, False]

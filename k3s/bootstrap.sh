@@ -54,8 +54,9 @@ main() {
   install_platform_chart "$work" monitoring --values "$K3S_DIR/kube-prometheus-stack-values.yaml"
   install_platform_chart "$work" argocd --values "$REPO_DIR/argocd/install/values.yaml"
 
-  log "the cluster's Gateway and its routes (k3s/gateway.yaml)"
-  kubectl apply -f "$K3S_DIR/gateway.yaml"
+  log "the cluster's Gateway and its routes (k3s/gateway.yaml, issuer $(gateway_issuer))"
+  sed "s/cert-manager.io\/cluster-issuer: letsencrypt\$/cert-manager.io\/cluster-issuer: $(gateway_issuer)/" \
+    "$K3S_DIR/gateway.yaml" | kubectl apply -f -
 
   log "Argo CD: AppProjects and the root app-of-apps"
   kubectl apply -f "$REPO_DIR/argocd/apps/projects.yaml"
@@ -177,9 +178,16 @@ install_platform_chart() {
   die "no chart for release $wanted"
 }
 
+# The ClusterIssuer the Gateway's listeners get their certificates from: Let's Encrypt with an
+# ACME_EMAIL, else the cluster's own CA (k3s/cluster-ca-issuer.yaml).
+gateway_issuer() {
+  if [[ -n ${ACME_EMAIL:-} ]]; then echo letsencrypt; else echo chat-ca; fi
+}
+
 install_cluster_issuer() {
   if [[ -z ${ACME_EMAIL:-} ]]; then
-    log "ACME_EMAIL not set: skipping the letsencrypt ClusterIssuer"
+    log "ACME_EMAIL not set: certificates from the cluster's own CA (k3s/cluster-ca-issuer.yaml)"
+    kubectl apply -f "$K3S_DIR/cluster-ca-issuer.yaml"
     return 0
   fi
   [[ $ACME_EMAIL =~ ^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+$ ]] || die "ACME_EMAIL is not an e-mail address"

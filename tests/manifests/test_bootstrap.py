@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from chartkit import K3S, REPO
+from chartkit import K3S, REPO, kubernetes_version, problems_of
 from manifests.bootstrap_world import (
     GATEWAY_API_CRDS,
     SUC_CRD,
@@ -371,3 +371,40 @@ def test_the_applicationset_controller_can_reconcile_the_previews(world: World) 
             assert can(world.api, account, verb, "applicationsets", namespace), (verb, namespace)
     assert can(world.api, account, "get", "appprojects", "argocd")
     assert can(world.api, account, "list", "appprojects", "argocd")
+
+
+# --- certificates on the first install: every listener gets one, with or without ACME_EMAIL ---
+
+
+def received_gateway(api: KubeApi) -> Obj:
+    (*_, gateway) = api.of_kind("Gateway")  # the last version applied
+    return gateway
+
+
+def test_without_acme_email_every_listener_is_signed_by_the_clusters_ca(world: World) -> None:
+    result = world.run("bootstrap.sh")
+    assert result.returncode == 0, result.stderr[-3000:]
+    gateway = received_gateway(world.api)
+    issuer_name = gateway["metadata"]["annotations"]["cert-manager.io/cluster-issuer"]
+    issuers = {o["metadata"]["name"]: o for o in world.api.of_kind("ClusterIssuer")}
+    assert set(issuers) == {"selfsigned", "chat-ca"}
+    issuer = issuers[issuer_name]
+    (ca,) = world.api.of_kind("Certificate")
+    assert ca["spec"]["isCA"] is True
+    assert ca["spec"]["issuerRef"]["name"] == "selfsigned"
+    assert issuer["spec"]["ca"]["secretName"] == ca["spec"]["secretName"]
+    assert ca["metadata"]["namespace"] == "cert-manager"  # a ClusterIssuer's CA lives there
+    listeners = [x for x in gateway["spec"]["listeners"] if x["protocol"] == "HTTPS"]
+    assert any(x["hostname"].startswith("*.") for x in listeners), "the previews' wildcard"
+    stripped = [{k: v for k, v in o.items() if k != "status"} for o in (*issuers.values(), ca)]
+    for obj in stripped:
+        obj["metadata"] = {k: v for k, v in obj["metadata"].items() if k in {"name", "namespace"}}
+    assert problems_of(stripped, kubernetes_version()) == []
+
+
+def test_with_acme_email_the_gateway_uses_lets_encrypt(world: World) -> None:
+    result = world.run("bootstrap.sh", ACME_EMAIL="ops@example.com")
+    assert result.returncode == 0, result.stderr[-3000:]
+    gateway = received_gateway(world.api)
+    assert gateway["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "letsencrypt"
+    assert [o["metadata"]["name"] for o in world.api.of_kind("ClusterIssuer")] == ["letsencrypt"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import datetime
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -23,7 +24,9 @@ from chartkit import (
     DEPLOYABLE_CHARTS,
     ENVIRONMENTS,
     REPO,
+    containers,
     kubernetes_version,
+    pod_specs,
     problems_of,
     render_at,
     render_environment,
@@ -374,9 +377,9 @@ def production_revision() -> str:
     return str(values["revision"])
 
 
-def test_production_at_its_pinned_commit_generates_every_secret_it_needs(tmp_path: Path) -> None:
-    """Argo CD renders production's charts at the pinned commit, not at the tip: the Secrets
-    production needs must exist at that commit."""
+def production_at_its_pin(tmp_path: Path) -> dict[str, list[Any]]:
+    """Every deployable chart rendered for production the way Argo CD does it: at the commit
+    pinned in argocd/environments/values-production.yaml, not at the tip."""
     shallow = subprocess.run(
         ["git", "-C", str(REPO), "rev-parse", "--is-shallow-repository"],
         capture_output=True,
@@ -391,14 +394,30 @@ def test_production_at_its_pinned_commit_generates_every_secret_it_needs(tmp_pat
         check=True,
     )
     subprocess.run(["tar", "-x", "-C", str(tmp_path)], input=archive.stdout, check=True)
-    needed: set[str] = set()
-    made: set[str] = set()
+    rendered: dict[str, list[Any]] = {}
     for chart in DEPLOYABLE_CHARTS:
         chart_dir = tmp_path / "charts" / chart
         values = helm_python.values_from_yaml((chart_dir / "values-production.yaml").read_text())
-        objects = render_at(chart_dir, values, "chat-production", chart)
-        needed |= set().union(*(required_secret_names(o) for o in objects))
-        made |= {o["metadata"]["name"] for o in objects if o["kind"] in {"Secret", "SealedSecret"}}
+        rendered[chart] = render_at(chart_dir, values, "chat-production", chart)
+    return rendered
+
+
+def test_production_at_its_pinned_commit_generates_every_secret_it_needs(tmp_path: Path) -> None:
+    """The Secrets production needs must exist at the commit Argo CD renders it at."""
+    objects = [o for chart in production_at_its_pin(tmp_path).values() for o in chart]
+    needed = set().union(*(required_secret_names(o) for o in objects))
+    made = {o["metadata"]["name"] for o in objects if o["kind"] in {"Secret", "SealedSecret"}}
     assert needed - made == set(), (
         f"production at {production_revision()}: no {sorted(needed - made)}"
     )
+
+
+def test_production_at_its_pinned_commit_runs_its_data_stores_by_digest(tmp_path: Path) -> None:
+    rendered = production_at_its_pin(tmp_path)
+    for chart in ("postgres", "redis"):
+        images = {
+            c["image"] for o in rendered[chart] for spec in pod_specs(o) for c in containers(spec)
+        }
+        assert images, chart
+        for image in images:
+            assert re.search(r"@sha256:[0-9a-f]{64}$", image), f"{chart}: {image} by tag only"

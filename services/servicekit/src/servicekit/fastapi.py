@@ -13,6 +13,7 @@ Requires the `fastapi` extra. Flask/Django services use the framework-neutral mo
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from http import HTTPStatus
@@ -189,6 +190,24 @@ def docs_options(enabled: bool) -> dict[str, Any]:
     return {} if enabled else {"docs_url": None, "redoc_url": None}
 
 
+def _trace_requests(app: FastAPI) -> None:
+    """Server spans for every request, continuing the caller's W3C trace context, when an OTLP
+    endpoint is configured (servicekit.telemetry). Without one, OpenTelemetry is not even
+    imported; with one but without the `telemetry` extra, a warning says why nothing is traced."""
+    if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip():
+        return
+    try:
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        from servicekit import telemetry
+    except ImportError as exc:
+        error_logger.warning("an OTLP endpoint is set, but tracing is not installed: %s", exc)
+        return
+    provider = telemetry.configure_tracing(app.title)
+    if provider is not None:
+        FastAPIInstrumentor.instrument_app(app, tracer_provider=provider)
+
+
 def install(
     app: FastAPI,
     *,
@@ -204,6 +223,7 @@ def install(
     Call `servicekit.logging.configure_logging` once at start-up as well.
     """
     metrics = HttpMetrics()
+    _trace_requests(app)
     checks = dict(readiness_checks or {})
     app.state.servicekit_verifier = verifier
     if max_body_bytes is not None:

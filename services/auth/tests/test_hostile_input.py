@@ -107,3 +107,27 @@ async def test_a_password_hashed_before_normalisation_still_logs_in_and_is_rehas
     for form in (password, decomposed):
         again = await client.post("/login", json={"username": "yves", "password": form})
         assert again.status_code == 200, again.text
+
+
+@pytest.mark.parametrize(
+    ("username", "password", "reason"),
+    [
+        ("alice", "password", "list of common and breached passwords"),
+        ("alice", "PassWord", "list of common and breached passwords"),
+        ("alice", "12345678", "list of common and breached passwords"),
+        ("alice", "iloveyou", "list of common and breached passwords"),
+        ("alice_smith", "Alice_Smith", "must not be the username"),
+    ],
+)
+async def test_common_and_breached_passwords_are_refused_at_registration(
+    client: httpx.AsyncClient, username: str, password: str, reason: str
+) -> None:
+    answer = await client.post("/register", json={"username": username, "password": password})
+    assert answer.status_code == 422, answer.text
+    detail = answer.json()["detail"]
+    assert detail.startswith("body.password: ")
+    assert reason in detail
+    accepted = await client.post(
+        "/register", json={"username": username, "password": "violet kettle orbit 7"}
+    )
+    assert accepted.status_code == 201, accepted.text

@@ -75,14 +75,21 @@ export async function startApp() {
 export async function registerAndLogIn(page, username, password) {
   await page.getByRole('link', { name: 'Register' }).click();
   await page.getByText('3 to 32 characters: letters, digits').waitFor();
-  await page.getByText('At least 8 characters.').waitFor();
+  await page.getByText('At least 8 characters, and not a common or breached password').waitFor();
   await page.getByLabel('Username').fill('not allowed!');
   await page.getByLabel('Password', { exact: true }).fill(password);
   await page.getByLabel('Repeat password').fill(password);
   await page.getByRole('button', { name: 'Register' }).click();
   await page.getByRole('alert').getByText('The username may only use letters').waitFor();
 
+  // A common password is refused by auth (its block-list), in words.
   await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Password', { exact: true }).fill('password');
+  await page.getByLabel('Repeat password').fill('password');
+  await page.getByRole('button', { name: 'Register' }).click();
+  await page.getByRole('alert').getByText('list of common and breached passwords').waitFor();
+  await page.getByLabel('Password', { exact: true }).fill(password);
+  await page.getByLabel('Repeat password').fill(password);
   await page.getByRole('button', { name: 'Register' }).click();
   const created = page.getByText(`Account ${username} created. Log in to continue.`);
   await created.waitFor();

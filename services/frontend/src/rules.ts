@@ -3,7 +3,9 @@
 // MEDIA_ALLOWED_TYPES); the services stay the authority and their answers are mapped too.
 
 export const USERNAME_RULE = '3 to 32 characters: letters, digits, dots, dashes or underscores, starting with a letter or digit.';
-export const PASSWORD_RULE = 'At least 8 characters.';
+// auth refuses common and breached passwords (NIST SP 800-63B block-list): said before typing.
+export const PASSWORD_RULE =
+  'At least 8 characters, and not a common or breached password (such as “password” or “12345678”) nor your username.';
 
 const USERNAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from fastapi import Depends, FastAPI, Form, HTTPException, Request, Response, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from servicekit.fastapi import CurrentUser, docs_options, install
 from servicekit.health import postgres_check, redis_check
 from servicekit.jwt import AsyncJwtVerifier
@@ -25,6 +25,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from auth import accounts
+from auth.blocklist import RULE, password_problem
 from auth.config import Settings
 from auth.keys import KeyRing, load_keyring
 from auth.models import User
@@ -37,7 +38,15 @@ class Credentials(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     username: str = Field(min_length=3, max_length=32, pattern=USERNAME_PATTERN)
-    password: Text = Field(min_length=8, max_length=256)
+    password: Text = Field(min_length=8, max_length=256, description=f"8 to 256 characters, {RULE}")
+
+    @field_validator("password")
+    @classmethod
+    def _not_common(cls, password: str, info: ValidationInfo) -> str:
+        problem = password_problem(password, str(info.data.get("username", "")))
+        if problem is not None:
+            raise ValueError(problem)
+        return password
 
 
 class LoginRequest(BaseModel):

@@ -231,3 +231,15 @@ describe('ApiClient idempotent creations', () => {
     expect(calls).toHaveLength(1);
   });
 });
+
+describe('service error messages', () => {
+  it('says which field a validation message is about, without the location syntax', async () => {
+    const { client } = setup({
+      'POST /api/auth/register': () =>
+        json({ detail: 'body.password: Value error, this password is on a list of common and breached passwords' }, 422),
+    });
+    await expect(client.json('/api/auth/register', { json: {}, auth: false })).rejects.toThrow(
+      'The password: this password is on a list of common and breached passwords',
+    );
+  });
+});

@@ -199,8 +199,16 @@ export async function toApiError(response: Response): Promise<ApiError> {
   return new ApiError(response.status, detail);
 }
 
+/** servicekit's `body.password: Value error, this password ...` in words for people. */
+const FIELD_ERROR = /^(?:body|query|path)\.([A-Za-z_]+): (?:Value error, )?(.+)$/s;
+
 function describeDetail(detail: unknown): string | null {
-  if (typeof detail === 'string') return detail;
+  if (typeof detail === 'string') {
+    const match = FIELD_ERROR.exec(detail);
+    if (!match || detail.includes('; ')) return detail;
+    const [, field = '', message = ''] = match;
+    return `The ${field.replace(/_/g, ' ')}: ${message.charAt(0).toLowerCase()}${message.slice(1)}`;
+  }
   // FastAPI validation errors: [{loc: [...], type: "...", msg: "...", ctx: {...}}]
   if (Array.isArray(detail)) {
     const messages = detail

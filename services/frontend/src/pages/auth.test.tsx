@@ -68,7 +68,9 @@ describe('login and registration', () => {
     expect(await screen.findByLabelText('Username')).toHaveAccessibleDescription(
       '3 to 32 characters: letters, digits, dots, dashes or underscores, starting with a letter or digit.',
     );
-    expect(screen.getByLabelText('Password')).toHaveAccessibleDescription('At least 8 characters.');
+    expect(screen.getByLabelText('Password')).toHaveAccessibleDescription(
+      'At least 8 characters, and not a common or breached password (such as “password” or “12345678”) nor your username.',
+    );
   });
 
   it.each([

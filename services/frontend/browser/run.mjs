@@ -196,6 +196,7 @@ export async function uploadAndDownload(page, file) {
 export async function deleteFile(page, file) {
   const name = file.split('/').pop() ?? file;
   await page.getByRole('link', { name: 'Files' }).click();
+  page.once('dialog', (dialog) => dialog.accept()); // "Delete x? This cannot be undone."
   await page.getByRole('button', { name: `Delete ${name}` }).click();
   await page.getByText('No files yet').waitFor();
 }

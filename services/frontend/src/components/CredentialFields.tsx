@@ -27,8 +27,8 @@ export function PasswordField({ onValueChange, invalid, ...field }: PasswordFiel
 }
 
 /** The state behind `CredentialFields`: the current values and the props that edit them. */
-export function useCredentials() {
-  const [username, setUsername] = useState('');
+export function useCredentials(initialUsername = '') {
+  const [username, setUsername] = useState(initialUsername);
   const [password, setPassword] = useState('');
   return {
     username,

@@ -56,6 +56,9 @@ function UploadForm() {
   const queryClient = useQueryClient();
   const input = useRef<HTMLInputElement>(null);
   const [chosen, setChosen] = useState<File | null>(null);
+  const files = useQuery({ queryKey: filesKey, queryFn: api.media.listFiles });
+  // "Uploaded x." only while x is still there: deleting it ends the news.
+  const deleted = (id: string) => files.data?.items.every((file) => file.id !== id) ?? false;
 
   const upload = useMutation({
     mutationFn: (file: File) =>
@@ -108,7 +111,7 @@ function UploadForm() {
         </p>
       )}
       {upload.isError && <ErrorNotice error={upload.error} />}
-      {upload.isSuccess && (
+      {upload.isSuccess && !deleted(upload.data.id) && (
         <p className="status status-success" role="status">
           Uploaded {upload.data.name}.
         </p>
@@ -150,7 +153,10 @@ function FileRow({ file }: { file: StoredFile }) {
           </button>
           <button
             type="button"
-            onClick={() => remove.mutate()}
+            className="button-danger"
+            onClick={() => {
+              if (window.confirm(`Delete ${file.name}? This cannot be undone.`)) remove.mutate();
+            }}
             disabled={remove.isPending}
             aria-label={`Delete ${file.name}`}
           >

@@ -17,7 +17,8 @@ export function LoginPage() {
   const { api, tokens, queryClient } = useServices();
   const search = route.useSearch();
   const navigate = useNavigate();
-  const credentials = useCredentials();
+  // Just registered: the new account's name is already filled in.
+  const credentials = useCredentials(search.registered ?? '');
 
   const login = useMutation({
     mutationFn: () => api.auth.login(credentials.username.trim(), credentials.password),

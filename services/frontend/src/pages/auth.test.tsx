@@ -61,6 +61,7 @@ describe('login and registration', () => {
 
     expect(await screen.findByText('Account grace created. Log in to continue.')).toBeVisible();
     expect(history.location.pathname).toBe('/login');
+    expect(screen.getByLabelText('Username')).toHaveValue('grace');
   });
 
   it('shows the rules of username and password on the form', async () => {

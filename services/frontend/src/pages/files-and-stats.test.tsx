@@ -1,5 +1,5 @@
 import { screen, waitFor, within } from '@testing-library/react';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 
 import { json } from '../test/fakeFetch';
 import { renderApp } from '../test/renderApp';
@@ -44,8 +44,13 @@ describe('files', () => {
         return new Response(null, { status: 204 });
       },
     });
+    const confirm = vi.spyOn(window, 'confirm').mockReturnValueOnce(false).mockReturnValueOnce(true);
     await user.click(await screen.findByRole('button', { name: 'Delete notes.txt' }));
+    expect(confirm).toHaveBeenCalledWith('Delete notes.txt? This cannot be undone.');
+    expect(screen.getByRole('button', { name: 'Delete notes.txt' })).toBeInTheDocument();
+    await user.click(screen.getByRole('button', { name: 'Delete notes.txt' }));
     expect(await screen.findByText(/No files yet/)).toBeInTheDocument();
+    confirm.mockRestore();
   });
 
   it('states the size limit and the allowed types before any upload', async () => {
@@ -118,5 +123,34 @@ describe('statistics', () => {
     await waitFor(() =>
       expect(screen.getByRole('alert')).toHaveTextContent('statistics unavailable'),
     );
+  });
+});
+
+describe('the upload notice', () => {
+  it('goes when the uploaded file is deleted', async () => {
+    const uploaded = { ...stored, id: 'f9', name: 'fresh.txt' };
+    let files: (typeof stored)[] = [];
+    const { user } = renderApp('/files', {
+      'GET /api/media/files': () => json({ items: files }),
+      'POST /api/media/files': () => {
+        files = [uploaded];
+        return json(uploaded, 201);
+      },
+      'DELETE /api/media/files/f9': () => {
+        files = [];
+        return new Response(null, { status: 204 });
+      },
+    });
+    await user.upload(
+      await screen.findByLabelText('File to upload'),
+      new File(['hi'], 'fresh.txt', { type: 'text/plain' }),
+    );
+    await user.click(screen.getByRole('button', { name: 'Upload' }));
+    expect(await screen.findByText('Uploaded fresh.txt.')).toBeInTheDocument();
+    const confirm = vi.spyOn(window, 'confirm').mockReturnValue(true);
+    await user.click(await screen.findByRole('button', { name: 'Delete fresh.txt' }));
+    await screen.findByText(/No files yet/);
+    expect(screen.queryByText('Uploaded fresh.txt.')).not.toBeInTheDocument();
+    confirm.mockRestore();
   });
 });

@@ -4,7 +4,7 @@ import { useRef, useState, type FormEvent } from 'react';
 import { ApiError } from '../api/client';
 import type { StoredFile } from '../api/types';
 import { Empty, ErrorNotice, Loading } from '../components/Status';
-import { ACCEPT, MAX_UPLOAD_BYTES, TOO_LARGE, TYPE_REFUSED, UPLOAD_RULE } from '../rules';
+import { ACCEPT, EMPTY_FILE, MAX_UPLOAD_BYTES, TOO_LARGE, TYPE_REFUSED, UPLOAD_RULE } from '../rules';
 import { formatDateTime, formatSize } from '../format';
 import { useApi } from '../session';
 
@@ -79,10 +79,11 @@ function UploadForm() {
 
   // Checked before sending: 10 MB need not travel to be refused.
   const tooLarge = chosen !== null && chosen.size > MAX_UPLOAD_BYTES;
+  const empty = chosen !== null && chosen.size === 0;
 
   function submit(event: FormEvent) {
     event.preventDefault();
-    if (chosen && !tooLarge) upload.mutate(chosen);
+    if (chosen && !tooLarge && !empty) upload.mutate(chosen);
   }
 
   return (
@@ -102,9 +103,14 @@ function UploadForm() {
           {UPLOAD_RULE}
         </span>
       </div>
-      <button type="submit" disabled={!chosen || tooLarge || upload.isPending}>
+      <button type="submit" disabled={!chosen || tooLarge || empty || upload.isPending}>
         {upload.isPending ? 'Uploading…' : 'Upload'}
       </button>
+      {empty && (
+        <p className="status status-error" role="alert">
+          {EMPTY_FILE}
+        </p>
+      )}
       {tooLarge && (
         <p className="status status-error" role="alert">
           {TOO_LARGE}
@@ -175,6 +181,9 @@ function FileRow({ file }: { file: StoredFile }) {
 function uploadError(error: unknown): unknown {
   if (error instanceof ApiError && error.status === 413) return new ApiError(413, TOO_LARGE);
   if (error instanceof ApiError && error.status === 415) return new ApiError(415, TYPE_REFUSED);
+  if (error instanceof ApiError && error.detail.endsWith('is empty')) {
+    return new ApiError(error.status, EMPTY_FILE);
+  }
   return error;
 }
 

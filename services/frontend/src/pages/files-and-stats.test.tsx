@@ -154,3 +154,18 @@ describe('the upload notice', () => {
     confirm.mockRestore();
   });
 });
+
+describe('an empty file', () => {
+  it('is refused in words before it is sent', async () => {
+    const { user, calls } = renderApp('/files', { 'GET /api/media/files': () => json({ items: [] }) });
+    await user.upload(
+      await screen.findByLabelText('File to upload'),
+      new File([], 'empty.txt', { type: 'text/plain' }),
+    );
+    expect(await screen.findByRole('alert')).toHaveTextContent(
+      'This file is empty (0 bytes): choose a file with content.',
+    );
+    expect(screen.getByRole('button', { name: 'Upload' })).toBeDisabled();
+    expect(calls.filter((call) => call.method === 'POST')).toHaveLength(0);
+  });
+});

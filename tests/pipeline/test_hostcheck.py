@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import msgspec
@@ -18,9 +22,10 @@ from ci.core.hostcheck import (
     jobs,
     parallelism,
     scan_not_run,
+    without_builder_banner,
 )
 from ci.core.recipes import build_context
-from ci.host.stages import copy_context
+from ci.host.stages import HostStages, copy_context
 
 
 def service(name: str) -> Service:
@@ -108,3 +113,60 @@ def test_the_host_build_context_is_the_engines(tmp_path: Path) -> None:
         "services/servicekit/src/servicekit/__init__.py",
         "uv.lock",
     ]
+
+
+LEGACY_BUILD_LOG = """\
+(last 60 lines of test-output/auth/build.log)
+DEPRECATED: The legacy builder is deprecated and will be removed in a future release.
+            Install the buildx component to build images with BuildKit:
+            https://docs.docker.com/go/buildx/
+
+Step 1/2 : FROM scratch
+failed to read dockerfile: no such file
+"""
+
+
+def test_a_failed_builds_detail_leaves_out_the_legacy_builder_banner() -> None:
+    detail = without_builder_banner(LEGACY_BUILD_LOG)
+
+    assert "DEPRECATED" not in detail
+    assert "buildx" not in detail
+    assert "failed to read dockerfile: no such file" in detail
+    assert detail.startswith("(last 60 lines of test-output/auth/build.log)\n\nStep 1/2")
+
+
+@contextmanager
+def docker_socket_that_goes_away(folder: Path) -> Iterator[str]:
+    """A unix socket that exists while the run starts and is closed afterwards: what a
+    Docker daemon stopped mid-run looks like to the docker CLI (connection refused)."""
+    path = folder / "docker.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen()
+    try:
+        yield f"unix://{path}"
+    finally:
+        server.close()
+
+
+@pytest.mark.skipif(shutil.which("docker") is None, reason="needs the docker CLI (not a daemon)")
+def test_a_daemon_that_went_away_mid_run_makes_build_and_scan_not_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "repo"
+    (root / "services/auth").mkdir(parents=True)
+    (root / "services/auth/Dockerfile").write_text("FROM scratch\n")
+    with docker_socket_that_goes_away(tmp_path) as docker_host:
+        monkeypatch.setenv("DOCKER_HOST", docker_host)
+        # Probed at the start, when the daemon was there.
+        stages = HostStages(
+            root=root,
+            output=tmp_path / "out",
+            tools=Tools(docker="", trivy=True, hadolint=False),
+        )
+
+    built = stages.build(service("auth"))
+    scanned = stages.scan(service("auth"), built=True)
+
+    assert (built.ok, built.verdict) == (True, f"not run: {NO_DOCKER}")
+    assert scanned.verdict == f"not run: {NO_HADOLINT}; image scan: {NO_DOCKER}"

@@ -146,6 +146,19 @@ def test_check_summary_has_a_row_per_service_and_stage_with_duration_and_verdict
     assert summary([]) == "check: no services selected"
 
 
+def test_the_summary_counts_the_repository_suite_apart_from_the_services() -> None:
+    results = [
+        StageResult(service="auth", stage="test", ok=True),
+        StageResult(service="backend", stage="test", ok=True),
+        StageResult(service="test-repo", stage="test", ok=True),
+    ]
+
+    text = summary(results)
+
+    assert "2 service(s) and the repository suite, 3 stage(s): 0 failed, 0 not run" in text
+    assert "2 service(s), 2 stage(s)" in summary(results[:2])
+
+
 def test_a_stage_that_did_not_run_cannot_have_failed() -> None:
     with pytest.raises(ValueError, match="cannot have failed"):
         StageResult(service="auth", stage="build", ok=False, not_run="no Docker daemon")

@@ -33,7 +33,7 @@ from ci.core.catalog import Catalog, CatalogError, load_catalog
 from ci.core.gitfacts import GitError, git
 from ci.core.report import StageResult, duration, failed, summary
 from ci.host import processes
-from ci.host.stages import HostStages
+from ci.host.stages import HostStages, docker_unavailable
 
 # PostgreSQL and Redis come from the local app's servers (ci.localapp.servers), as in the tests.
 from ci.localapp.servers import HarnessError
@@ -180,17 +180,6 @@ def detect_tools() -> hostcheck.Tools:
         trivy=shutil.which("trivy", path=path) is not None,
         hadolint=shutil.which("hadolint", path=path) is not None,
     )
-
-
-def docker_unavailable() -> str:
-    """ "" when a Docker daemon answers `docker info`, else the reason for the table."""
-    if shutil.which("docker") is None:
-        return hostcheck.NO_DOCKER
-    try:
-        probe = subprocess.run(["docker", "info"], capture_output=True, timeout=60, check=False)
-    except subprocess.TimeoutExpired:
-        return hostcheck.NO_DOCKER
-    return "" if probe.returncode == 0 else hostcheck.NO_DOCKER
 
 
 # --- the repository recipes: make lint / make test --------------------------------------------

@@ -8,6 +8,8 @@ and how many run at once.
 
 from __future__ import annotations
 
+import re
+
 from pydantic import BaseModel, ConfigDict
 
 from ci.core import recipes
@@ -76,3 +78,15 @@ def parallelism(cores: int | None, requested: int | None) -> int:
             raise ValueError(f"--jobs {requested}: must be at least 1")
         return requested
     return max(1, cores or 1)
+
+
+# The docker CLI's notice when buildx is missing (legacy builder); it says nothing about the
+# service, and repeated under every failed build it buries the real error.
+BUILDER_BANNER = re.compile(
+    r"^DEPRECATED: The legacy builder is deprecated.*\n(?:[ \t]+\S.*\n?)*", re.MULTILINE
+)
+
+
+def without_builder_banner(text: str) -> str:
+    """A build log's text without the legacy builder's deprecation banner."""
+    return BUILDER_BANNER.sub("", text)

@@ -9,6 +9,8 @@ from collections.abc import Iterable
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from ci.core.recipes import REPO_SUITE
+
 STAGES = ("lint", "test", "build", "scan")
 
 
@@ -72,11 +74,12 @@ def summary(results: Iterable[StageResult]) -> str:
         for row in table
     ]
     bad = failed(rows)
-    services = len({r.service for r in rows})
+    names = {r.service for r in rows}
+    # The repository suite is no service: counted apart, so the footer agrees with the header.
+    services = f"{len(names - {REPO_SUITE})} service(s)"
+    services += " and the repository suite" if REPO_SUITE in names else ""
     skipped = sum(1 for r in rows if r.not_run)
-    lines.append(
-        f"{services} service(s), {len(rows)} stage(s): {len(bad)} failed, {skipped} not run"
-    )
+    lines.append(f"{services}, {len(rows)} stage(s): {len(bad)} failed, {skipped} not run")
     for result in bad:
         lines.append(f"--- {result.service} {result.stage}:\n{result.detail.strip()}")
     return "\n".join(lines)

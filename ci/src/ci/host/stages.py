@@ -160,11 +160,16 @@ class HostStages:
     def image_tag(self, service: Service) -> str:
         return f"ci-check/{service.name}:{self.version}"
 
-    def build(self, service: Service) -> StageResult:
+    def tools_now(self) -> hostcheck.Tools:
+        """The tools, with the Docker daemon asked again: it may have gone since the start."""
         if self.tools.docker:
-            return StageResult(
-                service=service.name, stage="build", ok=True, not_run=self.tools.docker
-            )
+            return self.tools
+        return self.tools.model_copy(update={"docker": docker_unavailable()})
+
+    def build(self, service: Service) -> StageResult:
+        docker = self.tools_now().docker
+        if docker:
+            return StageResult(service=service.name, stage="build", ok=True, not_run=docker)
         log = self.folder(service.name) / "build.log"
         log.unlink(missing_ok=True)
         with tempfile.TemporaryDirectory(prefix="ci-check-context-") as context:
@@ -173,9 +178,8 @@ class HostStages:
                 service, context, self.image_tag(service), self.version, self.revision, ""
             )
             code = self.run_steps([step], log, {})
-        return StageResult(
-            service=service.name, stage="build", ok=code == 0, detail="" if not code else tail(log)
-        )
+        detail = "" if not code else hostcheck.without_builder_banner(tail(log))
+        return StageResult(service=service.name, stage="build", ok=code == 0, detail=detail)
 
     def scan(self, service: Service, built: bool) -> StageResult:
         """hadolint where installed, Trivy over the built image where a daemon and Trivy exist;
@@ -185,10 +189,11 @@ class HostStages:
         log = reports / "scan.log"
         log.unlink(missing_ok=True)
         problems: list[str] = []
-        skipped = hostcheck.scan_not_run(self.tools, built)
-        if self.tools.hadolint:
+        tools = self.tools_now() if built else self.tools
+        skipped = hostcheck.scan_not_run(tools, built)
+        if tools.hadolint:
             problems += self.hadolint(service, reports, log)
-        if not hostcheck.image_scan_not_run(self.tools, built):
+        if not hostcheck.image_scan_not_run(tools, built):
             problems += self.trivy(service, reports, log)
         if problems:
             return StageResult(
@@ -238,6 +243,17 @@ class HostStages:
             return [str(exc)]
         (reports / "verdict.json").write_text(verdict.model_dump_json(indent=2))
         return [] if verdict.passed else [scanpolicy.summary(verdict)]
+
+
+def docker_unavailable() -> str:
+    """ "" when a Docker daemon answers `docker info`, else the reason for the table."""
+    if shutil.which("docker") is None:
+        return hostcheck.NO_DOCKER
+    try:
+        probe = subprocess.run(["docker", "info"], capture_output=True, timeout=60, check=False)
+    except subprocess.TimeoutExpired:
+        return hostcheck.NO_DOCKER
+    return "" if probe.returncode == 0 else hostcheck.NO_DOCKER
 
 
 def copy_context(root: Path, include: Sequence[str], target: Path) -> None:

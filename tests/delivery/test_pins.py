@@ -9,11 +9,25 @@ from collections.abc import Callable
 import pytest
 from ci.core.gitops import ImageRef, bump, rollback
 from ci.core.gitrepo import Git
-from ci.core.pins import pin_path, pin_revision, pinned_revision
+from ci.core.pins import parent_revisions, pin_path, pin_revision, pinned_revision
 from ci.deliver import main
 from delivery.helpers import commit_file, git
 
 PIN_FILE = "argocd/environments/values-{env}.yaml"
+PARENT = """# production's parent: reads the environment chart at the pin
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {{name: production}}
+spec:
+  source:
+    targetRevision: {revision}
+    path: argocd/environments
+    helm:
+      valueFiles: [values.yaml, values-production.yaml]
+      parameters:
+        - name: revision
+          value: {revision}
+"""
 NEW = ImageRef(tag="main-2", digest="sha256:" + "2" * 64)
 
 
@@ -32,6 +46,12 @@ def pinned_repo(clone: Callable[[str], Git]) -> tuple[Git, str]:
         PIN_FILE.format(env="production"),
         f"# production: moved by promotion\nenvironment: production\nrevision: {first}\n",
         "chore: pin production",
+    )
+    commit_file(
+        repo.workdir,
+        "argocd/apps/production.yaml",
+        PARENT.format(revision=first),
+        "chore: production's parent",
     )
     git(repo.workdir, "push", "-q", "origin", "HEAD:main")
     return repo, first
@@ -65,6 +85,29 @@ def test_promote_moves_production_to_the_commit_with_the_promoted_digests(
     assert "[skip ci]" in message
     assert "Deploy-Environment: production" in message
     assert pin_path(repo.workdir, "production").read_text().startswith("# production")
+    assert_parent_agrees(repo, promoted)
+    changed = git(repo.workdir, "show", "--name-only", "--format=", str(out["pin_commit"]))
+    assert sorted(changed.split()) == [
+        "argocd/apps/production.yaml",
+        PIN_FILE.format(env="production"),
+    ]
+
+
+def assert_parent_agrees(repo: Git, revision: str) -> None:
+    """The parent reads the environment chart where its values pin the charts."""
+    assert pinned_revision(repo.workdir, "production") == revision
+    assert parent_revisions(repo.workdir, "production") == (revision, revision)
+
+
+def test_a_template_change_alone_moves_the_parent(
+    clone: Callable[[str], Git], capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo, _ = pinned_repo(clone)
+    commit_file(repo.workdir, "argocd/environments/templates/app.yaml", "{}\n", "feat: template")
+    git(repo.workdir, "push", "-q", "origin", "HEAD:main")
+    tip = repo.head()
+    assert promote(repo, capsys)["revision"] == tip
+    assert_parent_agrees(repo, tip)
 
 
 def test_chart_changes_alone_are_promoted_too(
@@ -77,6 +120,7 @@ def test_chart_changes_alone_are_promoted_too(
     out = promote(repo, capsys)
     assert out["commit"] is None  # same digests
     assert out["revision"] == tip
+    assert_parent_agrees(repo, tip)
     assert promote(repo, capsys).get("pin_commit") is None  # already there
 
 
@@ -88,7 +132,7 @@ def test_rollback_of_production_restores_charts_and_digests(
     bump(repo, "staging", {"svc0": NEW}, repo.head())
     promote(repo, capsys)
     rollback(repo, "production", before)
-    assert pinned_revision(repo.workdir, "production") == first
+    assert_parent_agrees(repo, first)
 
 
 def test_a_branch_follower_is_never_pinned(clone: Callable[[str], Git]) -> None:

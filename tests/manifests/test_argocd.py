@@ -166,8 +166,10 @@ def test_repo_url_check_sees_a_stray_url() -> None:
 
 
 def test_what_git_holds_is_read_at_main() -> None:
+    # Except production's parent, which reads at the pin (test_the_production_parent_reads_...).
     for app in applications().values():
-        assert app["spec"]["source"]["targetRevision"] == MAIN, app["metadata"]["name"]
+        if app["metadata"]["name"] != "production":
+            assert app["spec"]["source"]["targetRevision"] == MAIN, app["metadata"]["name"]
     template = applicationset()["spec"]["template"]["spec"]["source"]
     assert template["targetRevision"] == MAIN
     assert {
@@ -255,6 +257,16 @@ def test_production_reads_the_charts_at_a_pinned_commit() -> None:
     assert COMMIT.match(revision), "production must pin a commit, not follow a branch"
     for app in environment_applications("production").values():
         assert app["spec"]["source"]["targetRevision"] == revision
+
+
+def test_the_production_parent_reads_the_environment_chart_at_the_pin() -> None:
+    """Else a template change in argocd/environments reaches production without the pin."""
+    revision = production_values()["revision"]
+    source = applications()["production"]["spec"]["source"]
+    assert source["targetRevision"] == revision
+    # At the pinned commit values-production.yaml names the pin before it: the parameter wins.
+    assert helm_values(applications()["production"])["revision"] == revision
+    assert {"name": "revision", "value": revision} in source["helm"]["parameters"]
 
 
 def test_the_pinned_commit_is_in_mains_history() -> None:

@@ -16,6 +16,7 @@ from backend.models import Message, OutboxEvent
 from backend.outbox import main as outbox_main
 from backend_fakes import Backend, MakeBackend
 from harness.appservers import AsgiServer
+from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy import select, update
 
 STREAM = "chat:events"
@@ -114,6 +115,30 @@ async def test_events_describe_their_messages(
         assert entry["created_at"] == message.created_at.isoformat()
         assert entry["published_at"] >= entry["created_at"]
     assert await backend.runtime.drainer.drain() == 0  # type: ignore[union-attr]
+
+
+async def test_events_carry_the_trace_of_the_request_that_wrote_them(
+    make_backend: MakeBackend,
+    ai_server: AsgiServer,
+    alice: dict[str, str],
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    backend = await make_backend(ai_url=ai_server.url)
+    # Tracing on for the request only (the app's own instrumentation stays off in-process): the
+    # outbox row takes the current span's context, and the drainer sends it from the database.
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+    with TracerProvider().get_tracer("test").start_as_current_span("request") as span:
+        await _post(backend, alice, "hello")
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT")
+    await _post(backend, alice, "untraced")
+    assert await backend.runtime.drainer.drain() == 4  # type: ignore[union-attr]
+    entries = _stream(redis_url)
+    context = span.get_span_context()
+    expected = f"00-{context.trace_id:032x}-{context.span_id:016x}"
+    # version-trace_id-parent_id-flags: the flags are the SDK's business.
+    assert [e.get("traceparent", "")[:52] for e in entries] == [expected, expected, "", ""]
+    assert all(set(e) - {"traceparent"} == FIELDS for e in entries)
 
 
 async def test_crash_after_publish_before_marking_duplicates_by_event_id_only(

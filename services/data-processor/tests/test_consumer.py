@@ -16,13 +16,20 @@ from data_processor.events import apply_event, parse_event
 from data_processor.models import DailyMessageCount, ProcessedEvent
 from django import db
 from django.db import connections
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 STREAM = "chat:events"
 GROUP = "data-processor"
 
 
-def publish(client: redis.Redis, user: uuid.UUID, *, event_id: str | None = None) -> str:
+def publish(
+    client: redis.Redis, user: uuid.UUID, *, event_id: str | None = None, **extra: str
+) -> str:
     fields: dict[Any, Any] = {
+        **extra,
         "event_id": event_id or str(uuid.uuid4()),
         "type": "message.created",
         "conversation_id": str(uuid.uuid4()),
@@ -236,3 +243,39 @@ def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not reached in time"
         time.sleep(0.05)
+
+
+@pytest.fixture
+def finished_spans(monkeypatch: pytest.MonkeyPatch) -> InMemorySpanExporter:
+    """Tracing on, with this process's spans kept in memory (the global provider is set once
+    per process, so a provider already there gets the exporter instead)."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+    exporter = InMemorySpanExporter()
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return exporter
+
+
+def test_an_event_continues_the_trace_of_the_request_that_wrote_it(
+    stats_db: str, redis_client: redis.Redis, finished_spans: InMemorySpanExporter
+) -> None:
+    request = TracerProvider().get_tracer("backend").start_span("POST /messages")
+    context = request.get_span_context()
+    traceparent = f"00-{context.trace_id:032x}-{context.span_id:016x}-01"
+    user = uuid.uuid4()
+    publish(redis_client, user, traceparent=traceparent)
+    publish(redis_client, user)  # an event without a trace starts one of its own
+    drain(consumer(redis_client, "c1"))
+    assert user_total(user) == 2
+    spans = [s for s in finished_spans.get_finished_spans() if s.name == "consume message.created"]
+    assert len(spans) == 2
+    traced, untraced = spans
+    assert traced.kind is trace.SpanKind.CONSUMER
+    assert traced.context is not None
+    assert traced.context.trace_id == context.trace_id
+    assert traced.parent is not None
+    assert traced.parent.span_id == context.span_id
+    assert untraced.parent is None

@@ -131,6 +131,9 @@ class OutboxEvent(Base):
     published_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     # When the consumer said it holds the event durably; only then is the event done.
     acknowledged_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The W3C traceparent of the request that wrote the event (when traced), so the consumer
+    # continues that trace; 55 characters in trace-context version 00.
+    traceparent: Mapped[str | None] = mapped_column(String(55))
 
     __table_args__ = (
         Index(

@@ -25,7 +25,7 @@ from typing import cast
 
 import redis.asyncio as redis
 from redis.exceptions import RedisError, ResponseError
-from servicekit.events import acked_event_id, acks_stream
+from servicekit.events import TRACEPARENT_FIELD, acked_event_id, acks_stream, current_traceparent
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -42,7 +42,8 @@ DEFAULT_REDELIVER_AFTER = timedelta(seconds=30)
 
 
 def record_message_created(session: AsyncSession, message: Message) -> OutboxEvent:
-    """Adds the event to the session: it commits (or rolls back) with the message."""
+    """Adds the event to the session: it commits (or rolls back) with the message. Written
+    inside the request's span, it keeps that span's trace context for the consumer."""
     event = OutboxEvent(
         type=MESSAGE_CREATED,
         conversation_id=message.conversation_id,
@@ -50,12 +51,14 @@ def record_message_created(session: AsyncSession, message: Message) -> OutboxEve
         user_id=message.user_id,
         role=message.role,
         created_at=message.created_at,
+        traceparent=current_traceparent(),
     )
     session.add(event)
     return event
 
 
 def stream_fields(event: OutboxEvent, published_at: datetime) -> dict[str, str]:
+    trace = {TRACEPARENT_FIELD: event.traceparent} if event.traceparent else {}
     return {
         "event_id": str(event.event_id),
         "type": event.type,
@@ -65,6 +68,7 @@ def stream_fields(event: OutboxEvent, published_at: datetime) -> dict[str, str]:
         "role": event.role,
         "created_at": event.created_at.isoformat(),
         "published_at": published_at.isoformat(),
+        **trace,
     }
 
 

@@ -22,7 +22,7 @@ from typing import Any, cast
 import redis
 from django import db
 from prometheus_client import CollectorRegistry, Counter
-from servicekit.events import ACKS_MAXLEN, ack_fields, acks_stream
+from servicekit.events import ACKS_MAXLEN, ack_fields, acks_stream, continued_trace
 
 from data_processor.events import InvalidEventError, Outcome, apply_event, parse_event
 
@@ -215,12 +215,14 @@ class EventConsumer:
             self._ack(entry_id)
             return
         fields = _decoded(raw)
-        try:
-            outcome = apply_event(parse_event(fields), entry_id)
-        except InvalidEventError as exc:
-            self._dead_letter(entry_id, fields, str(exc))
-            return
-        self._ack(entry_id, fields["event_id"].strip())  # only after apply_event committed
+        # The trace of the request that wrote the event (its outbox row's traceparent) goes on.
+        with continued_trace("consume " + fields.get("type", "event"), fields):
+            try:
+                outcome = apply_event(parse_event(fields), entry_id)
+            except InvalidEventError as exc:
+                self._dead_letter(entry_id, fields, str(exc))
+                return
+            self._ack(entry_id, fields["event_id"].strip())  # only after apply_event committed
         self.metrics.events.labels(outcome.value).inc()
         if outcome is Outcome.DUPLICATE:
             logger.info("duplicate event skipped", extra={"event_id": fields["event_id"]})

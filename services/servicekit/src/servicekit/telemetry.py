@@ -21,8 +21,10 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+from servicekit.events import TRACEPARENT_FIELD
+
 ENDPOINT_VARIABLE = "OTEL_EXPORTER_OTLP_ENDPOINT"
-TRACEPARENT = "traceparent"
+TRACEPARENT = TRACEPARENT_FIELD
 
 
 def tracing_wanted(environ: Mapping[str, str] | None = None) -> bool:

@@ -10,6 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from prometheus_client import start_http_server
+from servicekit.events import telemetry_if_wanted
 from servicekit.ratelimit import redis_client
 
 from data_processor.config import default_consumer_name
@@ -59,7 +60,12 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, request_stop)
         # The socket timeout must outlast the blocking read.
         client = redis_client(settings.REDIS_URL, timeout=consumer_options.block_ms / 1000 + 5)
+        # Spans of consumed events, exported when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+        telemetry = telemetry_if_wanted()
+        provider = telemetry.configure_tracing("data-processor") if telemetry else None
         try:
             EventConsumer(client, consumer_options, metrics=metrics, stop=stop).run()
         finally:
             client.close()
+            if provider is not None:
+                provider.shutdown()  # sends the spans still batched

@@ -243,3 +243,100 @@ describe('service error messages', () => {
     );
   });
 });
+
+/** An XMLHttpRequest stand-in for the network: it reports the body going out in two halves
+ * and answers with the given status for the given bearer token. */
+class FakeXhr {
+  static sent: FakeXhr[] = [];
+  readonly upload: { onprogress: ((event: ProgressEvent) => void) | null } = { onprogress: null };
+  readonly headers = new Headers();
+  method = '';
+  url = '';
+  timeout = 0;
+  responseType = '';
+  status = 0;
+  statusText = '';
+  responseText = '';
+  onload: (() => void) | null = null;
+  onerror: (() => void) | null = null;
+  onabort: (() => void) | null = null;
+  ontimeout: (() => void) | null = null;
+
+  constructor(private readonly answer: (authorization: string | null) => [number, unknown]) {}
+
+  open(method: string, url: string) {
+    this.method = method;
+    this.url = url;
+  }
+
+  setRequestHeader(key: string, value: string) {
+    this.headers.set(key, value);
+  }
+
+  getAllResponseHeaders() {
+    return 'content-type: application/json\r\n';
+  }
+
+  send(body: FormData) {
+    FakeXhr.sent.push(this);
+    expect(body).toBeInstanceOf(FormData);
+    for (const loaded of [50, 100]) {
+      this.upload.onprogress?.({ lengthComputable: true, loaded, total: 100 } as ProgressEvent);
+    }
+    const [status, payload] = this.answer(this.headers.get('Authorization'));
+    this.status = status;
+    this.responseText = JSON.stringify(payload);
+    queueMicrotask(() => this.onload?.());
+  }
+}
+
+describe('ApiClient upload progress', () => {
+  it('reports the bytes sent and keeps the token refresh of every request', async () => {
+    FakeXhr.sent = [];
+    const tokens = new TokenStore(memoryStorage());
+    tokens.set({ accessToken: 'old-access', refreshToken: 'old-refresh' });
+    const refresh = fakeFetch({ [`POST ${REFRESH_PATH}`]: () => json(freshPair) });
+    const xhrClient = new ApiClient({
+      tokens,
+      fetch: refresh.fetch,
+      xhr: () =>
+        new FakeXhr((authorization) =>
+          authorization === 'Bearer new-access' ? [201, { id: 'f1' }] : [401, { detail: 'token expired' }],
+        ) as unknown as XMLHttpRequest,
+    });
+    const progress: [number, number][] = [];
+    const form = new FormData();
+    form.append('file', new Blob(['x'.repeat(100)]), 'big.bin');
+
+    const stored = await xhrClient.json<{ id: string }>('/api/media/files', {
+      body: form,
+      onUploadProgress: (sent, total) => progress.push([sent, total]),
+    });
+
+    expect(stored).toEqual({ id: 'f1' });
+    expect(FakeXhr.sent.map((xhr) => [xhr.method, xhr.url, xhr.headers.get('Authorization')])).toEqual([
+      ['POST', '/api/media/files', 'Bearer old-access'],
+      ['POST', '/api/media/files', 'Bearer new-access'],
+    ]);
+    expect(refresh.calls.map((call) => call.path)).toEqual([REFRESH_PATH]);
+    expect(tokens.get()?.accessToken).toBe('new-access');
+    expect(progress).toEqual([
+      [50, 100],
+      [100, 100],
+      [50, 100],
+      [100, 100],
+    ]);
+  });
+
+  it('turns an error answer into an ApiError as fetch requests do', async () => {
+    const tokens = new TokenStore(memoryStorage());
+    const xhrClient = new ApiClient({
+      tokens,
+      xhr: () => new FakeXhr(() => [413, { detail: 'file too large' }]) as unknown as XMLHttpRequest,
+    });
+
+    const sending = xhrClient.json('/api/media/files', { body: new FormData(), onUploadProgress: () => {} });
+
+    await expect(sending).rejects.toEqual(new ApiError(413, 'file too large'));
+  });
+});

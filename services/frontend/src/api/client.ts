@@ -26,11 +26,18 @@ export interface RequestOptions {
    * again with the same key.
    */
   idempotencyKey?: string;
+  /**
+   * Called as the request body goes out (bytes sent, bytes in all). fetch reports no upload
+   * progress, so such a request is sent with XMLHttpRequest (same headers, refresh and retry).
+   */
+  onUploadProgress?: (sent: number, total: number) => void;
 }
 
 export interface ApiClientOptions {
   tokens: TokenStore;
   fetch?: typeof fetch;
+  /** Makes the XMLHttpRequest of a request with upload progress (tests give their own). */
+  xhr?: () => XMLHttpRequest;
   baseUrl?: string;
   timeoutMs?: number;
 }
@@ -51,6 +58,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 export class ApiClient {
   private refreshing: Promise<Tokens | null> | null = null;
   private readonly fetchImpl: typeof fetch;
+  private readonly makeXhr: (() => XMLHttpRequest) | null;
   private readonly baseUrl: string;
   private readonly timeoutMs: number;
   private readonly expiryListeners = new Set<() => void>();
@@ -59,6 +67,8 @@ export class ApiClient {
     // Bound so that a stubbed or native fetch is never called with a foreign `this`.
     const impl = options.fetch ?? globalThis.fetch;
     this.fetchImpl = (input, init) => impl(input, init);
+    // A client given its own fetch and no XMLHttpRequest (the page tests) sends through fetch.
+    this.makeXhr = options.xhr ?? (options.fetch ? null : () => new XMLHttpRequest());
     this.baseUrl = options.baseUrl ?? '';
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   }
@@ -171,14 +181,70 @@ export class ApiClient {
     }
     if (tokens) headers.set('Authorization', `Bearer ${tokens.accessToken}`);
     if (options.idempotencyKey) headers.set('Idempotency-Key', `"${options.idempotencyKey}"`);
+    const method = options.method ?? (body === undefined ? 'GET' : 'POST');
+    const timeoutMs = options.timeoutMs ?? this.timeoutMs;
+    if (options.onUploadProgress && this.makeXhr) {
+      const request = { method, headers, body, timeoutMs };
+      return sendWithProgress(this.makeXhr(), this.baseUrl + path, request, options.onUploadProgress);
+    }
     return this.fetchImpl(this.baseUrl + path, {
-      method: options.method ?? (body === undefined ? 'GET' : 'POST'),
+      method,
       headers,
       body,
       credentials: 'same-origin',
-      signal: AbortSignal.timeout(options.timeoutMs ?? this.timeoutMs),
+      signal: AbortSignal.timeout(timeoutMs),
     });
   }
+}
+
+interface XhrRequest {
+  method: string;
+  headers: Headers;
+  body: BodyInit | undefined;
+  timeoutMs: number;
+}
+
+const NO_BODY_STATUSES = new Set([101, 204, 205, 304]);
+
+/** The request over XMLHttpRequest, its answer as a fetch Response; failures as fetch's. */
+function sendWithProgress(
+  xhr: XMLHttpRequest,
+  url: string,
+  request: XhrRequest,
+  onProgress: (sent: number, total: number) => void,
+): Promise<Response> {
+  return new Promise((resolve, reject) => {
+    xhr.open(request.method, url);
+    request.headers.forEach((value, key) => xhr.setRequestHeader(key, value));
+    xhr.timeout = request.timeoutMs;
+    xhr.responseType = 'text'; // the answers of uploads are JSON
+    xhr.upload.onprogress = (event) => {
+      if (event.lengthComputable) onProgress(event.loaded, event.total);
+    };
+    xhr.onload = () => {
+      const body = NO_BODY_STATUSES.has(xhr.status) ? null : xhr.responseText;
+      resolve(
+        new Response(body, {
+          status: xhr.status,
+          statusText: xhr.statusText,
+          headers: responseHeaders(xhr.getAllResponseHeaders()),
+        }),
+      );
+    };
+    xhr.onerror = () => reject(new TypeError('Network error'));
+    xhr.onabort = () => reject(new TypeError('Request aborted'));
+    xhr.ontimeout = () => reject(new DOMException('The request timed out.', 'TimeoutError'));
+    xhr.send((request.body ?? null) as XMLHttpRequestBodyInit | null);
+  });
+}
+
+function responseHeaders(raw: string): Headers {
+  const headers = new Headers();
+  for (const line of raw.trim().split(/[\r\n]+/)) {
+    const colon = line.indexOf(':');
+    if (colon > 0) headers.append(line.slice(0, colon).trim(), line.slice(colon + 1).trim());
+  }
+  return headers;
 }
 
 /** The service's `{"detail": ...}` message, or a readable fallback. */

@@ -61,12 +61,13 @@ export function createApi(client: ApiClient) {
     },
     media: {
       listFiles: () => client.json<{ items: StoredFile[] }>('/api/media/files'),
-      upload: (file: File) => {
+      upload: (file: File, onProgress?: (sent: number, total: number) => void) => {
         const form = new FormData();
         form.append('file', file, file.name);
         return client.json<StoredFile>('/api/media/files', {
           body: form,
           timeoutMs: UPLOAD_TIMEOUT_MS,
+          onUploadProgress: onProgress,
         });
       },
       download: (fileId: string) =>

@@ -56,15 +56,20 @@ function UploadForm() {
   const queryClient = useQueryClient();
   const input = useRef<HTMLInputElement>(null);
   const [chosen, setChosen] = useState<File | null>(null);
+  const [sent, setSent] = useState<{ sent: number; total: number } | null>(null);
   const files = useQuery({ queryKey: filesKey, queryFn: api.media.listFiles });
   // "Uploaded x." only while x is still there: deleting it ends the news.
   const deleted = (id: string) => files.data?.items.every((file) => file.id !== id) ?? false;
 
   const upload = useMutation({
-    mutationFn: (file: File) =>
-      api.media.upload(file).catch((error: unknown) => {
-        throw uploadError(error);
-      }),
+    mutationFn: (file: File) => {
+      setSent({ sent: 0, total: file.size });
+      return api.media
+        .upload(file, (bytes, total) => setSent({ sent: bytes, total }))
+        .catch((error: unknown) => {
+          throw uploadError(error);
+        });
+    },
     onSuccess: async () => {
       setChosen(null);
       if (input.current) input.current.value = '';
@@ -106,6 +111,14 @@ function UploadForm() {
       <button type="submit" disabled={!chosen || tooLarge || empty || upload.isPending}>
         {upload.isPending ? 'Uploading…' : 'Upload'}
       </button>
+      {upload.isPending && sent && (
+        <progress
+          className="upload-progress"
+          aria-label="Upload progress"
+          value={sent.sent}
+          max={Math.max(sent.total, 1)}
+        />
+      )}
       {empty && (
         <p className="status status-error" role="alert">
           {EMPTY_FILE}

@@ -33,4 +33,5 @@ export const TYPE_REFUSED = `This type of file is not accepted: upload ${ALLOWED
 /** What the file picker offers first (the service checks the content, not the name). */
 export const ACCEPT = 'image/png,image/jpeg,image/gif,image/webp,application/pdf,text/plain,.txt';
 export const MESSAGE_MAX_CHARS = 4000; // backend's MESSAGE_MAX_CHARS default
+export const TITLE_MAX_CHARS = 200; // backend's TITLE_MAX
 export const EMPTY_FILE = 'This file is empty (0 bytes): choose a file with content.';

@@ -5,6 +5,7 @@ import { useState, type FormEvent } from 'react';
 import { Empty, ErrorNotice, Loading } from '../components/Status';
 import { TextField } from '../components/TextField';
 import { formatDateTime } from '../format';
+import { TITLE_MAX_CHARS } from '../rules';
 import { useApi } from '../session';
 import { useSubmission } from '../submission';
 
@@ -42,10 +43,13 @@ export function ConversationsPage() {
   function submit(event: FormEvent) {
     event.preventDefault();
     const text = title.trim();
-    const key = text ? submission.begin(text) : null;
+    const key = text && text.length <= TITLE_MAX_CHARS ? submission.begin(text) : null;
     if (key !== null) create.mutate({ text, key });
   }
 
+  // No maxLength: a pasted long title would be cut without a word; it is counted instead.
+  const titleLength = title.trim().length;
+  const tooLong = titleLength > TITLE_MAX_CHARS;
   const items = conversations.data?.pages.flatMap((page) => page.items) ?? [];
 
   return (
@@ -56,11 +60,12 @@ export function ConversationsPage() {
           label="New conversation title"
           name="title"
           required
-          maxLength={200}
+          hint={`${titleLength} / ${TITLE_MAX_CHARS} characters${tooLong ? ': too long, shorten it' : ''}`}
+          aria-invalid={tooLong}
           value={title}
           onChange={(event) => setTitle(event.target.value)}
         />
-        <button type="submit" disabled={create.isPending || !title.trim()}>
+        <button type="submit" disabled={create.isPending || !title.trim() || tooLong}>
           {create.isPending ? 'Creating…' : 'Create'}
         </button>
       </form>

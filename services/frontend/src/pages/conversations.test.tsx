@@ -62,6 +62,22 @@ describe('conversation list', () => {
     expect(calls.find((call) => call.method === 'POST')?.body).toBe('{"title":"Trip planning"}');
     expect(screen.getByText(/No messages yet/)).toBeInTheDocument();
   });
+
+  it('says a pasted title is too long instead of cutting it', async () => {
+    const { user, calls } = renderApp('/conversations', {
+      'GET /api/chat/conversations': () => page([]),
+    });
+    const field = await screen.findByLabelText('New conversation title');
+    await user.click(field);
+    await user.paste(`${'word '.repeat(50)}end`);
+
+    expect(field).toHaveValue(`${'word '.repeat(50)}end`); // 253 characters, all kept
+    expect(field).toHaveAccessibleDescription('253 / 200 characters: too long, shorten it');
+    expect(field).toHaveAttribute('aria-invalid', 'true');
+    expect(screen.getByRole('button', { name: 'Create' })).toBeDisabled();
+    await user.type(field, '{Enter}');
+    expect(calls.filter((call) => call.method === 'POST')).toHaveLength(0);
+  });
 });
 
 describe('a conversation', () => {

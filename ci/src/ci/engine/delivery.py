@@ -22,7 +22,7 @@ from ci.core.affected import Plan
 from ci.core.gitfacts import GitFacts
 from ci.core.versions import build_version
 from ci.engine import k3s, signing, toolchains
-from ci.engine.stages import BuildLabels, Pipeline, StageFailedError
+from ci.engine.stages import REPORTS, BuildLabels, Pipeline, StageFailedError
 
 # The repository as it sits in the toolchain container; the delivery core is imported from here.
 CI_SRC = f"{toolchains.REPO}/ci/src"
@@ -135,7 +135,9 @@ class Delivery:
                     build_args={"VERSION": version.version, "REVISION": sha},
                 )
                 predicate = json.dumps(provenance.predicate(build))
-                await signing.sign_and_attest(*signer, refs[0], predicate, None)
+                # The CycloneDX SBOM the scan stage makes, of the first platform's image.
+                sbom = self.pipeline.trivy(variants[0]).file(f"{REPORTS}/sbom.cdx.json")
+                await signing.sign_and_attest(*signer, refs[0], predicate, sbom)
 
         async with anyio.create_task_group() as group:
             for name in names:

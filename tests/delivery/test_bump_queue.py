@@ -280,3 +280,39 @@ def test_a_read_only_remote_is_waited_out_by_concurrent_deploys(
         if result.commit is not None:
             assert builder.succeeds("merge-base", "--is-ancestor", result.commit, "origin/main")
     assert requests_on(builder) == []
+
+
+def test_a_head_that_fails_hands_the_queue_on_at_once(
+    clone: Callable[[str], Git], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Patience longer than the deploy may wait: only the head's withdrawal can let it through.
+    monkeypatch.setattr(bumpqueue, "PATIENCE_SECONDS", 3600.0)
+    monkeypatch.setattr(bumpqueue, "MAX_WAIT_SECONDS", 300)
+    head, waiter = clone("head"), clone("waiter")
+    source = head.head()
+    failing = publish(head, FAST, Request.new("staging", "main", source, {"svc1": ref("head")}))
+    results: list[CommitResult] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(deploy(waiter, "staging", {"svc2": ref("waiter")}, source, FAST))
+        except BaseException as exc:  # asserted below
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while len(requests_on(head)) < 2:  # the waiter queued behind the head
+        assert not errors, [str(e) for e in errors]
+        assert time.monotonic() < deadline, requests_on(head)
+        time.sleep(0.05)
+    bumpqueue.withdraw(head, FAST, failing)  # what a head that fails or gives up does
+    thread.join(timeout=300)
+
+    assert errors == [], [str(e) for e in errors]
+    assert len(results) == 1
+    assert results[0].commit is not None
+    assert final_image(waiter, "svc2") == ref("waiter")
+    assert final_image(waiter, "svc1") != ref("head")
+    assert requests_on(waiter) == []

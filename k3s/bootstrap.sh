@@ -12,7 +12,10 @@
 #   sudo ACME_EMAIL=ops@example.com k3s/bootstrap.sh   (after k3s/install.sh)
 #   sudo AIRGAP_DIR=/srv/airgap k3s/bootstrap.sh      (no network: k3s/airgap-bundle.sh's output)
 #
-# Without ACME_EMAIL the Let's Encrypt ClusterIssuer is not created (TLS stays off until it is).
+# Without ACME_EMAIL every listener's certificate comes from the cluster's own CA. With ACME_EMAIL
+# and DNS01_PROVIDER=cloudflare (token in CLOUDFLARE_API_TOKEN_FILE or CLOUDFLARE_API_TOKEN, stored
+# only in a Secret) Let's Encrypt issues the previews' wildcard by DNS-01; with ACME_EMAIL alone
+# the wildcard comes from the cluster CA and the other hosts from Let's Encrypt.
 set -euo pipefail
 # shellcheck source=k3s/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -39,6 +42,7 @@ main() {
   # shellcheck disable=SC2064
   trap "rm -rf -- $(printf %q "$work")" EXIT
 
+  check_dns01_provider
   # shellcheck disable=SC2046  # one pin name per word
   require_pins $(bootstrap_pins)
   ensure_helm "$work"
@@ -47,7 +51,7 @@ main() {
   install_gateway_api_crds "$work"
   install_platform_chart "$work" ngf --values "$K3S_DIR/nginx-gateway-fabric-values.yaml"
   install_platform_chart "$work" cert-manager --values "$K3S_DIR/cert-manager-values.yaml"
-  install_cluster_issuer
+  install_cluster_issuer "$work"
   install_platform_chart "$work" sealed-secrets --set fullnameOverride=sealed-secrets-controller \
     --set priorityClassName=chat-platform
   # Before Argo CD: the ServiceMonitor and PrometheusRule CRDs exist when it first syncs.
@@ -184,14 +188,48 @@ gateway_issuer() {
   if [[ -n ${ACME_EMAIL:-} ]]; then echo letsencrypt; else echo chat-ca; fi
 }
 
+# Before any change: an unknown provider or a missing token stops bootstrap.
+check_dns01_provider() {
+  case ${DNS01_PROVIDER:-} in
+    "") ;;
+    cloudflare)
+      [[ -n ${ACME_EMAIL:-} ]] || die "DNS01_PROVIDER needs ACME_EMAIL (a Let's Encrypt account)"
+      [[ -n ${CLOUDFLARE_API_TOKEN_FILE:-} && -r ${CLOUDFLARE_API_TOKEN_FILE:-} ]] ||
+        [[ -n ${CLOUDFLARE_API_TOKEN:-} ]] ||
+        die "DNS01_PROVIDER=cloudflare needs CLOUDFLARE_API_TOKEN_FILE (readable) or CLOUDFLARE_API_TOKEN" ;;
+    *) die "DNS01_PROVIDER=$DNS01_PROVIDER is not supported (only: cloudflare)" ;;
+  esac
+}
+
+# The token goes from a file to the Secret; never in an argument (printf is a shell builtin).
+create_dns01_secret() {
+  local file=${CLOUDFLARE_API_TOKEN_FILE:-$1/cloudflare-api-token}
+  if [[ -z ${CLOUDFLARE_API_TOKEN_FILE:-} ]]; then
+    (umask 077 && printf %s "$CLOUDFLARE_API_TOKEN" >"$file")
+  fi
+  kubectl -n cert-manager create secret generic cloudflare-api-token \
+    --from-file=api-token="$file" --dry-run=client -o yaml | kubectl apply -f -
+}
+
 install_cluster_issuer() {
   if [[ -z ${ACME_EMAIL:-} ]]; then
     log "ACME_EMAIL not set: certificates from the cluster's own CA (k3s/cluster-ca-issuer.yaml)"
     kubectl apply -f "$K3S_DIR/cluster-ca-issuer.yaml"
-    return 0
+    return
   fi
   [[ $ACME_EMAIL =~ ^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+$ ]] || die "ACME_EMAIL is not an e-mail address"
-  sed "s/ACME_EMAIL/$ACME_EMAIL/" "$K3S_DIR/cluster-issuer.yaml" | kubectl apply -f -
+  local issuer="$K3S_DIR/cluster-issuer.yaml"
+  if [[ -n ${DNS01_PROVIDER:-} ]]; then
+    log "Let's Encrypt: the previews' wildcard by DNS-01 ($DNS01_PROVIDER), other hosts by HTTP-01"
+    create_dns01_secret "$1"
+    issuer="$K3S_DIR/cluster-issuer-cloudflare.yaml" # the one provider check_dns01_provider allows
+  else
+    log "DNS01_PROVIDER not set: the previews' wildcard certificate comes from the cluster's own CA" \
+      "(k3s/previews-ca-certificate.yaml); the other hosts from Let's Encrypt by HTTP-01"
+    kubectl apply -f "$K3S_DIR/cluster-ca-issuer.yaml"
+    kubectl apply -f "$K3S_DIR/previews-ca-certificate.yaml"
+  fi
+  sed "s/ACME_EMAIL/$ACME_EMAIL/" "$issuer" | kubectl apply -f -
 }
 
 # The controller's manifests come from its pinned release; the Plan pins the K3s version.

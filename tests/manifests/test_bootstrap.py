@@ -5,6 +5,7 @@ the chart archives with the real Helm SDK and applies them through the same kube
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import shutil
@@ -407,4 +408,106 @@ def test_with_acme_email_the_gateway_uses_lets_encrypt(world: World) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     gateway = received_gateway(world.api)
     assert gateway["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "letsencrypt"
-    assert [o["metadata"]["name"] for o in world.api.of_kind("ClusterIssuer")] == ["letsencrypt"]
+    # Without a DNS-01 provider the cluster CA's issuers come too, for the previews' wildcard only.
+    assert "letsencrypt" in [o["metadata"]["name"] for o in world.api.of_kind("ClusterIssuer")]
+
+
+def issuer_of_each_listener(api: KubeApi) -> dict[str, str]:
+    """Which ClusterIssuer signs each HTTPS listener's Secret: its own Certificate's, else the
+    Gateway annotation's (cert-manager's gateway-shim leaves a Certificate it does not own)."""
+    gateway = received_gateway(api)
+    default = gateway["metadata"]["annotations"]["cert-manager.io/cluster-issuer"]
+    own = {
+        c["spec"]["secretName"]: c["spec"]["issuerRef"]["name"] for c in api.of_kind("Certificate")
+    }
+    return {
+        x["name"]: own.get(x["tls"]["certificateRefs"][0]["name"], default)
+        for x in gateway["spec"]["listeners"]
+        if x["protocol"] == "HTTPS"
+    }
+
+
+def test_with_acme_email_alone_the_previews_wildcard_comes_from_the_clusters_ca(
+    world: World,
+) -> None:
+    result = world.run("bootstrap.sh", ACME_EMAIL="ops@example.com")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "DNS01_PROVIDER not set" in result.stderr
+    issuers = issuer_of_each_listener(world.api)
+    assert issuers.pop("https-previews") == "chat-ca"
+    assert set(issuers.values()) == {"letsencrypt"}
+    names = {o["metadata"]["name"] for o in world.api.of_kind("ClusterIssuer")}
+    assert names == {"letsencrypt", "selfsigned", "chat-ca"}
+    previews = next(c for c in world.api.of_kind("Certificate") if c["spec"].get("dnsNames"))
+    assert previews["metadata"]["namespace"] == "nginx-gateway"  # where the listener reads it
+    assert previews["spec"]["dnsNames"] == ["*.preview.chat.example.com"]
+    gateways = [i for i, o in enumerate(world.api.received) if o["kind"] == "Gateway"]
+    assert world.api.received.index(previews) < gateways[0]  # before gateway-shim could claim it
+
+
+TOKEN = "cf-token-0123456789abcdef"
+
+
+def log_kubectl_argv(world: World) -> Path:
+    """Put a wrapper before the real kubectl that records every argument list."""
+    argv_log = world.logs / "kubectl-argv.log"
+    wrapper = world.stubs / "kubectl"
+    wrapper.unlink()
+    wrapper.write_text(f'#!/bin/sh\necho "$@" >> "{argv_log}"\nexec "{KUBECTL}" "$@"\n')
+    wrapper.chmod(0o755)
+    return argv_log
+
+
+@pytest.mark.parametrize("from_file", [True, False])
+def test_with_a_dns01_provider_lets_encrypt_issues_the_wildcard_by_dns01(
+    world: World, tmp_path: Path, from_file: bool
+) -> None:
+    argv_log = log_kubectl_argv(world)
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    secret_env = (
+        {"CLOUDFLARE_API_TOKEN_FILE": str(token_file)}
+        if from_file
+        else {"CLOUDFLARE_API_TOKEN": TOKEN}
+    )
+    result = world.run(
+        "bootstrap.sh", ACME_EMAIL="ops@example.com", DNS01_PROVIDER="cloudflare", **secret_env
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (issuer,) = world.api.of_kind("ClusterIssuer")
+    dns01, http01 = issuer["spec"]["acme"]["solvers"]
+    assert dns01["selector"] == {"dnsZones": ["preview.chat.example.com"]}
+    ref = dns01["dns01"]["cloudflare"]["apiTokenSecretRef"]
+    assert "selector" not in http01  # HTTP-01 for every other host
+    assert "http01" in http01
+    (secret,) = [s for s in world.api.of_kind("Secret") if s["metadata"]["name"] == ref["name"]]
+    assert secret["metadata"]["namespace"] == "cert-manager"  # a ClusterIssuer's secrets live there
+    assert base64.b64decode(secret["data"][ref["key"]]).decode() == TOKEN
+    assert set(issuer_of_each_listener(world.api).values()) == {"letsencrypt"}
+    assert world.api.of_kind("Certificate") == []
+    assert problems_of([strip_for_schema(issuer)], kubernetes_version()) == []
+    seen = argv_log.read_text() + result.stdout + result.stderr
+    seen += "".join(p.read_text(errors="replace") for p in world.logs.glob("*.log"))
+    assert "create secret generic cloudflare-api-token" in argv_log.read_text()
+    assert TOKEN not in seen
+
+
+def strip_for_schema(obj: Obj) -> Obj:
+    meta = {k: v for k, v in obj["metadata"].items() if k in {"name", "namespace"}}
+    return {**{k: v for k, v in obj.items() if k != "status"}, "metadata": meta}
+
+
+@pytest.mark.parametrize(
+    ("env", "reason"),
+    [
+        ({"DNS01_PROVIDER": "route66", "ACME_EMAIL": "ops@example.com"}, "not supported"),
+        ({"DNS01_PROVIDER": "cloudflare", "ACME_EMAIL": "ops@example.com"}, "CLOUDFLARE_API_TOKEN"),
+    ],
+)
+def test_a_bad_dns01_setting_stops_bootstrap_before_any_change(
+    world: World, env: dict[str, str], reason: str
+) -> None:
+    result = world.run("bootstrap.sh", **env)
+    assert result.returncode != 0
+    assert reason in result.stderr
+    assert world.api.received == []

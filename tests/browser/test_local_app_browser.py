@@ -11,15 +11,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from browser.test_frontend_browser import CHROMIUM, FRONTEND, OUTPUT_DIR, _built_app, _require_tools
 from ci.localapp.stack import REPO_ROOT, SOURCE_ROOT, LocalStack
 from harness.lifetime import bound_to_parent
@@ -84,22 +81,13 @@ def make_run_app(data: Path, port: int, dist: Path) -> Iterator[str]:
             process.communicate(timeout=60)
 
 
-@pytest.fixture
-def data() -> Iterator[Path]:
-    """A data directory PostgreSQL's user can reach (pytest's tmp_path is private to root)."""
-    folder = Path(tempfile.mkdtemp(prefix="localapp-browser-"))
-    folder.chmod(0o755)
-    yield folder / "data"
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-def test_no_lost_or_doubled_writes_and_the_data_survives_a_restart(data: Path) -> None:
+def test_no_lost_or_doubled_writes_and_the_data_survives_a_restart(localapp_data: Path) -> None:
     _require_tools()
     dist = _built_app()
     port = free_port()
-    with make_run_app(data, port, dist) as edge:
+    with make_run_app(localapp_data, port, dist) as edge:
         written = _browser("writes", edge)
-    with make_run_app(data, port, dist) as edge:
+    with make_run_app(localapp_data, port, dist) as edge:
         found = _browser("after-restart", edge, ACCOUNTS=json.dumps(written["accounts"]))
     assert found["accounts"] == written["accounts"]
 

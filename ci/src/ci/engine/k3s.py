@@ -157,6 +157,11 @@ async def integration(cluster: Cluster, labels: BuildLabels) -> IntegrationRun:
     done = await runner.with_exec(
         [*cluster.run_args(catalog, K3S_HOST, e2e=True)], expect=dagger.ReturnType.ANY
     ).sync()
+    return await integration_run(done)
+
+
+async def integration_run(done: dagger.Container) -> IntegrationRun:
+    """The finished runner's exit code, the tail of its output, and /out with both added."""
     code = await done.exit_code()
     output = tail(await done.stdout() + await done.stderr())
     reports = (
@@ -235,11 +240,4 @@ async def gitops_integration(cluster: Cluster) -> IntegrationRun:
         .with_directory(OUTPUT, dag.directory())
     )
     done = await runner.with_exec(["sh", "-c", script], expect=dagger.ReturnType.ANY).sync()
-    code = await done.exit_code()
-    output = tail(await done.stdout() + await done.stderr())
-    reports = (
-        done.directory(OUTPUT)
-        .with_new_file("output.txt", output)
-        .with_new_file("exit-code", f"{code}\n")
-    )
-    return IntegrationRun(code, output, reports)
+    return await integration_run(done)

@@ -181,6 +181,52 @@ def test_with_a_reachable_engine_make_check_is_dagger_call_check(tmp_path: Path)
     assert not (repo.root / "test-output").exists()
 
 
+def test_with_a_reachable_engine_a_check_pattern_is_dagger_check(tmp_path: Path) -> None:
+    repo = small_repo(tmp_path / "repo", {})
+    env = fake_dagger(tmp_path / "bin", engine_answers=True)
+
+    done = subprocess.run(
+        check_command(repo, "--engine-first", "--check", "lint-*", "--check", "test-hello"),
+        env=check_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 3  # the engine's verdict, passed on
+    calls = (tmp_path / "bin" / "calls").read_text().splitlines()
+    assert calls == ["core version", "check lint-* test-hello"]
+
+
+def test_a_check_pattern_runs_the_checks_of_that_name_on_the_host(tmp_path: Path) -> None:
+    repo = small_repo(tmp_path / "repo", {})
+    no_engine = fake_dagger(tmp_path / "bin", engine_answers=False)
+
+    done = subprocess.run(
+        check_command(repo, "--engine-first", "--check", "lint-*"),
+        env=check_env(**no_engine),
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=False,
+    )
+    typo = subprocess.run(
+        check_command(repo, "--check", "lint-helo"),
+        env=check_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert rows(done.stdout) == {("hello", "lint"): "ok"}
+    assert typo.returncode == 2
+    assert "--check lint-helo: matches no check" in typo.stderr
+    assert "lint-hello" in typo.stderr  # the known names
+
+
 def test_a_broken_test_fails_the_run_marks_its_row_and_keeps_the_artefacts(tmp_path: Path) -> None:
     repo = small_repo(tmp_path / "repo", {"services/hello/tests/test_broken.py": BROKEN_TEST})
     no_engine = fake_dagger(tmp_path / "bin", engine_answers=False)

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from ci.core.catalog import load_catalog
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CI_SRC = REPO_ROOT / "ci" / "src"
 # The pipeline's functions; delivery functions are checked by tests/delivery.
@@ -37,13 +39,9 @@ FUNCTIONS = {
 }
 ENGINE_TIMEOUT_SECONDS = 3600
 # `dagger check` runs these (no required argument), `dagger generate` these, `dagger up` this.
-CHECKS = {
-    "lint_services",
-    "test_services",
-    "scan_services",
-    "test_repository",
-    "generated_up_to_date",
-}
+# Per service (from the catalog itself, services/*/service.yaml): lint-, test- and scan-<name>.
+CHECK_STAGES = ("lint", "test", "scan")
+REPOSITORY_CHECKS = {"test_repository", "generated_up_to_date"}
 GENERATORS = {"generated_files"}
 UP = {"stack"}
 
@@ -103,6 +101,8 @@ print(json.dumps({
             and p.default_value is None and p.default_path is None]
         for n, f in functions.items() if f.check or f.generate or f.service
     },
+    "docs": {n: f.doc for n, f in functions.items() if f.check},
+    "cache": {n: f.cache_policy for n, f in functions.items() if f.check},
     "enums": {name: [m.name for m in cls] for name, cls in module._enums.items()},
     "types": {n: str(functions[n].parameters[p].resolved_type.__name__)
               for n, p in (("scan", "severity"), ("check", "severity"), ("release", "mode"))},
@@ -110,16 +110,40 @@ print(json.dumps({
 """
 
 
+def catalog_checks() -> set[str]:
+    """A check per stage of every service in services/*/service.yaml (the SDK registers the
+    Python name; the CLI shows lint-data-processor for lint_data_processor)."""
+    names = load_catalog(REPO_ROOT).names()
+    return {f"{stage}_{name.replace('-', '_')}" for stage in CHECK_STAGES for name in names}
+
+
 def test_checks_generators_and_up_are_registered_with_the_real_sdk() -> None:
     done = python(CONVENTIONS, DAGGER_MAIN_OBJECT="Ci")
 
     assert done.returncode == 0, done.stderr
     found = json.loads(done.stdout)
-    assert set(found["check"]) == CHECKS
+    checks = catalog_checks() | REPOSITORY_CHECKS
+    # Fails when a service of the catalog has no checks, or a check names a removed service.
+    assert set(found["check"]) == checks
     assert set(found["generate"]) == GENERATORS
     assert set(found["up"]) == UP
     # `dagger check` calls checks without arguments: none may be required.
-    assert found["required"] == {key: [] for key in CHECKS | GENERATORS | UP}
+    assert found["required"] == {key: [] for key in checks | GENERATORS | UP}
+
+
+def test_each_service_check_says_what_it_runs_and_scans_never_come_from_the_cache() -> None:
+    done = python(CONVENTIONS, DAGGER_MAIN_OBJECT="Ci")
+
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    assert "data-processor" in found["docs"]["lint_data_processor"]
+    assert "mypy --strict" in found["docs"]["lint_backend"]
+    assert "PostgreSQL/Redis" in found["docs"]["test_auth"]
+    assert "Trivy" in found["docs"]["scan_frontend"]
+    scans = {name for name in found["cache"] if name.startswith("scan_")}
+    assert scans == {c for c in catalog_checks() if c.startswith("scan_")}
+    assert {found["cache"][name] for name in scans} == {"never"}
+    assert found["cache"]["lint_backend"] is None
 
 
 def test_severity_and_release_mode_are_enums_the_cli_validates() -> None:

@@ -8,8 +8,13 @@ the test harness. Artefacts go to test-output/<service>/ (junit.xml, output.txt,
 lint.log, build.log, scan/); the summary table is the engine's. Exit status 1 when a stage
 failed, 2 on usage errors, 128+N when stopped by signal N.
 
-`--engine-first` (what `make check` uses) runs `dagger call check` with the same arguments
-when a dagger CLI and a reachable engine exist, and says in one line why not otherwise.
+`--check PATTERN` (repeatable) runs the checks of `dagger check PATTERN` instead, by the
+engine's names (ci.core.checks: `lint-backend`, `scan-*`, `test-repository`,
+`generated-up-to-date`), for every service as `dagger check` does.
+
+`--engine-first` (what `make check` uses) runs `dagger call check` (`dagger check PATTERN...`
+with --check) with the same arguments when a dagger CLI and a reachable engine exist, and says
+in one line why not otherwise.
 `--recipe lint|test` runs the repository recipe (`make lint`, `make test`) in the foreground.
 """
 
@@ -27,7 +32,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ci.core import hostcheck, recipes, scanpolicy
+from ci.core import checks, hostcheck, recipes, scanpolicy
 from ci.core.affected import Plan, affected, library_charts
 from ci.core.catalog import Catalog, CatalogError, load_catalog
 from ci.core.gitfacts import GitError, git
@@ -66,6 +71,13 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run `dagger call check` instead when a dagger CLI and an engine are reachable",
     )
+    p.add_argument(
+        "--check",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="only the checks of `dagger check PATTERN` (lint-*, test-auth, ...), every service",
+    )
     p.add_argument("--recipe", choices=("lint", "test"), help="run `make lint`/`make test`")
     return p
 
@@ -99,6 +111,7 @@ def supervised_main(args: argparse.Namespace) -> int:
             return run_recipe(root, args.recipe)
         scanpolicy.Severity.parse(args.severity)  # before any work, like the engine's scan
         catalog = load_catalog(root)
+        checks.select(args.check, checks.all_names(catalog.names()))  # a typo is a usage error
         plan = host_plan(root, catalog, args)
         workers = hostcheck.parallelism(os.cpu_count(), args.jobs)
     except (GitError, CatalogError, ValueError) as exc:
@@ -113,7 +126,7 @@ def supervised_main(args: argparse.Namespace) -> int:
         revision=args.revision,
     )
     try:
-        results = HostCheck(stages, catalog, workers).run(plan)
+        results = HostCheck(stages, catalog, workers).run(plan, args.check)
     except HarnessError as exc:
         print(f"ci.check: the test servers could not start: {exc}", file=sys.stderr)
         return FAILED
@@ -126,8 +139,9 @@ def supervised_main(args: argparse.Namespace) -> int:
 
 
 def host_plan(root: Path, catalog: Catalog, args: argparse.Namespace) -> Plan:
-    """The plan as `dagger call check` makes it; --all without --base needs no history."""
-    if args.all and args.base is None:
+    """The plan as `dagger call check` makes it; --all without --base needs no history.
+    `dagger check` (--check) covers every service."""
+    if args.check or (args.all and args.base is None):
         return affected(catalog, [], library_charts(root), everything=True)
     return make_plan(root, args.base or DEFAULT_BASE, args.head, everything=args.all)
 
@@ -165,7 +179,10 @@ def engine_arguments(args: argparse.Namespace) -> list[str]:
 
 
 def run_on_engine(args: argparse.Namespace) -> int:
-    command = ["dagger", "call", "check", *engine_arguments(args)]
+    if args.check:
+        command = ["dagger", "check", *args.check]
+    else:
+        command = ["dagger", "call", "check", *engine_arguments(args)]
     print(f"ci.check: Dagger engine reachable: {' '.join(command)}", flush=True)
     return subprocess.run(command, check=False).returncode
 
@@ -273,8 +290,8 @@ class HostCheck:
     workers: int
     progress: Progress = field(default_factory=Progress)
 
-    def run(self, plan: Plan) -> list[StageResult]:
-        jobs = hostcheck.jobs(plan)
+    def run(self, plan: Plan, patterns: Sequence[str] = ()) -> list[StageResult]:
+        jobs = hostcheck.checked_jobs(plan, patterns) if patterns else hostcheck.jobs(plan)
         tools = self.stages.tools
         self.progress.say(
             f"host mode: {len(plan.names())} service(s), {len(jobs)} job(s), {self.workers} at a "
@@ -303,6 +320,8 @@ class HostCheck:
         return results
 
     def job(self, job: hostcheck.Job) -> list[StageResult]:
+        if job == hostcheck.GENERATED_JOB:
+            return [self.timed(job.service, job.stage, self.stages.generated_check)]
         if job.service == recipes.REPO_SUITE:
             return [self.timed(job.service, "test", lambda: self.stages.repo_tests(self.catalog))]
         service = self.catalog.get(job.service)

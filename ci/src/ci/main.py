@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar, cast
 
 import dagger
@@ -20,15 +20,18 @@ from dagger import (
 
 from ci.core import recipes, toolversions
 from ci.core.affected import plan_json
-from ci.core.catalog import Service, catalog_json
+from ci.core.catalog import catalog_json
+from ci.core.checks import ServiceCheck, service_checks
 from ci.core.gitfacts import GitFacts
 from ci.core.versions import build_version
 from ci.engine import k3s
 from ci.engine.delivery import Credentials, Delivery, DeployRequest, PreviewRequest
 from ci.engine.stages import BuildLabels, Pipeline, StageFailedError, TestRun, passed_or_raise
 from ci.engine.toolchains import REPO, Images
+from ci.service_names import SERVICE_NAMES
 
 F = TypeVar("F", bound=Callable[..., object])
+T = TypeVar("T")
 
 
 def never_cached(func: F) -> F:
@@ -94,7 +97,35 @@ GitHubToken = Annotated[dagger.Secret | None, Doc("GitHub token for the PR comme
 GitHubRepo = Annotated[str, Doc("owner/name on GitHub (PR comment, release PR)")]
 
 
+CheckFunction = Callable[["Ci"], Awaitable[None]]
+
+
+def service_check(check: ServiceCheck) -> CheckFunction:
+    """The Dagger function of one service check: named and described by `check`."""
+
+    async def run(self: Ci) -> None:
+        await self._pipeline().service_check(check.stage, check.service)
+
+    run.__name__ = run.__qualname__ = check.python_name
+    register = cast("Callable[..., Callable[[CheckFunction], CheckFunction]]", function)
+    # A scan's verdict depends on today's vulnerability DB: never from the function cache.
+    cache = "never" if check.stage == "scan" else None
+    # The SDK's decorators are typed as returning a union (0.21.11); both return `run` itself.
+    return register(doc=check.doc, cache=cache)(cast("CheckFunction", dagger.check(run)))
+
+
+def with_service_checks(cls: type[T]) -> type[T]:
+    """Adds a check per stage of every service (ci/src/ci/service_names.py, generated from the
+    catalog) before @object_type registers the class's functions."""
+    for check in service_checks(SERVICE_NAMES):
+        if hasattr(cls, check.python_name):
+            raise TypeError(f"check {check.name}: {cls.__name__} has a function of that name")
+        setattr(cls, check.python_name, service_check(check))
+    return cls
+
+
 @object_type
+@with_service_checks
 class Ci:
     """Lint, test, build, scan and publish the services of this repository."""
 
@@ -259,34 +290,10 @@ class Ci:
         return text
 
     # --- `dagger check` and `dagger generate` -----------------------------------------------
-    # Checks take no required argument; each covers every service concurrently and names the
-    # failed ones (`dagger call lint --service NAME` runs one). `make check` runs the same
-    # stages on the host.
-
-    @function
-    @dagger.check
-    async def lint_services(self) -> None:
-        """Lint every service: ruff, ruff format, mypy --strict / eslint, tsc."""
-        pipeline = self._pipeline()
-        await pipeline.every_service("lint", lambda s: pipeline.lint(s.name))
-
-    @function
-    @dagger.check
-    async def test_services(self) -> None:
-        """Every service's own suite, each with its own PostgreSQL/Redis."""
-        pipeline = self._pipeline()
-
-        async def run(service: Service) -> str:
-            return passed_or_raise(await pipeline.test(service.name))
-
-        await pipeline.every_service("test", run)
-
-    @never_cached
-    @dagger.check
-    async def scan_services(self) -> None:
-        """Build and scan every image: Trivy (HIGH and above fail), hadolint, SBOM."""
-        pipeline = self._pipeline()
-        await pipeline.every_service("scan", lambda s: pipeline.scan_gate(s, "HIGH"))
+    # Checks take no required argument: lint-<service>, test-<service> and scan-<service> for
+    # every service of the catalog (added by `with_service_checks` below, ci.core.checks), the
+    # repository suite and the generated files. `make check --check PATTERN` runs the same
+    # names on the host.
 
     @function
     @dagger.check
@@ -301,7 +308,7 @@ class Ci:
         or `make generate`."""
         pipeline = self._pipeline()
         ctr = (await pipeline.toolchain()).with_env_variable("PYTHONPATH", f"{REPO}/ci/src")
-        await ctr.with_exec(["python", "-m", "ci.generate", "--check"]).sync()
+        await ctr.with_exec(recipes.GENERATED_CHECK.args).sync()
 
     @function
     @dagger.generate

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ci.core.catalog import load_catalog
+from ci.core.checks import service_names_module
 from ci.core.dockerfiles import dockerfiles
 
 Render = Callable[[Path], Mapping[str, str]]
@@ -99,6 +100,12 @@ def registry() -> tuple[Generator, ...]:
             description="each Python service's Dockerfile, from one template and its service.yaml",
             inputs=("services/*/service.yaml", "ci/src/ci/core/dockerfiles.py"),
             render=dockerfiles,
+        ),
+        Generator(
+            name="service-names",
+            description="the catalog's service names, for the Dagger module's per-service checks",
+            inputs=("services/*/service.yaml", "ci/src/ci/core/checks.py"),
+            render=service_names_module,
         ),
     )
 

@@ -9,10 +9,11 @@ and how many run at once.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict
 
-from ci.core import recipes
+from ci.core import checks, recipes
 from ci.core.affected import Plan
 
 SCAN_IGNORE_FILE = "ci/scan-ignore.yaml"
@@ -38,7 +39,7 @@ class Job(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     service: str
-    stage: str  # "lint", "test", "build+scan"
+    stage: str  # "lint", "test", "build+scan", "generated"
 
 
 def image_scan_not_run(tools: Tools, built: bool) -> str:
@@ -69,6 +70,24 @@ def jobs(plan: Plan) -> list[Job]:
     found += [Job(service=name, stage="lint") for name in names]
     found += [Job(service=name, stage="build+scan") for name in names]
     return found
+
+
+GENERATED_JOB = Job(service=recipes.REPO_SUITE, stage="generated")
+
+
+def check_name(job: Job) -> str:
+    """The job's name under `dagger check` (ci.core.checks): scan-<service> for build+scan."""
+    if job.service == recipes.REPO_SUITE:
+        return checks.GENERATED if job == GENERATED_JOB else checks.REPOSITORY
+    stage = "scan" if job.stage == "build+scan" else job.stage
+    return checks.ServiceCheck(stage, job.service).name
+
+
+def checked_jobs(plan: Plan, patterns: Sequence[str]) -> list[Job]:
+    """The jobs of `dagger check PATTERN...` (every check the patterns select), longest first."""
+    every = [*jobs(plan), GENERATED_JOB]
+    wanted = set(checks.select(patterns, [check_name(job) for job in every]))
+    return [job for job in every if check_name(job) in wanted]
 
 
 def parallelism(cores: int | None, requested: int | None) -> int:

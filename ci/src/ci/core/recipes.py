@@ -248,6 +248,10 @@ def step_for_repo_tests(
     return Step(name="pytest", args=["pytest", *selected, f"--junitxml={junit}"])
 
 
+# Fails when a generated file is stale (ci.core.generated): the `generated-up-to-date` check.
+GENERATED_CHECK = Step(name="generate-check", args=["python", "-m", "ci.generate", "--check"])
+
+
 def runs_repo_tests(plan: Plan) -> bool:
     """The repository suite runs whenever anything changed or everything was asked for; a plan
     with no change and no service checks nothing."""

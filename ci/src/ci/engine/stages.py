@@ -318,24 +318,17 @@ class Pipeline:
             await record("scan", scan)
         return results
 
-    async def every_service(self, stage: str, run: Callable[[Service], Awaitable[str]]) -> str:
-        """One stage of every service concurrently (a `dagger check`); raises with the
-        summary, naming each failed service, when one failed."""
-        results: list[StageResult] = []
-
-        def bound(service: Service) -> Stage:
-            async def one() -> str:
-                return await run(service)
-
-            return one
-
-        async with anyio.create_task_group() as group:
-            for service in (await self.catalog()).services:
-                group.start_soon(recorder(service.name, results), stage, bound(service))
-        text = summary(results)
-        if failed(results):
-            raise StageFailedError(text)
-        return text
+    async def service_check(self, stage: str, name: str) -> None:
+        """One stage of one service as a `dagger check` (ci.core.checks): raises the reason
+        when it fails."""
+        if stage == "lint":
+            await self.lint(name)
+        elif stage == "test":
+            passed_or_raise(await self.test(name))
+        elif stage == "scan":
+            await self.scan_gate(await self.service(name), "HIGH")
+        else:
+            raise ValueError(f"unknown check stage {stage!r} (known: lint, test, scan)")
 
     async def scan_gate(self, service: Service, severity: str) -> str:
         """Build and scan SERVICE; raises when the gate blocks it."""

@@ -134,6 +134,16 @@ class HostStages:
             recipes.REPO_SUITE, folder, [recipes.step_for_repo_tests(catalog, junit)], {}
         )
 
+    def generated_check(self) -> StageResult:
+        """`generated-up-to-date`: ci.generate --check over the repository."""
+        log = self.folder(recipes.REPO_SUITE) / "generated.log"
+        log.unlink(missing_ok=True)
+        code = self.run_steps([recipes.GENERATED_CHECK], log, {})
+        detail = "" if not code else tail(log)
+        return StageResult(
+            service=recipes.REPO_SUITE, stage="generated", ok=code == 0, detail=detail
+        )
+
     @contextmanager
     def backing(self, service: Service) -> Iterator[dict[str, str]]:
         if "redis" in service.needs:

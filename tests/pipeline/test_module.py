@@ -17,7 +17,6 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
-
 from ci.core.catalog import load_catalog
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the cluster's platform: a pinned Helm, the platform-wide policies, the Gateway API
 # CRDs, NGINX Gateway Fabric (its CRDs applied explicitly: helm upgrade never upgrades them) and
-# the cluster's Gateway, cert-manager (issuing through that Gateway), Sealed Secrets, the Prometheus
-# Operator stack (kube-prometheus-stack, before Argo CD so its CRDs exist at the first sync), Argo CD,
+# the cluster's Gateway, cert-manager (issuing through that Gateway), Sealed Secrets, Argo CD, with
+# the Prometheus Operator stack (kube-prometheus-stack) first so its CRDs exist for the others'
+# ServiceMonitors and Argo CD's first sync, then the platform's scrapes (platform-monitoring.yaml),
 # then hands the cluster to Argo CD by applying the AppProjects and the root app-of-apps; last,
 # the optional system-upgrade-controller and its Plan, which nothing before depends on.
 # Every download is checked against a SHA-256 pinned in versions.env; every pin is checked before
@@ -49,14 +50,17 @@ main() {
   log "PriorityClasses (k3s/cluster-policies.yaml)"
   kubectl apply -f "$K3S_DIR/cluster-policies.yaml"
   install_gateway_api_crds "$work"
+  # First of the charts: its CRDs (ServiceMonitor, PodMonitor, PrometheusRule) exist when
+  # cert-manager's and Argo CD's charts render their ServiceMonitors and when Argo CD first syncs.
+  install_platform_chart "$work" monitoring --values "$K3S_DIR/kube-prometheus-stack-values.yaml"
   install_platform_chart "$work" ngf --values "$K3S_DIR/nginx-gateway-fabric-values.yaml"
   install_platform_chart "$work" cert-manager --values "$K3S_DIR/cert-manager-values.yaml"
   install_cluster_issuer "$work"
   install_platform_chart "$work" sealed-secrets --set fullnameOverride=sealed-secrets-controller \
     --set priorityClassName=chat-platform
-  # Before Argo CD: the ServiceMonitor and PrometheusRule CRDs exist when it first syncs.
-  install_platform_chart "$work" monitoring --values "$K3S_DIR/kube-prometheus-stack-values.yaml"
   install_platform_chart "$work" argocd --values "$REPO_DIR/argocd/install/values.yaml"
+  log "Prometheus's scrapes of the platform components (k3s/platform-monitoring.yaml)"
+  kubectl apply -f "$K3S_DIR/platform-monitoring.yaml"
 
   log "the cluster's Gateway and its routes (k3s/gateway.yaml, issuer $(gateway_issuer))"
   sed "s/cert-manager.io\/cluster-issuer: letsencrypt\$/cert-manager.io\/cluster-issuer: $(gateway_issuer)/" \
@@ -158,14 +162,20 @@ install_chart() {
     --wait --timeout 10m "$@"
 }
 
-# Helm installs a chart's crds/ on the first install only and never upgrades them: they are
-# applied here from the verified archive, so a chart bump brings its CRDs along.
+# Helm installs a chart's crds/ (its own and its subcharts': kube-prometheus-stack keeps them in
+# charts/crds/crds/) on the first install only and never upgrades them: they are applied here from
+# the verified archive with server-side apply (the Prometheus Operator's CRDs are too large for the
+# client-side annotation), so a chart bump brings its CRDs along.
 apply_chart_crds() {
-  local work=$1 chart=$2 archive=$3 crds=$1/$2-crds
+  local chart=$2 archive=$3 crds=$1/$2-crds members file
+  mapfile -t members < <(tar -tzf "$archive" | grep -E "^$chart/(charts/[^/]+/)*crds/[^/]+\.(yaml|yml|json)\$" || true)
+  ((${#members[@]})) || return 0
   mkdir -p "$crds"
-  tar -xzf "$archive" -C "$crds" --wildcards "$chart/crds/*" 2>/dev/null || return 0
-  log "$chart: the chart's CRDs (crds/)"
-  kubectl apply --server-side --force-conflicts -f "$crds/$chart/crds"
+  tar -xzf "$archive" -C "$crds" "${members[@]}"
+  log "$chart: the chart's CRDs (${#members[@]} files under crds/)"
+  local args=()
+  for file in "${members[@]}"; do args+=(-f "$crds/$file"); done
+  kubectl apply --server-side --force-conflicts "${args[@]}"
 }
 
 # install_chart for one entry of CHARTS, by release name:  install_platform_chart WORK RELEASE [ARGS]

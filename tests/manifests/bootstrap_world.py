@@ -119,6 +119,20 @@ def dump_all(objects: list[Obj]) -> str:
 
 # --- chart archives ---
 
+# What the cert-manager and argo-cd charts render behind their ServiceMonitor values.
+SERVICE_MONITOR = """apiVersion: monitoring.coreos.com/v1
+kind: ServiceMonitor
+metadata:
+  name: {name}
+  namespace: {{{{ .Release.Namespace }}}}
+spec:
+  selector:
+    matchLabels:
+      app.kubernetes.io/name: {name}
+  endpoints:
+    - targetPort: http-metrics
+"""
+
 ARGO_CD_TEMPLATES = {
     "cmd-params-cm.yaml": """apiVersion: v1
 kind: ConfigMap
@@ -190,6 +204,9 @@ subjects:
     namespace: {{ .Release.Namespace }}
 {{- end }}
 """,
+    "servicemonitor.yaml": "{{- if .Values.controller.metrics.serviceMonitor.enabled }}\n"
+    + SERVICE_MONITOR.format(name="argocd-application-controller")
+    + "{{- end }}\n",
     "extra-manifests.yaml": """{{ range .Values.extraObjects }}
 ---
 {{ toYaml . }}
@@ -231,6 +248,7 @@ CHARTS: dict[str, dict[str, Any]] = {
         "values": {
             "configs": {"params": {}},
             "applicationSet": {"allowAnyNamespace": False},
+            "controller": {"metrics": {"serviceMonitor": {"enabled": False}}},
             "extraObjects": [],
         },
     },
@@ -251,19 +269,28 @@ CHARTS: dict[str, dict[str, Any]] = {
         "templates": {
             "crds.yaml": "{{- if .Values.crds.enabled }}\n"
             + dump_all(CERT_MANAGER_CRDS)
-            + "{{- end }}\n"
+            + "{{- end }}\n",
+            "servicemonitor.yaml": "{{- if .Values.prometheus.servicemonitor.enabled }}\n"
+            + SERVICE_MONITOR.format(name="cert-manager")
+            + "{{- end }}\n",
         },
-        "values": {"crds": {"enabled": False}},
+        "values": {
+            "crds": {"enabled": False},
+            "prometheus": {"servicemonitor": {"enabled": False}},
+        },
     },
     "sealed-secrets": {
         "crds": [crd("bitnami.com", "SealedSecret", "sealedsecrets", ["v1alpha1"])],
         "templates": {},
         "values": {},
     },
+    # Its CRDs live in a subchart, as at kube-prometheus-stack-79.5.0: charts/crds/crds/.
     "kube-prometheus-stack": {
+        "crds_dir": "charts/crds/crds",
         "crds": [
             crd("monitoring.coreos.com", "ServiceMonitor", "servicemonitors", ["v1"]),
             crd("monitoring.coreos.com", "PrometheusRule", "prometheusrules", ["v1"]),
+            crd("monitoring.coreos.com", "PodMonitor", "podmonitors", ["v1"]),
         ],
         "templates": {},
         "values": {},
@@ -279,8 +306,14 @@ def chart_archive(chart: str, version: str, extra_crds: list[Obj] | None = None)
         "Chart.yaml": yaml.safe_dump({"apiVersion": "v2", "name": chart, "version": version}),
         "values.yaml": yaml.safe_dump(spec["values"]),
     }
+    crds_dir = spec.get("crds_dir", "crds")
+    if crds_dir != "crds":  # a subchart holds them
+        subchart = crds_dir.removesuffix("/crds")
+        files[f"{subchart}/Chart.yaml"] = yaml.safe_dump(
+            {"apiVersion": "v2", "name": Path(subchart).name, "version": version}
+        )
     for index, definition in enumerate(spec["crds"]):
-        files[f"crds/crd-{index}.yaml"] = yaml.safe_dump(definition)
+        files[f"{crds_dir}/crd-{index}.yaml"] = yaml.safe_dump(definition)
     for name, text in spec["templates"].items():
         files[f"templates/{name}"] = text
     buffer = io.BytesIO()
@@ -350,13 +383,12 @@ def helm_main(argv: list[str]) -> int:
         values = _values(options)
         manifests = _render(chart_dir, values, release, namespace)
         namespace_doc = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
-        # Helm installs crds/ with a release's first install only, never on an upgrade.
+        # Helm installs the crds/ of a chart and its subcharts with a release's first install
+        # only, never on an upgrade.
         installed = Path(os.environ["STUB_LOG"]) / f"release-{namespace}-{release}"
-        crds_dir = chart_dir / "crds"
+        crd_files = [*chart_dir.glob("crds/*"), *chart_dir.glob("charts/*/crds/*")]
         crds = (
-            []
-            if installed.exists()
-            else [yaml.safe_load(p.read_text()) for p in sorted(crds_dir.glob("*"))]
+            [] if installed.exists() else [yaml.safe_load(p.read_text()) for p in sorted(crd_files)]
         )
         installed.touch()
         for batch in ([namespace_doc], crds, manifests):

@@ -235,11 +235,12 @@ def test_bundle_then_bootstrap_without_network(world: World, tmp_path: Path) -> 
     helm_calls = (world.logs / "helm.log").read_text().splitlines()
     assert not [c for c in helm_calls if c.startswith("helm pull")], "pulled while air-gapped"
     installed = [c.split()[4] for c in helm_calls if c.startswith("helm upgrade --install")]
+    # kube-prometheus-stack first: the others' charts render ServiceMonitors.
     assert [Path(archive).name.rsplit("-", 1)[0] for archive in installed] == [
+        "kube-prometheus-stack",
         "nginx-gateway-fabric",
         "cert-manager",
         "sealed-secrets",
-        "kube-prometheus-stack",
         "argo-cd",
     ]
     gateway_crds = {
@@ -289,17 +290,36 @@ def test_a_broken_upgrade_controller_does_not_hold_up_the_handover(world: World)
     assert not world.api.of_kind("Plan")
 
 
-def test_a_chart_bump_brings_its_new_crds(world: World) -> None:
+@pytest.mark.parametrize(
+    ("chart", "version_pin", "sha_pin", "new_crd"),
+    [
+        (
+            "nginx-gateway-fabric",
+            "NGF_CHART_VERSION",
+            "NGF_CHART_SHA256",
+            crd("gateway.nginx.org", "SnippetsFilter", "snippetsfilters", ["v1alpha1"]),
+        ),
+        # Its CRDs sit in the subchart charts/crds/crds/, not in crds/.
+        (
+            "kube-prometheus-stack",
+            "KUBE_PROMETHEUS_STACK_CHART_VERSION",
+            "KUBE_PROMETHEUS_STACK_CHART_SHA256",
+            crd("monitoring.coreos.com", "ScrapeConfig", "scrapeconfigs", ["v1alpha1"]),
+        ),
+    ],
+)
+def test_a_chart_bump_brings_its_new_crds(
+    world: World, chart: str, version_pin: str, sha_pin: str, new_crd: Obj
+) -> None:
     """helm upgrade never applies a chart's crds/ (the stand-in keeps Helm's rule), so bumping
-    NGF_CHART_VERSION must still deliver the CRDs the new chart version carries."""
+    the chart's version must still deliver the CRDs the new chart version carries."""
     assert world.run("bootstrap.sh").returncode == 0
-    new_crd = crd("gateway.nginx.org", "SnippetsFilter", "snippetsfilters", ["v1alpha1"])
-    archive = chart_archive("nginx-gateway-fabric", "2.99.0", extra_crds=[new_crd])
-    world.pin("NGF_CHART_VERSION", "2.99.0")
-    world.pin("NGF_CHART_SHA256", serve(world.net, "nginx-gateway-fabric-2.99.0.tgz", archive))
+    archive = chart_archive(chart, "99.0.0", extra_crds=[new_crd])
+    world.pin(version_pin, "99.0.0")
+    world.pin(sha_pin, serve(world.net, f"{chart}-99.0.0.tgz", archive))
     result = world.run("bootstrap.sh")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "snippetsfilters.gateway.nginx.org" in crd_names(world.api)
+    assert new_crd["metadata"]["name"] in crd_names(world.api)
 
 
 # --- the previews' ApplicationSet: can Argo CD's ApplicationSet controller reconcile it? ---

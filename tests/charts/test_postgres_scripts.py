@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
-from chartkit import CHARTS
+from chartkit import CHARTS, pod_specs, render_environment
 
 SCRIPTS = CHARTS / "postgres" / "files"
 
@@ -97,6 +97,70 @@ def test_ensure_databases_refuses_a_missing_password(
     result = run_script("ensure-databases.sh", env)
     assert result.returncode == 1
     assert f"no password for {names[1]}" in result.stderr
+
+
+@pytest.fixture
+def monitoring_role(postgres_admin_url: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A monitoring role name of this test's own, its password file, and cleanup afterwards."""
+    role = f"exporter_{uuid.uuid4().hex[:8]}"
+    password = tmp_path / "exporter-password"
+    password.write_text(uuid.uuid4().hex)
+    yield role, password
+    with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
+def test_ensure_databases_gives_the_exporter_a_pg_monitor_role_and_nothing_more(
+    postgres_admin_url: str, services: tuple[list[str], Path], monitoring_role: tuple[str, Path]
+) -> None:
+    names, passwords = services
+    role, password = monitoring_role
+    env = client_env(
+        postgres_admin_url,
+        SERVICES=" ".join(names),
+        PASSWORDS_DIR=str(passwords),
+        MONITORING_ROLE=role,
+        MONITORING_PASSWORD_FILE=str(password),
+    )
+    for _ in range(2):  # idempotent: every sync runs it
+        result = run_script("ensure-databases.sh", env)
+        assert result.returncode == 0, result.stderr
+    assert f"monitoring role {role} ready" in result.stdout
+    assert password.read_text() not in result.stdout + result.stderr
+
+    with psycopg.connect(role_url(postgres_admin_url, role, "postgres"), autocommit=True) as conn:
+        granted = conn.execute(
+            "SELECT rolsuper, rolcreatedb, rolcreaterole, pg_has_role('pg_monitor', 'member'),"
+            " pg_has_role('pg_read_all_stats', 'member') FROM pg_roles WHERE rolname = current_user"
+        ).fetchone()
+        assert granted == (False, False, False, True, True)
+        # What postgres_exporter queries: every database's statistics.
+        databases = {row[0] for row in conn.execute("SELECT datname FROM pg_stat_database")}
+        assert {n.replace("-", "_") for n in names} <= databases
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("CREATE DATABASE exporter_may_not")
+    # No service's data: CONNECT to their databases is not granted to it.
+    service_database = names[0].replace("-", "_")
+    with pytest.raises(psycopg.OperationalError, match="permission denied"):
+        psycopg.connect(role_url(postgres_admin_url, role, service_database)).close()
+
+
+def test_ensure_databases_refuses_a_monitoring_role_without_password(
+    postgres_admin_url: str, services: tuple[list[str], Path], monitoring_role: tuple[str, Path]
+) -> None:
+    names, passwords = services
+    role, password = monitoring_role
+    password.write_text("")
+    env = client_env(
+        postgres_admin_url,
+        SERVICES=" ".join(names),
+        PASSWORDS_DIR=str(passwords),
+        MONITORING_ROLE=role,
+        MONITORING_PASSWORD_FILE=str(password),
+    )
+    result = run_script("ensure-databases.sh", env)
+    assert result.returncode == 1
+    assert f"no password for {role}" in result.stderr
 
 
 def test_backup_dumps_every_database_prunes_old_dumps_and_restores(
@@ -295,3 +359,33 @@ def test_restore_refuses_bad_arguments_before_changing_anything(
     broken = run_restore(env, "20000101T000000Z")
     assert broken.returncode == 1
     assert "not a readable pg_dump archive" in broken.stderr
+
+
+@pytest.mark.parametrize("environment", ["staging", "production"])
+def test_the_exporter_logs_in_as_the_role_ensure_databases_makes_not_the_superuser(
+    environment: str,
+) -> None:
+    objects = render_environment("postgres", environment).objects
+    server = next(o for o in objects if o["kind"] == "StatefulSet")
+    job = next(o for o in objects if o["kind"] == "Job")
+    pods = {"server": pod_specs(server)[0], "job": pod_specs(job)[0]}
+    exporter = next(c for c in pods["server"]["containers"] if c["name"] != "postgres")
+    env = {e["name"]: e for e in exporter["env"]}
+    login = env["DATA_SOURCE_USER"]["value"]
+    secret = env["DATA_SOURCE_PASS"]["valueFrom"]["secretKeyRef"]
+    assert login != "postgres"
+    assert secret["name"] != "postgres-superuser"
+    # Both paths that run ensure-databases.sh (first start, every sync) make that role with the
+    # password of that Secret key.
+    for where, pod in pods.items():
+        script = next(c for c in pod["containers"] if c["name"] in {"postgres", "ensure-databases"})
+        script_env = {e["name"]: e.get("value") for e in script["env"]}
+        assert script_env["MONITORING_ROLE"] == login, where
+        mount = next(
+            m
+            for m in script["volumeMounts"]
+            if script_env["MONITORING_PASSWORD_FILE"].startswith(m["mountPath"] + "/")
+        )
+        volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+        assert volume["secret"]["secretName"] == secret["name"], where
+        assert volume["secret"]["items"] == [{"key": secret["key"], "path": "password"}], where

@@ -28,3 +28,23 @@ SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', :'role') \gexec
 SQL
   echo "ensure-databases: $service ready (database and role $role)"
 done
+
+# The role postgres_exporter logs in as (MONITORING_ROLE, password in MONITORING_PASSWORD_FILE):
+# pg_monitor's read-only statistics views and functions, and nothing else (no superuser, no
+# database of its own), so a leaked exporter password reads no data.
+if [ -n "${MONITORING_ROLE:-}" ]; then
+  password_file=${MONITORING_PASSWORD_FILE:-}
+  if [ -z "$password_file" ] || [ ! -s "$password_file" ]; then
+    echo "ensure-databases: no password for $MONITORING_ROLE in MONITORING_PASSWORD_FILE (${password_file:-unset})" >&2
+    exit 1
+  fi
+  psql --no-psqlrc -v ON_ERROR_STOP=1 -v role="$MONITORING_ROLE" -v password_file="$password_file" <<'SQL'
+\set password `cat :password_file`
+SELECT format('CREATE ROLE %I LOGIN', :'role')
+ WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'role') \gexec
+SELECT format('ALTER ROLE %I WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD %L',
+              :'role', :'password') \gexec
+SELECT format('GRANT pg_monitor TO %I', :'role') \gexec
+SQL
+  echo "ensure-databases: monitoring role $MONITORING_ROLE ready (pg_monitor)"
+fi

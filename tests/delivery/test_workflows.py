@@ -33,6 +33,17 @@ def steps(path: Path) -> list[dict[str, Any]]:
     return [step for job in load(path)["jobs"].values() for step in job.get("steps", [])]
 
 
+def test_the_gitops_run_keeps_its_reports_and_diagnostics_whatever_happened() -> None:
+    found = steps(ROOT / ".github" / "workflows" / "gitops.yml")
+    run = next(i for i, s in enumerate(found) if "integration --gitops" in s.get("run", ""))
+    exported = found[run]["run"].split("export --path ")[1].split()[0]
+    uploads = [s for s in found[run:] if s.get("uses", "").startswith("actions/upload-artifact@")]
+
+    assert len(uploads) == 1
+    assert uploads[0]["if"] == "always()"  # a failed run is the one whose diagnostics matter
+    assert uploads[0]["with"]["path"] == exported
+
+
 def engine_version() -> str:
     version: str = json.loads((ROOT / "dagger.json").read_text())["engineVersion"]
     return version.removeprefix("v")

@@ -341,7 +341,9 @@ class Ci:
         """Every image built, K3s started with them, the platform installed as Argo CD syncs it
         (charts, hooks, values-ci.yaml), readiness awaited, tests/e2e through the gateway.
         With --gitops: k3s/bootstrap.sh and Argo CD itself, following this commit from a git
-        server in the engine, until every Application is Synced and Healthy, then tests/e2e.
+        server in the engine, until every Application is Synced and Healthy, then tests/e2e,
+        then one preview (staging's pinned images) created and deleted as `preview` and
+        `preview-destroy` do it, awaited Synced and Healthy, then gone.
         junit.xml, timings.json, and diagnostics/ on failure, in a directory. Skipped (an
         empty report) when the changes since BASE affect no service."""
         pipeline = self._pipeline()

@@ -209,14 +209,7 @@ class Delivery:
         return await self.deliver(credentials, args + image_args(images))
 
     async def pinned_images(self) -> dict[str, str | None]:
-        """service -> `tag@digest` pinned in values-staging.yaml of the source (or None)."""
-        pinned: dict[str, str | None] = {}
-        for name in (await self.pipeline.catalog()).names():
-            path = buildplan.values_file(name)
-            exists = await self.pipeline.source.exists(path)
-            text = await self.pipeline.source.file(path).contents() if exists else ""
-            pinned[name] = buildplan.pinned_image(text, path) if exists else None
-        return pinned
+        return await self.pipeline.pinned_images()
 
     async def preview(
         self, request: DeployRequest, preview: PreviewRequest, credentials: Credentials

@@ -38,6 +38,7 @@ IMPORT_DIR = k3s_server.IMPORT_DIR
 OUTPUT = "/out"
 GIT_HOST = "git"  # the git server of `integration --gitops`
 SERVED_URL = f"git://{GIT_HOST}/chat-platform.git"
+SERVED_BRANCH = "main"  # git_server's one branch
 PLATFORM = "platform"  # the check summary's row for the whole installed platform
 ENTRYPOINT = "/usr/local/bin/cgroup-v2-entrypoint"
 # K3s evacuates the root cgroup (v2) only when it runs as PID 1 (k3s-io/k3s#4086); in a Dagger
@@ -204,16 +205,25 @@ async def served_source(source: dagger.Directory) -> dagger.Directory:
 
 
 def git_server(toolchain: dagger.Container) -> dagger.Service:
-    """`git daemon` serving the source as one commit on main (read-only, no credentials)."""
+    """`git daemon` serving the source as one commit on main, without credentials; it takes
+    pushes (receive-pack) for the run's preview file. Reachable only inside this run."""
     commit = ["git", "-c", "user.name=ci", "-c", "user.email=ci@ci.local", "commit", "-qm", "ci"]
     return (
-        toolchain.with_exec(["git", "init", "-q", "-b", "main"])
+        toolchain.with_exec(["git", "init", "-q", "-b", SERVED_BRANCH])
         .with_exec(["git", "add", "-A"])
         .with_exec(commit)
         .with_exec(["git", "clone", "-q", "--bare", toolchains.REPO, "/srv/chat-platform.git"])
         .with_exposed_port(9418)
         .as_service(
-            args=["git", "daemon", "--reuseaddr", "--export-all", "--base-path=/srv", "/srv"]
+            args=[
+                "git",
+                "daemon",
+                "--reuseaddr",
+                "--export-all",
+                "--enable=receive-pack",
+                "--base-path=/srv",
+                "/srv",
+            ]
         )
     )
 
@@ -221,14 +231,22 @@ def git_server(toolchain: dagger.Container) -> dagger.Service:
 async def gitops_integration(cluster: Cluster) -> IntegrationRun:
     """The first install as production gets it: K3s, the real k3s/bootstrap.sh, Argo CD
     following this commit from a git server in the engine, every Application Synced and
-    Healthy (per-wave deadlines, diagnostics on expiry), tests/e2e through the gateway. The
-    images are those git pins (nothing is loaded into K3s)."""
+    Healthy (per-wave deadlines, diagnostics on expiry), tests/e2e through the gateway, then
+    one preview created and deleted by the `preview`/`preview-destroy` commands (pushed to the
+    git server), awaited Synced and Healthy, then gone. The images are those git pins
+    (nothing is loaded into K3s); the preview runs staging's."""
     served = await served_source(cluster.pipeline.source)
     toolchain = await cluster.pipeline.toolchain(served)
     git = git_server(toolchain)
     k3s = cluster.server(dag.directory(), git)
+    pins = gitops_install.pinned_images(await cluster.pipeline.pinned_images())
+    preview = gitops_install.PreviewRun(SERVED_URL, SERVED_BRANCH, pins)
     script = gitops_install.runner_script(
-        cluster.kubeconfig, f"https://{K3S_HOST}:{API_PORT}", f"http://{K3S_HOST}", OUTPUT
+        cluster.kubeconfig,
+        f"https://{K3S_HOST}:{API_PORT}",
+        f"http://{K3S_HOST}",
+        OUTPUT,
+        preview,
     )
     runner = (
         toolchain.with_exec(["sh", "-c", "apt-get update -qq && apt-get install -y -qq curl"])

@@ -18,7 +18,7 @@ import anyio
 import dagger
 from dagger import dag
 
-from ci.core import recipes, scanpolicy
+from ci.core import buildplan, recipes, scanpolicy
 from ci.core.affected import CHARTS_DIR, Plan, affected, is_library_chart
 from ci.core.catalog import SERVICE_FILE, SERVICES_DIR, Catalog, Service, build_catalog
 from ci.core.report import StageResult, failed, summary
@@ -107,6 +107,16 @@ class Pipeline:
 
     async def service(self, name: str) -> Service:
         return (await self.catalog()).get(name)
+
+    async def pinned_images(self) -> dict[str, str | None]:
+        """service -> `tag@digest` pinned in values-staging.yaml of the source (or None)."""
+        pinned: dict[str, str | None] = {}
+        for name in (await self.catalog()).names():
+            path = buildplan.values_file(name)
+            exists = await self.source.exists(path)
+            text = await self.source.file(path).contents() if exists else ""
+            pinned[name] = buildplan.pinned_image(text, path) if exists else None
+        return pinned
 
     async def library_charts(self) -> set[str]:
         charts = await self.source.glob(f"{CHARTS_DIR}/*/Chart.yaml")

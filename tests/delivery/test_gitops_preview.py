@@ -1,7 +1,8 @@
 """The preview of `integration --gitops`, as the runner makes it: `python -m ci.deliver` with the
-arguments ci.core.gitops_install builds, against a bare repository seeded with this repository's
-charts, catalog and preview folder (the stand-in for the engine's git server), staging's pinned
-images read as the engine reads them (ci.core.buildplan)."""
+arguments ci.core.gitops_install builds, pushing through the engine's git server command (`git
+daemon`, ci.core.gitops_install.git_daemon_args) to a bare repository seeded with this
+repository's charts, catalog and preview folder; staging's pinned images read as the engine reads
+them (ci.core.buildplan)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -18,6 +21,8 @@ from ci.core.catalog import load_catalog
 from ci.core.gitops import ImageRef, set_image, values_path
 from ci.core.preview import PREVIEW_DIR
 from delivery.helpers import configure_identity, git
+from harness.lifetime import bound_to_parent
+from harness.servers import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CI_SRC = ROOT / "ci" / "src"
@@ -82,25 +87,38 @@ def served_file(bare: Path, path: str) -> str | None:
     return done.stdout if done.returncode == 0 else None
 
 
+@contextmanager
+def git_server(base: Path) -> Iterator[str]:
+    """The engine's git server command (ci.core.gitops_install) on a free port; its URL."""
+    port = free_port()
+    args = gi.git_daemon_args(str(base), port)
+    with (base / "daemon.log").open("ab") as log:
+        daemon = subprocess.Popen(bound_to_parent(args), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port)
+        yield f"git://127.0.0.1:{port}"
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=60)
+
+
 def test_the_run_s_preview_is_written_with_staging_s_images_then_removed(tmp_path: Path) -> None:
     bare = served_repository(tmp_path)
     seed = tmp_path / "seed"
-    run = gi.PreviewRun(bare.as_uri(), "main", gi.pinned_images(staging_pins(seed)))
-    file = f"{PREVIEW_DIR}/{run.slug}.yaml"
-
-    created = deliver(run.create_args())
+    with git_server(tmp_path) as url:
+        run = gi.PreviewRun(f"{url}/{bare.name}", "main", gi.pinned_images(staging_pins(seed)))
+        created = deliver(run.create_args())
+        written = served_file(bare, f"{PREVIEW_DIR}/{run.slug}.yaml")
+        destroyed = deliver(run.destroy_args())
 
     assert created.returncode == 0, created.stderr
-    preview = yaml.safe_load(served_file(bare, file) or "")
+    preview = yaml.safe_load(written or "")
     assert preview["namespace"] == run.namespace
     assert preview["revision"] == "main"  # the charts at the served branch
     assert preview["host"] == f"{run.slug}.{gi.PREVIEW_DOMAIN}"
     assert preview["images"] == {
         name: {"tag": ref.tag, "digest": ref.digest} for name, ref in PINNED.items()
     }
-
-    destroyed = deliver(run.destroy_args())
-
     assert destroyed.returncode == 0, destroyed.stderr
-    assert served_file(bare, file) is None
+    assert served_file(bare, f"{PREVIEW_DIR}/{run.slug}.yaml") is None
     assert served_file(bare, f"{PREVIEW_DIR}/README.md") is not None

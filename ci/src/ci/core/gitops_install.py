@@ -60,6 +60,24 @@ def retarget(files: Mapping[str, str], served_url: str) -> dict[str, str]:
     }
 
 
+GIT_PORT = 9418
+
+
+def git_daemon_args(base_path: str, port: int = GIT_PORT) -> list[str]:
+    """The engine's git server: every repository under `base_path`, anonymous, and taking
+    pushes (receive-pack) for the run's preview file; reachable only inside the run."""
+    return [
+        "git",
+        "daemon",
+        "--reuseaddr",
+        "--export-all",
+        "--enable=receive-pack",
+        f"--port={port}",
+        f"--base-path={base_path}",
+        base_path,
+    ]
+
+
 class State(enum.Enum):
     READY = "ready"  # Synced and Healthy
     PROGRESSING = "progressing"

@@ -213,18 +213,8 @@ def git_server(toolchain: dagger.Container) -> dagger.Service:
         .with_exec(["git", "add", "-A"])
         .with_exec(commit)
         .with_exec(["git", "clone", "-q", "--bare", toolchains.REPO, "/srv/chat-platform.git"])
-        .with_exposed_port(9418)
-        .as_service(
-            args=[
-                "git",
-                "daemon",
-                "--reuseaddr",
-                "--export-all",
-                "--enable=receive-pack",
-                "--base-path=/srv",
-                "/srv",
-            ]
-        )
+        .with_exposed_port(gitops_install.GIT_PORT)
+        .as_service(args=gitops_install.git_daemon_args("/srv"))
     )
 
 

@@ -114,7 +114,10 @@ def test_without_a_pinned_image_the_preview_step_fails_saying_why() -> None:
     assert gi.pinned_images({"b": "1@sha256:x", "a": None}) == ("b=1@sha256:x",)
 
 
-def cluster(polls: list[tuple[list[dict[str, Any]], list[str]]]) -> JsonServer:
+Poll = tuple[list[dict[str, Any]], list[str]]  # (Applications, namespace names)
+
+
+def cluster(polls: list[Poll]) -> JsonServer:
     """The API server's successive answers: (Applications, namespace names); the last repeats."""
     seen = {"apps": 0, "namespaces": 0}
 
@@ -148,7 +151,7 @@ def test_the_wait_follows_the_preview_from_its_parent_to_every_child_ready(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(gitops_wait, "POLL_SECONDS", 0.01)
-    polls = [
+    polls: list[Poll] = [
         ([], []),
         ([preview_app(PARENT, "OutOfSync", "Missing")], []),
         ([preview_app(PARENT), preview_app(f"{PARENT}-auth", "Synced", "Progressing")], []),
@@ -164,7 +167,7 @@ def test_the_wait_for_the_preview_to_go_lasts_until_its_namespace_is_deleted(
 ) -> None:
     monkeypatch.setattr(gitops_wait, "POLL_SECONDS", 0.01)
     namespace = f"preview-{SLUG}"
-    polls = [
+    polls: list[Poll] = [
         ([preview_app(PARENT), preview_app(f"{PARENT}-auth")], ["default", namespace]),
         ([], ["default", namespace]),  # Applications deleted, the namespace still terminating
         ([], ["default"]),

@@ -15,13 +15,15 @@ import pytest
 from ci.core.gitops import ImageRef, read_image, values_path
 from ci.core.preview import preview_slug
 from ci.core.registry import RegistryClient
-from ci.core.signing import signature_tag
 from ci.deliver import main, parser
+from delivery.cosign_layout import Signing, new_key, write_public_key
+from delivery.cosign_layout import sign as cosign_sign
 from delivery.github_server import TOKEN, FakeGitHub, run_fake_github
 from delivery.helpers import configure_identity, git, service_yaml
 from delivery.registry_server import LocalRegistry, push_image
 
 ROOT = Path(__file__).resolve().parents[2]
+KEY = new_key()  # the pipeline's cosign key pair, for this module's signatures
 
 
 def values(repository: str, tag: str, digest: str) -> str:
@@ -70,9 +72,13 @@ def project(tmp_path: Path, registry: LocalRegistry) -> tuple[Path, dict[str, st
 
 
 def sign(registry: LocalRegistry, service: str, digest: str) -> None:
-    """A signature manifest where cosign stores one (its validity is cosign verify's, engine)."""
-    payload = b"signature of " + digest.encode()
-    push_image(registry.url, f"chat/{service}", signature_tag(digest), payload)
+    """A key-based signature where and as cosign stores one."""
+    cosign_sign(registry.url, f"chat/{service}", digest, Signing(KEY))
+
+
+@pytest.fixture
+def key_file(tmp_path: Path) -> str:
+    return str(write_public_key(KEY, tmp_path / "cosign.pub"))
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, object], str]:
@@ -82,11 +88,11 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, 
 
 
 def test_bump_and_usage_errors(
-    project: tuple[Path, dict[str, str]], capsys: pytest.CaptureFixture[str]
+    project: tuple[Path, dict[str, str]], key_file: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     work, digests = project
     image = f"auth=main-auth@{digests['auth']}"
-    code, out, _ = run(
+    code, out, err = run(
         capsys,
         "bump",
         "--repo",
@@ -97,8 +103,10 @@ def test_bump_and_usage_errors(
         image,
         "--source",
         git(work, "rev-parse", "HEAD"),
+        "--public-key",
+        key_file,
     )
-    assert code == 0
+    assert code == 0, err
     assert out["commit"] == git(work, "rev-parse", "origin/main")
     assert read_image(values_path(work, "auth", "production")) == ImageRef(
         "main-auth", digests["auth"]
@@ -315,6 +323,7 @@ def state(work: Path) -> tuple[str, str, str]:
 )
 def test_bad_input_exits_2_naming_it_and_changes_nothing(
     project: tuple[Path, dict[str, str]],
+    key_file: str,
     capsys: pytest.CaptureFixture[str],
     argv: list[str],
     named: str,
@@ -325,6 +334,8 @@ def test_bad_input_exits_2_naming_it_and_changes_nothing(
         rest += ["--image", f"auth=main-auth@{digests['auth']}"]
     if command == "bump" and "--source" not in rest:
         rest += ["--source", git(work, "rev-parse", "HEAD")]
+    if command in {"bump", "promote"}:
+        rest += ["--public-key", key_file]
     before = state(work)
 
     code, _, err = run(capsys, command, "--repo", str(work), *rest)
@@ -336,7 +347,7 @@ def test_bad_input_exits_2_naming_it_and_changes_nothing(
 
 
 def test_stale_bump_exits_0_with_nothing_to_do(
-    project: tuple[Path, dict[str, str]], capsys: pytest.CaptureFixture[str]
+    project: tuple[Path, dict[str, str]], key_file: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     work, digests = project
     old = git(work, "rev-parse", "HEAD")
@@ -346,7 +357,8 @@ def test_stale_bump_exits_0_with_nothing_to_do(
     git(work, "push", "-q", "origin", "HEAD:main")
     new = git(work, "rev-parse", "HEAD")
     image = f"auth=main-auth@{digests['ai']}"
-    base = ["bump", "--repo", str(work), "--env", "staging", "--image", image]
+    base = ["bump", "--repo", str(work), "--public-key", key_file, "--env", "staging"]
+    base += ["--image", image]
 
     code, out, err = run(capsys, *base, "--source", new)
     assert (code, out["stale"]) == (0, []), err
@@ -391,12 +403,13 @@ def test_every_option_has_a_help_text() -> None:
 def test_bump_refuses_an_unsigned_digest_until_it_is_signed(
     project: tuple[Path, dict[str, str]],
     registry: LocalRegistry,
+    key_file: str,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     work, _ = project
     unsigned = push_image(registry.url, "chat/auth", "main-unsigned", f"{tmp_path}new".encode())
-    argv = ["bump", "--repo", str(work), "--env", "production"]
+    argv = ["bump", "--repo", str(work), "--env", "production", "--public-key", key_file]
     argv += [
         "--image",
         f"auth=main-unsigned@{unsigned}",
@@ -408,7 +421,7 @@ def test_bump_refuses_an_unsigned_digest_until_it_is_signed(
     code, _, err = run(capsys, *argv)
 
     assert code == 1
-    assert "refusing to pin 1 unsigned image digest(s)" in err
+    assert "refusing to pin 1 image digest(s) without a verified signature" in err
     assert f"auth: 127.0.0.1:{registry.url.rsplit(':', 1)[1]}/chat/auth@{unsigned} missing" in err
     assert git(work, "rev-parse", "origin/main") == before
     sign(registry, "auth", unsigned)
@@ -420,9 +433,38 @@ def test_bump_refuses_an_unsigned_digest_until_it_is_signed(
     assert "unsigned_allowed" not in out
 
 
+def test_bump_refuses_a_signature_the_key_does_not_verify(
+    project: tuple[Path, dict[str, str]],
+    registry: LocalRegistry,
+    key_file: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    work, _ = project
+    forged = push_image(registry.url, "chat/auth", "main-forged", f"{tmp_path}forged".encode())
+    cosign_sign(registry.url, "chat/auth", forged, Signing(new_key()))  # a stranger's key
+    argv = ["bump", "--repo", str(work), "--env", "production", "--image"]
+    argv += [f"auth=main-forged@{forged}", "--source", git(work, "rev-parse", "HEAD")]
+    before = state(work)
+
+    code, _, err = run(capsys, *argv, "--public-key", key_file)
+
+    assert code == 1, err
+    assert f"chat/auth@{forged} invalid (signature does not verify against the public key)" in err
+    assert state(work) == before
+    code, _, err = run(capsys, *argv)  # no key: nothing can be verified
+    assert code == 2
+    assert "--public-key FILE (cosign.pub) is required" in err
+    code, _, err = run(capsys, *argv, "--public-key", str(tmp_path / "nope.pub"))
+    assert code == 2
+    assert f"--public-key {tmp_path / 'nope.pub'}: not a PEM public key" in err
+    assert state(work) == before
+
+
 def test_allow_unsigned_pins_and_says_so_loudly_and_promote_refuses_it(
     project: tuple[Path, dict[str, str]],
     registry: LocalRegistry,
+    key_file: str,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -436,9 +478,12 @@ def test_allow_unsigned_pins_and_says_so_loudly_and_promote_refuses_it(
     assert code == 0, err
     assert "WARNING: --allow-unsigned: pinned UNSIGNED ai: " in err
     assert out["unsigned_allowed"] == [line for line in err.splitlines() if "WARNING" in line]
-    code, _, err = run(
-        capsys, "promote", "--repo", str(work), "--from", "staging", "--to", "production"
-    )
+    promote = ["promote", "--repo", str(work), "--from", "staging", "--to", "production"]
+    code, _, err = run(capsys, *promote, "--public-key", key_file)
     assert code == 1
     assert f"chat/ai@{unsigned} missing" in err
-    assert "chat/auth@" not in err  # auth's staging digest is signed
+    assert "chat/auth@" not in err  # auth's staging digest is signed by the key
+    code, out, err = run(capsys, *promote, "--public-key", key_file, "--allow-unsigned")
+    assert code == 0, err
+    assert f"pinned UNSIGNED ai: 127.0.0.1:{registry.url.rsplit(':', 1)[1]}/chat/ai@" in err
+    assert out["unsigned_allowed"] == [line for line in err.splitlines() if "WARNING" in line]

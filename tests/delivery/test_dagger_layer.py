@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from ci.engine.delivery import image_args, image_argument
+from ci.deliver import parser
+from ci.engine.delivery import PUBLIC_KEY, image_args, image_argument, signature_args
 
 CI_SRC = Path(__file__).resolve().parents[2] / "ci" / "src"
 DESCRIBE = """
@@ -71,6 +72,28 @@ def test_arguments_are_documented_and_secrets_are_secrets(
     assert {"env", "to", "repo_url", "git_token"} <= set(rollback)
 
 
+def test_deploy_and_promote_take_what_the_signature_check_needs(
+    functions: dict[str, dict[str, object]],
+) -> None:
+    for name in ("deploy", "promote"):
+        args = functions[name]["args"]
+        assert isinstance(args, dict)
+        assert "File" in args["public_key"][0], args["public_key"]
+        assert "bool" in args["allow_unsigned"][0].lower(), args["allow_unsigned"]
+        # promote reads the signatures from the registry: its credentials, the password a Secret
+        assert {"username", "password"} <= set(args), name
+
+
+def test_the_engine_passes_the_mounted_key_and_the_flag_to_ci_deliver() -> None:
+    assert signature_args(public_key=True, allow_unsigned=False) == ["--public-key", PUBLIC_KEY]
+    assert signature_args(public_key=False, allow_unsigned=True) == ["--allow-unsigned"]
+    assert signature_args(public_key=False, allow_unsigned=False) == []  # ci.deliver: exit 2
+    parsed = parser().parse_args(
+        ["promote", "--from", "staging", "--to", "production", *signature_args(True, True)]
+    )
+    assert (parsed.public_key, parsed.allow_unsigned) == (PUBLIC_KEY, True)
+
+
 def test_published_reference_becomes_an_image_argument() -> None:
     digest = "sha256:" + "a" * 64
     ref = f"ghcr.io/acme/chat/auth:main-1a2b3c4@{digest}"
@@ -81,10 +104,15 @@ def test_published_reference_becomes_an_image_argument() -> None:
 
 
 def test_module_runtime_does_not_need_the_delivery_core_dependencies() -> None:
-    # ci/pyproject.toml (the module runtime) has no ruamel.yaml: the delivery core runs in the
-    # container that `ci.delivery` builds, never inside the module itself.
+    # ci/pyproject.toml (the module runtime) has no ruamel.yaml nor cryptography: the delivery
+    # core (and its signature check) runs in the container that `ci.delivery` builds, never
+    # inside the module itself.
     done = subprocess.run(
-        [sys.executable, "-c", "import sys, ci.main; print('ruamel' in sys.modules)"],
+        [
+            sys.executable,
+            "-c",
+            "import sys, ci.main; print({'ruamel', 'cryptography'} & set(sys.modules) or False)",
+        ],
         env={**os.environ, "PYTHONPATH": str(CI_SRC)},
         capture_output=True,
         text=True,
@@ -93,3 +121,4 @@ def test_module_runtime_does_not_need_the_delivery_core_dependencies() -> None:
     )
     assert done.stdout.strip() == "False", done.stderr
     assert "ruamel" not in (CI_SRC.parent / "pyproject.toml").read_text()
+    assert "cryptography" not in (CI_SRC.parent / "pyproject.toml").read_text()

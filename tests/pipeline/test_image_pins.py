@@ -51,3 +51,10 @@ def test_every_digest_says_how_it_was_obtained() -> None:
 def test_an_image_nobody_decided_on_is_an_error() -> None:
     with pytest.raises(ValueError, match=r"busybox:1: neither in DIGESTS nor in UNPINNED"):
         tv.pinned("busybox:1")
+
+
+def test_only_a_source_naming_the_index_marks_a_digest_as_the_index() -> None:
+    # The flag is a claim about the source: its note must say where the index was read.
+    for ref, pin in tv.DIGESTS.items():
+        named = "manifest-list" in pin.obtained or "multi-platform index" in pin.obtained
+        assert pin.index == named, f"{ref}: index={pin.index} but the note says: {pin.obtained}"

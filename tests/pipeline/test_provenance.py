@@ -5,11 +5,20 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import dockerfile
 import pytest
 from ci.core import toolversions
-from ci.core.provenance import PREDICATE_TYPE, ImageBuild, ProvenanceError, predicate, statement
+from ci.core.provenance import (
+    PREDICATE_TYPE,
+    ImageBuild,
+    ProvenanceError,
+    base_images,
+    predicate,
+    statement,
+)
 from google.protobuf import json_format
 from in_toto_attestation.predicates.provenance.v1 import provenance_pb2
 from in_toto_attestation.v1 import statement_pb2
@@ -90,3 +99,54 @@ def test_a_misspelt_field_is_caught_by_the_upstream_schema() -> None:
 def test_bad_input_names_the_field(change: dict[str, Any], message: str) -> None:
     with pytest.raises(ProvenanceError, match=message):
         statement(dataclasses.replace(BUILD, **change))
+
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILES = sorted(ROOT.glob("services/*/Dockerfile"))
+
+
+def official_bases(path: Path) -> list[str]:
+    """The FROM images as BuildKit's own parser reads the file, global ARG defaults applied."""
+    commands = dockerfile.parse_file(str(path))
+    first_from = next(i for i, c in enumerate(commands) if c.cmd.upper() == "FROM")
+    defaults = dict(
+        c.value[0].split("=", 1) for c in commands[:first_from] if c.cmd.upper() == "ARG"
+    )
+    stages: set[str] = set()
+    bases: list[str] = []
+    for command in commands[first_from:]:
+        if command.cmd.upper() != "FROM":
+            continue
+        image = defaults.get(
+            command.value[0].removeprefix("${").removesuffix("}"), command.value[0]
+        )
+        if image not in stages and image not in bases:
+            bases.append(image)
+        if len(command.value) == 3:
+            stages.add(command.value[2])
+    return bases
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_each_image_records_the_bases_its_own_dockerfile_pins(path: Path) -> None:
+    bases = base_images(path.read_text(), str(path.relative_to(ROOT)))
+    assert bases == official_bases(path)
+    built = predicate(dataclasses.replace(BUILD, base_images=bases))
+    uris = [d["uri"] for d in built["buildDefinition"]["resolvedDependencies"][1:]]
+    assert uris == [f"pkg:docker/{base.split('@')[0]}" for base in bases]
+
+
+def test_the_frontend_records_node_and_nginx_not_python() -> None:
+    path = ROOT / "services/frontend/Dockerfile"
+    bases = base_images(path.read_text(), "services/frontend/Dockerfile")
+    assert [base.split(":")[0] for base in bases] == ["node", "nginxinc/nginx-unprivileged"]
+    assert toolversions.NODE_IMAGE in bases
+    auth = base_images((ROOT / "services/auth/Dockerfile").read_text(), "auth")
+    assert auth == [toolversions.PYTHON_RUNTIME_IMAGE]
+
+
+def test_a_from_with_an_unset_arg_names_the_file() -> None:
+    text = "ARG BASE=python:3@sha256:" + "a" * 64 + "\nFROM ${BSAE} AS build\nFROM build\n"
+    with pytest.raises(ProvenanceError, match=r"x/Dockerfile: FROM uses \$BSAE"):
+        base_images(text, "x/Dockerfile")
+    assert base_images(text.replace("BSAE", "BASE"), "x") == ["python:3@sha256:" + "a" * 64]

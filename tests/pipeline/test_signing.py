@@ -1,4 +1,5 @@
-"""The signature decision of deploy and promote (ci.core.signing)."""
+"""The signature decision of deploy and promote (ci.core.signing.decide); the verification
+itself against a real registry: tests/delivery/test_signature_verify.py."""
 
 from __future__ import annotations
 
@@ -19,19 +20,19 @@ def test_cosign_keeps_a_signature_under_the_digest_as_a_tag() -> None:
 
 
 def test_signed_digests_pass_without_a_warning() -> None:
-    findings = [finding("auth", Status.VERIFIED), finding("ai", Status.PRESENT)]
+    findings = [finding("auth", Status.VERIFIED), finding("ai", Status.VERIFIED)]
     verdict = decide(findings, allow_unsigned=False)
     assert verdict.allowed == tuple(findings)
     assert verdict.warnings == ()
 
 
-@pytest.mark.parametrize("status", [Status.MISSING, Status.INVALID, Status.NOT_CHECKED])
+@pytest.mark.parametrize("status", [s for s in Status if s is not Status.VERIFIED])
 def test_any_unsigned_digest_refuses_the_whole_set_naming_each(status: Status) -> None:
     findings = [finding("auth", Status.VERIFIED), finding("ai", status), finding("web", status)]
     with pytest.raises(SignatureError) as refused:
         decide(findings, allow_unsigned=False)
     text = str(refused.value)
-    assert "refusing to pin 2 unsigned image digest(s)" in text
+    assert "refusing to pin 2 image digest(s) without a verified signature" in text
     assert f"ai: ghcr.io/org/ai@{DIGEST} {status.value}" in text
     assert "web:" in text
     assert "auth:" not in text

@@ -29,6 +29,8 @@ from ci.core import bumpqueue, gitops
 from ci.core.gitrepo import Git, GitError, token_environment
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
+
     from ci.core.github import GitHub
     from ci.core.registry import ImageName, RegistryClient
 
@@ -234,27 +236,49 @@ def github_client() -> GitHub | None:
 def check_signatures(
     args: argparse.Namespace, repo: Git, env: str, images: Mapping[str, gitops.ImageRef]
 ) -> list[str]:
-    """Refuse (exit 1) unless every digest about to be pinned is signed (ci.core.signing); with
-    --allow-unsigned nothing is looked up and each digest is named on stderr as unsigned."""
+    """Refuse (exit 1) unless every digest about to be pinned carries a cosign signature that
+    verifies against --public-key (ci.core.signing); --allow-unsigned lets the others through,
+    each named on stderr (without a key, nothing is looked up)."""
     from ci.core import signing
-    from ci.core.registry import RegistryError
 
+    key = signature_key(args)
     findings = []
     for service, ref in sorted(images.items()):
         name = image_repository(repo.workdir, service, env, args.insecure_registry)
         where = f"{name.base_url.split('://', 1)[1]}/{name.repository}"
-        if args.allow_unsigned:
+        if key is None:
             findings.append(signing.Finding(service, where, ref.digest, signing.Status.NOT_CHECKED))
             continue
-        with failures(RegistryError), registry_client(name.base_url) as client:
-            stored = client.head_digest(name.repository, signing.signature_tag(ref.digest))
-        status = signing.Status.PRESENT if stored else signing.Status.MISSING
-        findings.append(signing.Finding(service, where, ref.digest, status))
+        with registry_client(name.base_url) as client:
+            status, detail = signing.verify_image(client, name.repository, ref.digest, key)
+        findings.append(signing.Finding(service, where, ref.digest, status, detail))
     with failures(signing.SignatureError):
         verdict = signing.decide(findings, args.allow_unsigned)
     for warning in verdict.warnings:
         print(warning, file=sys.stderr)
     return list(verdict.warnings)
+
+
+def signature_key(args: argparse.Namespace) -> EllipticCurvePublicKey | None:
+    """--public-key, loaded; None with --allow-unsigned and no key (nothing is looked up).
+    With both, the digests are still checked, so each warning says what is wrong."""
+    if args.allow_unsigned and not args.public_key:
+        return None
+    return public_key(args.public_key)
+
+
+def public_key(path: str | None) -> EllipticCurvePublicKey:
+    from ci.core.signing import PublicKeyError, load_public_key
+
+    if not path:
+        raise UsageError(
+            "--public-key FILE (cosign.pub) is required to verify the image signatures; "
+            "--allow-unsigned skips the check, for local use only"
+        )
+    try:
+        return load_public_key(Path(path))
+    except PublicKeyError as exc:
+        raise UsageError(f"--public-key {exc}") from exc
 
 
 def pinned_images(repo: Git, env: str, services: Sequence[str]) -> dict[str, gitops.ImageRef]:
@@ -271,6 +295,7 @@ def cmd_bump(args: argparse.Namespace) -> dict[str, Any]:
     check_envs(("--env", args.env))
     images = parse_images(args.image)
     source = check("--source", args.source, gitops.check_source)
+    signature_key(args)  # an argument like the others: checked before the clone is touched
     repo = open_repo(args)
     known_environment(repo, "--env", args.env)
     deployed_services(repo, "--image", sorted(images), args.env)
@@ -301,6 +326,7 @@ def cmd_promote(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(f"--from and --to both name {args.from_env!r}")
     for service in args.service:
         check("--service", service, lambda v: gitops.check_label("service", v))
+    signature_key(args)
     repo = open_repo(args)
     known_environment(repo, "--from", args.from_env)
     known_environment(repo, "--to", args.to_env)
@@ -542,9 +568,13 @@ def common_options() -> argparse.ArgumentParser:
 
 def add_signature_option(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
+        "--public-key",
+        help="cosign public key (PEM, P-256): every digest pinned must carry a signature by it",
+    )
+    sub.add_argument(
         "--allow-unsigned",
         action="store_true",
-        help="LOCAL USE ONLY: pin digests without a signature (each is named on stderr)",
+        help="LOCAL USE ONLY: pin digests without checking signatures (each is named on stderr)",
     )
 
 

@@ -25,7 +25,13 @@ from ci.core.checks import ServiceCheck, service_checks
 from ci.core.gitfacts import GitFacts
 from ci.core.versions import build_version
 from ci.engine import k3s
-from ci.engine.delivery import Credentials, Delivery, DeployRequest, PreviewRequest
+from ci.engine.delivery import (
+    Credentials,
+    Delivery,
+    DeployRequest,
+    PreviewRequest,
+    signature_args,
+)
 from ci.engine.stages import BuildLabels, Pipeline, StageFailedError, TestRun, passed_or_raise
 from ci.engine.toolchains import REPO, Images
 from ci.service_names import SERVICE_NAMES
@@ -76,6 +82,13 @@ class ReleaseMode(enum.Enum):
 Gate = Annotated[Severity, Doc("scan gate: findings at or above this severity fail")]
 Base = Annotated[str, Doc("git ref the changes are compared with (git diff <base>...HEAD)")]
 Everything = Annotated[bool, Doc("select every service, not only the affected ones"), Name("all")]
+PublicKey = Annotated[
+    dagger.File | None,
+    Doc("cosign.pub: every digest pinned must carry a cosign signature it verifies"),
+]
+AllowUnsigned = Annotated[
+    bool, Doc("LOCAL USE ONLY: pin digests whose signature does not verify, named loudly")
+]
 Changed = Annotated[
     list[str] | None,
     Doc("changed paths, when the caller ran the diff itself (then BASE is only recorded)"),
@@ -397,6 +410,8 @@ class Ci:
             Doc("cosign private key: each image is signed and attested (else bump refuses it)"),
         ] = None,
         cosign_password: Annotated[dagger.Secret | None, Doc("the cosign key's password")] = None,
+        public_key: PublicKey = None,
+        allow_unsigned: AllowUnsigned = False,
     ) -> str:
         """Check (lint, test, build, scan) exactly what is to be published, publish it for
         linux/amd64 and linux/arm64, sign it with its SLSA provenance, then pin the digests in
@@ -416,7 +431,13 @@ class Ci:
             integration=integration,
         )
         credentials = Credentials(
-            git_token, username, password, cosign_key=cosign_key, cosign_password=cosign_password
+            git_token,
+            username,
+            password,
+            cosign_key=cosign_key,
+            cosign_password=cosign_password,
+            public_key=public_key,
+            allow_unsigned=allow_unsigned,
         )
         return await self._delivery().deploy(request, credentials)
 
@@ -429,12 +450,27 @@ class Ci:
         to_env: Annotated[str, Doc("into this environment"), Name("to")] = "production",
         services: Services = None,
         gitops_branch: GitopsBranch = "main",
+        username: Annotated[str, Doc("registry user, to read the signatures")] = "",
+        password: Annotated[
+            dagger.Secret | None, Doc("registry password or token, to read the signatures")
+        ] = None,
+        public_key: PublicKey = None,
+        allow_unsigned: AllowUnsigned = False,
     ) -> str:
-        """Copy the exact image digests of one environment to another (one commit)."""
+        """Copy the exact image digests of one environment to another (one commit), each
+        verified first against PUBLIC_KEY (its cosign signature in the registry)."""
         args = ["promote", "--clone", repo_url, "--branch", gitops_branch]
         args += ["--from", from_env, "--to", to_env]
         args += [part for name in services or [] for part in ("--service", name)]
-        return await self._delivery().deliver(Credentials(git_token), args)
+        args += signature_args(public_key is not None, allow_unsigned)
+        credentials = Credentials(
+            git_token,
+            username,
+            password,
+            public_key=public_key,
+            allow_unsigned=allow_unsigned,
+        )
+        return await self._delivery().deliver(credentials, args)
 
     @never_cached
     async def rollback(

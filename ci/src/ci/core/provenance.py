@@ -117,6 +117,44 @@ def _base_dependency(ref: str) -> dict[str, Any]:
     return {"uri": f"pkg:docker/{name}", "digest": {"sha256": digest.removeprefix("sha256:")}}
 
 
+def base_images(dockerfile: str, path: str) -> list[str]:
+    """Every image the Dockerfile builds FROM, in order, as its global ARG defaults pin them
+    (the engine builds with those defaults): the frontend's node and nginx, a Python service's
+    python. A FROM naming an earlier stage is not an image."""
+    logical = re.sub(r"\\\n", " ", dockerfile)
+    defaults: dict[str, str] = {}
+    stages: set[str] = set()
+    found: list[str] = []
+    for line in logical.splitlines():
+        keyword, _, rest = line.strip().partition(" ")
+        keyword = keyword.upper()
+        if keyword == "ARG" and not found and not stages and "=" in rest:
+            name, _, value = rest.strip().partition("=")
+            defaults[name] = value.strip().strip('"')
+        elif keyword == "FROM":
+            words = [w for w in rest.split() if not w.startswith("--")]
+            image = _expand(words[0], defaults, path) if words else ""
+            if not image:
+                raise ProvenanceError(f"{path}: FROM without an image")
+            if len(words) >= 3 and words[1].upper() == "AS":
+                stages.add(words[2])
+            if image not in stages and image not in found:
+                found.append(image)
+    if not found:
+        raise ProvenanceError(f"{path}: no FROM")
+    return found
+
+
+def _expand(word: str, defaults: dict[str, str], path: str) -> str:
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        if name not in defaults:
+            raise ProvenanceError(f"{path}: FROM uses ${name}, which no global ARG sets")
+        return defaults[name]
+
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", value, word)
+
+
 def _rfc3339(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise ProvenanceError(f"{moment.isoformat()}: a time without a time zone")

@@ -73,7 +73,10 @@ class RegistryClient:
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
     ) -> None:
         self._auth = httpx.BasicAuth(username, password) if username and password else None
-        self._client = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout)
+        # Registries may redirect a blob GET to their storage (httpx drops auth across hosts).
+        self._client = httpx.Client(
+            base_url=base_url.rstrip("/"), timeout=timeout, follow_redirects=True
+        )
         self._tokens: dict[str, str] = {}
 
     def __enter__(self) -> Self:
@@ -184,6 +187,19 @@ class RegistryClient:
             # Not every registry sends the header on HEAD; the bytes decide.
             digest = self.get_manifest(repository, reference).digest
         return digest
+
+    def get_blob(self, repository: str, digest: str) -> bytes:
+        """A blob's bytes, checked against its digest."""
+        _check("repository", REPOSITORY, repository)
+        _check("digest", DIGEST, digest)
+        response = self._request(
+            "GET", f"/v2/{repository}/blobs/{digest}", f"repository:{repository}:pull", headers={}
+        )
+        if response.status_code != 200:
+            raise RegistryError(f"GET blob {repository}@{digest}: HTTP {response.status_code}")
+        if sha256_digest(response.content) != digest:
+            raise RegistryError(f"{repository}@{digest}: registry returned other bytes")
+        return response.content
 
     def put_manifest(self, repository: str, tag: str, manifest: Manifest) -> str:
         _check("tag", TAG, tag)

@@ -34,8 +34,8 @@ IMAGE_PLATFORMS = ("linux/amd64", "linux/arm64")
 # registry answers the machine these were written on (no Docker Hub, no ghcr.io), so each is the
 # digest public repositories pin for that tag (a search of public source on 2026-12-06); the count
 # of independent repositories is given. Where a source says it is the multi-platform index
-# (manifest list) digest, so does the note; `docker pull name:tag` reports the index digest, which
-# is what such pins usually copy, but a note that does not say so has not established it. An
+# (manifest list) digest, so do the note and `index=True`; `docker pull name:tag` reports the
+# index digest, which pins usually copy, but `index=False` means that is not established. An
 # image no source pins stays pinned by tag, in UNPINNED with the reason: an invented digest would
 # break every pull. Refresh a digest with `docker buildx imagetools inspect name:tag` (the
 # index's digest) on a machine that reaches the registry, and say so here.
@@ -45,6 +45,9 @@ IMAGE_PLATFORMS = ("linux/amd64", "linux/arm64")
 class Digest:
     digest: str
     obtained: str
+    # A source states it is the multi-platform index (manifest list) digest. False: not
+    # established, though `docker pull` reports the index digest, which pins usually copy.
+    index: bool = False
 
 
 DIGESTS: dict[str, Digest] = {
@@ -60,11 +63,13 @@ DIGESTS: dict[str, Digest] = {
         "sha256:2cf067cfed83d5ea958367df9f966191a942351a2df77d6f0193e162b5febfc0",
         "pinned alike by 8+ public repositories; one records it as the manifest-list digest "
         "read from Docker Hub (multi-platform index)",
+        index=True,
     ),
     f"postgres:{POSTGRES}-bookworm": Digest(
         "sha256:557fea37a744d5f4c8faab304b0a90858b53ab119735a88c131fd19dab802f36",
         "pinned by 3 public repositories, one naming it the manifest-list digest; another pins "
         "sha256:c965017e... (an earlier rebuild of the same tag)",
+        index=True,
     ),
     f"redis:{REDIS}": Digest(
         "sha256:fbdbaea47b9ae4ecc2082ecdb4e1cea81e32176ffb1dcf643d422ad07427e5d9",
@@ -89,10 +94,15 @@ DIGESTS: dict[str, Digest] = {
     ),
 }
 UNPINNED: dict[str, str] = {
-    f"ghcr.io/astral-sh/uv:{UV}": "no public source pins this tag's digest",
+    f"ghcr.io/astral-sh/uv:{UV}": (
+        "no public source pins this tag's digest (searched again 2026-12-06 for "
+        f"`astral-sh/uv:{UV}` and `uv:{UV}@sha256:`: no hit)"
+    ),
     "rancher/k3s-upgrade:v1.35.5-k3s1": (
         "k3s/upgrade-plan.yaml names rancher/k3s-upgrade and the controller adds the Plan's "
-        "version as the tag; no public source pins this tag's digest"
+        "version as the tag (only to a name-only image: `name@sha256:...` would be used as it "
+        "is); no public source pins this tag's digest (2026-12-06: public pins exist for "
+        "v1.35.6-k3s1 and v1.34.9-k3s1, none for v1.35.5-k3s1)"
     ),
 }
 

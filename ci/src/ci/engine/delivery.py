@@ -26,6 +26,7 @@ from ci.engine.stages import REPORTS, BuildLabels, Pipeline, StageFailedError
 
 # The repository as it sits in the toolchain container; the delivery core is imported from here.
 CI_SRC = f"{toolchains.REPO}/ci/src"
+PUBLIC_KEY = "/keys/cosign.pub"
 
 
 def image_argument(service: str, published_ref: str) -> str:
@@ -49,6 +50,9 @@ class Credentials:
     # the unsigned digests (ci.core.signing).
     cosign_key: dagger.Secret | None = None
     cosign_password: dagger.Secret | None = None
+    # cosign.pub: bump and promote verify every digest they pin against it (ci.core.signing).
+    public_key: dagger.File | None = None
+    allow_unsigned: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,8 @@ class Delivery:
             ctr = ctr.with_secret_variable("REGISTRY_PASSWORD", credentials.registry_password)
         if credentials.github_token is not None:
             ctr = ctr.with_secret_variable("GITHUB_TOKEN", credentials.github_token)
+        if credentials.public_key is not None:
+            ctr = ctr.with_file(PUBLIC_KEY, credentials.public_key)
         return ctr
 
     async def deliver(self, credentials: Credentials, args: list[str]) -> str:
@@ -118,16 +124,18 @@ class Delivery:
             )
             published[name] = image_argument(name, refs[0])
             if signer is not None:
+                dockerfile = recipes.dockerfile(catalog.get(name))
+                text = await self.pipeline.source.file(dockerfile).contents()
                 build = provenance.ImageBuild(
                     image=refs[0].split("@")[0].rsplit(":", 1)[0],
                     digest=refs[0].split("@", 1)[1],
                     service=name,
-                    dockerfile=f"services/{name}/Dockerfile",
+                    dockerfile=dockerfile,
                     source_repository=source_url,
                     revision=sha,
                     version=version.version,
                     platforms=toolversions.IMAGE_PLATFORMS,
-                    base_images=[toolversions.PYTHON_RUNTIME_IMAGE],
+                    base_images=provenance.base_images(text, dockerfile),
                     builder_id=f"{source_url}#dagger-deploy",
                     invocation_id=f"{sha}-{time.time_ns()}",
                     started=started,
@@ -206,6 +214,7 @@ class Delivery:
             credentials,
         )
         args = ["bump", *request.git_args(), "--env", request.env, "--source", sha]
+        args += signature_args(credentials.public_key is not None, credentials.allow_unsigned)
         return await self.deliver(credentials, args + image_args(images))
 
     async def pinned_images(self) -> dict[str, str | None]:
@@ -254,6 +263,14 @@ def _required(secret: dagger.Secret | None, name: str) -> dagger.Secret:
     if secret is None:
         raise ValueError(f"--{name} is required to publish images")
     return secret
+
+
+def signature_args(public_key: bool, allow_unsigned: bool) -> list[str]:
+    """How bump/promote check signatures: against the mounted key, and/or let through loudly.
+    Neither: ci.deliver refuses (exit 2), nothing is pinned unverified by default."""
+    return (["--public-key", PUBLIC_KEY] if public_key else []) + (
+        ["--allow-unsigned"] if allow_unsigned else []
+    )
 
 
 def image_args(images: dict[str, str]) -> list[str]:

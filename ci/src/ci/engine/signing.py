@@ -2,8 +2,10 @@
 
 The key and its password stay dagger.Secrets (cosign reads them from `env://` variables); the
 registry login reaches cosign as a Docker config file mounted from a Secret. The signature is
-stored where cosign v2 keeps it (the `sha256-<hex>.sig` tag that `python -m ci.deliver` looks
-up), the SLSA provenance (ci.core.provenance) and the SBOM as in-toto attestations beside it.
+stored where cosign v2 keeps it (the `sha256-<hex>.sig` tag), the SLSA provenance
+(ci.core.provenance) and the SBOM as in-toto attestations beside it. Verification is not here:
+`python -m ci.deliver bump/promote --public-key` checks each signature (ci.core.signing) in the
+toolchain container, the same code the host tests run against a real registry.
 Runs only in an engine: nothing here is exercised on the host (see docs/delivery.md).
 """
 
@@ -16,7 +18,6 @@ import dagger
 from dagger import dag
 
 from ci.core import toolversions
-from ci.core.signing import Status
 
 WORK = "/work"
 DOCKER_CONFIG = "/cosign-home/.docker/config.json"
@@ -81,17 +82,3 @@ async def sign_and_attest(
             attest("cyclonedx", f"{WORK}/sbom.cdx.json", reference), use_entrypoint=True
         )
     await ctr.sync()
-
-
-async def verify(config: dagger.Secret, public_key: dagger.File, reference: str) -> Status:
-    """`cosign verify` of `reference` against `public_key`: VERIFIED or INVALID."""
-    done = (
-        cosign(config)
-        .with_file(f"{WORK}/cosign.pub", public_key)
-        .with_exec(
-            ["verify", "--key", f"{WORK}/cosign.pub", reference],
-            use_entrypoint=True,
-            expect=dagger.ReturnType.ANY,
-        )
-    )
-    return Status.VERIFIED if await done.exit_code() == 0 else Status.INVALID

@@ -2,8 +2,10 @@
 app's NGINX edge, in front of the real services (services/frontend/browser/writes.mjs).
 
 No write is lost or doubled (double clicks on Create and Send, a second message sent while the
-first is on its way), the data is there after the app restarts on its data directory, and an
-unreachable ai service is said at once. Screenshots: test-output/browser/<device>-<phase>.png.
+first is on its way), a large upload on a throttled link shows its progress, the data (messages
+and files) is there after the app restarts on its data directory, and an unreachable ai service
+is said at once. Screenshots: test-output/browser/<device>-<phase>.png and
+<device>-upload-progress.png.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ SERVICES = "ai,auth,backend,media-storage"
 
 
 def _browser(phase: str, app_url: str, **env: str) -> dict[str, object]:
+    for device in ("desktop", "phone"):
+        (OUTPUT_DIR / f"{device}-{phase}.png").unlink(missing_ok=True)
     run = subprocess.run(
         ["node", "browser/writes.mjs"],
         cwd=FRONTEND,
@@ -81,15 +85,37 @@ def make_run_app(data: Path, port: int, dist: Path) -> Iterator[str]:
             process.communicate(timeout=60)
 
 
-def test_no_lost_or_doubled_writes_and_the_data_survives_a_restart(localapp_data: Path) -> None:
+def test_no_lost_or_doubled_writes_upload_progress_and_data_after_restart(
+    localapp_data: Path,
+) -> None:
     _require_tools()
     dist = _built_app()
     port = free_port()
+    for device in ("desktop", "phone"):
+        (OUTPUT_DIR / f"{device}-upload-progress.png").unlink(missing_ok=True)
     with make_run_app(localapp_data, port, dist) as edge:
         written = _browser("writes", edge)
+    _assert_upload_progress_was_seen(written)
     with make_run_app(localapp_data, port, dist) as edge:
         found = _browser("after-restart", edge, ACCOUNTS=json.dumps(written["accounts"]))
     assert found["accounts"] == written["accounts"]
+
+
+def _assert_upload_progress_was_seen(written: dict[str, object]) -> None:
+    """At each size the bar was seen part-way: drawn, more than nothing, less than the whole."""
+    accounts = written["accounts"]
+    assert isinstance(accounts, list), accounts
+    assert len(accounts) == 2, accounts
+    for device, account in zip(("desktop", "phone"), accounts, strict=True):
+        upload = account["upload"]
+        value, end = upload["progress"]["value"], upload["progress"]["max"]
+        assert 0 < value < end, f"{device}: progress {value} of {end}"
+        assert end >= upload["bytes"], f"{device}: the bar ends at {end}, before the file does"
+        width, height = upload["progress"]["width"], upload["progress"]["height"]
+        assert width >= 100, f"{device}: the bar is drawn {width} px wide"
+        assert height >= 4, f"{device}: the bar is drawn {height} px high"
+        picture = OUTPUT_DIR / f"{device}-upload-progress.png"
+        assert picture.read_bytes().startswith(b"\x89PNG"), picture
 
 
 def test_an_unreachable_ai_service_is_said_at_once(postgres_admin_url: str, redis_url: str) -> None:

@@ -2,12 +2,14 @@
 // the app served by the local app's NGINX edge (APP_URL). PHASE chooses what runs:
 // - writes: a double click on Create and on Send stores one conversation and one message (one
 //   AI reply); a second message typed and sent while the first is on its way is kept, never
-//   lost; prints {"ok": true, "accounts": [{username, password, conversationUrl, text}, ...]}.
-// - after-restart: ACCOUNTS (that JSON list) log in again and find their conversation and
-//   message (the app was restarted in between).
+//   lost; a 1 MB file uploaded on a throttled link shows its progress bar part-way, then
+//   "Uploaded <name>." and no bar; prints {"ok": true, "accounts": [{username, password,
+//   conversationUrl, text, upload: {name, bytes, progress: {value, max}}}, ...]}.
+// - after-restart: ACCOUNTS (that JSON list) log in again and find their conversation, message
+//   and file (the app was restarted in between).
 // - unreachable: with the ai service down, a sent message says "AI service unreachable" at
 //   once and offers Retry.
-// Screenshots: <device>-<phase>.png in OUTPUT_DIR. Exits 1 on failure (with failure.png).
+// Screenshots: <device>-<phase>.png (and <device>-upload-progress.png) in OUTPUT_DIR. Exits 1 on failure (with failure.png).
 import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -19,6 +21,9 @@ import { CHROMIUM_ARGS, CHROMIUM_PATH, OUTPUT_DIR, registerAndLogIn } from './ru
 const APP_URL = (process.env.APP_URL ?? '').replace(/\/$/, '');
 const PHASE = process.env.PHASE ?? 'writes';
 const STEP_TIMEOUT_MS = Number(process.env.STEP_TIMEOUT_MS || 30_000);
+// Sent at 256 kB/s, 1 MB takes ~4 s: long enough to see the bar part-way, on any machine.
+const UPLOAD_BYTES = 1024 * 1024;
+const UPLOAD_BYTES_PER_SECOND = 256 * 1024;
 const DEVICES = {
   desktop: { viewport: { width: 1280, height: 800 } },
   phone: { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true },
@@ -86,8 +91,69 @@ async function writeTwiceAndQuickly(page) {
 }
 
 /**
+ * Caps the page's upload speed with Chromium's DevTools network emulation, until the returned
+ * session is detached.
  * @param {import('playwright-core').Page} page
- * @param {{username: string, password: string, conversationUrl: string, text: string}} account
+ * @param {number} bytesPerSecond
+ */
+async function throttleUploads(page, bytesPerSecond) {
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send('Network.enable');
+  await cdp.send('Network.emulateNetworkConditions', {
+    offline: false,
+    latency: 0,
+    downloadThroughput: -1,
+    uploadThroughput: bytesPerSecond,
+  });
+  return cdp;
+}
+
+/**
+ * A large upload shows its progress (a bar between 0 and its end) and, once stored, no bar and
+ * "Uploaded <name>.".
+ * @param {import('playwright-core').Page} page
+ * @param {string} device
+ */
+async function uploadWithProgress(page, device) {
+  const name = `progress-${randomBytes(3).toString('hex')}.txt`;
+  const buffer = Buffer.alloc(UPLOAD_BYTES, 'Sent slowly, to watch it go. ');
+  await page.goto(`${APP_URL}/files`);
+  await page.getByRole('heading', { name: 'Files' }).waitFor();
+  const throttled = await throttleUploads(page, UPLOAD_BYTES_PER_SECOND);
+  await page.getByLabel('File to upload').setInputFiles({ name, mimeType: 'text/plain', buffer });
+  await page.getByRole('button', { name: 'Upload', exact: true }).click();
+  const bar = page.getByRole('progressbar', { name: 'Upload progress' });
+  // Caught part-way, with the size it is drawn at (a bar in the DOM may still be drawn 0 px high).
+  const partWay = await page.waitForFunction(() => {
+    const shown = document.querySelector('progress[aria-label="Upload progress"]');
+    if (!(shown instanceof HTMLProgressElement) || shown.value <= 0) return null;
+    const { width, height } = shown.getBoundingClientRect();
+    return { value: shown.value, max: shown.max, width, height };
+  }).catch((error) => {
+    throw new Error(`no upload progress bar above 0 while ${name} was sent: ${error.message}`);
+  });
+  const progress = await partWay.jsonValue();
+  await page.screenshot({ path: join(OUTPUT_DIR, `${device}-upload-progress.png`), fullPage: true });
+  await page.getByText(`Uploaded ${name}.`).waitFor();
+  await bar.waitFor({ state: 'detached' });
+  await page.getByRole('table', { name: 'Your files' }).getByText(name).waitFor();
+  await throttled.detach();
+  return { name, bytes: buffer.length, progress };
+}
+
+/**
+ * @param {import('playwright-core').Page} page
+ * @param {string} device
+ */
+async function writeAndUpload(page, device) {
+  const account = await writeTwiceAndQuickly(page);
+  return { ...account, upload: await uploadWithProgress(page, device) };
+}
+
+/**
+ * @param {import('playwright-core').Page} page
+ * @param {{username: string, password: string, conversationUrl: string, text: string,
+ *   upload: {name: string}}} account
  */
 async function findAfterRestart(page, account) {
   await page.goto(`${APP_URL}/login`);
@@ -97,6 +163,8 @@ async function findAfterRestart(page, account) {
   await page.getByRole('heading', { name: 'Conversations' }).waitFor();
   await page.goto(account.conversationUrl);
   await messages(page).locator('.message-user').filter({ hasText: account.text }).waitFor();
+  await page.goto(`${APP_URL}/files`);
+  await page.getByRole('table', { name: 'Your files' }).getByText(account.upload.name).waitFor();
   return account;
 }
 
@@ -116,10 +184,10 @@ async function unreachableAi(page) {
 }
 
 const STEPS = {
-  writes: writeTwiceAndQuickly,
+  writes: writeAndUpload,
   unreachable: unreachableAi,
-  /** @param {import('playwright-core').Page} page @param {number} index */
-  'after-restart': (page, index) => findAfterRestart(page, JSON.parse(process.env.ACCOUNTS ?? '[]')[index]),
+  /** @param {import('playwright-core').Page} page @param {string} _device @param {number} index */
+  'after-restart': (page, _device, index) => findAfterRestart(page, JSON.parse(process.env.ACCOUNTS ?? '[]')[index]),
 };
 
 async function main() {
@@ -137,7 +205,7 @@ async function main() {
       const context = await browser.newContext(device);
       context.setDefaultTimeout(STEP_TIMEOUT_MS);
       page = await context.newPage();
-      accounts.push(await step(page, index));
+      accounts.push(await step(page, name, index));
       await page.screenshot({ path: join(OUTPUT_DIR, `${name}-${PHASE}.png`), fullPage: true });
       await context.close();
     }

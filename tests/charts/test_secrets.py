@@ -31,12 +31,11 @@ from chartkit import (
     render_at,
     render_environment,
 )
-from cryptography import x509
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.x509.oid import NameOID
+from harness.certificates import certificate_pem, self_signed_certificate
 
 SECRET_WORDS = ("password", "passwd", "token", "apikey", "api_key", "privatekey", "private_key")
 
@@ -46,20 +45,9 @@ def controller_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[rsa.RSAPri
     """A key pair like the controller's (RSA 4096 there; 2048 keeps the test quick) and its
     self-signed certificate, as `kubeseal --fetch-cert` would return it."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sealed-secret")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
+    certificate = self_signed_certificate(key, "sealed-secret", datetime.timedelta(days=30))
     path = tmp_path_factory.mktemp("controller") / "cert.pem"
-    path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    path.write_bytes(certificate_pem(certificate))
     return key, path
 
 

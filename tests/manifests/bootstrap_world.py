@@ -133,6 +133,47 @@ spec:
     - targetPort: http-metrics
 """
 
+# The ApplicationSet controller's rules, as Argo CD's chart grants them in its namespace (a Role)
+# and, with applicationSet.allowAnyNamespace, in every namespace (a ClusterRole): KIND and
+# NAMESPACE stand for the kind and the namespace line, which a ClusterRole has not.
+APPLICATIONSET_RBAC = """apiVersion: rbac.authorization.k8s.io/v1
+kind: KIND
+metadata:
+  name: {{ .Release.Name }}-applicationset-controller
+NAMESPACE
+rules:
+  - apiGroups: [argoproj.io]
+    resources: [applications, applicationsets, applicationsets/finalizers]
+    verbs: [create, delete, get, list, patch, update, watch]
+  - apiGroups: [argoproj.io]
+    resources: [applicationsets/status]
+    verbs: [get, patch, update]
+  - apiGroups: [argoproj.io]
+    resources: [appprojects]
+    verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: KINDBinding
+metadata:
+  name: {{ .Release.Name }}-applicationset-controller
+NAMESPACE
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: KIND
+  name: {{ .Release.Name }}-applicationset-controller
+subjects:
+  - kind: ServiceAccount
+    name: {{ .Release.Name }}-applicationset-controller
+    namespace: {{ .Release.Namespace }}
+"""
+
+
+def applicationset_rbac(kind: str, namespaced: bool) -> str:
+    """The KIND (Role or ClusterRole) and its binding to the controller's ServiceAccount."""
+    namespace = "  namespace: {{ .Release.Namespace }}\n" if namespaced else ""
+    return APPLICATIONSET_RBAC.replace("KIND", kind).replace("NAMESPACE\n", namespace)
+
+
 ARGO_CD_TEMPLATES = {
     "cmd-params-cm.yaml": """apiVersion: v1
 kind: ConfigMap
@@ -144,66 +185,10 @@ data:
   {{ $key }}: {{ $value | toString | quote }}
   {{- end }}
 """,
-    "applicationset-role.yaml": """apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata:
-  name: {{ .Release.Name }}-applicationset-controller
-  namespace: {{ .Release.Namespace }}
-rules:
-  - apiGroups: [argoproj.io]
-    resources: [applications, applicationsets, applicationsets/finalizers]
-    verbs: [create, delete, get, list, patch, update, watch]
-  - apiGroups: [argoproj.io]
-    resources: [applicationsets/status]
-    verbs: [get, patch, update]
-  - apiGroups: [argoproj.io]
-    resources: [appprojects]
-    verbs: [get, list, watch]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata:
-  name: {{ .Release.Name }}-applicationset-controller
-  namespace: {{ .Release.Namespace }}
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: Role
-  name: {{ .Release.Name }}-applicationset-controller
-subjects:
-  - kind: ServiceAccount
-    name: {{ .Release.Name }}-applicationset-controller
-    namespace: {{ .Release.Namespace }}
-{{- if .Values.applicationSet.allowAnyNamespace }}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata:
-  name: {{ .Release.Name }}-applicationset-controller
-rules:
-  - apiGroups: [argoproj.io]
-    resources: [applications, applicationsets, applicationsets/finalizers]
-    verbs: [create, delete, get, list, patch, update, watch]
-  - apiGroups: [argoproj.io]
-    resources: [applicationsets/status]
-    verbs: [get, patch, update]
-  - apiGroups: [argoproj.io]
-    resources: [appprojects]
-    verbs: [get, list, watch]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata:
-  name: {{ .Release.Name }}-applicationset-controller
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: ClusterRole
-  name: {{ .Release.Name }}-applicationset-controller
-subjects:
-  - kind: ServiceAccount
-    name: {{ .Release.Name }}-applicationset-controller
-    namespace: {{ .Release.Namespace }}
-{{- end }}
-""",
+    "applicationset-role.yaml": applicationset_rbac("Role", namespaced=True)
+    + "{{- if .Values.applicationSet.allowAnyNamespace }}\n---\n"
+    + applicationset_rbac("ClusterRole", namespaced=False)
+    + "{{- end }}\n",
     "servicemonitor.yaml": "{{- if .Values.controller.metrics.serviceMonitor.enabled }}\n"
     + SERVICE_MONITOR.format(name="argocd-application-controller")
     + "{{- end }}\n",

@@ -4,9 +4,11 @@ unpinned there with the reason; each digest says how it was obtained."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from ci.core import toolversions as tv
+from ci.core.provenance import base_images
 from ci.engine.k3s import K3S_IMAGE
 
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -14,6 +16,7 @@ PIPELINE_IMAGES = {
     "PYTHON_IMAGE": tv.PYTHON_IMAGE,
     "PYTHON_RUNTIME_IMAGE": tv.PYTHON_RUNTIME_IMAGE,
     "NODE_IMAGE": tv.NODE_IMAGE,
+    "NGINX_IMAGE": tv.NGINX_IMAGE,
     "UV_IMAGE": tv.UV_IMAGE,
     "POSTGRES_IMAGE": tv.POSTGRES_IMAGE,
     "REDIS_IMAGE": tv.REDIS_IMAGE,
@@ -58,3 +61,16 @@ def test_only_a_source_naming_the_index_marks_a_digest_as_the_index() -> None:
     for ref, pin in tv.DIGESTS.items():
         named = "manifest-list" in pin.obtained or "multi-platform index" in pin.obtained
         assert pin.index == named, f"{ref}: index={pin.index} but the note says: {pin.obtained}"
+
+
+@pytest.mark.parametrize(
+    "dockerfile",
+    sorted(Path(__file__).resolve().parents[2].glob("services/*/Dockerfile")),
+    ids=lambda p: p.parent.name,
+)
+def test_every_service_base_is_the_digest_of_the_versions_file(dockerfile: Path) -> None:
+    # One place: a base image of a service pinned in its Dockerfile is pinned, identically, here.
+    for base in base_images(dockerfile.read_text(), str(dockerfile)):
+        tagged, _, digest = base.partition("@")
+        assert tagged in tv.DIGESTS, f"{dockerfile}: {tagged} is not in toolversions.DIGESTS"
+        assert tv.DIGESTS[tagged].digest == digest, f"{dockerfile}: {base}"

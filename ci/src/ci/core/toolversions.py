@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 PYTHON = "3.12.8"
 NODE = "20.20.2"
+NGINX = "1.28.0"  # the front end's runtime (nginxinc/nginx-unprivileged)
 UV = "0.13.9"
 POSTGRES = "16.6"
 REDIS = "7.4.2"
@@ -64,6 +65,11 @@ DIGESTS: dict[str, Digest] = {
         "pinned alike by 8+ public repositories; one records it as the manifest-list digest "
         "read from Docker Hub (multi-platform index)",
         index=True,
+    ),
+    f"nginxinc/nginx-unprivileged:{NGINX}-alpine": Digest(
+        "sha256:c97ff0bf7cbae369953c6da1232ec14ad9f971d66360c5698db0856a4cd657a0",
+        "pinned alike by 8+ public repositories (one lists it as the image's 'manifest "
+        "digest' without saying which kind); the front end's base since 32ee89b",
     ),
     f"postgres:{POSTGRES}-bookworm": Digest(
         "sha256:557fea37a744d5f4c8faab304b0a90858b53ab119735a88c131fd19dab802f36",
@@ -120,6 +126,8 @@ PYTHON_IMAGE = pinned(f"python:{PYTHON}-slim-bookworm")
 # The Python services' base (ci.core.dockerfiles renders it into their Dockerfiles).
 PYTHON_RUNTIME_IMAGE = pinned(f"python:{PYTHON}-alpine3.21")
 NODE_IMAGE = pinned(f"node:{NODE}-bookworm-slim")
+# The front end's runtime base (services/frontend/Dockerfile pins the same; test_image_pins).
+NGINX_IMAGE = pinned(f"nginxinc/nginx-unprivileged:{NGINX}-alpine")
 UV_IMAGE = pinned(f"ghcr.io/astral-sh/uv:{UV}")
 POSTGRES_IMAGE = pinned(f"postgres:{POSTGRES}-bookworm")
 REDIS_IMAGE = pinned(f"redis:{REDIS}")

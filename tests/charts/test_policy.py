@@ -441,6 +441,7 @@ def test_network_policies_default_deny_and_matching_allows(environment: str) -> 
         ("auth", "postgres"),
         ("backend", "postgres"),
         ("data-processor", "postgres"),
+        ("media-storage", "postgres"),
         ("auth", "redis"),
         ("backend", "redis"),
         ("ai", "redis"),
@@ -527,7 +528,7 @@ def test_no_service_monitor_where_no_prometheus_operator_runs(environment: str) 
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
 def test_migrations_run_as_pre_sync_hooks_before_the_pods(environment: str) -> None:
-    with_migrations = {"auth", "backend", "data-processor"}
+    with_migrations = {"auth", "backend", "data-processor", "media-storage"}
     for chart in APP_CHARTS:
         jobs = render_environment(chart, environment).of_kind("Job")
         if chart not in with_migrations:
@@ -617,7 +618,7 @@ def test_postgres_backs_up_to_its_own_volume_with_retention(environment: str) ->
     spec = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
     assert env["RETENTION_DAYS"] == str(backup["retentionDays"])
-    assert env["DATABASES"] == "auth backend data_processor"
+    assert env["DATABASES"] == "auth backend data_processor media_storage"
     claims = {c["metadata"]["name"] for c in rendered.of_kind("PersistentVolumeClaim")}
     volumes = {v["name"]: v for v in spec["volumes"]}
     assert volumes["backups"]["persistentVolumeClaim"]["claimName"] in claims

@@ -18,6 +18,7 @@ import psycopg
 import pytest
 import redis
 
+from harness.s3 import S3Server, weed_s3_server
 from harness.servers import PostgresServer, RedisServer
 from harness.tokens import token_issuer
 
@@ -117,3 +118,10 @@ def make_database(postgres_admin_url: str) -> Iterator[Callable[[], str]]:
     with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
         for name in created:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """One real S3 server (SeaweedFS `weed`) per session; tests take buckets of their own."""
+    with weed_s3_server(tmp_path_factory.mktemp("s3")) as server:
+        yield server

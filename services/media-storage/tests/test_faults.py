@@ -17,6 +17,7 @@ import httpx
 import pytest
 from harness.appservers import gunicorn_master
 from harness.tokens import TokenIssuer
+from media_storage.migrate import upgrade
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"
 APP = ("media_storage.gunicorn_conf", "media_storage.wsgi:app")
@@ -33,9 +34,19 @@ def wait_until(condition: Callable[[], bool], timeout: float, message: str) -> N
         time.sleep(0.05)
 
 
-def server_env(root: Path, token_issuer: TokenIssuer, **extra: str) -> dict[str, str]:
+@pytest.fixture
+def catalog_url(database_url: str) -> str:
+    """A migrated catalog database (the chart's migration Job does this before the pods)."""
+    upgrade(database_url)
+    return database_url
+
+
+def server_env(
+    root: Path, catalog_url: str, token_issuer: TokenIssuer, **extra: str
+) -> dict[str, str]:
     return {
         **os.environ,
+        "DATABASE_URL": catalog_url,
         "MEDIA_ROOT": str(root),
         "JWKS_URL": token_issuer.jwks_url,
         "JWT_ISSUER": token_issuer.issuer,
@@ -65,11 +76,15 @@ def free_bytes(path: Path) -> int:
 
 
 def test_full_volume_answers_507_goes_unready_and_recovers(
-    small_volume: Path, token_issuer: TokenIssuer
+    small_volume: Path, catalog_url: str, token_issuer: TokenIssuer
 ) -> None:
     root = small_volume / "media"
     env = server_env(
-        root, token_issuer, MEDIA_MAX_UPLOAD_BYTES="524288", MEDIA_MIN_FREE_BYTES="131072"
+        root,
+        catalog_url,
+        token_issuer,
+        MEDIA_MAX_UPLOAD_BYTES="524288",
+        MEDIA_MIN_FREE_BYTES="131072",
     )
     headers = token_issuer.bearer(str(uuid.uuid4()), "alice")
     acknowledged: list[str] = []
@@ -90,7 +105,7 @@ def test_full_volume_answers_507_goes_unready_and_recovers(
         assert "storage volume is full" in refused.json()["detail"]
         ready = client.get("/ready")
         assert ready.status_code == 503
-        assert ready.json()["checks"]["volume"]["error"] == "DiskFullError"
+        assert ready.json()["checks"]["storage"]["error"] == "DiskFullError"
         assert list((root / "tmp").iterdir()) == []  # the refused upload left nothing
 
         # Space comes back: ready again and storing, without a restart.
@@ -149,11 +164,13 @@ def parts(temporary: Path) -> set[Path]:
 
 
 def test_partial_upload_of_a_killed_worker_is_reclaimed_while_running(
-    tmp_path: Path, token_issuer: TokenIssuer
+    tmp_path: Path, catalog_url: str, token_issuer: TokenIssuer
 ) -> None:
     root = tmp_path / "media"
     temporary = root / "tmp"
-    env = server_env(root, token_issuer, MEDIA_TEMP_SWEEP_SECONDS="0.2", WEB_CONCURRENCY="1")
+    env = server_env(
+        root, catalog_url, token_issuer, MEDIA_TEMP_SWEEP_SECONDS="0.2", WEB_CONCURRENCY="1"
+    )
     token = token_issuer.issue(str(uuid.uuid4()), "alice")
     with gunicorn_master(*APP, env) as (url, master):
         # A worker dies (SIGKILL) while it receives an upload: its temporary file is orphaned.

@@ -12,11 +12,13 @@ from flask import Flask, Response, request, send_file
 from servicekit.health import liveness, run_checks_sync
 from servicekit.jwt import JwtVerifier
 from servicekit.metrics import HttpMetrics, came_through_a_proxy
+from werkzeug.exceptions import RequestedRangeNotSatisfiable
 from werkzeug.http import parse_options_header
 
-from media_storage.blobs import BlobStore, is_disk_full
+from media_storage.blobs import is_disk_full
 from media_storage.catalog import Catalog, FileRecord
 from media_storage.config import Settings
+from media_storage.storage import ObjectStore, make_store
 from media_storage.upload import (
     MULTIPART_OVERHEAD_BYTES,
     ReceivedFile,
@@ -33,23 +35,23 @@ INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 
 
 class MediaService:
-    """Blobs + catalog with the locking rules that keep them consistent."""
+    """Objects + catalog with the locking rules that keep them consistent across replicas."""
 
     def __init__(self, settings: Settings) -> None:
-        self.blobs = BlobStore(
-            settings.media_root,
-            min_free_bytes=settings.media_min_free_bytes,
-            sweep_interval=settings.media_temp_sweep_seconds,
-        )
-        self.catalog = Catalog(self.blobs.root / "index.sqlite3")
+        if not settings.database_url:
+            raise ValueError("DATABASE_URL must be set (the media catalog's PostgreSQL database)")
+        self.blobs: ObjectStore = make_store(settings)
+        self.catalog = Catalog(settings.database_url)
         self.policy = UploadPolicy(settings.media_max_upload_bytes, settings.allowed_types)
         self.quota = settings.media_user_quota_bytes
 
     def prepare(self) -> None:
-        self.blobs.prepare()
-        self.catalog.prepare()
+        self.blobs.prepare()  # the catalog's schema is the migration Job's
 
     def store(self, user_id: str, received: ReceivedFile) -> FileRecord:
+        # A quick refusal without any lock; the row-locked reserve() below is what decides.
+        if self.catalog.stored_bytes(user_id) + received.size > self.quota:
+            raise _over_quota(self.quota)
         record = FileRecord(
             id=str(uuid.uuid4()),
             user_id=user_id,
@@ -59,26 +61,34 @@ class MediaService:
             sha256=received.sha256,
             created_at=dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
         )
-        # Under the writer lock so a concurrent delete of the same content cannot remove the
-        # blob between its publication and the row that references it. The row goes first: if
-        # publishing fails, the rollback takes the row away again.
-        with self.catalog.write_lock() as conn:
-            # Under the writer lock: concurrent uploads of one user cannot both fit the rest.
-            if self.catalog.stored_bytes(conn, user_id) + record.size > self.quota:
-                raise ApiError(507, f"storage quota of {self.quota} bytes exceeded")
+        digest = received.sha256
+        # Under the digest's lock, so a delete or the sweeper cannot remove the object between
+        # its publication and the commit of the row that references it. The object goes first:
+        # a row never exists without its object; an object whose row never commits (a killed
+        # worker) is the orphan sweeper's.
+        with self.catalog.transaction() as conn:
+            self.catalog.lock_content(conn, digest)
+            self.blobs.publish(received.pending, digest)
+            if not self.catalog.reserve(conn, user_id, record.size, self.quota):
+                if self.catalog.references(conn, digest) == 0:
+                    self.blobs.remove(digest)
+                raise _over_quota(self.quota)
             self.catalog.insert(conn, record)
-            self.blobs.publish(received.pending, received.sha256)
         return record
 
     def delete(self, record: FileRecord) -> None:
-        with self.catalog.write_lock() as conn:
+        with self.catalog.transaction() as conn:
+            self.catalog.lock_content(conn, record.sha256)
             if self.catalog.delete(conn, record) == 0:
                 self.blobs.remove(record.sha256)
 
-    def writable(self) -> None:
-        self.blobs.check_writable()
+    def catalog_ready(self) -> None:
         if not self.catalog.ping():
-            raise OSError("metadata index is not readable")
+            raise OSError("the catalog database is not reachable or not migrated")
+
+
+def _over_quota(quota: int) -> ApiError:
+    return ApiError(507, f"storage quota of {quota} bytes exceeded")
 
 
 def create_app(settings: Settings | None = None, verifier: JwtVerifier | None = None) -> Flask:
@@ -105,7 +115,9 @@ def create_app(settings: Settings | None = None, verifier: JwtVerifier | None = 
 
     @app.get("/ready")
     def ready() -> tuple[Response, int]:
-        report = run_checks_sync({"volume": media.writable})
+        report = run_checks_sync(
+            {"storage": media.blobs.check_writable, "catalog": media.catalog_ready}
+        )
         return json_body(report.body, report.status_code)
 
     @app.get("/metrics")
@@ -139,18 +151,28 @@ def create_app(settings: Settings | None = None, verifier: JwtVerifier | None = 
     def download(file_id: uuid.UUID) -> Response:
         record = _owned(media, current_user(auth).sub, file_id)
         try:
-            response = send_file(
-                media.blobs.path_for(record.sha256),
-                mimetype=record.content_type,
-                as_attachment=record.content_type not in INLINE_TYPES,
-                download_name=record.name,
-                conditional=True,
-                etag=record.sha256,
-                last_modified=dt.datetime.fromisoformat(record.created_at),
-            )
+            body = media.blobs.open(record.sha256)
         except FileNotFoundError as exc:
             logger.error("blob missing for file", extra={"file_id": record.id})
             raise ApiError(404, "file content is missing") from exc
+        response = send_file(
+            body,
+            mimetype=record.content_type,
+            as_attachment=record.content_type not in INLINE_TYPES,
+            download_name=record.name,
+            conditional=False,
+            etag=record.sha256,
+            last_modified=dt.datetime.fromisoformat(record.created_at),
+        )
+        # Given a stream, send_file knows no length: the catalog does (Range needs it).
+        response.content_length = record.size
+        try:
+            response.make_conditional(  # in place
+                request.environ, accept_ranges=True, complete_length=record.size
+            )
+        except RequestedRangeNotSatisfiable:
+            body.close()
+            raise
         response.cache_control.private = True
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"

@@ -1,4 +1,5 @@
-"""Content-addressed blobs on a filesystem volume.
+"""Content-addressed blobs on a filesystem volume (the backend of `make run`), and the spool of
+temporary files every backend receives uploads into.
 
 A blob lives at `<root>/blobs/<h[0:2]>/<h[2:4]>/<h>` where `h` is the SHA-256 hex digest of its
 bytes, so its path is derived only from a digest this service computed itself. Writes are atomic:
@@ -21,6 +22,7 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -80,27 +82,23 @@ def is_disk_full(exc: BaseException) -> bool:
     return type(exc).__name__ == "OperationalError" and "full" in str(exc)
 
 
-class BlobStore:
-    """Blobs and temporary files under one root directory."""
+class Spool:
+    """Locked temporary files in one directory, reclaimed once no live worker holds them."""
 
     def __init__(
-        self, root: Path, *, min_free_bytes: int = 0, sweep_interval: float = DEFAULT_SWEEP_SECONDS
+        self, tmp: Path, *, min_free_bytes: int = 0, sweep_interval: float = DEFAULT_SWEEP_SECONDS
     ) -> None:
-        self.root = root.resolve()
-        self.blobs = self.root / "blobs"
-        self.tmp = self.root / "tmp"
+        self.tmp = tmp
         self.min_free_bytes = min_free_bytes
         self.sweep_interval = sweep_interval
         self._swept_at: float | None = None
 
     def prepare(self) -> None:
-        """Create the directory layout and reclaim temporary files of dead workers."""
-        self.blobs.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.reclaim_orphans()
 
     def begin(self) -> PendingBlob:
-        """A new, locked temporary file in the blobs' filesystem (so rename is atomic)."""
+        """A new, locked temporary file."""
         self.sweep_if_due()
         while True:
             fd, name = tempfile.mkstemp(dir=self.tmp, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX)
@@ -135,20 +133,68 @@ class BlobStore:
         return reclaimed
 
     def free_bytes(self) -> int:
-        stats = os.statvfs(self.root)
+        stats = os.statvfs(self.tmp)
         return stats.f_bavail * stats.f_frsize
+
+    def check_writable(self) -> None:
+        """Raise OSError naming the reason unless the spool can take writes now: enough free
+        space, and a file can be created, synced and removed in the temporary directory."""
+        free = self.free_bytes()
+        if free < self.min_free_bytes:
+            self.reclaim_orphans()
+            free = self.free_bytes()
+        if free < self.min_free_bytes:
+            raise DiskFullError(
+                errno.ENOSPC,
+                f"storage volume {self.tmp} has {free} bytes free, "
+                f"less than MEDIA_MIN_FREE_BYTES={self.min_free_bytes}",
+            )
+        pending = self.begin()
+        try:
+            pending.write(b"ready")
+            pending.seal()
+        finally:
+            pending.discard()
+
+
+class BlobStore:
+    """The filesystem backend: blobs and their spool under one root directory (one volume, so
+    publishing is a rename)."""
+
+    def __init__(
+        self, root: Path, *, min_free_bytes: int = 0, sweep_interval: float = DEFAULT_SWEEP_SECONDS
+    ) -> None:
+        self.root = root.resolve()
+        self.blobs = self.root / "blobs"
+        self.spool = Spool(
+            self.root / "tmp", min_free_bytes=min_free_bytes, sweep_interval=sweep_interval
+        )
+
+    @property
+    def tmp(self) -> Path:
+        return self.spool.tmp
+
+    def prepare(self) -> None:
+        """Create the directory layout and reclaim temporary files of dead workers."""
+        self.blobs.mkdir(parents=True, exist_ok=True)
+        self.spool.prepare()
+
+    def begin(self) -> PendingBlob:
+        return self.spool.begin()
+
+    def reclaim_orphans(self) -> int:
+        return self.spool.reclaim_orphans()
 
     def path_for(self, digest: str) -> Path:
         """The blob path of `digest`; anything but a lowercase SHA-256 hex digest is refused."""
-        if not _DIGEST.fullmatch(digest):
-            raise InvalidDigestError(f"not a SHA-256 hex digest: {digest!r}")
+        check_digest(digest)
         path = self.blobs / digest[:2] / digest[2:4] / digest
         # Defence in depth: the digest check already rules out separators and dots.
         if not path.resolve().is_relative_to(self.blobs):
             raise InvalidDigestError(f"blob path escapes the storage root: {digest!r}")
         return path
 
-    def publish(self, pending: PendingBlob, digest: str) -> Path:
+    def publish(self, pending: PendingBlob, digest: str) -> None:
         """Move a sealed temporary file to its content address (atomic rename, then dir fsync).
 
         If the blob already exists its bytes are identical by construction, so replacing it is
@@ -161,7 +207,10 @@ class BlobStore:
         pending.published = True
         pending.handle.close()
         _fsync_dir(target.parent)
-        return target
+
+    def open(self, digest: str) -> BinaryIO:
+        """The blob's bytes (FileNotFoundError when it is missing)."""
+        return self.path_for(digest).open("rb")
 
     def exists(self, digest: str) -> bool:
         return self.path_for(digest).is_file()
@@ -172,29 +221,23 @@ class BlobStore:
             path.unlink()
             _fsync_dir(path.parent)
 
+    def stored_before(self, cutoff: float) -> Iterator[str]:
+        """Digests of the blobs last written before `cutoff` (seconds since the epoch)."""
+        for path in self.blobs.glob("??/??/*"):
+            if _DIGEST.fullmatch(path.name) and path.stat().st_mtime < cutoff:
+                yield path.name
+
     def check_writable(self) -> None:
-        """Raise OSError naming the reason unless the store can take writes now: enough free
-        space, and a file can be created, synced and removed in the temporary directory."""
-        free = self.free_bytes()
-        if free < self.min_free_bytes:
-            self.reclaim_orphans()
-            free = self.free_bytes()
-        if free < self.min_free_bytes:
-            raise DiskFullError(
-                errno.ENOSPC,
-                f"storage volume {self.root} has {free} bytes free, "
-                f"less than MEDIA_MIN_FREE_BYTES={self.min_free_bytes}",
-            )
-        pending = self.begin()
-        try:
-            pending.write(b"ready")
-            pending.seal()
-        finally:
-            pending.discard()
+        self.spool.check_writable()
 
     def all_files(self) -> list[Path]:
         """Every regular file under the root (for tests and audits)."""
         return sorted(p for p in self.root.rglob("*") if p.is_file())
+
+
+def check_digest(digest: str) -> None:
+    if not _DIGEST.fullmatch(digest):
+        raise InvalidDigestError(f"not a SHA-256 hex digest: {digest!r}")
 
 
 def _fsync_dir(directory: Path) -> None:

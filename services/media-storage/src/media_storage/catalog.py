@@ -1,34 +1,29 @@
-"""Per-user file metadata in a small SQLite database next to the blobs.
+"""Per-user file metadata and usage in PostgreSQL (schema: media_storage.migrations).
 
-SQLite keeps the service self-contained on its volume (no PostgreSQL needed). Every change that
-also touches blobs runs inside `BEGIN IMMEDIATE`, which takes SQLite's single writer lock across
-all gunicorn workers: publishing a blob + inserting its row, and deleting a row + removing an
-unreferenced blob, can therefore never interleave.
+Every replica shares it, so everything that must hold across replicas is decided here:
+- the quota: a conditional UPDATE of the user's usage row (`bytes + size <= quota`) in the same
+  transaction as the file row; PostgreSQL's row lock serialises concurrent uploads of one user
+  on every replica, and the WHERE is re-checked against the committed total;
+- one content's object against its rows: every change that adds or may remove the object of a
+  digest holds a transaction-scoped advisory lock on that digest, so an upload cannot commit a
+  row for an object that a delete or the orphan sweeper is removing.
 """
 
 from __future__ import annotations
 
-import sqlite3
+import datetime as dt
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS files (
-    id TEXT PRIMARY KEY,
-    user_id TEXT NOT NULL,
-    name TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    content_type TEXT NOT NULL,
-    sha256 TEXT NOT NULL,
-    created_at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS files_by_user ON files (user_id, created_at, id);
-CREATE INDEX IF NOT EXISTS files_by_digest ON files (sha256);
-"""
-BUSY_TIMEOUT_SECONDS = 10.0
+from servicekit.settings import sqlalchemy_url
+from sqlalchemy import Connection, Row, create_engine, text
+from sqlalchemy.exc import SQLAlchemyError
+
+CONNECT_TIMEOUT_SECONDS = 10
+_SELECT = "SELECT id, user_id, name, size, content_type, sha256, created_at FROM files"
 
 
 @dataclass(frozen=True)
@@ -49,86 +44,121 @@ class FileRecord:
 
 
 class Catalog:
-    """File rows; one short-lived connection per operation (safe across forked workers)."""
+    """File rows and usage rows; a small connection pool per worker process."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def prepare(self) -> None:
-        with self._connect() as conn:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(_SCHEMA)
+    def __init__(self, database_url: str) -> None:
+        # Created in the worker (gunicorn does not preload the app): no pool crosses a fork.
+        self.engine = create_engine(
+            sqlalchemy_url(database_url),
+            pool_pre_ping=True,
+            connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
+        )
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
-        try:
-            conn.execute("PRAGMA synchronous=FULL")
+    def transaction(self) -> Iterator[Connection]:
+        """One transaction: committed on success, rolled back on any error."""
+        with self.engine.begin() as conn:
             yield conn
-        finally:
-            conn.close()
-
-    @contextmanager
-    def write_lock(self) -> Iterator[sqlite3.Connection]:
-        """A transaction holding the database's writer lock; commits on success."""
-        with self._connect() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
 
     @staticmethod
-    def insert(conn: sqlite3.Connection, record: FileRecord) -> None:
+    def lock_content(conn: Connection, digest: str) -> None:
+        """Hold the digest's advisory lock until the transaction ends."""
         conn.execute(
-            "INSERT INTO files (id, user_id, name, size, content_type, sha256, created_at)"
-            " VALUES (:id, :user_id, :name, :size, :content_type, :sha256, :created_at)",
-            asdict(record),
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:digest, 0))"), {"digest": digest}
         )
 
     @staticmethod
-    def stored_bytes(conn: sqlite3.Connection, user_id: str) -> int:
-        """What `user_id` stores in all (each file counted, shared content or not)."""
+    def reserve(conn: Connection, user_id: str, size: int, quota: int) -> bool:
+        """Add `size` to the user's usage if the total stays within `quota` (row-locked)."""
+        conn.execute(
+            text(
+                "INSERT INTO usage (user_id, bytes) VALUES (:user_id, 0)"
+                " ON CONFLICT (user_id) DO NOTHING"
+            ),
+            {"user_id": user_id},
+        )
         row = conn.execute(
-            "SELECT COALESCE(SUM(size), 0) FROM files WHERE user_id = ?", (user_id,)
-        ).fetchone()
-        return int(row[0])
+            text(
+                "UPDATE usage SET bytes = bytes + :size"
+                " WHERE user_id = :user_id AND bytes + :size <= :quota RETURNING bytes"
+            ),
+            {"user_id": user_id, "size": size, "quota": quota},
+        ).first()
+        return row is not None
 
     @staticmethod
-    def delete(conn: sqlite3.Connection, record: FileRecord) -> int:
-        """Delete the row; return how many rows still reference its blob."""
-        conn.execute("DELETE FROM files WHERE id = ?", (record.id,))
-        row = conn.execute("SELECT count(*) FROM files WHERE sha256 = ?", (record.sha256,))
-        return int(row.fetchone()[0])
+    def insert(conn: Connection, record: FileRecord) -> None:
+        conn.execute(
+            text(
+                "INSERT INTO files (id, user_id, name, size, content_type, sha256, created_at)"
+                " VALUES"
+                " (:id, :user_id, :name, :size, :content_type, :sha256, :created_at)"
+            ),
+            {**asdict(record), "created_at": dt.datetime.fromisoformat(record.created_at)},
+        )
+
+    @staticmethod
+    def delete(conn: Connection, record: FileRecord) -> int:
+        """Delete the row and give its bytes back; return how many rows still reference its
+        content (call under the digest's lock)."""
+        deleted = conn.execute(
+            text("DELETE FROM files WHERE id = :id RETURNING size"), {"id": record.id}
+        ).first()
+        if deleted is not None:
+            conn.execute(
+                text("UPDATE usage SET bytes = bytes - :size WHERE user_id = :user_id"),
+                {"size": deleted.size, "user_id": record.user_id},
+            )
+        return Catalog.references(conn, record.sha256)
+
+    @staticmethod
+    def references(conn: Connection, digest: str) -> int:
+        row = conn.execute(
+            text("SELECT count(*) FROM files WHERE sha256 = :digest"), {"digest": digest}
+        ).one()
+        return int(row[0])
+
+    def stored_bytes(self, user_id: str) -> int:
+        """What `user_id` stores in all (each file counted, shared content or not)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                text("SELECT bytes FROM usage WHERE user_id = :user_id"), {"user_id": user_id}
+            ).first()
+        return int(row.bytes) if row else 0
 
     def get(self, user_id: str, file_id: str) -> FileRecord | None:
-        with self._connect() as conn:
+        with self.engine.connect() as conn:
             row = conn.execute(
-                "SELECT id, user_id, name, size, content_type, sha256, created_at FROM files"
-                " WHERE id = ? AND user_id = ?",
-                (file_id, user_id),
-            ).fetchone()
+                text(_SELECT + " WHERE id = :id AND user_id = :user_id"),
+                {"id": file_id, "user_id": user_id},
+            ).first()
         return _record(row) if row else None
 
     def list(self, user_id: str) -> list[FileRecord]:
-        with self._connect() as conn:
+        with self.engine.connect() as conn:
             rows = conn.execute(
-                "SELECT id, user_id, name, size, content_type, sha256, created_at FROM files"
-                " WHERE user_id = ? ORDER BY created_at, id",
-                (user_id,),
-            ).fetchall()
+                text(_SELECT + " WHERE user_id = :user_id ORDER BY created_at, id"),
+                {"user_id": user_id},
+            ).all()
         return [_record(row) for row in rows]
 
     def ping(self) -> bool:
         try:
-            with self._connect() as conn:
-                conn.execute("SELECT 1 FROM files LIMIT 1")
-        except sqlite3.Error:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1 FROM files LIMIT 1"))
+        except SQLAlchemyError:
             return False
         return True
 
 
-def _record(row: tuple[Any, ...]) -> FileRecord:
-    return FileRecord(*row)
+def _record(row: Row[Any]) -> FileRecord:
+    created: dt.datetime = row.created_at
+    return FileRecord(
+        id=str(row.id) if isinstance(row.id, uuid.UUID) else row.id,
+        user_id=row.user_id,
+        name=row.name,
+        size=int(row.size),
+        content_type=row.content_type,
+        sha256=row.sha256,
+        created_at=created.astimezone(dt.UTC).isoformat(timespec="microseconds"),
+    )

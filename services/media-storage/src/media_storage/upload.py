@@ -14,8 +14,9 @@ from typing import IO
 
 from werkzeug.sansio.multipart import Data, Epilogue, File, MultipartDecoder, NeedData
 
-from media_storage.blobs import BlobStore, PendingBlob
+from media_storage.blobs import PendingBlob
 from media_storage.sniff import SNIFF_BYTES, sniff_content_type
+from media_storage.storage import ObjectStore
 
 FIELD_NAME = "file"
 CHUNK_BYTES = 64 * 1024
@@ -54,7 +55,7 @@ class ReceivedFile:
 class _FilePart:
     """The one `file` part: written to a temporary blob, size-limited, type-checked early."""
 
-    def __init__(self, store: BlobStore, policy: UploadPolicy, filename: str) -> None:
+    def __init__(self, store: ObjectStore, policy: UploadPolicy, filename: str) -> None:
         self.policy = policy
         self.name = display_name(filename)
         self.pending = store.begin()
@@ -92,7 +93,7 @@ class _FilePart:
 
 
 def receive_upload(
-    body: IO[bytes], boundary: str, store: BlobStore, policy: UploadPolicy
+    body: IO[bytes], boundary: str, store: ObjectStore, policy: UploadPolicy
 ) -> ReceivedFile:
     """Read a multipart body with exactly one `file` part into a sealed temporary blob."""
     decoder = MultipartDecoder(boundary.encode("latin-1"))

@@ -20,16 +20,15 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
-from ci.localapp.process import ManagedProcess
 from ci.localapp.stack import LocalStack
 from ci.localapp.supervise import RestartPolicy, supervise
 from e2e.api import User, sign_up
 from harness.servers import PostgresServer, RedisServer
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from bench.stack import local_app
+
 CLIENTS = 4
 DURATION = 20.0
 FAULT_AT = 4.0
@@ -224,44 +223,32 @@ def render(rows: list[dict[str, object]]) -> str:
 
 
 def main() -> int:
-    postgres = PostgresServer().init()
-    postgres.start()
-    redis_server = RedisServer(databases=16)
-    redis_server.start()
-    stop = threading.Event()
-    try:
-        stack = LocalStack(
-            repo_root=REPO_ROOT,
-            postgres_admin_url=postgres.url(),
-            redis_url=redis_server.url(0),
-            extra_env=NO_LIMITS,
+    with local_app(NO_LIMITS) as app:
+        stop = threading.Event()
+        policy = RestartPolicy(first_delay=0.5, max_restarts=20)
+        watcher = threading.Thread(
+            target=supervise, args=(app.stack.processes, stop, policy, progress), daemon=True
         )
-        with stack as urls:
-            processes: list[ManagedProcess] = stack.processes
-            policy = RestartPolicy(first_delay=0.5, max_restarts=20)
-            watcher = threading.Thread(
-                target=supervise, args=(processes, stop, policy, progress), daemon=True
-            )
-            watcher.start()
+        watcher.start()
+        try:
             faults = [
-                Fault("backend kill -9", post_messages, kill_process(stack, "backend")),
-                Fault("Redis restarted empty", post_messages, restart_redis_empty(redis_server)),
+                Fault("backend kill -9", post_messages, kill_process(app.stack, "backend")),
+                Fault("Redis restarted empty", post_messages, restart_redis_empty(app.redis)),
                 Fault(
                     f"PostgreSQL stopped {POSTGRES_DOWN_SECONDS:.0f} s",
                     post_messages,
-                    stop_postgres(postgres),
+                    stop_postgres(app.postgres),
                 ),
-                Fault("media-storage kill -9", upload_files, kill_process(stack, "media-storage")),
+                Fault(
+                    "media-storage kill -9", upload_files, kill_process(app.stack, "media-storage")
+                ),
             ]
             rows = []
             for fault in faults:
                 progress(f"{fault.name} ...")
-                rows.append(run_fault(urls.edge, fault))
-            stop.set()
-    finally:
-        stop.set()
-        redis_server.destroy()
-        postgres.destroy()
+                rows.append(run_fault(app.edge, fault))
+        finally:
+            stop.set()  # no restarts while the app stops
     print(f"{CLIENTS} clients, {DURATION:.0f} s of load per fault, the fault at {FAULT_AT:.0f} s\n")
     print(render(rows))
     return 0

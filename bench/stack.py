@@ -8,11 +8,13 @@ the figures are the requests' cost, not the limiter's refusals.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -66,7 +68,19 @@ def measure(edge: str) -> list[Row]:
         client.close()
 
 
-def run() -> list[Row]:
+@dataclass(frozen=True)
+class BenchApp:
+    """The local app and the PostgreSQL and Redis it runs on (chaos stops and restarts them)."""
+
+    stack: LocalStack
+    edge: str
+    postgres: PostgresServer
+    redis: RedisServer
+
+
+@contextlib.contextmanager
+def local_app(extra_env: Mapping[str, Mapping[str, str]]) -> Iterator[BenchApp]:
+    """The local app on a PostgreSQL and a Redis of its own, all stopped on leaving."""
     postgres = PostgresServer().init()
     postgres.start()
     redis_server = RedisServer(databases=16)
@@ -76,13 +90,18 @@ def run() -> list[Row]:
             repo_root=REPO_ROOT,
             postgres_admin_url=postgres.url(),
             redis_url=redis_server.url(0),
-            extra_env=NO_LIMITS,
+            extra_env=extra_env,
         )
         with stack as urls:
-            return measure(urls.edge)
+            yield BenchApp(stack, urls.edge, postgres, redis_server)
     finally:
         redis_server.destroy()
         postgres.destroy()
+
+
+def run() -> list[Row]:
+    with local_app(NO_LIMITS) as app:
+        return measure(app.edge)
 
 
 def e2e_wall_time() -> list[Row]:

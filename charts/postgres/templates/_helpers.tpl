@@ -67,3 +67,65 @@
         path: password
 {{- end }}
 {{- end -}}
+
+{{/* The S3 endpoint's port: the one it names, else the scheme's (https 443, http 80). */}}
+{{- define "postgres.offsitePort" -}}
+{{- $url := urlParse .Values.backup.offsite.endpoint -}}
+{{- $hostPort := splitList ":" $url.host -}}
+{{- if eq (len $hostPort) 2 -}}
+{{- last $hostPort -}}
+{{- else -}}
+{{- ternary "443" "80" (eq $url.scheme "https") -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The off-node copy after the dump (files/offsite.sh): rclone's remote `offsite` configured from
+the environment, the keys from the existing Secret only, HOME on the writable /tmp.
+*/}}
+{{- define "postgres.offsiteContainer" -}}
+{{- $o := .Values.backup.offsite -}}
+- name: offsite
+  image: {{ (ternary (printf "%s@%s" $o.image.repository $o.image.digest) (printf "%s:%s" $o.image.repository $o.image.tag) (ne $o.image.digest "")) | quote }}
+  imagePullPolicy: IfNotPresent
+  command: [/bin/sh, /scripts/offsite.sh]
+  env:
+    - name: BACKUP_DIR
+      value: /backups
+    - name: HOME
+      value: /tmp
+    - name: OFFSITE_BUCKET
+      value: {{ $o.bucket | quote }}
+    - name: OFFSITE_PREFIX
+      value: {{ $o.prefix | quote }}
+    - name: RCLONE_CONFIG_OFFSITE_TYPE
+      value: s3
+    - name: RCLONE_CONFIG_OFFSITE_PROVIDER
+      value: {{ $o.provider | quote }}
+    - name: RCLONE_CONFIG_OFFSITE_ENDPOINT
+      value: {{ $o.endpoint | quote }}
+    - name: RCLONE_CONFIG_OFFSITE_REGION
+      value: {{ $o.region | quote }}
+    - name: RCLONE_CONFIG_OFFSITE_ACCESS_KEY_ID
+      valueFrom:
+        secretKeyRef:
+          name: {{ $o.credentialsSecret.name }}
+          key: {{ $o.credentialsSecret.accessKeyId.key }}
+    - name: RCLONE_CONFIG_OFFSITE_SECRET_ACCESS_KEY
+      valueFrom:
+        secretKeyRef:
+          name: {{ $o.credentialsSecret.name }}
+          key: {{ $o.credentialsSecret.secretAccessKey.key }}
+  resources:
+    {{- toYaml $o.resources | nindent 4 }}
+  securityContext:
+    {{- include "lib.containerSecurityContext" . | nindent 4 }}
+  volumeMounts:
+    - name: backups
+      mountPath: /backups
+      readOnly: true
+    - name: tmp
+      mountPath: /tmp
+    - name: scripts
+      mountPath: /scripts
+{{- end -}}

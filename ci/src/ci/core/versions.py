@@ -9,6 +9,7 @@ Tags of other services are ignored: each service is released on its own.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from pydantic import BaseModel, ConfigDict
@@ -21,6 +22,9 @@ SEMVER = re.compile(
 )
 SHA = re.compile(r"^[0-9a-f]{40}$")
 SLUG_MAX = 48
+# A preview's slug (preview-<slug> is its namespace): readable prefix, hash of the branch.
+PREVIEW_SLUG_MAX = 40
+PREVIEW_HASH_CHARS = 10
 MAIN_BRANCH = "main"
 
 
@@ -50,6 +54,22 @@ def slug(branch: str) -> str:
     text = re.sub(r"[^a-z0-9]+", "-", branch.lower()).strip("-")
     text = text[:SLUG_MAX].rstrip("-")
     return text or "branch"
+
+
+def preview_slug(branch: str) -> str:
+    """A DNS-1123 label (<= 40 chars) for `branch`: readable prefix + hash of the full name.
+
+    The prefix keeps it recognisable; the 40-bit hash of the exact branch name keeps two names
+    that read alike (`feat/x` and `feat-x`, or long names sharing a prefix) apart. Stable: the
+    same branch always gives the same slug.
+    """
+    if not branch:
+        raise ValueError("branch name is empty")
+    digest = hashlib.sha256(branch.encode("utf-8", "surrogatepass")).hexdigest()[
+        :PREVIEW_HASH_CHARS
+    ]
+    prefix = slug(branch)[: PREVIEW_SLUG_MAX - PREVIEW_HASH_CHARS - 1].rstrip("-") or "branch"
+    return f"{prefix}-{digest}"
 
 
 def release_version(service: str, tag: str) -> str | None:

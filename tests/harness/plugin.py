@@ -19,6 +19,7 @@ import pytest
 import redis
 
 from harness.s3 import S3Server, weed_s3_server
+from harness.sentinel import SentinelGroup
 from harness.servers import PostgresServer, RedisServer
 from harness.tokens import token_issuer
 
@@ -100,6 +101,16 @@ def private_redis() -> Iterator[RedisServer]:
     server.start()
     yield server
     server.destroy()
+
+
+@pytest.fixture
+def sentinel_group() -> Iterator[SentinelGroup]:
+    """A Redis primary, one replica and three Sentinels of this test's own (failover tests)."""
+    group = SentinelGroup()
+    try:
+        yield group.start()
+    finally:
+        group.destroy()
 
 
 @pytest.fixture

@@ -13,9 +13,11 @@ from typing import Any
 import pytest
 import redis
 from backend.models import Message, OutboxEvent
+from backend.outbox import OutboxDrainer, ReplicationError
 from backend.outbox import main as outbox_main
 from backend_fakes import Backend, MakeBackend
 from harness.appservers import AsgiServer
+from harness.servers import RedisServer
 from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy import select, update
 
@@ -221,3 +223,41 @@ async def test_drain_command_line(
         outbox_main(["--interval", "0"])
     assert usage.value.code == 2
     assert "--interval" in capsys.readouterr().err
+
+
+async def test_a_batch_no_replica_confirmed_stays_in_the_outbox_until_one_does(
+    make_backend: MakeBackend, ai_server: AsgiServer, alice: dict[str, str], private_redis: Any
+) -> None:
+    # A primary without its replica: WAIT 1 answers 0, so nothing counts as published.
+    backend = await make_backend(
+        ai_url=ai_server.url,
+        redis_url=private_redis.url(),
+        outbox_wait_replicas=1,
+        outbox_wait_timeout_ms=50,
+    )
+    await _post(backend, alice, "held")
+    drainer = backend.runtime.drainer
+    assert drainer is not None
+    with pytest.raises(ReplicationError, match="0 of 1 replica"):
+        await drainer.drain_batch()
+    assert [e.published_at for e in await _outbox(backend)] == [None, None]
+
+    # The replica comes up: the next round sends the batch again and stamps it.
+    replica = RedisServer(extra_settings=(f"replicaof 127.0.0.1 {private_redis.port}",))
+    replica.start()
+    try:
+        assert await _drained_once_replicated(drainer) == 2
+        assert all(e.published_at is not None for e in await _outbox(backend))
+        assert len(_stream(replica.url())) >= 2  # the replica holds what was marked published
+    finally:
+        replica.destroy()
+
+
+async def _drained_once_replicated(drainer: OutboxDrainer) -> int:
+    """drain_batch until the replica is in sync and confirms (it needs a full sync first)."""
+    async with asyncio.timeout(120):
+        while True:
+            try:
+                return await drainer.drain_batch()
+            except ReplicationError:
+                await asyncio.sleep(0.05)

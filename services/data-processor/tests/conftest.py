@@ -25,6 +25,7 @@ from django.db import connections
 from django.test.utils import override_settings
 from harness.appservers import gunicorn_server
 from harness.tokens import TokenIssuer
+from servicekit.redisconn import RedisTarget
 
 # Django must be set up before test modules import the models, i.e. when this conftest loads
 # (before the harness's servers exist). Settings need a database and Redis URL at import, so
@@ -82,7 +83,8 @@ def stats_settings(redis_url: str, token_issuer: TokenIssuer) -> Iterator[dict[s
         # No admin login attempt comes back while a test runs, however slow the machine.
         "ADMIN_LOGIN_PERIOD_SECONDS": 3600,
     }
-    with override_settings(**values):
+    # Django's REDIS is the target the environment's REDIS_URL makes (subprocesses get the URL).
+    with override_settings(**values, REDIS=RedisTarget(url=redis_url)):
         yield values
 
 

@@ -17,6 +17,7 @@ from django.test.utils import override_settings
 from django.utils import timezone
 from harness.servers import PostgresServer, RedisServer
 from harness.tokens import TokenIssuer
+from servicekit.redisconn import RedisTarget
 
 STREAM = "chat:events"
 GROUP = "data-processor"
@@ -140,7 +141,7 @@ def test_ready_reports_consumer_lag_and_fails_beyond_the_threshold(
 def test_ready_fails_while_redis_is_down_and_recovers(
     stats_db: str, stats_settings: dict[str, Any], private_redis: RedisServer
 ) -> None:
-    with override_settings(REDIS_URL=private_redis.url()):
+    with override_settings(REDIS=RedisTarget(url=private_redis.url())):
         client = Client()
         assert client.get("/ready").status_code == 200
         private_redis.stop()

@@ -10,12 +10,8 @@ import pytest
 import redis
 import redis.asyncio
 from harness.servers import RedisServer
-from servicekit.ratelimit import (
-    AsyncRateLimiter,
-    RateLimiter,
-    async_redis_client,
-    redis_client,
-)
+from servicekit.ratelimit import AsyncRateLimiter, RateLimiter
+from servicekit.redisconn import async_redis_client, redis_client
 
 
 def test_allows_the_limit_then_denies_with_retry_after(redis_url: str) -> None:

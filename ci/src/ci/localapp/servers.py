@@ -224,6 +224,8 @@ class RedisServer:
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="redis-harness-")))
     password: str | None = None
     durable: bool = False
+    # More redis.conf lines (a replica's `replicaof`, tests/harness/sentinel.py).
+    extra_settings: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
 
     def url(self, db: int = 0) -> str:
@@ -238,6 +240,7 @@ class RedisServer:
             f'dir "{self.workdir}"', "protected-mode no",
             *(persistence if self.durable else ['save ""', "appendonly no"]),
             *([f'requirepass "{self.password}"'] if self.password else []),
+            *self.extra_settings,
         ]  # fmt: skip
         path = self.workdir / "redis.conf"
         path.touch(mode=0o600)

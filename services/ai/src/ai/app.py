@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from servicekit.fastapi import CurrentUser, docs_options, install
 from servicekit.jwt import AsyncJwtVerifier, VerifiedToken
 from servicekit.logging import configure_logging
-from servicekit.ratelimit import AsyncRateLimiter, async_redis_client
+from servicekit.ratelimit import AsyncRateLimiter
+from servicekit.redisconn import async_redis_client
 
 from ai.cache import ReplyCache, cache_key
 from ai.config import Settings
@@ -96,10 +97,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging("ai", settings.log_level)
     provider = build_provider(settings)
-    if not settings.redis_url:
+    target = settings.redis_target()
+    if target is None:
         log.warning("REDIS_URL is not set: replies are neither cached nor rate limited")
     client: redis.Redis | None = (
-        async_redis_client(settings.redis_url, timeout=0.5) if settings.redis_url else None
+        async_redis_client(target, timeout=0.5) if target is not None else None
     )
     cache = ReplyCache(client, settings.ai_cache_ttl_seconds) if client is not None else None
     limiter = (

@@ -17,7 +17,8 @@ from servicekit.fastapi import CurrentUser, docs_options, install
 from servicekit.health import postgres_check, redis_check
 from servicekit.jwt import AsyncJwtVerifier
 from servicekit.logging import configure_logging
-from servicekit.ratelimit import RateLimiter, redis_client
+from servicekit.ratelimit import RateLimiter
+from servicekit.redisconn import redis_client
 from servicekit.settings import sqlalchemy_url
 from servicekit.text import Text
 from sqlalchemy import create_engine
@@ -267,8 +268,9 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    if not settings.database_url or not settings.redis_url:
-        raise ValueError("DATABASE_URL and REDIS_URL must be set")
+    redis_target = settings.redis_target()
+    if not settings.database_url or redis_target is None:
+        raise ValueError("DATABASE_URL and REDIS_URL (or REDIS_SENTINELS) must be set")
     configure_logging("auth", settings.log_level)
     keyring = load_keyring(settings)
     engine = create_engine(
@@ -276,7 +278,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pool_pre_ping=True,
         connect_args={"connect_timeout": 5, "options": "-c statement_timeout=10000"},
     )
-    redis = redis_client(settings.redis_url)
+    redis = redis_client(redis_target)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -34,7 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging("backend", settings.log_level)
     verifier = verifier_from_settings(settings.jwks_url, settings.jwt_issuer, settings.jwt_audience)
-    if not settings.redis_url:
+    if settings.redis_target() is None:
         log.warning("REDIS_URL is not set: events stay in the outbox and nothing is rate limited")
 
     @asynccontextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pydantic import Field, SecretStr, field_validator
+from servicekit.redisconn import RedisTarget
 from servicekit.settings import ServiceSettings
 
 from backend.database import DatabaseURLError, async_url
@@ -36,6 +37,10 @@ class Settings(ServiceSettings):
     outbox_batch_size: int = Field(100, ge=1, le=10_000)
     # An event the consumer has not acknowledged this long after sending is sent again.
     outbox_redeliver_after_seconds: float = Field(30.0, gt=0)
+    # A sent batch counts as published only once this many replicas have it (Redis WAIT; 0 for
+    # a single server without replicas), waiting at most the timeout; else it is sent again.
+    outbox_wait_replicas: int = Field(0, ge=0)
+    outbox_wait_timeout_ms: int = Field(1000, ge=1)
     events_stream: str = "chat:events"
     events_stream_maxlen: int | None = Field(1_000_000, ge=1)
 
@@ -65,7 +70,10 @@ class Settings(ServiceSettings):
             )
         return f"{self.auth_url.rstrip('/')}/token", self.ai_client_id, self.ai_client_secret
 
-    def required_redis_url(self) -> str:
-        if not self.redis_url:
-            raise ValueError("REDIS_URL is not set; the backend needs Redis for events")
-        return self.redis_url
+    def required_redis_target(self) -> RedisTarget:
+        target = self.redis_target()
+        if target is None:
+            raise ValueError(
+                "REDIS_URL (or REDIS_SENTINELS) is not set; the backend needs Redis for events"
+            )
+        return target

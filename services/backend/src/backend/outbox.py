@@ -20,17 +20,22 @@ import contextlib
 import logging
 import sys
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import redis.asyncio as redis
 from redis.exceptions import RedisError, ResponseError
 from servicekit.events import TRACEPARENT_FIELD, acked_event_id, acks_stream, current_traceparent
+from servicekit.redisconn import async_redis_client
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backend.models import Message, OutboxEvent, utcnow
+
+if TYPE_CHECKING:
+    from backend.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +77,29 @@ def stream_fields(event: OutboxEvent, published_at: datetime) -> dict[str, str]:
     }
 
 
+class ReplicationError(RedisError):
+    """Fewer replicas than required confirmed a batch: it stays unpublished and goes again."""
+
+
+@dataclass(frozen=True)
+class Replication:
+    """How many replicas must have a sent batch (Redis `WAIT`) before it counts as published.
+
+    An XADD that only the primary holds is lost if the primary dies before replicating it and
+    Sentinel promotes a replica: waiting keeps such a batch in the outbox to be sent again.
+    """
+
+    replicas: int = 0  # 0: a single server, nothing to wait for
+    timeout_ms: int = 1000
+
+    def check(self, confirmed: int, events: int) -> None:
+        if confirmed < self.replicas:
+            raise ReplicationError(
+                f"WAIT: {confirmed} of {self.replicas} replica(s) confirmed {events} event(s) "
+                f"within {self.timeout_ms} ms; they stay in the outbox"
+            )
+
+
 class OutboxDrainer:
     def __init__(
         self,
@@ -83,6 +111,7 @@ class OutboxDrainer:
         stream_maxlen: int | None = None,
         redeliver_after: timedelta = DEFAULT_REDELIVER_AFTER,
         reader: str = "drainer",
+        replication: Replication | None = None,
     ) -> None:
         self._sessions = sessions
         self._redis = client
@@ -91,6 +120,7 @@ class OutboxDrainer:
         self._maxlen = stream_maxlen
         self._redeliver_after = redeliver_after
         self._reader = reader
+        self._replication = replication or Replication()
         self._acks_group_ready = False
 
     async def drain_batch(self) -> int:
@@ -127,7 +157,12 @@ class OutboxDrainer:
                         maxlen=self._maxlen,
                         approximate=True,
                     )
-                await pipe.execute()
+                # WAIT counts the replicas that have this connection's writes: the pipeline's.
+                if self._replication.replicas:
+                    pipe.wait(self._replication.replicas, self._replication.timeout_ms)
+                replies = await pipe.execute()
+            if self._replication.replicas:
+                self._replication.check(int(replies[-1]), len(events))
             await session.execute(
                 update(OutboxEvent)
                 .where(OutboxEvent.id.in_([e.id for e in events]))
@@ -216,15 +251,17 @@ class OutboxDrainer:
                 await asyncio.wait_for(stop.wait(), timeout=interval)
 
 
+def replication_of(settings: Settings) -> Replication:
+    return Replication(settings.outbox_wait_replicas, settings.outbox_wait_timeout_ms)
+
+
 async def _main(loop: bool, interval: float) -> int:
     from backend.config import Settings
     from backend.database import create_service_engine, session_factory
 
     settings = Settings()
     engine = create_service_engine(settings.database_url)
-    client = redis.Redis.from_url(
-        settings.required_redis_url(), socket_timeout=5, socket_connect_timeout=5
-    )
+    client = async_redis_client(settings.required_redis_target(), timeout=5)
     drainer = OutboxDrainer(
         session_factory(engine),
         client,
@@ -232,6 +269,7 @@ async def _main(loop: bool, interval: float) -> int:
         batch_size=settings.outbox_batch_size,
         stream_maxlen=settings.events_stream_maxlen,
         redeliver_after=timedelta(seconds=settings.outbox_redeliver_after_seconds),
+        replication=replication_of(settings),
     )
     try:
         if loop:

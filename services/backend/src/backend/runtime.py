@@ -12,14 +12,15 @@ import redis.asyncio as redis
 from fastapi import HTTPException, Response, status
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from redis.exceptions import RedisError
-from servicekit.ratelimit import AsyncRateLimiter, async_redis_client
+from servicekit.ratelimit import AsyncRateLimiter
+from servicekit.redisconn import async_redis_client
 from servicekit.servicetoken import ServiceTokens
 from sqlalchemy.exc import SQLAlchemyError
 
 from backend.ai_client import AiClient, RetryPolicy
 from backend.config import Settings
 from backend.database import create_service_engine, session_factory
-from backend.outbox import OutboxDrainer
+from backend.outbox import OutboxDrainer, replication_of
 from backend.replies import ReplyPolicy, ReplyService
 
 log = logging.getLogger(__name__)
@@ -30,8 +31,9 @@ class Runtime:
         self.settings = settings
         self.engine = create_service_engine(settings.database_url)
         self.sessions = session_factory(self.engine)
+        redis_target = settings.redis_target()
         self.redis: redis.Redis | None = (
-            async_redis_client(settings.redis_url, timeout=2.0) if settings.redis_url else None
+            async_redis_client(redis_target, timeout=2.0) if redis_target is not None else None
         )
         self.limiter = (
             AsyncRateLimiter(self.redis, prefix="backend", fail_open=settings.rate_limit_fail_open)
@@ -66,6 +68,7 @@ class Runtime:
                 batch_size=settings.outbox_batch_size,
                 stream_maxlen=settings.events_stream_maxlen,
                 redeliver_after=timedelta(seconds=settings.outbox_redeliver_after_seconds),
+                replication=replication_of(settings),
             )
             if self.redis is not None
             else None

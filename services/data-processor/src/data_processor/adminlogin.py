@@ -17,12 +17,13 @@ from django.contrib import admin
 from django.contrib.auth.forms import UsernameField
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from servicekit.clientip import client_address
-from servicekit.ratelimit import RateLimiter, redis_client
+from servicekit.ratelimit import RateLimiter
+from servicekit.redisconn import RedisTarget, redis_client
 
 
 @cache
-def _limiter(redis_url: str) -> RateLimiter:
-    return RateLimiter(redis_client(redis_url), prefix="stats:admin-login", fail_open=False)
+def _limiter(target: RedisTarget) -> RateLimiter:
+    return RateLimiter(redis_client(target), prefix="stats:admin-login", fail_open=False)
 
 
 def limited_login(request: HttpRequest) -> HttpResponse:
@@ -43,7 +44,7 @@ def limited_login(request: HttpRequest) -> HttpResponse:
 
 def _spend_attempt(request: HttpRequest) -> list[tuple[str, int]] | HttpResponse:
     """One attempt from the account's and the address's budgets: what was spent, or a 429."""
-    limiter = _limiter(settings.REDIS_URL)
+    limiter = _limiter(settings.REDIS)
     username = _account_key(str(request.POST.get("username", "")))
     address = client_address(
         request.META.get("REMOTE_ADDR", ""), request.META.get("HTTP_X_FORWARDED_FOR")
@@ -63,7 +64,7 @@ def _spend_attempt(request: HttpRequest) -> list[tuple[str, int]] | HttpResponse
 
 
 def _refund(spent: list[tuple[str, int]]) -> None:
-    limiter = _limiter(settings.REDIS_URL)
+    limiter = _limiter(settings.REDIS)
     for key, limit in spent:
         limiter.refund(key, limit, settings.ADMIN_LOGIN_PERIOD_SECONDS)
 

@@ -6,6 +6,7 @@ import os
 import socket
 
 from pydantic import Field, SecretStr
+from servicekit.redisconn import RedisTarget
 from servicekit.settings import ServiceSettings
 
 EVENTS_STREAM = "chat:events"
@@ -49,10 +50,13 @@ class ProcessorSettings(ServiceSettings):
             raise ValueError("DATABASE_URL must be set (postgresql://user:password@host:5432/db)")
         return self.database_url
 
-    def redis_url_or_fail(self) -> str:
-        if not self.redis_url:
-            raise ValueError("REDIS_URL must be set (redis://host:6379/0)")
-        return self.redis_url
+    def redis_target_or_fail(self) -> RedisTarget:
+        target = self.redis_target()
+        if target is None:
+            raise ValueError(
+                "REDIS_URL (redis://host:6379/0) or REDIS_SENTINELS (host:26379,...) must be set"
+            )
+        return target
 
 
 def split_list(value: str) -> list[str]:

@@ -11,22 +11,22 @@ from django.conf import settings
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from servicekit.metrics import HttpMetrics
-from servicekit.ratelimit import redis_client
+from servicekit.redisconn import RedisTarget, redis_client
 
 from data_processor.lag import GroupLag, read_group_lag
 
 logger = logging.getLogger(__name__)
 REDIS_TIMEOUT_SECONDS = 2.0
 
-_clients: dict[str, redis.Redis] = {}
+_clients: dict[RedisTarget, redis.Redis] = {}
 
 
 def shared_redis() -> redis.Redis:
-    """One client (connection pool) per REDIS_URL, every call bounded by a timeout."""
-    url: str = settings.REDIS_URL
-    client = _clients.get(url)
+    """One client (connection pool) per Redis target, every call bounded by a timeout."""
+    target: RedisTarget = settings.REDIS
+    client = _clients.get(target)
     if client is None:
-        client = _clients[url] = redis_client(url, timeout=REDIS_TIMEOUT_SECONDS)
+        client = _clients[target] = redis_client(target, timeout=REDIS_TIMEOUT_SECONDS)
     return client
 
 

@@ -92,7 +92,7 @@ SESSION_COOKIE_SAMESITE = "Lax"
 X_FRAME_OPTIONS = "DENY"
 
 # Shared service settings the views and the consumer read (tests may swap them per test).
-REDIS_URL = CONFIG.redis_url_or_fail()
+REDIS = CONFIG.redis_target_or_fail()  # a servicekit.redisconn.RedisTarget
 JWKS_URL = CONFIG.jwks_url
 ADMIN_LOGIN_LIMIT_PER_ACCOUNT = CONFIG.stats_admin_login_limit_per_account
 ADMIN_LOGIN_LIMIT_PER_IP = CONFIG.stats_admin_login_limit_per_ip

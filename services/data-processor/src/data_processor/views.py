@@ -114,7 +114,7 @@ def ready(request: HttpRequest) -> JsonResponse:
     report = run_checks_sync(
         {
             "postgres": _postgres_check,
-            "redis": redis_check(settings.REDIS_URL),
+            "redis": redis_check(settings.REDIS),
             "consumer_lag": consumer_lag,
         }
     )

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 import redis
 import redis.asyncio
 
+from servicekit.redisconn import RedisTarget, redis_client
+
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -140,14 +142,14 @@ def async_postgres_check(engine: AsyncEngine) -> AsyncCheck:
     return check
 
 
-def redis_check(target: str | redis.Redis, timeout: float = DEFAULT_TIMEOUT) -> SyncCheck:
-    """PING through the given client, or a short-lived client for a URL."""
+def redis_check(
+    target: str | RedisTarget | redis.Redis, timeout: float = DEFAULT_TIMEOUT
+) -> SyncCheck:
+    """PING through the given client, or a short-lived client for a URL or Sentinel target."""
 
     def check() -> None:
-        if isinstance(target, str):
-            client = redis.Redis.from_url(
-                target, socket_timeout=timeout, socket_connect_timeout=timeout
-            )
+        if not isinstance(target, redis.Redis):
+            client = redis_client(target, timeout=timeout)
             try:
                 client.ping()
             finally:

@@ -234,13 +234,3 @@ class AsyncRateLimiter:
             await self._refund(keys=[redis_key], args=argv)
         except redis.RedisError as exc:
             self._core.refund_dropped(redis_key, exc)
-
-
-def redis_client(url: str, timeout: float = 1.0) -> redis.Redis:
-    """A sync client whose every call is bounded by `timeout` seconds."""
-    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
-
-
-def async_redis_client(url: str, timeout: float = 1.0) -> redis.asyncio.Redis:
-    """An asyncio client whose every call is bounded by `timeout` seconds."""
-    return redis.asyncio.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)

@@ -11,11 +11,14 @@ import logging
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from servicekit.redisconn import DEFAULT_MASTER, RedisTarget, parse_sentinels
+
 _LOG_LEVELS = frozenset(logging.getLevelNamesMapping())
 
 
 class ServiceSettings(BaseSettings):
-    """DATABASE_URL, REDIS_URL, JWKS_URL, JWT_ISSUER, JWT_AUDIENCE, SERVICE_TOKEN_AUDIENCE,
+    """DATABASE_URL, REDIS_URL (or REDIS_SENTINELS, REDIS_SENTINEL_MASTER, REDIS_PASSWORD,
+    REDIS_DB), JWKS_URL, JWT_ISSUER, JWT_AUDIENCE, SERVICE_TOKEN_AUDIENCE,
     LOG_LEVEL, API_DOCS."""
 
     model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
@@ -23,6 +26,12 @@ class ServiceSettings(BaseSettings):
     # URLs may carry passwords: keep them out of repr() and therefore out of logs.
     database_url: str | None = Field(default=None, repr=False)
     redis_url: str | None = Field(default=None, repr=False)
+    # Sentinel instead of REDIS_URL (servicekit.redisconn): `host:port,host:port`, the name of
+    # the primary they monitor, and the password of Sentinels and servers (from a Secret).
+    redis_sentinels: str | None = None
+    redis_sentinel_master: str = DEFAULT_MASTER
+    redis_password: str | None = Field(default=None, repr=False)
+    redis_db: int = Field(default=0, ge=0)
     jwks_url: str | None = None
     jwt_issuer: str = "chat-auth"
     jwt_audience: str = "chat"
@@ -33,6 +42,23 @@ class ServiceSettings(BaseSettings):
     # FastAPI's interactive docs (/docs, /redoc) run scripts from a CDN on the service's origin:
     # for development only. The OpenAPI document itself (/openapi.json) is always served.
     api_docs: bool = False
+
+    def redis_target(self) -> RedisTarget | None:
+        """Where Redis is (Sentinel when REDIS_SENTINELS is set); None when nothing is set."""
+        return RedisTarget.from_settings(
+            self.redis_url,
+            self.redis_sentinels,
+            self.redis_sentinel_master,
+            self.redis_password,
+            self.redis_db,
+        )
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinel_addresses(cls, value: str | None) -> str | None:
+        if value and value.strip():
+            parse_sentinels(value)  # a clear error at start, naming REDIS_SENTINELS
+        return value
 
     @field_validator("log_level")
     @classmethod

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from prometheus_client import start_http_server
 from servicekit.events import telemetry_if_wanted
-from servicekit.ratelimit import redis_client
+from servicekit.redisconn import redis_client
 
 from data_processor.config import default_consumer_name
 from data_processor.consumer import ConsumerMetrics, ConsumerOptions, EventConsumer
@@ -59,7 +59,7 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
         # The socket timeout must outlast the blocking read.
-        client = redis_client(settings.REDIS_URL, timeout=consumer_options.block_ms / 1000 + 5)
+        client = redis_client(settings.REDIS, timeout=consumer_options.block_ms / 1000 + 5)
         # Spans of consumed events, exported when OTEL_EXPORTER_OTLP_ENDPOINT is set.
         telemetry = telemetry_if_wanted()
         provider = telemetry.configure_tracing("data-processor") if telemetry else None

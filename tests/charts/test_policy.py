@@ -506,7 +506,8 @@ def test_data_stores_export_metrics_to_prometheus_only(
     rendered = render_environment(chart, environment)
     (monitor,) = rendered.of_kind("ServiceMonitor")
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
-    (service,) = rendered.of_kind("Service")
+    # The chart's Service (redis with Sentinel has a headless one beside it, without metrics).
+    (service,) = [s for s in rendered.of_kind("Service") if s["metadata"]["name"] == chart]
     assert {"name": "metrics", "port": port, "targetPort": "metrics"} in service["spec"]["ports"]
     (server,) = rendered.of_kind("StatefulSet")
     exporter = next(

@@ -119,6 +119,9 @@ def test_bad_service_values_are_rejected(change: dict[str, Any], expected: str) 
         ("postgres", {"superuserSecret": {"password": "x"}}, "'password' not allowed"),
         ("redis", {"maxmemoryPolicy": "evict-everything"}, "/maxmemoryPolicy"),
         ("redis", {"maxmemory": 256}, "/maxmemory"),
+        ("redis", {"sentinel": {"replicas": 2}}, "/sentinel/replicas"),
+        ("redis", {"sentinel": {"masterName": "a b"}}, "/sentinel/masterName"),
+        ("redis", {"podDisruptionBudget": {"maxUnavailable": 0}}, "/podDisruptionBudget"),
         ("platform", {"namespace": {"podSecurity": "none"}}, "/namespace/podSecurity"),
     ],
 )

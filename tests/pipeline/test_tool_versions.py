@@ -27,6 +27,7 @@ EXPECTED_VERSIONS = {
     "ghcr.io/astral-sh/uv": tv.UV,
     "postgres": tv.POSTGRES,
     "redis": tv.REDIS,
+    "valkey/valkey": tv.VALKEY,
     "aquasec/trivy": tv.TRIVY,
     "alpine/git": tv.GIT,
     "rclone/rclone": tv.RCLONE,
@@ -105,7 +106,7 @@ def test_dockerfiles_and_charts_use_the_pinned_images() -> None:
 
 
 def test_chart_app_versions_name_the_pinned_servers() -> None:
-    for chart, version in (("postgres", tv.POSTGRES), ("redis", tv.REDIS)):
+    for chart, version in (("postgres", tv.POSTGRES), ("redis", tv.VALKEY)):
         meta = yaml.safe_load((REPO_ROOT / "charts" / chart / "Chart.yaml").read_text())
         assert str(meta["appVersion"]) == version, f"charts/{chart}/Chart.yaml appVersion"
 
@@ -178,3 +179,9 @@ def test_workflows_install_the_pinned_tools(action: str, key: str, expected: str
         assert str(inputs.get(key)) == expected, f"{name}: {action} {key}"
     if action == "dagger/dagger-for-github":
         assert found, "no workflow installs the Dagger CLI"
+
+
+def test_the_redis_chart_runs_the_pinned_valkey_image() -> None:
+    image = yaml.safe_load((REPO_ROOT / "charts" / "redis" / "values.yaml").read_text())["image"]
+    name = image["repository"].removeprefix("docker.io/")
+    assert f"{name}:{image['tag']}@{image['digest']}" == tv.VALKEY_IMAGE

@@ -107,7 +107,9 @@ def generate_secrets(needs: SecretNeeds, databases: Iterable[str]) -> SecretData
         if name in data:
             continue
         if name.endswith("-redis"):
-            data[name] = {"url": f"redis://:{redis_password}@redis:6379/0"}
+            # The URL for one server; the password alone for Sentinel (REDIS_PASSWORD).
+            url = f"redis://:{redis_password}@redis:6379/0"
+            data[name] = {"url": url, "password": redis_password}
         elif name == "auth-signing-keys":
             data[name] = _signing_key()
         elif name.endswith("-django"):

@@ -24,6 +24,8 @@ NGINX = "1.28.0"  # the front end's runtime (nginxinc/nginx-unprivileged)
 UV = "0.13.9"
 POSTGRES = "16.6"
 REDIS = "7.4.2"
+# charts/redis runs Valkey (BSD-licensed; Redis 7.4 is RSALv2/SSPL), same protocol and commands.
+VALKEY = "8.1.3"
 TRIVY = "0.58.1"
 DAGGER = "0.21.11"
 GIT = "2.47.1"
@@ -85,6 +87,10 @@ DIGESTS: dict[str, Digest] = {
         "pinned alike by 6+ public repositories (the Debian bookworm variant: no source pins "
         "the -bookworm tag itself)",
     ),
+    f"valkey/valkey:{VALKEY}": Digest(
+        "sha256:fea8b3e67b15729d4bb70589eb03367bab9ad1ee89c876f54327fc7c6e618571",
+        "pinned alike by 4+ public repositories (the Debian bookworm variant, the tag's default)",
+    ),
     f"aquasec/trivy:{TRIVY}": Digest(
         "sha256:ab70a02200597efa04748f210f793936eb647cbcdb0ea69cc30b226d6f5a22c7",
         "pinned alike by 5+ public repositories",
@@ -139,6 +145,8 @@ NGINX_IMAGE = pinned(f"nginxinc/nginx-unprivileged:{NGINX}-alpine")
 UV_IMAGE = pinned(f"ghcr.io/astral-sh/uv:{UV}")
 POSTGRES_IMAGE = pinned(f"postgres:{POSTGRES}-bookworm")
 REDIS_IMAGE = pinned(f"redis:{REDIS}")
+# What charts/redis deploys (its values.yaml names the same digest).
+VALKEY_IMAGE = pinned(f"valkey/valkey:{VALKEY}")
 TRIVY_IMAGE = pinned(f"aquasec/trivy:{TRIVY}")
 GIT_IMAGE = pinned(f"alpine/git:v{GIT}")
 COSIGN_IMAGE = pinned(f"ghcr.io/sigstore/cosign/cosign:v{COSIGN}")

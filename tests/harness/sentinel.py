@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import redis
 
@@ -117,23 +118,21 @@ class SentinelGroup:
 
     def primary_port(self, watcher: SentinelServer | None = None) -> int | None:
         """The primary's port as a Sentinel (the first by default) names it now."""
+        # redis-py types Sentinel answers loosely: a (host, port) pair, or None when unknown.
         try:
-            found = (
-                (watcher or self.watchers[0]).client().sentinel_get_master_addr_by_name(self.master)
-            )
+            with (watcher or self.watchers[0]).client() as client:
+                found: Any = client.sentinel_get_master_addr_by_name(self.master)
         except redis.RedisError:
             return None
         return int(found[1]) if found else None
 
     def _knows_everyone(self, watcher: SentinelServer) -> bool:
-        client = watcher.client()
         try:
-            replicas = client.sentinel_slaves(self.master)
-            others = client.sentinel_sentinels(self.master)
+            with watcher.client() as client:
+                replicas: list[dict[str, Any]] = cast(Any, client.sentinel_slaves(self.master))
+                others: list[dict[str, Any]] = cast(Any, client.sentinel_sentinels(self.master))
         except redis.RedisError:
             return False
-        finally:
-            client.close()
         online = [
             r for r in replicas if "s_down" not in r["flags"] and r["master-link-status"] == "ok"
         ]

@@ -73,8 +73,8 @@ def test_sync_client_limiter_and_check_follow_a_promoted_replica(
     outcomes = [limiter.hit("k", limit=1000, period=60).allowed for _ in range(2)]
     assert outcomes[-1], outcomes
     check()
-    new_port = client.connection_pool.get_master_address()[1]
-    assert new_port not in (old_port, None)
+    assert client.info("replication")["role"] == "master"
+    assert sentinel_group.primary_port() not in (old_port, None)
     client.close()
 
 

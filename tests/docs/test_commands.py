@@ -46,7 +46,7 @@ NOT_HERE = {
     "pg_restore": "runs inside the postgres pod (kubectl exec), against its backup volume",
     "pg_dump": "runs inside the postgres pod (kubectl exec)",
     "psql": "runs inside the postgres pod (kubectl exec)",
-    "redis-cli": "runs inside the redis pod (kubectl exec)",
+    "valkey-cli": "runs inside the redis pod (kubectl exec)",
     "ls": "lists a path inside a pod or on the node",
     "head": "filters output of a command that runs inside a pod",
     "docker": "no Docker daemon nor registry access here",

@@ -20,10 +20,14 @@ usage() {
   exit 2
 }
 
+# A server runs k3s.service, an agent k3s-agent.service (install.sh --role agent).
 stop_service() {
-  if systemctl list-unit-files k3s.service >/dev/null 2>&1; then
-    systemctl disable --now k3s.service 2>/dev/null || true
-  fi
+  local unit
+  for unit in k3s.service k3s-agent.service; do
+    if systemctl list-unit-files "$unit" >/dev/null 2>&1; then
+      systemctl disable --now "$unit" 2>/dev/null || true
+    fi
+  done
 }
 
 # A process and all its descendants, children first (SIGKILL: the service is already stopped,
@@ -83,7 +87,8 @@ remove_firewall_rules() {
 
 remove_files() {
   local tool
-  rm -f "$ROOT/etc/systemd/system/k3s.service" "$ROOT/etc/default/k3s"
+  rm -f "$ROOT/etc/systemd/system/k3s.service" "$ROOT/etc/systemd/system/k3s-agent.service" \
+    "$ROOT/etc/default/k3s" "$ROOT/etc/default/k3s-agent"
   systemctl daemon-reload
   for tool in kubectl crictl ctr; do
     if [[ -L $ROOT/usr/local/bin/$tool ]]; then rm -f "$ROOT/usr/local/bin/$tool"; fi

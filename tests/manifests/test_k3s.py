@@ -603,6 +603,259 @@ def test_airgap_install_refuses_a_tampered_image_archive(host: dict[str, Path]) 
     assert not systemctl_calls(host)
 
 
+# --- install.sh --role: a multi-server cluster on embedded etcd, and agents ---
+
+ADDRESS = "k3s.example.com"
+JOIN = ["--server", f"https://{ADDRESS}:6443"]
+TOKEN = "K10-test-token-never-shown"
+INSTALLED = {
+    "config": "etc/rancher/k3s/config.yaml",
+    "cluster": "etc/rancher/k3s/config.yaml.d/50-cluster.yaml",
+    "token": "etc/rancher/k3s/cluster-token",
+}
+
+
+def token_file(tmp_path: Path, mode: int = 0o600, text: str = TOKEN + "\n") -> Path:
+    path = tmp_path / "token"
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+def installed(host: dict[str, Path], name: str) -> Path:
+    return host["root"] / INSTALLED.get(name, name)
+
+
+def loaded(host: dict[str, Path], name: str) -> dict[str, Any]:
+    path = installed(host, name)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    config: dict[str, Any] = yaml.safe_load(path.read_text())
+    return config
+
+
+def every_file_and_output(host: dict[str, Path], *results: subprocess.CompletedProcess[str]) -> str:
+    """What anyone could read: outputs, logs, the unit, every config file but the token's."""
+    texts = [r.stdout + r.stderr for r in results]
+    tokens = {installed(host, "token"), host["root"] / "var/lib/rancher/k3s/backup/cluster-token"}
+    for path in [*host["root"].rglob("*"), *host["logs"].rglob("*")]:
+        if path.is_file() and path not in tokens:
+            texts.append(path.read_text(errors="replace"))
+    return "\n".join(texts)
+
+
+def test_first_server_starts_etcd_with_its_token_beside_the_snapshots(
+    host: dict[str, Path],
+) -> None:
+    result = run_install(host, "--role", "server-init", "--address", ADDRESS)
+    assert result.returncode == 0, result.stderr
+
+    cluster = loaded(host, "cluster")
+    assert cluster["cluster-init"] is True
+    assert "server" not in cluster
+    assert cluster["token-file"] == "/" + INSTALLED["token"]
+    assert cluster["tls-san+"] == [ADDRESS], "appended to config.yaml's names, not replacing"
+    assert cluster["node-label"] == ["chat-platform/role=server"]
+    assert installed(host, "config").read_text() == (K3S / "config.yaml").read_text()
+    token = installed(host, "token")
+    assert stat.S_IMODE(token.stat().st_mode) == 0o600
+    assert re.fullmatch(r"[0-9a-f]{64}", token.read_text())
+    # A restore needs the token the snapshots were taken with: it sits beside them.
+    snapshots = Path(cluster["etcd-snapshot-dir"])
+    backup = host["root"] / snapshots.parent.relative_to("/") / "cluster-token"
+    assert backup.read_text() == token.read_text()
+    assert stat.S_IMODE(backup.stat().st_mode) == 0o600
+    assert (host["root"] / snapshots.relative_to("/")).is_dir()
+    assert cluster["etcd-snapshot-retention"] > 0
+    assert cluster["etcd-snapshot-schedule-cron"]
+    assert token.read_text() not in every_file_and_output(host, result)
+    assert "restart k3s.service" in systemctl_calls(host)
+
+    restarts = systemctl_calls(host).count("restart k3s.service")
+    again = run_install(host, "--role", "server-init", "--address", ADDRESS)
+    assert again.returncode == 0, again.stderr
+    assert systemctl_calls(host).count("restart k3s.service") == restarts
+    assert token.read_text() == backup.read_text(), "the token stays the same on a re-run"
+
+
+def test_joining_server_reads_its_token_from_a_file_and_never_shows_it(
+    host: dict[str, Path], tmp_path: Path
+) -> None:
+    source = token_file(tmp_path)
+    args = ["--role", "server", *JOIN, "--servers", "3"]
+    result = run_install(host, *args, K3S_TOKEN_FILE=str(source))
+    assert result.returncode == 0, result.stderr
+
+    cluster = loaded(host, "cluster")
+    assert cluster["server"] == f"https://{ADDRESS}:6443"
+    assert "cluster-init" not in cluster
+    assert cluster["tls-san+"] == [ADDRESS]
+    assert installed(host, "token").read_text() == TOKEN
+    assert stat.S_IMODE(installed(host, "token").stat().st_mode) == 0o600
+    assert installed(host, "config").read_text() == (K3S / "config.yaml").read_text()
+    assert TOKEN not in every_file_and_output(host, result)
+    # A re-run needs no token file: the installed one is kept.
+    again = run_install(host, *args)
+    assert again.returncode == 0, again.stderr
+    assert "nothing changed" in again.stderr
+
+
+def test_agent_runs_the_agent_unit_with_a_config_of_its_own(
+    host: dict[str, Path], tmp_path: Path
+) -> None:
+    result = run_install(host, "--role", "agent", *JOIN, K3S_TOKEN_FILE=str(token_file(tmp_path)))
+    assert result.returncode == 0, result.stderr
+
+    assert loaded(host, "config") == {
+        "server": f"https://{ADDRESS}:6443",
+        "token-file": "/" + INSTALLED["token"],
+        "node-label": ["chat-platform/role=agent"],
+    }
+    unit = (host["root"] / "etc/systemd/system/k3s-agent.service").read_text()
+    assert "\nExecStart=/usr/local/bin/k3s agent\n" in unit
+    assert "\nType=exec\n" in unit
+    assert not (host["root"] / "etc/systemd/system/k3s.service").exists()
+    assert not installed(host, "cluster").exists()
+    assert "restart k3s-agent.service" in systemctl_calls(host)
+    assert not any("k3s.service" in call for call in systemctl_calls(host))
+    assert TOKEN not in every_file_and_output(host, result)
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640])
+def test_a_token_file_others_can_read_is_refused(
+    host: dict[str, Path], tmp_path: Path, mode: int
+) -> None:
+    source = token_file(tmp_path, mode)
+    result = run_install(host, "--role", "agent", *JOIN, K3S_TOKEN_FILE=str(source))
+    assert result.returncode == 1
+    assert f"K3S_TOKEN_FILE {source} is readable by others" in result.stderr
+    assert TOKEN not in result.stderr + result.stdout
+    assert not systemctl_calls(host)
+    assert not (host["root"] / "etc").exists(), "nothing half-written"
+
+
+@pytest.mark.parametrize("role", ["server", "agent"])
+def test_joining_without_a_token_file_is_a_usage_error(host: dict[str, Path], role: str) -> None:
+    extra = ["--servers", "3"] if role == "server" else []
+    result = run_install(host, "--role", role, *JOIN, *extra)
+    assert result.returncode == 2
+    assert "K3S_TOKEN_FILE" in result.stderr
+    assert not systemctl_calls(host)
+
+
+def test_another_token_on_a_rerun_is_refused(host: dict[str, Path], tmp_path: Path) -> None:
+    join = ["--role", "agent", *JOIN]
+    assert run_install(host, *join, K3S_TOKEN_FILE=str(token_file(tmp_path))).returncode == 0
+    other = token_file(tmp_path, text="K10-another-token\n")
+    result = run_install(host, *join, K3S_TOKEN_FILE=str(other))
+    assert result.returncode == 1
+    assert "k3s token rotate" in result.stderr
+    assert installed(host, "token").read_text() == TOKEN
+
+
+@pytest.mark.parametrize("count", ["1", "2", "4", "three"])
+def test_a_server_joins_only_towards_an_odd_count_of_three_or_more(
+    host: dict[str, Path], tmp_path: Path, count: str
+) -> None:
+    source = token_file(tmp_path)
+    result = run_install(
+        host, "--role", "server", *JOIN, "--servers", count, K3S_TOKEN_FILE=str(source)
+    )
+    assert result.returncode == 2
+    assert "odd number of servers" in result.stderr or "--servers N" in result.stderr
+    assert not systemctl_calls(host)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--role", "server-init"], "needs --address HOST"),
+        (["--role", "server-init", "--address", "bad host"], "needs --address HOST"),
+        (["--role", "agent", "--server", "http://k3s.example.com:6443"], "needs --server https"),
+        (["--role", "agent", "--server", "https://k3s.example.com"], "needs --server https"),
+        (["--role", "controller"], "one of server-init, server, agent"),
+        (["--server", "https://k3s.example.com:6443"], "need a --role"),
+        (["--role"], "--role needs a value"),
+    ],
+)
+def test_bad_role_arguments_are_usage_errors(
+    host: dict[str, Path], args: list[str], message: str
+) -> None:
+    result = run_install(host, *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "usage:" in result.stderr
+    assert not systemctl_calls(host)
+
+
+def test_a_servers_own_drop_in_may_not_change_a_cluster_wide_setting(
+    host: dict[str, Path], tmp_path: Path
+) -> None:
+    drop_in = host["root"] / "etc/rancher/k3s/config.yaml.d/90-local.yaml"
+    drop_in.parent.mkdir(parents=True)
+    drop_in.write_text("node-ip: 10.0.0.5\ncluster-cidr: 10.99.0.0/16\n")
+    source = token_file(tmp_path)
+    result = run_install(
+        host, "--role", "server", *JOIN, "--servers", "3", K3S_TOKEN_FILE=str(source)
+    )
+    assert result.returncode == 1
+    assert f"{drop_in} sets cluster-cidr" in result.stderr
+    assert not systemctl_calls(host)
+    drop_in.write_text("node-ip: 10.0.0.5\n")  # a node's own setting is its business
+    result = run_install(
+        host, "--role", "server", *JOIN, "--servers", "3", K3S_TOKEN_FILE=str(source)
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def leave_sqlite_state(host: dict[str, Path]) -> Path:
+    """What a single K3s server leaves: its SQLite datastore and the token encrypting it."""
+    db = host["root"] / "var/lib/rancher/k3s/server/db"
+    db.mkdir(parents=True)
+    (db / "state.db").write_bytes(b"SQLite format 3\x00 rows")
+    (db / "state.db-wal").write_bytes(b"wal")
+    (db.parent / "token").write_text("K10abc::server:single-node-secret\n")
+    return db
+
+
+def test_a_single_node_converts_in_place_to_the_first_server(host: dict[str, Path]) -> None:
+    assert run_install(host).returncode == 0
+    db = leave_sqlite_state(host)
+
+    result = run_install(host, "--role", "server-init", "--address", ADDRESS)
+    assert result.returncode == 0, result.stderr
+    assert "converting the single node's SQLite datastore to embedded etcd" in result.stderr
+    assert loaded(host, "cluster")["cluster-init"] is True
+    # The datastore is encrypted with the node's token: the cluster keeps it.
+    assert installed(host, "token").read_text() == "K10abc::server:single-node-secret"
+    copy = host["root"] / "var/lib/rancher/k3s/backup/sqlite-before-etcd"
+    assert (copy / "state.db").read_bytes() == (db / "state.db").read_bytes()
+    assert (copy / "state.db-wal").is_file()
+    calls = systemctl_calls(host)
+    stop = calls.index("stop k3s.service")
+    assert "restart k3s.service" in calls[stop:], "copied while stopped, then restarted"
+
+    (db / "etcd").mkdir()  # what K3s does when it restarts with cluster-init
+    again = run_install(host, "--role", "server-init", "--address", ADDRESS)
+    assert again.returncode == 0, again.stderr
+    assert "converting" not in again.stderr
+    assert systemctl_calls(host).count("stop k3s.service") == 1
+    single = run_install(host)
+    assert single.returncode == 1
+    assert "server of a multi-server cluster" in single.stderr
+
+
+def test_a_single_node_is_not_joined_to_another_cluster(
+    host: dict[str, Path], tmp_path: Path
+) -> None:
+    leave_sqlite_state(host)
+    source = token_file(tmp_path)
+    for role, extra in (("server", ["--servers", "3"]), ("agent", [])):
+        result = run_install(host, "--role", role, *JOIN, *extra, K3S_TOKEN_FILE=str(source))
+        assert result.returncode == 1
+        assert "uninstall.sh" in result.stderr
+    assert not systemctl_calls(host)
+
+
 # --- uninstall.sh on a fake root: what K3s's killall and uninstall scripts do ---
 
 PGREP_STUB = """#!/bin/sh
@@ -645,6 +898,7 @@ def node(tmp_path: Path) -> dict[str, Path]:
         "usr/local/bin/unrelated-tool",
         "etc/rancher/k3s/config.yaml",
         "etc/systemd/system/k3s.service",
+        "etc/systemd/system/k3s-agent.service",
         "var/lib/rancher/k3s/agent/containerd/x",
         "var/lib/kubelet/pods/p1/volumes/v",
         "var/lib/cni/networks/cbr0/10.42.0.5",
@@ -745,6 +999,7 @@ def test_uninstall_removes_k3s_files_only_and_can_run_again(node: dict[str, Path
         "usr/local/bin/kubectl",
         "etc/rancher/k3s",
         "etc/systemd/system/k3s.service",
+        "etc/systemd/system/k3s-agent.service",
         "var/lib/rancher/k3s",
         "var/lib/kubelet",
     ):

@@ -19,7 +19,7 @@ from servicekit.metrics import came_through_a_proxy
 
 from data_processor.lag import GroupLag
 from data_processor.models import ConversationActivity, DailyMessageCount
-from data_processor.observability import current_lag, http_metrics
+from data_processor.observability import current_lag, http_metrics, shared_redis
 
 PER_DAY_DEFAULT_DAYS = 30
 PER_DAY_MAX_DAYS = 366
@@ -114,7 +114,8 @@ def ready(request: HttpRequest) -> JsonResponse:
     report = run_checks_sync(
         {
             "postgres": _postgres_check,
-            "redis": redis_check(settings.REDIS),
+            # The process's one client: with Sentinel, no new Sentinel connections per probe.
+            "redis": redis_check(shared_redis()),
             "consumer_lag": consumer_lag,
         }
     )

@@ -44,6 +44,19 @@ describe('ApiClient requests', () => {
     expect(calls[0]?.body).toBe('{"title":"Hello"}');
   });
 
+  it('starts a new W3C trace with every request, the token refresh included', async () => {
+    const { client, calls } = setup({
+      'GET /api/chat/conversations': acceptsOnlyNewToken([]),
+      [`POST ${REFRESH_PATH}`]: () => json(freshPair),
+    });
+    await client.json('/api/chat/conversations');
+
+    const traceparents = calls.map((call) => call.headers.get('traceparent') ?? '');
+    expect(calls).toHaveLength(3); // refused, refresh, retried
+    for (const value of traceparents) expect(value).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+    expect(new Set(traceparents.map((value) => value.split('-')[1])).size).toBe(3);
+  });
+
   it('sends no token when auth is off', async () => {
     const { client, calls } = setup({ 'POST /api/auth/login': () => json(freshPair) });
     await client.json('/api/auth/login', { json: { username: 'a', password: 'b' }, auth: false });
@@ -318,6 +331,7 @@ describe('ApiClient upload progress', () => {
       ['POST', '/api/media/files', 'Bearer old-access'],
       ['POST', '/api/media/files', 'Bearer new-access'],
     ]);
+    for (const xhr of FakeXhr.sent) expect(xhr.headers.get('traceparent')).toMatch(/^00-[0-9a-f]{32}-/);
     expect(refresh.calls.map((call) => call.path)).toEqual([REFRESH_PATH]);
     expect(tokens.get()?.accessToken).toBe('new-access');
     expect(progress).toEqual([

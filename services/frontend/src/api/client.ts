@@ -2,6 +2,7 @@
 // token refresh (one refresh in flight at a time; a 401 triggers a refresh and a single retry).
 import type { TokenPair } from './types';
 import type { TokenStore, Tokens } from './tokens';
+import { newTraceparent } from './traceparent';
 
 export class ApiError extends Error {
   constructor(
@@ -181,6 +182,8 @@ export class ApiClient {
     }
     if (tokens) headers.set('Authorization', `Bearer ${tokens.accessToken}`);
     if (options.idempotencyKey) headers.set('Idempotency-Key', `"${options.idempotencyKey}"`);
+    // Every request starts a trace the services continue (W3C Trace Context).
+    headers.set('traceparent', newTraceparent());
     const method = options.method ?? (body === undefined ? 'GET' : 'POST');
     const timeoutMs = options.timeoutMs ?? this.timeoutMs;
     if (options.onUploadProgress && this.makeXhr) {

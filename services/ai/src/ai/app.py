@@ -128,6 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         readiness_checks={},
         verifier=verifier(settings),
         max_body_bytes=settings.ai_max_body_bytes,
+        service_name="ai",
     )
     replies_total = Counter(
         "ai_replies_total", "Replies by provider and source", ["provider", "source"],

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from fastapi import Depends, FastAPI, Form, HTTPException, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from servicekit.events import telemetry_if_wanted
 from servicekit.fastapi import CurrentUser, docs_options, install
 from servicekit.health import postgres_check, redis_check
 from servicekit.jwt import AsyncJwtVerifier
@@ -278,6 +279,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pool_pre_ping=True,
         connect_args={"connect_timeout": 5, "options": "-c statement_timeout=10000"},
     )
+    if telemetry := telemetry_if_wanted():  # OTEL_EXPORTER_OTLP_ENDPOINT set: SQL client spans
+        telemetry.trace_engine(engine)
     redis = redis_client(redis_target)
 
     @asynccontextmanager
@@ -305,6 +308,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         readiness_checks={"postgres": postgres_check(engine), "redis": redis_check(redis)},
         verifier=verifier,
         max_body_bytes=settings.auth_max_body_bytes,
+        service_name="auth",
     )
     app.add_exception_handler(OperationalError, _database_unavailable)
     _routes(app)

@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         readiness_checks={"database": async_postgres_check(runtime.engine)},
         verifier=verifier,
         max_body_bytes=settings.max_body_bytes,
+        service_name="backend",
     )
     runtime.register_metrics(metrics.registry)
     app.add_exception_handler(DBAPIError, _database_unavailable)

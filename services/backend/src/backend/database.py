@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from servicekit.events import telemetry_if_wanted
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
@@ -75,7 +76,7 @@ def create_service_engine(url: str, statement_timeout_ms: int = 10_000) -> Async
         engine = create_async_engine(target, connect_args={"timeout": 5})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         target,
         pool_pre_ping=True,
         pool_size=10,
@@ -86,6 +87,9 @@ def create_service_engine(url: str, statement_timeout_ms: int = 10_000) -> Async
             "options": f"-c statement_timeout={statement_timeout_ms}",
         },
     )
+    if telemetry := telemetry_if_wanted():  # OTEL_EXPORTER_OTLP_ENDPOINT set: SQL client spans
+        telemetry.trace_engine(engine)
+    return engine
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 
 from flask import Flask, Response, request, send_file
+from servicekit.events import telemetry_if_wanted
 from servicekit.health import liveness, run_checks_sync
 from servicekit.jwt import JwtVerifier
 from servicekit.metrics import HttpMetrics, came_through_a_proxy
@@ -104,6 +105,8 @@ def create_app(settings: Settings | None = None, verifier: JwtVerifier | None = 
     metrics = HttpMetrics()
 
     app = Flask(SERVICE)
+    if telemetry := telemetry_if_wanted():  # OTEL_EXPORTER_OTLP_ENDPOINT set: server spans
+        telemetry.trace_wsgi(app, SERVICE)
     app.extensions["media"] = media
     install(app, metrics)
     auth = verifier

@@ -190,7 +190,7 @@ def docs_options(enabled: bool) -> dict[str, Any]:
     return {} if enabled else {"docs_url": None, "redoc_url": None}
 
 
-def _trace_requests(app: FastAPI) -> None:
+def _trace_requests(app: FastAPI, service_name: str) -> None:
     """Server spans for every request, continuing the caller's W3C trace context, when an OTLP
     endpoint is configured (servicekit.telemetry). Without one, OpenTelemetry is not even
     imported; with one but without the `telemetry` extra, a warning says why nothing is traced."""
@@ -203,7 +203,7 @@ def _trace_requests(app: FastAPI) -> None:
     except ImportError as exc:
         error_logger.warning("an OTLP endpoint is set, but tracing is not installed: %s", exc)
         return
-    provider = telemetry.configure_tracing(app.title)
+    provider = telemetry.configure_tracing(service_name)
     if provider is not None:
         FastAPIInstrumentor.instrument_app(app, tracer_provider=provider)
 
@@ -215,15 +215,17 @@ def install(
     verifier: AsyncJwtVerifier | None = None,
     check_timeout: float = 2.0,
     max_body_bytes: int | None = None,
+    service_name: str | None = None,
 ) -> HttpMetrics:
     """Add middleware, error handlers, `/health`, `/ready` and `/metrics` to `app`.
 
     `verifier` backs the `CurrentUser` dependency; build it with `verifier_from_settings`.
     `max_body_bytes` answers larger request bodies with 413 before the app reads them.
+    `service_name` names the service in its traces (default: the app's title).
     Call `servicekit.logging.configure_logging` once at start-up as well.
     """
     metrics = HttpMetrics()
-    _trace_requests(app)
+    _trace_requests(app, service_name or app.title)
     checks = dict(readiness_checks or {})
     app.state.servicekit_verifier = verifier
     if max_body_bytes is not None:

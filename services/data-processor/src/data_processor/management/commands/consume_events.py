@@ -60,9 +60,9 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, request_stop)
         # The socket timeout must outlast the blocking read.
         client = redis_client(settings.REDIS, timeout=consumer_options.block_ms / 1000 + 5)
-        # Spans of consumed events, exported when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+        # Spans of consumed events, their SQL and redis calls (OTEL_EXPORTER_OTLP_ENDPOINT set).
         telemetry = telemetry_if_wanted()
-        provider = telemetry.configure_tracing("data-processor") if telemetry else None
+        provider = telemetry.trace_django("data-processor") if telemetry else None
         try:
             EventConsumer(client, consumer_options, metrics=metrics, stop=stop).run()
         finally:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from ci.localapp.argv import with_listen_address
@@ -37,6 +37,8 @@ class Launcher:
     closure: Closure
     secrets: Secrets
     work: Path  # readable by the image's user; logs and mounted directories go here
+    # What the cluster adds beside the chart's env (the trace collector's address), on top.
+    extra_env: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def user(self) -> str | None:
@@ -49,6 +51,7 @@ class Launcher:
         env = self.closure.environment()
         if run is not None:
             env.update(self._container_env(run))
+        env.update(self.extra_env)
         safe = name.replace("/", "-")
         return ManagedProcess(name, argv, env, Path("/"), self.work / f"{safe}.log", user=self.user)
 

@@ -6,6 +6,8 @@ venv is reachable. From that closure, as the Dockerfile's USER: every Job contai
 render from the image runs to completion (migrations, and the wait for the database), the
 Dockerfile's CMD and every chart server answer their liveness path, and every worker passes its
 exec probes while it runs. A module an image lacks fails here, whichever command imports it.
+Every process exports traces to a real OTLP receiver, so the servers' probes must arrive as
+server spans: the tracing instrumentation is in the closure and works there too.
 
 The venvs are cached by what their build depends on (tests/imagekit/closure.py); the first run
 after a lock change installs from PyPI (pip's cache helps).
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -26,6 +29,7 @@ from imagekit.closure import build_closure, cache_root, run_directory
 from imagekit.launch import Launcher, Secrets, run_job, start_server, start_worker
 from imagekit.recipe import read_recipe
 from imagekit.workloads import image_runs
+from observability.otlp import OtlpReceiver
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICES = sorted(
@@ -61,12 +65,28 @@ def started() -> Iterator[list[ManagedProcess]]:
         process.stop()
 
 
+@pytest.fixture
+def receiver() -> Iterator[OtlpReceiver]:
+    receiver = OtlpReceiver()
+    with receiver.server:
+        yield receiver
+
+
+def until_traced(receiver: OtlpReceiver, service: str) -> None:
+    """Wait for a server span of `service` (its probes were answered, the batch is exported)."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while not any(s.service == service and s.kind == "SERVER" for s in receiver.snapshot()):
+        assert time.monotonic() < deadline, f"{service}: no server span exported: {receiver.spans}"
+        time.sleep(0.2)
+
+
 @pytest.mark.parametrize("service", SERVICES)
 def test_image_runs_its_cmd_and_every_chart_command_from_its_own_closure(
     service: str,
     make_database: Callable[[], str],
     redis_url: str,
     started: list[ManagedProcess],
+    receiver: OtlpReceiver,
 ) -> None:
     recipe = read_recipe(REPO / "services" / service / "Dockerfile")
     runs = image_runs(service)
@@ -74,7 +94,12 @@ def test_image_runs_its_cmd_and_every_chart_command_from_its_own_closure(
     assert servers, f"charts/{service}: no container of the image with a liveness httpGet"
     with run_directory(cache_root(REPO)) as work:
         closure = build_closure(recipe, REPO, cache_root(REPO), work)
-        launcher = Launcher(closure, stand_in_secrets(service, make_database(), redis_url), work)
+        secrets = stand_in_secrets(service, make_database(), redis_url)
+        tracing = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.server.url,
+            "OTEL_BSP_SCHEDULE_DELAY": "100",
+        }
+        launcher = Launcher(closure, secrets, work, extra_env=tracing)
         for job in (run for run in runs if run.kind == "job"):
             run_job(launcher, job, START_TIMEOUT)
         # The Dockerfile's CMD with the main server's environment, then the charts' commands.
@@ -86,6 +111,7 @@ def test_image_runs_its_cmd_and_every_chart_command_from_its_own_closure(
                 )
         for worker in (run for run in runs if run.kind == "worker"):
             started.append(start_worker(launcher, worker, START_TIMEOUT))
+        until_traced(receiver, service)
 
 
 def test_the_closure_holds_nothing_but_the_requirements(tmp_path: Path) -> None:

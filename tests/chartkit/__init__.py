@@ -23,6 +23,7 @@ import helm_python
 import jsonschema
 import kubernetes_validate
 import kubernetes_validate.utils
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,6 +56,24 @@ def k3s_version() -> str:
     if match is None:
         raise ValueError(f"{K3S / 'versions.env'}: no K3S_VERSION=vX.Y.Z+k3sN line")
     return match.group(1)
+
+
+def production_revision() -> str:
+    """The commit production renders the charts at (argocd/environments/values-production.yaml)."""
+    values = yaml.safe_load((ARGOCD / "environments" / "values-production.yaml").read_text())
+    return str(values["revision"])
+
+
+def require_full_history() -> None:
+    """Skips a test that reads past commits in a shallow clone (CI's checkout by default)."""
+    shallow = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--is-shallow-repository"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if shallow.returncode != 0 or shallow.stdout.strip() == "true":
+        pytest.skip(f"needs the full git history of {REPO} (a clone with fetch-depth: 0)")
 
 
 def kubernetes_version() -> str:

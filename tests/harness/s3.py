@@ -24,10 +24,11 @@ from harness.servers import START_TIMEOUT, HarnessError, free_port, wait_for_por
 
 ADMIN_KEYS = ("AKHARNESSADMIN01", "harness-admin-secret-01")
 REGION = "us-east-1"
-# Every port chosen here: weed's default gRPC port (port + 10000) may be taken or invalid.
+# Every port chosen here: weed's default gRPC port (port + 10000) may be taken or invalid, and
+# a fixed default (Lance 9101, Iceberg 8181) taken by another weed is fatal: those are off.
 _PORT_FLAGS = (
     "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
-    "filer.port.grpc", "s3.port", "s3.port.grpc", "s3.port.iceberg", "iam.port",
+    "filer.port.grpc", "s3.port", "s3.port.grpc", "iam.port",
 )  # fmt: skip
 
 
@@ -101,6 +102,7 @@ def weed_s3_server(
     argv = [
         weed_binary(), "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-filer",
         "-s3", f"-s3.config={config}", *(f"{flag}={port}" for flag, port in ports.items()),
+        "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false",
         # A bucket is a collection with volumes of its own: small volumes, as many as the disk
         # holds (the default, 8 of 30 GiB, runs out after a few buckets).
         "-master.volumeSizeLimitMB=64", "-volume.max=0",

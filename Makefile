@@ -6,7 +6,6 @@ SHELL := /bin/bash
 VENV   := .venv
 BIN    := $(VENV)/bin
 UV     := $(BIN)/uv
-UV_VERSION := 0.13.9
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 export UV_PYTHON_DOWNLOADS := never
 # Compile the installed packages' bytecode once at install (~10 s): with PYTHONDONTWRITEBYTECODE
@@ -37,9 +36,11 @@ system-packages: ## PostgreSQL, Redis, Chromium, ... when missing (.ci/system-pa
 python: $(UV) ## the .venv, exactly as locked in uv.lock
 	@$(UV) sync --frozen --all-packages --group dev --quiet
 
-$(UV):
+# uv itself from PyPI, every wheel's hash pinned (ci/uv-requirements.txt, generated from uv.lock).
+$(UV): ci/uv-requirements.txt
 	python3 -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --require-hashes \
+	  -r ci/uv-requirements.txt
 
 # The front end's node_modules, from the committed package-lock.json; again only when it changed.
 FRONTEND := services/frontend

@@ -8,6 +8,7 @@ function mounts, so an input missing from the list fails here.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from ci.core import generated
+from ci.core.toolversions import UV_REQUIREMENTS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -108,3 +110,42 @@ def test_out_writes_every_generated_file_elsewhere_and_leaves_the_repo_alone(
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert written == sorted(generated.render(ROOT, generated.registry()))
     assert generate(ROOT, "--check").returncode == 0
+
+
+def test_uv_bootstrap_pins_every_wheel_uv_lock_records_and_pip_checks_them(
+    tmp_path: Path,
+) -> None:
+    """The bootstrap of `make setup` and of the engine's toolchain (both pip, --require-hashes):
+    this platform's real uv wheel from the index passes the hash check, and fails it when no
+    hash matches. uv's own installer checks here (the engine's venv has no pip)."""
+    text = generated.uv_requirements(ROOT)[UV_REQUIREMENTS]
+    hashes = re.findall(r"--hash=(sha256:[0-9a-f]{64})", text)
+    lock = (ROOT / "uv.lock").read_text()
+    assert len(hashes) > 4
+    assert all(f'hash = "{h}"' in lock for h in hashes)
+    tampered = tmp_path / "tampered.txt"
+    tampered.write_text(re.sub(r"sha256:[0-9a-f]{64}", "sha256:" + "0" * 64, text))
+
+    def download(requirements: Path) -> subprocess.CompletedProcess[str]:
+        args = ["pip", "install", "--no-deps", "--require-hashes", "--no-cache"]
+        target = tmp_path / f"target-{requirements.stem}"  # empty: uv must fetch the wheel
+        args += ["--target", str(target), "--python", sys.executable]
+        return subprocess.run(
+            [generated.uv_binary(), *args, "-r", str(requirements)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+
+    accepted = download(ROOT / UV_REQUIREMENTS)
+    assert accepted.returncode == 0, accepted.stderr
+    refused = download(tampered)
+    assert refused.returncode != 0
+    assert "hash mismatch" in refused.stderr.lower(), refused.stderr
+
+
+def test_uv_bootstrap_without_uv_in_the_lock_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "uv.lock").write_text('version = 1\n[[package]]\nname = "other"\nversion = "1"\n')
+    with pytest.raises(generated.GenerateError, match=r"ci/uv-requirements.txt: uv.lock holds 0"):
+        generated.uv_requirements(tmp_path)

@@ -24,7 +24,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 EXPECTED_VERSIONS = {
     "python": tv.PYTHON,
     "node": tv.NODE,
-    "ghcr.io/astral-sh/uv": tv.UV,
     "postgres": tv.POSTGRES,
     "redis": tv.REDIS,
     "valkey/valkey": tv.VALKEY,
@@ -135,7 +134,9 @@ def test_dagger_module_defaults_come_from_the_single_source() -> None:
 
 def test_uv_python_node_and_dagger_versions_agree() -> None:
     makefile = (REPO_ROOT / "Makefile").read_text()
-    assert re.search(rf"^UV_VERSION := {re.escape(tv.UV)}$", makefile, re.MULTILINE)
+    assert f"--require-hashes \\\n\t  -r {tv.UV_REQUIREMENTS}" in makefile
+    bootstrap = (REPO_ROOT / tv.UV_REQUIREMENTS).read_text()
+    assert re.search(rf"^uv=={re.escape(tv.UV)} \\$", bootstrap, re.MULTILINE)
     root = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
     assert f"uv=={tv.UV}" in root["dependency-groups"]["dev"]
     assert f"dagger-io=={tv.DAGGER}" in root["dependency-groups"]["dev"]

@@ -156,7 +156,6 @@ class Ci:
     node_image: Annotated[str, Doc("Node image the toolchain takes node and npm from")] = (
         toolversions.NODE_IMAGE
     )
-    uv_image: Annotated[str, Doc("image holding the uv binary at /uv")] = toolversions.UV_IMAGE
     postgres_image: Annotated[str, Doc("PostgreSQL for tests")] = toolversions.POSTGRES_IMAGE
     redis_image: Annotated[str, Doc("Redis for tests")] = toolversions.REDIS_IMAGE
     trivy_image: Annotated[str, Doc("Trivy image scanner")] = toolversions.TRIVY_IMAGE
@@ -169,7 +168,6 @@ class Ci:
         images = Images(
             python=self.python_image,
             node=self.node_image,
-            uv=self.uv_image,
             postgres=self.postgres_image,
             redis=self.redis_image,
             trivy=self.trivy_image,

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from pathlib import Path
 from ci.core.catalog import load_catalog
 from ci.core.checks import service_names_module
 from ci.core.dockerfiles import dockerfiles
+from ci.core.toolversions import UV_REQUIREMENTS
 
 Render = Callable[[Path], Mapping[str, str]]
 UV_EXPORT_TIMEOUT_SECONDS = 120.0
@@ -86,6 +88,25 @@ def requirements(root: Path) -> dict[str, str]:
     }
 
 
+def uv_requirements(root: Path) -> dict[str, str]:
+    """uv's own pin with the hash of every wheel uv.lock records (the dev group's `uv==`): the
+    bootstrap of `make setup` and of the engine's toolchain, hash-checked by pip. One source,
+    uv.lock, instead of a tag-only uv image."""
+    lock = root / "uv.lock"
+    try:
+        packages = tomllib.loads(lock.read_text(encoding="utf-8")).get("package", [])
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise GenerateError(f"{UV_REQUIREMENTS}: cannot read {lock}: {exc}") from exc
+    found = [p for p in packages if p.get("name") == "uv"]
+    if len(found) != 1:
+        raise GenerateError(f"{UV_REQUIREMENTS}: uv.lock holds {len(found)} `uv` packages, not 1")
+    hashes = sorted(w["hash"] for w in found[0].get("wheels", []))
+    if not hashes:
+        raise GenerateError(f"{UV_REQUIREMENTS}: uv.lock records no wheel of uv")
+    lines = [f"uv=={found[0]['version']}", *(f"    --hash={h}" for h in hashes)]
+    return {UV_REQUIREMENTS: REQUIREMENTS_HEADER + " \\\n".join(lines) + "\n"}
+
+
 def registry() -> tuple[Generator, ...]:
     """Every generator of the repository, in the order they run."""
     return (
@@ -106,6 +127,12 @@ def registry() -> tuple[Generator, ...]:
             description="the catalog's service names, for the Dagger module's per-service checks",
             inputs=("services/*/service.yaml", "ci/src/ci/core/checks.py"),
             render=service_names_module,
+        ),
+        Generator(
+            name="uv-requirements",
+            description="uv's hash-pinned bootstrap requirement, from uv.lock",
+            inputs=("uv.lock",),
+            render=uv_requirements,
         ),
     )
 

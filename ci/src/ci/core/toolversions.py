@@ -22,6 +22,8 @@ PYTHON = "3.12.8"
 NODE = "20.20.2"
 NGINX = "1.28.0"  # the front end's runtime (nginxinc/nginx-unprivileged)
 UV = "0.13.9"
+# uv comes from PyPI, hash-checked (no uv image): this file is generated from uv.lock.
+UV_REQUIREMENTS = "ci/uv-requirements.txt"
 POSTGRES = "16.6"
 REDIS = "7.4.2"
 # charts/redis runs Valkey (BSD-licensed; Redis 7.4 is RSALv2/SSPL), same protocol and commands.
@@ -114,10 +116,6 @@ DIGESTS: dict[str, Digest] = {
     ),
 }
 UNPINNED: dict[str, str] = {
-    f"ghcr.io/astral-sh/uv:{UV}": (
-        "no public source pins this tag's digest (searched again 2026-12-06 for "
-        f"`astral-sh/uv:{UV}` and `uv:{UV}@sha256:`: no hit)"
-    ),
     "rancher/k3s-upgrade:v1.35.5-k3s1": (
         "k3s/upgrade-plan.yaml names rancher/k3s-upgrade and the controller adds the Plan's "
         "version as the tag (only to a name-only image: `name@sha256:...` would be used as it "
@@ -142,7 +140,6 @@ PYTHON_RUNTIME_IMAGE = pinned(f"python:{PYTHON}-alpine3.21")
 NODE_IMAGE = pinned(f"node:{NODE}-bookworm-slim")
 # The front end's runtime base (services/frontend/Dockerfile pins the same; test_image_pins).
 NGINX_IMAGE = pinned(f"nginxinc/nginx-unprivileged:{NGINX}-alpine")
-UV_IMAGE = pinned(f"ghcr.io/astral-sh/uv:{UV}")
 POSTGRES_IMAGE = pinned(f"postgres:{POSTGRES}-bookworm")
 REDIS_IMAGE = pinned(f"redis:{REDIS}")
 # What charts/redis deploys (its values.yaml names the same digest).

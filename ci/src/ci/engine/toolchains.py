@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import dagger
 from dagger import dag
 
-from ci.core import recipes
+from ci.core import recipes, toolversions
 from ci.core import toolchain as layout
 from ci.core.catalog import Service
 from ci.core.toolchain import (
@@ -35,7 +35,6 @@ class Images:
 
     python: str
     node: str
-    uv: str
     postgres: str
     redis: str
     trivy: str
@@ -74,6 +73,27 @@ def with_node(images: Images) -> ContainerStep:
     return add
 
 
+def with_uv(source: dagger.Directory) -> ContainerStep:
+    """uv from PyPI, each wheel's hash pinned from uv.lock (as `make setup` installs it)."""
+    pin = f"/tmp/{posixpath.basename(toolversions.UV_REQUIREMENTS)}"  # noqa: S108 - in the container
+
+    def add(ctr: dagger.Container) -> dagger.Container:
+        return ctr.with_file(pin, source.file(toolversions.UV_REQUIREMENTS)).with_exec(
+            [
+                "pip",
+                "install",
+                "--quiet",
+                "--no-cache-dir",
+                "--no-deps",
+                "--require-hashes",
+                "-r",
+                pin,
+            ]
+        )
+
+    return add
+
+
 def toolchain(
     source: dagger.Directory,
     images: Images,
@@ -85,13 +105,12 @@ def toolchain(
     packages the tests need (PostgreSQL, Redis, Chromium, registry, git), node, the dev venv at
     /repo/.venv and node_modules in every npm folder. The lock files come first, so those
     layers stay cached while only source files change."""
-    uv = dag.container().from_(images.uv).file("/uv")
     ctr = (
         dag.container()
         .from_(images.python)
         .with_(with_system_packages(packages))
         .with_(with_node(images))
-        .with_file("/usr/local/bin/uv", uv)
+        .with_(with_uv(source))
         # uv and npm lock their caches themselves, so concurrent pipelines may share them.
         .with_mounted_cache("/root/.cache/uv", dag.cache_volume("ci-uv"))
         .with_mounted_cache("/root/.npm", dag.cache_volume("ci-npm"))

@@ -69,14 +69,48 @@ def test_pinned_k3s_version_is_one_kubernetes_validate_bundles() -> None:
     assert minor in bundled
 
 
-def test_upgrade_plan_targets_the_pinned_version() -> None:
-    plan = yaml.safe_load((K3S / "upgrade-plan.yaml").read_text())
-    assert plan["apiVersion"] == "upgrade.cattle.io/v1"
-    assert plan["kind"] == "Plan"
-    assert plan["spec"]["version"] == k3s_version()
-    assert plan["spec"]["concurrency"] == 1
-    assert plan["spec"]["cordon"] is True
-    assert plan["spec"]["upgrade"]["image"] == "rancher/k3s-upgrade"
+def upgrade_plans() -> dict[str, Manifest]:
+    plans = [doc for doc in yaml.safe_load_all((K3S / "upgrade-plan.yaml").read_text()) if doc]
+    return {plan["metadata"]["name"]: plan for plan in plans}
+
+
+def selects(plan: Manifest, labels: dict[str, str]) -> bool:
+    """A Plan's nodeSelector (matchExpressions In / DoesNotExist) over a node's labels."""
+    for rule in plan["spec"]["nodeSelector"]["matchExpressions"]:
+        if rule["operator"] == "In" and labels.get(rule["key"]) not in rule["values"]:
+            return False
+        if rule["operator"] == "DoesNotExist" and rule["key"] in labels:
+            return False
+        assert rule["operator"] in {"In", "DoesNotExist"}, rule
+    return True
+
+
+def test_upgrade_plans_target_the_pinned_version() -> None:
+    plans = upgrade_plans()
+    assert set(plans) == {"k3s-server", "k3s-agent"}
+    for plan in plans.values():
+        assert plan["apiVersion"] == "upgrade.cattle.io/v1"
+        assert plan["kind"] == "Plan"
+        assert plan["metadata"]["namespace"] == "system-upgrade"
+        assert plan["spec"]["version"] == k3s_version()
+        assert plan["spec"]["concurrency"] == 1, "one node at a time: etcd keeps its quorum"
+        assert plan["spec"]["cordon"] is True
+        assert plan["spec"]["upgrade"]["image"] == "rancher/k3s-upgrade"
+
+
+def test_servers_upgrade_first_then_agents_and_every_node_once() -> None:
+    plans = upgrade_plans()
+    agent = plans["k3s-agent"]["spec"]
+    # The agents' prepare step waits until the server Plan is done on every server.
+    assert agent["prepare"] == {"image": "rancher/k3s-upgrade", "args": ["prepare", "k3s-server"]}
+    assert "prepare" not in plans["k3s-server"]["spec"]
+    # Labels K3s gives a server (etcd) and an agent.
+    server = {
+        "node-role.kubernetes.io/control-plane": "true",
+        "node-role.kubernetes.io/etcd": "true",
+    }
+    for labels, wanted in ((server, "k3s-server"), ({"kubernetes.io/os": "linux"}, "k3s-agent")):
+        assert [name for name, plan in plans.items() if selects(plan, labels)] == [wanted]
 
 
 def test_server_config_disables_traefik_and_enforces_pod_security() -> None:

@@ -529,7 +529,14 @@ def test_the_monitoring_application_renders_valid_objects_its_project_permits() 
     app = applications()["monitoring"]
     project = projects()[app["spec"]["project"]]
     objects = render_source(app)
-    assert {o["kind"] for o in objects} == {"PrometheusRule", "ConfigMap"}
+    # Rules, dashboards and the datasource; the trace store (StatefulSet, Service, policy).
+    assert {o["kind"] for o in objects} == {
+        "PrometheusRule",
+        "ConfigMap",
+        "StatefulSet",
+        "Service",
+        "NetworkPolicy",
+    }
     assert [o["kind"] for o in objects if not kind_permitted(project, o)] == []
     assert problems_of(objects, kubernetes_version()) == []
     assert project["spec"]["clusterResourceWhitelist"] == []

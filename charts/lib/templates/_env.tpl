@@ -9,9 +9,10 @@ envFrom:
   - configMapRef:
       name: {{ include "lib.name" . }}-config
 {{- end }}
-{{- with .Values.secretEnv }}
+{{- $tracing := include "lib.traceStoreEndpoint" . }}
+{{- if or .Values.secretEnv $tracing }}
 env:
-  {{- range . }}
+  {{- range .Values.secretEnv }}
   - name: {{ .name }}
     valueFrom:
       secretKeyRef:
@@ -21,6 +22,21 @@ env:
         optional: true
         {{- end }}
   {{- end }}
+  {{- with $tracing }}
+  # Spans go over OTLP/HTTP to the cluster's trace store (charts/observability); unset, the
+  # services export nothing.
+  - name: OTEL_EXPORTER_OTLP_ENDPOINT
+    value: {{ . | quote }}
+  {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* The trace store's OTLP/HTTP base URL when tracing.enabled, else empty. */}}
+{{- define "lib.traceStoreEndpoint" -}}
+{{- with .Values.tracing }}
+{{- if .enabled }}
+{{- printf "http://%s.%s.svc:%d" .service .namespace (int .port) }}
+{{- end }}
 {{- end }}
 {{- end -}}
 

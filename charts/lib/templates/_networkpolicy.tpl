@@ -19,6 +19,24 @@ platform chart is not installed. DNS egress is always allowed.
 {{- end -}}
 
 {{/* A migration reaches its database only: DNS and the egressTo entries of service postgres. */}}
+{{/* With tracing.enabled: OTLP/HTTP to the trace store's pods (charts/observability). */}}
+{{- define "lib.traceEgress" -}}
+{{- with .Values.tracing }}
+{{- if .enabled }}
+- to:
+    - namespaceSelector:
+        matchLabels:
+          kubernetes.io/metadata.name: {{ .namespace }}
+      podSelector:
+        matchLabels:
+          app.kubernetes.io/name: {{ .service }}
+  ports:
+    - protocol: TCP
+      port: {{ .port }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
 {{- define "lib.databaseEgressRules" -}}
 {{- include "lib.dnsEgress" . }}
 {{- range .Values.networkPolicy.egressTo }}
@@ -37,6 +55,7 @@ platform chart is not installed. DNS egress is always allowed.
 {{- define "lib.egressRules" -}}
 {{- $np := .Values.networkPolicy -}}
 {{- include "lib.dnsEgress" . }}
+{{- include "lib.traceEgress" . }}
 {{- range $np.egressTo }}
 - to:
     - podSelector:

@@ -14,6 +14,7 @@ Markdown file of the repository) is exercised here, so the docs cannot drift fro
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import json
 import os
@@ -230,8 +231,11 @@ def describe(name):
     return out
 names = [o for o in registry._objects] if hasattr(registry, "_objects") else [main]
 ctor = registry.get_object(main).get_constructor()
+functions = registry.get_object(main).functions.values()
 print(json.dumps({
     "objects": {n: describe(n) for n in names},
+    "checks": [kebab(f.name) for f in functions if f.check],
+    "generators": [kebab(f.name) for f in functions if f.generate],
     "main": main,
     "constructor": [kebab(p.name) for p in (ctor.parameters.values() if ctor else [])],
 }))
@@ -266,7 +270,10 @@ def dagger_schema(module: str) -> dict[str, object]:
 def check_dagger(command: Command) -> None:
     """Needs an engine to run; the call's shape is checked against the module instead."""
     argv = list(command.argv[1:])
-    assert argv[0] == "call", f"{command}: only `dagger call` is documented"
+    if argv[0] in ("check", "generate"):
+        check_dagger_conventions(command, argv[0], argv[1:])
+        return
+    assert argv[0] == "call", f"{command}: only dagger call, check and generate"
     argv = argv[1:]
     module = ""
     if argv[:1] == ["-m"]:
@@ -297,6 +304,17 @@ def check_dagger(command: Command) -> None:
             assert word in CORE_CHAINS.get(current, set()), f"{command}: {current}.{word}?"
             allowed, flags = {"path", "ports", "wipe", "random"}, {"wipe", "random"}
             current = "str"
+
+
+def check_dagger_conventions(command: Command, verb: str, patterns: list[str]) -> None:
+    """`dagger check [PATTERN...]` / `dagger generate [PATTERN...]`: every pattern matches one
+    of the module's checks or generators (as the CLI selects them: shell-style globs)."""
+    schema = dagger_schema("")
+    names: list[str] = schema["checks" if verb == "check" else "generators"]  # type: ignore[assignment]
+    assert names, f"{command}: the module registers no {verb} function"
+    for pattern in patterns:
+        assert not pattern.startswith("-"), f"{command}: {pattern} (no flags are documented)"
+        assert fnmatch.filter(names, pattern), f"{command}: {pattern!r} matches none of {names}"
 
 
 def check_not_here(command: Command) -> None:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the cluster's platform: a pinned Helm, the platform-wide policies, the Gateway API
 # CRDs, NGINX Gateway Fabric (its CRDs applied explicitly: helm upgrade never upgrades them) and
-# the cluster's Gateway, cert-manager (issuing through that Gateway), Sealed Secrets, Argo CD, with
+# the cluster's Gateway, cert-manager (issuing through that Gateway), Sealed Secrets, the
+# CloudNativePG operator (PostgreSQL clusters that fail over), Argo CD, with
 # the Prometheus Operator stack (kube-prometheus-stack) first so its CRDs exist for the others'
 # ServiceMonitors and Argo CD's first sync, then the platform's scrapes (platform-monitoring.yaml),
 # then hands the cluster to Argo CD by applying the AppProjects and the root app-of-apps; last,
@@ -58,6 +59,8 @@ main() {
   install_cluster_issuer "$work"
   install_platform_chart "$work" sealed-secrets --set fullnameOverride=sealed-secrets-controller \
     --set priorityClassName=chat-platform
+  # Before Argo CD's first sync: the postgres chart's Clusters need the operator's CRDs and webhooks.
+  install_platform_chart "$work" cnpg --values "$K3S_DIR/cloudnative-pg-values.yaml"
   install_platform_chart "$work" argocd --values "$REPO_DIR/argocd/install/values.yaml"
   log "Prometheus's scrapes of the platform components (k3s/platform-monitoring.yaml)"
   kubectl apply -f "$K3S_DIR/platform-monitoring.yaml"

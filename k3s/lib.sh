@@ -47,6 +47,7 @@ CHARTS=(
   "sealed-secrets kube-system sealed-secrets https://bitnami-labs.github.io/sealed-secrets SEALED_SECRETS_CHART_VERSION SEALED_SECRETS_CHART_SHA256"
   "argocd argocd argo-cd https://argoproj.github.io/argo-helm ARGO_CD_CHART_VERSION ARGO_CD_CHART_SHA256"
   "monitoring monitoring kube-prometheus-stack https://prometheus-community.github.io/helm-charts KUBE_PROMETHEUS_STACK_CHART_VERSION KUBE_PROMETHEUS_STACK_CHART_SHA256"
+  "cnpg cnpg-system cloudnative-pg https://cloudnative-pg.github.io/charts CLOUDNATIVE_PG_CHART_VERSION CLOUDNATIVE_PG_CHART_SHA256"
 )
 
 # The value of a pin in versions.env, by name; refuses an empty or malformed pin.

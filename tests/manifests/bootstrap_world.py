@@ -222,6 +222,64 @@ CERT_MANAGER_CRDS = [
     crd("cert-manager.io", "Certificate", "certificates", ["v1"]),
 ]
 
+CNPG_CRDS = [
+    crd("postgresql.cnpg.io", kind, plural, ["v1"])
+    for kind, plural in (
+        ("Cluster", "clusters"),
+        ("Database", "databases"),
+        ("Backup", "backups"),
+        ("ScheduledBackup", "scheduledbackups"),
+        ("Pooler", "poolers"),
+    )
+]
+
+# cloudnative-pg 0.29.0 (cloudnative-pg/charts@cloudnative-pg-v0.29.0 charts/cloudnative-pg):
+# its CRDs are templates behind crds.create; the Deployment takes its pod and container security
+# contexts and priorityClassName from the values; the PodMonitor sits behind
+# monitoring.podMonitorEnabled.
+CNPG_TEMPLATES = {
+    "crds.yaml": "{{- if .Values.crds.create }}\n" + dump_all(CNPG_CRDS) + "{{- end }}\n",
+    "deployment.yaml": """apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ .Release.Name }}-cloudnative-pg
+  namespace: {{ .Release.Namespace }}
+spec:
+  selector:
+    matchLabels:
+      app.kubernetes.io/name: cloudnative-pg
+  template:
+    metadata:
+      labels:
+        app.kubernetes.io/name: cloudnative-pg
+    spec:
+      containers:
+        - name: manager
+          image: ghcr.io/cloudnative-pg/cloudnative-pg:1.30.0
+          securityContext:
+            {{- toYaml .Values.containerSecurityContext | nindent 12 }}
+      {{- if .Values.priorityClassName }}
+      priorityClassName: {{ .Values.priorityClassName }}
+      {{- end }}
+      securityContext:
+        {{- toYaml .Values.podSecurityContext | nindent 8 }}
+""",
+    "podmonitor.yaml": """{{- if .Values.monitoring.podMonitorEnabled }}
+apiVersion: monitoring.coreos.com/v1
+kind: PodMonitor
+metadata:
+  name: {{ .Release.Name }}-cloudnative-pg
+  namespace: {{ .Release.Namespace }}
+spec:
+  selector:
+    matchLabels:
+      app.kubernetes.io/name: cloudnative-pg
+  podMetricsEndpoints:
+    - port: metrics
+{{- end }}
+""",
+}
+
 CHARTS: dict[str, dict[str, Any]] = {
     "argo-cd": {
         "crds": [
@@ -279,6 +337,28 @@ CHARTS: dict[str, dict[str, Any]] = {
         ],
         "templates": {},
         "values": {},
+    },
+    "cloudnative-pg": {
+        "crds": [],
+        "templates": CNPG_TEMPLATES,
+        "values": {
+            "crds": {"create": True},
+            "priorityClassName": "",
+            "monitoring": {"podMonitorEnabled": False},
+            # The chart's defaults.
+            "containerSecurityContext": {
+                "allowPrivilegeEscalation": False,
+                "readOnlyRootFilesystem": True,
+                "runAsUser": 10001,
+                "runAsGroup": 10001,
+                "seccompProfile": {"type": "RuntimeDefault"},
+                "capabilities": {"drop": ["ALL"]},
+            },
+            "podSecurityContext": {
+                "runAsNonRoot": True,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+        },
     },
 }
 

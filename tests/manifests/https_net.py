@@ -28,6 +28,7 @@ HOSTS = [
     "argoproj.github.io",
     "bitnami-labs.github.io",
     "prometheus-community.github.io",
+    "cloudnative-pg.github.io",
 ]
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 from chartkit import K3S, REPO, kubernetes_version, problems_of
+from charts.test_policy import restricted_violations
 from manifests.bootstrap_world import (
     GATEWAY_API_CRDS,
     SUC_CRD,
@@ -123,6 +124,7 @@ def world(tmp_path: Path) -> Iterator[World]:
         ("sealed-secrets", "SEALED_SECRETS"),
         ("argo-cd", "ARGO_CD"),
         ("kube-prometheus-stack", "KUBE_PROMETHEUS_STACK"),
+        ("cloudnative-pg", "CLOUDNATIVE_PG"),
     ):
         version = pinned[f"{prefix}_CHART_VERSION"]
         pins[f"{prefix}_CHART_SHA256"] = serve(
@@ -241,6 +243,7 @@ def test_bundle_then_bootstrap_without_network(world: World, tmp_path: Path) -> 
         "nginx-gateway-fabric",
         "cert-manager",
         "sealed-secrets",
+        "cloudnative-pg",
         "argo-cd",
     ]
     gateway_crds = {
@@ -531,3 +534,33 @@ def test_a_bad_dns01_setting_stops_bootstrap_before_any_change(
     assert result.returncode != 0
     assert reason in result.stderr
     assert world.api.received == []
+
+
+# --- CloudNativePG: the operator the postgres chart's Clusters need, before Argo CD syncs ---
+
+
+def test_bootstrap_installs_the_cloudnative_pg_operator_before_argocd(world: World) -> None:
+    result = world.run("bootstrap.sh")
+    assert result.returncode == 0, result.stderr[-3000:]
+    version = versions()["CLOUDNATIVE_PG_CHART_VERSION"]
+    helm_calls = (world.logs / "helm.log").read_text().splitlines()
+    repo = "https://cloudnative-pg.github.io/charts"
+    pull = f"helm pull cloudnative-pg --repo {repo} --version {version}"
+    assert any(call.startswith(pull) for call in helm_calls), helm_calls
+    received = world.api.received
+    cluster_crd = next(
+        i for i, o in enumerate(received) if o["metadata"]["name"] == "clusters.postgresql.cnpg.io"
+    )
+    root = next(i for i, o in enumerate(received) if o["kind"] == "Application")
+    assert cluster_crd < root, "Argo CD's first sync would meet Clusters without their CRD"
+    (operator,) = [
+        o for o in world.api.of_kind("Deployment") if o["metadata"]["namespace"] == "cnpg-system"
+    ]
+    pod = operator["spec"]["template"]["spec"]
+    assert pod["priorityClassName"] == "chat-platform"
+    # cnpg-system is not exempted: the API server enforces "restricted" there.
+    pss = yaml.safe_load((K3S / "pod-security.yaml").read_text())
+    assert "cnpg-system" not in pss["plugins"][0]["configuration"]["exemptions"]["namespaces"]
+    assert restricted_violations(operator, pod) == []
+    monitors = {m["metadata"]["namespace"] for m in world.api.of_kind("PodMonitor")}
+    assert "cnpg-system" in monitors, "Prometheus would not scrape the operator"

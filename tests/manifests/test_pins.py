@@ -99,6 +99,12 @@ CHART_REPOSITORIES = [
         "https://bitnami-labs.github.io/sealed-secrets",
         "SEALED_SECRETS",
     ),
+    (
+        "CLOUDNATIVE_PG_CHART_SHA256",
+        "cloudnative-pg",
+        "https://cloudnative-pg.github.io/charts",
+        "CLOUDNATIVE_PG",
+    ),
 ]
 
 

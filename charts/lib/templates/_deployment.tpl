@@ -29,6 +29,9 @@ spec:
   securityContext:
     {{- include "lib.podSecurityContext" $root | nindent 4 }}
   terminationGracePeriodSeconds: {{ $v.terminationGracePeriodSeconds }}
+  {{- with include "lib.topologySpread" . | trim }}
+  {{- . | nindent 2 }}
+  {{- end }}
   containers:
     - name: {{ .component }}
       image: {{ include "lib.image" $root | quote }}
@@ -66,6 +69,27 @@ spec:
       persistentVolumeClaim:
         claimName: {{ include "lib.name" $root }}-data
     {{- end }}
+{{- end -}}
+
+{{/*
+Spread the pods of one process over nodes (values topologySpread; the defaults here). Preferred
+only (ScheduleAnyway): a single node still runs every replica, the scheduler just favours other
+nodes. Only the pods of this process (web and each worker spread apart) and of this revision
+(pod-template-hash: a rolling update is not skewed by the pods it replaces) count.
+Called with the podTemplate's dict (root, component).
+*/}}
+{{- define "lib.topologySpread" -}}
+{{- $ts := .root.Values.topologySpread | default dict -}}
+{{- if ternary $ts.enabled true (hasKey $ts "enabled") }}
+topologySpreadConstraints:
+  - maxSkew: {{ $ts.maxSkew | default 1 }}
+    topologyKey: {{ $ts.topologyKey | default "kubernetes.io/hostname" }}
+    whenUnsatisfiable: {{ $ts.whenUnsatisfiable | default "ScheduleAnyway" }}
+    labelSelector:
+      matchLabels:
+        {{- include "lib.componentSelectorLabels" (dict "root" .root "component" .component) | nindent 8 }}
+    matchLabelKeys: [pod-template-hash]
+{{- end }}
 {{- end -}}
 
 {{/* HTTP probes of the web process: liveness on the health path, readiness on the ready path. */}}
@@ -141,6 +165,27 @@ spec:
     {{- include "lib.podTemplate" (dict "root" . "component" "web" "command" $v.command "port" $v.port "resources" $v.resources "probes" (include "lib.httpProbes" . | fromYaml)) | nindent 4 }}
 {{- end -}}
 
+{{/*
+A worker's replicas: workerReplicas.<name> when an environment sets it (so an environment file
+changes a count without repeating the worker), else the worker's own. A name in workerReplicas
+that is no worker is an error rather than a silent no-op.
+*/}}
+{{- define "lib.workerReplicas" -}}
+{{- $counts := .root.Values.workerReplicas | default dict -}}
+{{- $names := list -}}
+{{- range .root.Values.workers }}{{ $names = append $names .name }}{{ end -}}
+{{- range $name, $_ := $counts -}}
+{{- if not (has $name $names) -}}
+{{- fail (printf "workerReplicas.%s: no worker of that name (workers: %s)" $name (join ", " $names)) -}}
+{{- end -}}
+{{- end -}}
+{{- if hasKey $counts .worker.name -}}
+{{- index $counts .worker.name -}}
+{{- else -}}
+{{- .worker.replicas -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Extra Deployments for the workers (same image, own command, no Service). */}}
 {{- define "lib.workerDeployments" -}}
 {{- $root := . -}}
@@ -154,7 +199,7 @@ metadata:
     {{- include "lib.labels" $root | nindent 4 }}
     app.kubernetes.io/component: {{ $v.name }}
 spec:
-  replicas: {{ $v.replicas }}
+  replicas: {{ include "lib.workerReplicas" (dict "root" $root "worker" $v) }}
   revisionHistoryLimit: 5
   selector:
     matchLabels:

@@ -26,19 +26,29 @@ metadata:
 automountServiceAccountToken: false
 {{- end -}}
 
+{{/*
+One PodDisruptionBudget per process (web, then each worker): a drain evicts at most
+maxUnavailable pods of each at a time, so with 2 replicas one moves while the other serves.
+*/}}
 {{- define "lib.podDisruptionBudget" -}}
+{{- $root := . -}}
 {{- if .Values.podDisruptionBudget.enabled }}
+{{- $components := list "web" -}}
+{{- range .Values.workers }}{{ $components = append $components .name }}{{ end -}}
+{{- range $component := $components }}
+---
 apiVersion: policy/v1
 kind: PodDisruptionBudget
 metadata:
-  name: {{ include "lib.name" . }}
+  name: {{ include "lib.name" $root }}{{ if ne $component "web" }}-{{ $component }}{{ end }}
   labels:
-    {{- include "lib.labels" . | nindent 4 }}
+    {{- include "lib.labels" $root | nindent 4 }}
 spec:
-  maxUnavailable: {{ .Values.podDisruptionBudget.maxUnavailable }}
+  maxUnavailable: {{ $root.Values.podDisruptionBudget.maxUnavailable }}
   selector:
     matchLabels:
-      {{- include "lib.componentSelectorLabels" (dict "root" . "component" "web") | nindent 6 }}
+      {{- include "lib.componentSelectorLabels" (dict "root" $root "component" $component) | nindent 6 }}
+{{- end }}
 {{- end }}
 {{- end -}}
 

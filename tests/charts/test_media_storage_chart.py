@@ -37,6 +37,7 @@ S3_OVERLAY: dict[str, Any] = {
     },
     "secretEnv": [DATABASE, *S3_KEYS],
     "persistence": {"enabled": False},
+    "podDisruptionBudget": {"enabled": True},
     "networkPolicy": {"internetEgress": True},
 }
 
@@ -65,7 +66,7 @@ def env_of(pod_spec: Manifest) -> dict[str, Manifest]:
     return {e["name"]: e for e in pod_spec["containers"][0].get("env", [])}
 
 
-def test_s3_runs_two_replicas_with_rolling_updates_and_no_volume() -> None:
+def test_s3_runs_two_replicas_with_rolling_updates_a_budget_and_no_volume() -> None:
     objects = production(S3_OVERLAY)
     assert problems_of(objects, kubernetes_version()) == []
     deployment = one(objects, "Deployment", CHART)
@@ -73,6 +74,7 @@ def test_s3_runs_two_replicas_with_rolling_updates_and_no_volume() -> None:
     assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
     assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     assert not [o for o in objects if o["kind"] == "PersistentVolumeClaim"]
+    assert one(objects, "PodDisruptionBudget", CHART)["spec"]["maxUnavailable"] == 1
     (pod,) = pod_specs(deployment)
     assert "data" not in {v["name"] for v in pod.get("volumes", [])}
     config = one(objects, "ConfigMap", f"{CHART}-config")["data"]

@@ -26,6 +26,9 @@ from ci.core.cluster_secrets import generate_secrets, secret_manifest, secret_ne
 SERVICES = load_catalog(REPO).names()
 IMAGES = {name: f"ci.local/chat-platform/{name}:run-42" for name in SERVICES}
 
+# charts/postgres values.yaml, databases.services
+DATABASES = ["auth", "backend", "data-processor", "media-storage"]
+
 
 @pytest.fixture(scope="module")
 def releases() -> list[Release]:
@@ -49,7 +52,7 @@ def test_every_object_of_the_ci_install_is_valid_for_the_pinned_kubernetes(
     rendered: dict[str, list[dict[str, object]]],
 ) -> None:
     needs = secret_needs(obj for objects in rendered.values() for obj in objects)
-    secrets = generate_secrets(needs, ["auth", "backend", "data-processor"])
+    secrets = generate_secrets(needs, DATABASES)
     everything = [obj for objects in rendered.values() for obj in objects]
     everything += [secret_manifest(name, "chat-ci", data) for name, data in secrets.items()]
     problems = problems_of(everything, kubernetes_version())
@@ -117,8 +120,8 @@ def test_every_secret_the_charts_reference_is_generated_fresh_and_none_is_render
 ) -> None:
     everything = [obj for objects in rendered.values() for obj in objects]
     needs = secret_needs(everything)
-    first = generate_secrets(needs, ["auth", "backend", "data-processor"])
-    second = generate_secrets(needs, ["auth", "backend", "data-processor"])
+    first = generate_secrets(needs, DATABASES)
+    second = generate_secrets(needs, DATABASES)
 
     assert set(first) == {
         "postgres-superuser",
@@ -127,6 +130,7 @@ def test_every_secret_the_charts_reference_is_generated_fresh_and_none_is_render
         "auth-database",
         "backend-database",
         "data-processor-database",
+        "media-storage-database",
         "auth-redis",
         "backend-redis",
         "ai-redis",

@@ -139,3 +139,58 @@ def test_an_interrupted_upload_leaves_no_temporary_file(
     while leftovers := list(temporary.iterdir()):
         assert time.monotonic() < deadline, f"temporary files left behind: {leftovers}"
         time.sleep(0.05)
+
+
+def test_uploads_beyond_the_in_flight_bound_get_503_until_one_finishes(
+    tmp_path: Path, database_url: str, token_issuer: TokenIssuer
+) -> None:
+    """MEDIA_MAX_CONCURRENT_UPLOADS bounds the spool (the pod's /tmp): one more is refused with
+    Retry-After, not spooled; the slot comes back when the upload in flight ends."""
+    upgrade(database_url)
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "MEDIA_ROOT": str(tmp_path / "media"),
+        "MEDIA_MAX_CONCURRENT_UPLOADS": "1",
+        "JWKS_URL": token_issuer.jwks_url,
+        "JWT_ISSUER": token_issuer.issuer,
+        "JWT_AUDIENCE": token_issuer.audience,
+        "GUNICORN_WORKER_TMP_DIR": str(tmp_path),
+    }
+    token = token_issuer.issue(str(uuid.uuid4()), "alice")
+    boundary = "held"
+    head = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="p.png"\r\n\r\n'
+        ).encode()
+        + b"\x89PNG\r\n\x1a\n"
+        + b"\x01" * 100_000  # more than one 64 KiB read of the body
+    )
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    spool = tmp_path / "media" / "tmp"
+    with gunicorn_server("media_storage.gunicorn_conf", "media_storage.wsgi:app", env) as url:
+        address = urlsplit(url)
+        request = (
+            f"POST /files HTTP/1.1\r\nHost: {address.hostname}\r\nConnection: close\r\n"
+            f"Authorization: Bearer {token}\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+            f"Content-Length: {len(head) + 1000 + len(tail)}\r\n\r\n"
+        ).encode()
+        assert address.hostname is not None
+        assert address.port is not None
+        with socket.create_connection((address.hostname, address.port), timeout=30) as held:
+            held.sendall(request + head)
+            deadline = time.monotonic() + 30
+            while not list(spool.glob("upload-*.part")):  # the first upload holds the slot
+                assert time.monotonic() < deadline, "the first upload never started"
+                time.sleep(0.05)
+            headers = {"Authorization": f"Bearer {token}"}
+            files = {"file": ("q.png", b"\x89PNG\r\n\x1a\n" + os.urandom(500))}
+            refused = httpx.post(f"{url}/files", headers=headers, files=files, timeout=30)
+            assert refused.status_code == 503, refused.text
+            assert refused.headers["Retry-After"] == "5"
+            held.sendall(b"\x02" * 1000 + tail)
+            answer = held.recv(65536).split(b"\r\n", 1)[0]
+            assert answer.endswith(b"201 CREATED")
+        admitted = httpx.post(f"{url}/files", headers=headers, files=files, timeout=30)
+        assert admitted.status_code == 201, admitted.text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import threading
 import uuid
 from collections.abc import Iterator
 
@@ -45,6 +46,10 @@ class MediaService:
         self.catalog = Catalog(settings.database_url)
         self.policy = UploadPolicy(settings.media_max_upload_bytes, settings.allowed_types)
         self.quota = settings.media_user_quota_bytes
+        # Uploads in flight in this process: each holds up to max_bytes in the spool (and, on
+        # S3, in memory during its PUT), so their number bounds the pod's /tmp and memory.
+        self.upload_slots = threading.BoundedSemaphore(settings.media_max_concurrent_uploads)
+        self.max_uploads = settings.media_max_concurrent_uploads
 
     def prepare(self) -> None:
         self.blobs.prepare()  # the catalog's schema is the migration Job's
@@ -133,12 +138,21 @@ def create_app(settings: Settings | None = None, verifier: JwtVerifier | None = 
     @app.post("/files")
     def upload() -> tuple[Response, int]:
         user = current_user(auth)
-        with disk_full_as_507():
-            received = _receive(media)
-            try:
-                record = media.store(user.sub, received)
-            finally:
-                received.pending.discard()  # no-op once published
+        if not media.upload_slots.acquire(blocking=False):
+            raise ApiError(
+                503,
+                f"{media.max_uploads} uploads are in progress here; try again shortly",
+                {"Retry-After": "5"},
+            )
+        try:
+            with disk_full_as_507():
+                received = _receive(media)
+                try:
+                    record = media.store(user.sub, received)
+                finally:
+                    received.pending.discard()  # no-op once published
+        finally:
+            media.upload_slots.release()
         logger.info(
             "file stored",
             extra={"file_id": record.id, "size": record.size, "content_type": record.content_type},

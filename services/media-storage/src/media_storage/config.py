@@ -32,6 +32,9 @@ class Settings(ServiceSettings):
     # From a Kubernetes Secret (secretEnv), never from values.
     media_s3_access_key: str | None = Field(default=None, repr=False)
     media_s3_secret_key: str | None = Field(default=None, repr=False)
+    # Uploads one process receives at once (more get 503 + Retry-After): each may spool up to
+    # MEDIA_MAX_UPLOAD_BYTES, so this bounds the spool's disk (the pod's /tmp) and the memory.
+    media_max_concurrent_uploads: int = Field(default=16, gt=0)
     # The orphan sweeper removes objects no row references once they are older than this: an
     # upload in flight PUTs its object before its row commits.
     media_orphan_grace_seconds: float = Field(default=3600.0, gt=0)

@@ -186,6 +186,51 @@ NGF_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 
+# CloudNativePG 1.30.0's CRDs (cloudnative-pg/cloudnative-pg@v1.30.0 config/crd/bases), vendored:
+# no package ships them. Their schemas, closed as kubectl's strict field validation closes them.
+CNPG_CRDS = REPO / "tests" / "crds" / "cloudnative-pg"
+CNPG_GROUP = "postgresql.cnpg.io"
+
+
+def _closed(schema: Any) -> Any:
+    """An OpenAPI v3 schema with unknown fields refused wherever the CRD lists its fields."""
+    if isinstance(schema, list):
+        return [_closed(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    closed = {key: _closed(value) for key, value in schema.items()}
+    if "properties" in schema and not schema.get("x-kubernetes-preserve-unknown-fields"):
+        closed.setdefault("additionalProperties", False)
+    return closed
+
+
+@functools.cache
+def cnpg_schemas() -> dict[tuple[str, str], dict[str, Any]]:
+    schemas: dict[tuple[str, str], dict[str, Any]] = {}
+    for path in sorted(CNPG_CRDS.glob("*.yaml")):
+        definition = yaml.safe_load(path.read_text())
+        kind = definition["spec"]["names"]["kind"]
+        for version in definition["spec"]["versions"]:
+            schema = _closed(version["schema"]["openAPIV3Schema"])
+            # The API server owns metadata; the CRD schema only says `type: object`.
+            schema["properties"]["metadata"] = {"type": "object"}
+            schemas[(f"{CNPG_GROUP}/{version['name']}", kind)] = schema
+    return schemas
+
+
+def _cnpg_problems(obj: Manifest) -> list[str]:
+    schema = cnpg_schemas().get((str(obj.get("apiVersion")), str(obj.get("kind"))))
+    if schema is None:
+        return [
+            f"{_describe(obj)}: no schema for kind {obj.get('kind')} of {obj.get('apiVersion')}"
+        ]
+    validator = jsonschema.Draft7Validator(schema)
+    return [
+        f"{_describe(obj)}: {'.'.join(map(str, e.path)) or '<root>'}: {e.message}"
+        for e in validator.iter_errors(obj)
+    ]
+
+
 def group_of(obj: Manifest) -> str:
     api_version = str(obj.get("apiVersion", ""))
     return api_version.split("/", 1)[0] if "/" in api_version else ""
@@ -253,6 +298,8 @@ def problems_of(objects: list[Manifest] | tuple[Manifest, ...], version: str) ->
             custom.append(obj)
         elif group == "gateway.nginx.org":
             problems.extend(_ngf_problems(obj))
+        elif group == CNPG_GROUP:
+            problems.extend(_cnpg_problems(obj))
         elif (problem := _kubernetes_problem(obj, version)) is not None:
             problems.append(problem)
     return problems + validate_custom_resources(custom)

@@ -250,6 +250,31 @@ def test_run_fails_naming_a_node_that_never_gets_ready_and_leaves_diagnostics(
     assert not (tmp_path / "timings.json").exists()  # the cluster never got ready
 
 
+def test_run_waits_for_every_expected_node_and_names_the_missing_one(
+    kubeconfig: tuple[Path, RecordedApi], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, api = kubeconfig
+    api.bodies = answers("node-not-ready")  # the server's node only: the agent never joined
+    argv = ["run", "--kubeconfig", str(path), "--images", "auth=a/auth:1", "--nodes", "2"]
+
+    code = main([*argv, "--base-url", "http://k3s", "--timeout", "0.1", "--output", str(tmp_path)])
+
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "cluster: deadline expired: 1 of 2 nodes registered (Node/k3s: not Ready" in err
+
+
+@pytest.mark.parametrize("nodes", ["0", "two", "-1"])
+def test_run_refuses_a_node_count_that_is_not_positive(
+    nodes: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["run", "--kubeconfig", "k", "--images", "auth=a/auth:1", "--base-url", "http://k3s"]
+    with pytest.raises(SystemExit) as exited:
+        main([*argv, "--nodes", nodes])
+    assert exited.value.code == 2
+    assert f"--nodes: {nodes!r} is not a positive whole number" in capsys.readouterr().err
+
+
 def test_run_fails_when_k3s_never_writes_its_kubeconfig(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

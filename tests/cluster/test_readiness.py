@@ -12,8 +12,11 @@ from ci.core.cluster_readiness import (
     judge,
     missing_images,
     node_verdict,
+    nodes_unready,
     pod_verdict,
+    ready,
     verdicts,
+    waiting,
 )
 
 from cluster.recorded import answers, deserialize, snapshot
@@ -197,3 +200,14 @@ def test_images_count_as_loaded_once_the_node_lists_them() -> None:
 
     assert missing_images(nodes, wanted) == ["ci.local/chat-platform/ai:ci"]
     assert missing_images(nodes, wanted[:1]) == []
+
+
+def test_nodes_are_ready_only_when_every_expected_node_registered_and_is_ready() -> None:
+    server, agent = ready("Node/k3s", "Ready"), ready("Node/agent-1", "Ready")
+    joining = waiting("Node/agent-1", "not Ready: no Ready condition yet")
+
+    assert nodes_unready([server], 1) is None
+    assert nodes_unready([server, agent], 2) is None
+    assert nodes_unready([server], 2) == "1 of 2 nodes registered (Node/k3s: Ready)"
+    assert nodes_unready([], 1) == "0 of 1 nodes registered (none)"
+    assert nodes_unready([server, joining], 2) == "Node/agent-1: not Ready: no Ready condition yet"

@@ -67,3 +67,41 @@ def test_the_service_script_is_valid_sh_and_runs_k3s_with_a_private_kubeconfig()
     assert bind.startswith('exec k3s server --bind-address "$(ip route')
     assert words[words.index("--write-kubeconfig-mode") + 1] == "0600"
     assert "--kubelet-arg=image-gc-high-threshold=100" in words
+
+
+# --- a server and agents: one token, given as a file to both ---
+
+
+def test_server_and_agent_read_the_runs_token_from_the_same_file_never_an_argument() -> None:
+    server = k3s_server.server_command("10.0.0.2", "k3s", "/etc/rancher/k3s/run.yaml")
+    agent = k3s_server.agent_command("k3s", "agent-1")
+
+    for command in (server, agent):
+        assert command[command.index("--token-file") + 1] == k3s_server.TOKEN_FILE
+        assert "--token" not in command
+        assert not any(arg.startswith("--token=") for arg in command)
+    assert agent[:2] == ["k3s", "agent"]
+    assert agent[agent.index("--server") + 1] == f"https://k3s:{k3s_server.API_PORT}"
+    assert agent[agent.index("--node-name") + 1] == "agent-1"
+    # The agent's kubelet keeps the run's imported images too.
+    assert kubelet_settings(agent) == kubelet_settings(server)
+
+
+def test_the_agent_script_is_valid_sh_wipes_its_volume_and_execs_the_agent(tmp_path: Path) -> None:
+    script = k3s_server.agent_script("k3s", "agent-2")
+
+    subprocess.run(["sh", "-n", "-c", script], check=True, timeout=60)
+    assert script.startswith(k3s_server.wipe_script())
+    exec_line = script.strip().splitlines()[-1]
+    assert shlex.split(exec_line) == ["exec", *k3s_server.agent_command("k3s", "agent-2")]
+
+
+def test_agent_names_and_counts_are_checked() -> None:
+    assert k3s_server.agent_names(0) == []
+    assert k3s_server.agent_names(2) == ["agent-1", "agent-2"]
+    with pytest.raises(ValueError, match="--agents 6: 0 to 5"):
+        k3s_server.agent_names(6)
+    with pytest.raises(ValueError, match="--agents -1"):
+        k3s_server.agent_names(-1)
+    with pytest.raises(ValueError, match="agent node name 'Agent 1'"):
+        k3s_server.agent_command("k3s", "Agent 1")

@@ -78,11 +78,11 @@ from ci.core.cluster_plan import (
 )
 from ci.core.cluster_readiness import (
     Snapshot,
-    State,
     Verdict,
     judge,
     missing_images,
     node_verdict,
+    nodes_unready,
     verdicts,
 )
 from ci.core.cluster_secrets import generate_secrets, secret_manifest, secret_needs
@@ -150,6 +150,9 @@ def parser() -> argparse.ArgumentParser:
         default="",
         help="API server URL to put into the kubeconfig (e.g. https://k3s:6443)",
     )
+    run.add_argument(
+        "--nodes", type=positive_int, default=1, help="nodes to wait for Ready (server + agents)"
+    )
     run.add_argument("--no-e2e", action="store_true", help="install and wait only (stack up)")
     run.add_argument(
         "--consume-kubeconfig",
@@ -168,6 +171,12 @@ def parser() -> argparse.ArgumentParser:
         "--timeout", type=positive, default=180.0, help="seconds for the gateway to route"
     )
     return p
+
+
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
 
 
 def positive(text: str) -> float:
@@ -642,8 +651,9 @@ def wait_for_kubeconfig(path: Path, server: str, timeout: float) -> Path:
     return copy
 
 
-def wait_for_nodes(cluster: Cluster, timeout: float) -> None:
-    """Until every node is Ready; API errors while K3s starts count as waiting."""
+def wait_for_nodes(cluster: Cluster, timeout: float, expected: int = 1) -> None:
+    """Until `expected` nodes are registered and every one is Ready; API errors while K3s
+    starts count as waiting."""
     from kubernetes import client
     from urllib3.exceptions import HTTPError
 
@@ -652,10 +662,10 @@ def wait_for_nodes(cluster: Cluster, timeout: float) -> None:
     while True:
         try:
             nodes = client.CoreV1Api(cluster.api).list_node(_request_timeout=REQUEST_TIMEOUT).items
-            found = [node_verdict(node) for node in nodes]
-            if found and all(v.state is State.READY for v in found):
+            unready = nodes_unready([node_verdict(node) for node in nodes], expected)
+            if unready is None:
                 return
-            reason = "; ".join(str(v) for v in found) or reason
+            reason = unready
         except (client.ApiException, HTTPError) as exc:
             reason = f"API not answering yet: {exc}"
         if time.monotonic() >= deadline:
@@ -699,7 +709,7 @@ def run(args: argparse.Namespace) -> int:
         if args.consume_kubeconfig:
             written.unlink(missing_ok=True)
         cluster = Cluster.connect(args.kubeconfig, args.namespace)
-        wait_for_nodes(cluster, args.timeout)
+        wait_for_nodes(cluster, args.timeout, args.nodes)
         record_timing(args.output, "cluster ready", time.monotonic() - started)
         wait_for_images(cluster, parse_images_or_exit(args.images).values(), args.timeout)
         record_timing(args.output, "images loaded", time.monotonic() - started)

@@ -18,7 +18,7 @@ from dagger import (
     object_type,
 )
 
-from ci.core import recipes, toolversions
+from ci.core import k3s_server, recipes, toolversions
 from ci.core.affected import plan_json
 from ci.core.catalog import catalog_json
 from ci.core.checks import ServiceCheck, service_checks
@@ -332,8 +332,10 @@ class Ci:
 
     # --- the platform on an ephemeral K3s (ci.engine.k3s + ci.cluster) ---------------------
 
-    def _cluster(self, pipeline: Pipeline | None = None) -> k3s.Cluster:
-        return k3s.Cluster(pipeline=pipeline or self._pipeline(), k3s_image=self.k3s_image)
+    def _cluster(self, pipeline: Pipeline | None = None, agents: int = 0) -> k3s.Cluster:
+        return k3s.Cluster(
+            pipeline=pipeline or self._pipeline(), k3s_image=self.k3s_image, agents=agents
+        )
 
     @never_cached
     async def integration(
@@ -348,6 +350,9 @@ class Ci:
             bool,
             Doc("the real first install: k3s/bootstrap.sh, Argo CD syncing this commit"),
         ] = False,
+        agents: Annotated[
+            int, Doc("K3s agents joining the server (0-5); the run waits for every node Ready")
+        ] = 0,
     ) -> dagger.Directory:
         """Every image built, K3s started with them, the platform installed as Argo CD syncs it
         (charts, hooks, values-ci.yaml), readiness awaited, tests/e2e through the gateway.
@@ -356,12 +361,16 @@ class Ci:
         then one preview (staging's pinned images) created and deleted as `preview` and
         `preview-destroy` do it, awaited Synced and Healthy, then gone.
         junit.xml, timings.json, and diagnostics/ on failure, in a directory. Skipped (an
-        empty report) when the changes since BASE affect no service."""
+        empty report) when the changes since BASE affect no service. --agents N (not with
+        --gitops): N K3s agents join the server before the install."""
+        if gitops and agents:
+            raise ValueError("--agents is for the charts' integration, not --gitops")
+        k3s_server.agent_names(agents)  # refuses a count out of range before any build
         pipeline = self._pipeline()
         plan = await pipeline.plan(repo, base, everything, changed)
         if not plan.names():
             return dag.directory().with_new_file("skipped.txt", "no service affected\n")
-        cluster = self._cluster(pipeline)
+        cluster = self._cluster(pipeline, agents)
         if gitops:
             run = await k3s.gitops_integration(cluster)
         else:

@@ -302,6 +302,16 @@ def node_verdict(node: V1Node) -> Verdict:
     return waiting(subject, f"not Ready: {reason}")
 
 
+def nodes_unready(found: Sequence[Verdict], expected: int) -> str | None:
+    """Why the cluster's nodes are not ready yet (None when they are): fewer than `expected`
+    registered (an agent still joining), or one not Ready."""
+    if len(found) < expected:
+        registered = "; ".join(str(v) for v in found) or "none"
+        return f"{len(found)} of {expected} nodes registered ({registered})"
+    unready = [str(v) for v in found if v.state is not State.READY]
+    return "; ".join(unready) or None
+
+
 def missing_images(nodes: Sequence[V1Node], refs: Iterable[str]) -> list[str]:
     """The image references no node has yet (K3s imports its archives in the background)."""
     present = {

@@ -1,5 +1,5 @@
-"""How the ephemeral K3s of the integration stage starts: its command line, its kubelet's
-eviction settings and the wipe of its data directory.
+"""How the ephemeral K3s of the integration stage starts: the server's and the agents' command
+lines, their kubelets' eviction settings and the wipe of their data directories.
 
 Pure (no dagger): ci.engine.k3s turns these into the service's container; the host tests run
 the wipe script and read the arguments.
@@ -22,6 +22,10 @@ KUBELET_ARGS = (
     "image-gc-low-threshold=99",
 )
 DISABLED = ("traefik", "metrics-server")  # the gateway is NGINX Gateway Fabric
+# The run's cluster token: a secret mounted as this file in the server and every agent, so it
+# is never an argument (visible in the process list) or a log line.
+TOKEN_FILE = "/run/secrets/k3s-token"  # noqa: S105 (a path; the token is in the file)
+API_PORT = 6443
 
 
 def wipe_script(data_dir: str = DATA_DIR, keep: str = IMPORT_DIR) -> str:
@@ -41,14 +45,31 @@ def wipe_script(data_dir: str = DATA_DIR, keep: str = IMPORT_DIR) -> str:
     return "\n".join(lines) + "\n"
 
 
-def server_command(bind_address: str, tls_san: str, kubeconfig: str) -> list[str]:
+def kubelet_args() -> list[str]:
+    return [f"--kubelet-arg={arg}" for arg in KUBELET_ARGS]
+
+
+def server_command(
+    bind_address: str, tls_san: str, kubeconfig: str, token_file: str = TOKEN_FILE
+) -> list[str]:
     """`k3s server` for one run: API certificate valid for `tls_san`, the kubeconfig written
-    where the runner reads it, the kubelet's eviction relaxed (KUBELET_ARGS)."""
+    where the runner reads it, agents admitted with the token in `token_file`, the kubelet's
+    eviction relaxed (KUBELET_ARGS)."""
     args = ["k3s", "server", "--bind-address", bind_address]
     args += [part for name in DISABLED for part in ("--disable", name)]
     args += ["--egress-selector-mode=disabled", "--tls-san", tls_san]
     args += ["--write-kubeconfig", kubeconfig, "--write-kubeconfig-mode", "0600"]
-    return args + [f"--kubelet-arg={arg}" for arg in KUBELET_ARGS]
+    return [*args, "--token-file", token_file, *kubelet_args()]
+
+
+def agent_command(server_host: str, node_name: str, token_file: str = TOKEN_FILE) -> list[str]:
+    """`k3s agent` joining the run's server by its service name, under a fixed node name (the
+    engine gives its containers random host names)."""
+    if not node_name or not node_name.replace("-", "").isalnum() or node_name != node_name.lower():
+        raise ValueError(f"agent node name {node_name!r}: lower-case letters, digits and '-'")
+    args = ["k3s", "agent", "--server", f"https://{server_host}:{API_PORT}"]
+    args += ["--token-file", token_file, "--node-name", node_name]
+    return args + kubelet_args()
 
 
 def service_script(tls_san: str, kubeconfig: str) -> str:
@@ -58,3 +79,15 @@ def service_script(tls_san: str, kubeconfig: str) -> str:
     bind = "\"$(ip route | grep src | awk '{print $NF}')\""
     command = f"exec {shlex.join(args[:3])} {bind} {shlex.join(args[4:])}"
     return f"{wipe_script()}{command}\n"
+
+
+def agent_script(server_host: str, node_name: str) -> str:
+    """An agent service's shell command: wipe its own data volume, then join the server."""
+    return f"{wipe_script()}exec {shlex.join(agent_command(server_host, node_name))}\n"
+
+
+def agent_names(count: int) -> list[str]:
+    """The node names of `count` agents (0 to 5: the engine's runner has room for a few)."""
+    if not 0 <= count <= 5:
+        raise ValueError(f"--agents {count}: 0 to 5")
+    return [f"agent-{index}" for index in range(1, count + 1)]

@@ -13,7 +13,9 @@ unnamed (dagger/dagger#6999), so `ci.cluster name-archives` names each archive f
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
+from functools import cached_property
 
 import dagger
 from dagger import dag
@@ -28,7 +30,7 @@ from ci.engine.stages import BuildLabels, Pipeline, Stage, StageFailedError, tai
 # pinned by the digest ci.core.toolversions holds for it.
 K3S_IMAGE = toolversions.pinned("rancher/k3s:v1.35.5-k3s1")
 K3S_HOST = "k3s"  # the service's alias: API at https://k3s:6443, gateway at http://k3s
-API_PORT = 6443
+API_PORT = k3s_server.API_PORT
 GATEWAY_PORT = 80
 IMAGE_REPOSITORY = "ci.local/chat-platform"
 IMAGE_TAG = "ci"
@@ -63,10 +65,21 @@ def image_name(service: str) -> str:
 
 @dataclass(frozen=True)
 class Cluster:
-    """One ephemeral K3s for one run (`pipeline.run` keys its kubeconfig and data volume)."""
+    """One ephemeral K3s for one run (`pipeline.run` keys its kubeconfig and data volume): a
+    server and `agents` agents joining it."""
 
     pipeline: Pipeline
     k3s_image: str = K3S_IMAGE
+    agents: int = 0
+
+    @cached_property
+    def token(self) -> dagger.Secret:
+        """The run's cluster token: made here, handed to K3s only as a mounted secret file."""
+        return dag.set_secret(f"k3s-token-{self.pipeline.run}", secrets.token_hex(32))
+
+    @property
+    def nodes(self) -> int:
+        return 1 + len(k3s_server.agent_names(self.agents))
 
     @property
     def kubeconfig(self) -> str:
@@ -98,8 +111,7 @@ class Cluster:
         if git is not None:  # Argo CD's repo-server reaches the engine's git server by name
             base = base.with_service_binding(GIT_HOST, git)
         return (
-            base.with_new_file(ENTRYPOINT, CGROUP_V2_ENTRYPOINT, permissions=0o755)
-            .with_entrypoint([ENTRYPOINT])
+            self.k3s_container(base)
             .with_mounted_cache(CONFIG_DIR, dag.cache_volume("ci-k3s-config"))
             # One volume for every run, wiped by the script before K3s starts (not a containerd
             # store left behind per run); PRIVATE: a concurrent run gets a volume of its own.
@@ -120,6 +132,40 @@ class Cluster:
             )
         )
 
+    def k3s_container(self, base: dagger.Container) -> dagger.Container:
+        """What the server and the agents share: the cgroup entrypoint and the token file."""
+        return (
+            base.with_new_file(ENTRYPOINT, CGROUP_V2_ENTRYPOINT, permissions=0o755)
+            .with_entrypoint([ENTRYPOINT])
+            .with_mounted_secret(k3s_server.TOKEN_FILE, self.token)
+        )
+
+    def agent(self, server: dagger.Service, images: dagger.Directory, name: str) -> dagger.Service:
+        """A K3s agent joining `server` by its alias, with the run's images for import (a pod
+        may be scheduled on it) and a data volume of its own, wiped like the server's."""
+        script = k3s_server.agent_script(K3S_HOST, name)
+        return (
+            self.k3s_container(dag.container().from_(self.k3s_image))
+            .with_service_binding(K3S_HOST, server)
+            .with_mounted_cache(
+                DATA_DIR,
+                dag.cache_volume(f"ci-k3s-{name}-data"),
+                sharing=dagger.CacheSharingMode.PRIVATE,
+            )
+            .with_mounted_directory(IMPORT_DIR, images)
+            .with_mounted_temp("/var/lib/kubelet")
+            .with_mounted_temp("/var/lib/cni")
+            .with_mounted_temp("/var/log")
+            .as_service(
+                args=["sh", "-c", script], use_entrypoint=True, insecure_root_capabilities=True
+            )
+        )
+
+    async def start_agents(self, server: dagger.Service, images: dagger.Directory) -> None:
+        """Nothing binds to an agent, so each is started explicitly (it starts `server`)."""
+        for name in k3s_server.agent_names(self.agents):
+            await self.agent(server, images, name).start()
+
     async def runner(self, k3s: dagger.Service) -> dagger.Container:
         """The toolchain (root venv: kubernetes, helm-python-sdk, pytest) bound to K3s."""
         return (
@@ -138,7 +184,8 @@ class Cluster:
         args += ["--consume-kubeconfig"]
         args += ["--server", f"https://{K3S_HOST}:{API_PORT}", "--namespace", DEFAULT_NAMESPACE]
         args += ["--repo", toolchains.REPO, "--output", OUTPUT, "--host", host]
-        args += ["--base-url", f"http://{K3S_HOST}", "--images", *images]
+        args += ["--base-url", f"http://{K3S_HOST}", "--nodes", str(self.nodes)]
+        args += ["--images", *images]
         return args if e2e else [*args, "--no-e2e"]
 
 
@@ -152,7 +199,9 @@ class IntegrationRun:
 async def integration(cluster: Cluster, labels: BuildLabels) -> IntegrationRun:
     """Build every image, start K3s with them, install the platform, run the e2e suite."""
     catalog = await cluster.pipeline.catalog()
-    k3s = cluster.server(await cluster.images(catalog, labels))
+    images = await cluster.images(catalog, labels)
+    k3s = cluster.server(images)
+    await cluster.start_agents(k3s, images)
     # /out exists whatever happens, so `--allow-failure` always has a directory to return.
     runner = (await cluster.runner(k3s)).with_directory(OUTPUT, dag.directory())
     done = await runner.with_exec(

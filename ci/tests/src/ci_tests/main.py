@@ -178,6 +178,17 @@ class CiTests:
         expect(wanted <= set(timings), f"timings.json misses {wanted - set(timings)}")
 
     @function(cache="never")
+    async def integration_with_agent(self) -> None:
+        """The same run on a server and one agent: the run waited for both nodes Ready."""
+        reports = dag.ci().integration(
+            changed=[f"services/{PYTHON_SERVICE}/service.yaml"], agents=1
+        )
+        code = (await reports.file("exit-code").contents()).strip()
+        expect(code == "0", f"exit code {code}: {await reports.file('output.txt').contents()}")
+        timings = json.loads(await reports.file("timings.json").contents())
+        expect("cluster ready" in timings, f"timings.json: {sorted(timings)}")
+
+    @function(cache="never")
     async def stack(self) -> None:
         """The kept cluster answers through its gateway for localhost."""
         gateway = dag.ci().stack()
@@ -206,6 +217,7 @@ class CiTests:
             "publish": self.publish,
             "check": self.check,
             "integration": self.integration,
+            "integration_with_agent": self.integration_with_agent,
             "stack": self.stack,
         }
         failures: list[str] = []

@@ -1,14 +1,24 @@
 """The ephemeral K3s's start (ci.core.k3s_server): the wipe of its reused data volume, run for
-real with sh over a directory laid out as K3s leaves it, and its kubelet's eviction settings."""
+real with sh over a directory laid out as K3s leaves it, its kubelet's eviction settings, and
+the server and agents of a run sharing one token file."""
 
 from __future__ import annotations
 
 import shlex
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 from ci.core import k3s_server
+from ci.core.catalog import load_catalog
+from ci.engine.k3s import Cluster
+from ci.engine.stages import Pipeline
+
+from ci import cluster
+
+REPO = Path(__file__).resolve().parents[2]
 
 # What a K3s run leaves in its data directory, plus the run's image archives mounted inside.
 LEFT_BY_A_RUN = [
@@ -105,3 +115,15 @@ def test_agent_names_and_counts_are_checked() -> None:
         k3s_server.agent_names(-1)
     with pytest.raises(ValueError, match="agent node name 'Agent 1'"):
         k3s_server.agent_command("k3s", "Agent 1")
+
+
+@pytest.mark.parametrize("agents", [0, 2])
+def test_the_engine_asks_ci_cluster_to_wait_for_the_server_and_every_agent(agents: int) -> None:
+    """The engine's runner arguments parse with ci.cluster's own parser (no engine needed)."""
+    pipeline = cast(Pipeline, SimpleNamespace(run="run-1"))
+    args = Cluster(pipeline=pipeline, agents=agents).run_args(load_catalog(REPO), "k3s", e2e=True)
+
+    assert args[:3] == ["python", "-m", "ci.cluster"]
+    parsed = cluster.parser().parse_args(args[3:])
+    assert parsed.nodes == 1 + agents
+    assert parsed.kubeconfig == Path("/etc/rancher/k3s/run-1.yaml")

@@ -50,10 +50,22 @@ def _require_tools() -> None:
         pytest.fail("node is not on PATH")
 
 
+# What the build reads (the Makefile's FRONTEND_SOURCES): a change in any of them rebuilds.
+BUILD_INPUTS = ("src", "public", "index.html", "package.json", "vite.config.ts", "tsconfig.json")
+
+
+def _newest_input() -> float:
+    paths = [FRONTEND / name for name in BUILD_INPUTS]
+    files = [f for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file()]
+    return max(f.stat().st_mtime for f in files)
+
+
 def _built_app() -> Path:
-    """services/frontend/dist, built now when `make test` has not built it already."""
+    """services/frontend/dist, built now when it is missing or older than its sources (a
+    stale build would test yesterday's front end)."""
     dist = FRONTEND / "dist"
-    if not (dist / "index.html").is_file():
+    index = dist / "index.html"
+    if not index.is_file() or index.stat().st_mtime < _newest_input():
         subprocess.run(["npm", "run", "build"], cwd=FRONTEND, check=True, timeout=BUILD_TIMEOUT)
     return dist
 

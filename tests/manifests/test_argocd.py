@@ -33,6 +33,7 @@ from chartkit import (
     render_at,
     require_full_history,
 )
+from ci.core.catalog import load_catalog
 
 SOURCE = yaml.safe_load((ARGOCD / "source.yaml").read_text())
 REPO_URL = SOURCE["repoURL"]
@@ -874,7 +875,10 @@ def test_generated_database_urls_carry_the_passwords_postgres_sets() -> None:
     objects = preview_objects(sample_preview())
     secrets = {o["metadata"]["name"]: decoded(o) for o in objects if o["kind"] == "Secret"}
     passwords = secrets["postgres-service-passwords"]
-    assert set(passwords) == {"auth", "backend", "data-processor"}
+    # Every service whose service.yaml needs PostgreSQL has its own database and password.
+    with_database = {s.name for s in load_catalog(REPO).services if "postgres" in s.needs}
+    assert set(passwords) == with_database
+    assert "media-storage" in with_database  # its catalog moved to PostgreSQL (issue 30.1)
     for service, password in passwords.items():
         database = service.replace("-", "_")
         assert secrets[f"{service}-database"]["url"] == (

@@ -41,6 +41,7 @@ $(UV): ci/uv-requirements.txt
 	python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --require-hashes \
 	  -r ci/uv-requirements.txt
+	touch $@  # pip leaves an installed uv alone: newer than its pin file, or make reinstalls it every time
 
 # The front end's node_modules, from the committed package-lock.json; again only when it changed.
 FRONTEND := services/frontend

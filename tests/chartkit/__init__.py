@@ -186,10 +186,11 @@ NGF_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 
-# CloudNativePG 1.30.0's CRDs (cloudnative-pg/cloudnative-pg@v1.30.0 config/crd/bases), vendored:
-# no package ships them. Their schemas, closed as kubectl's strict field validation closes them.
+# CloudNativePG 1.30.0's CRDs (cloudnative-pg/cloudnative-pg@v1.30.0 config/crd/bases) and its
+# Barman Cloud plugin's ObjectStore (cloudnative-pg/plugin-barman-cloud@v0.14.0), vendored: no
+# package ships them. Their schemas, closed as kubectl's strict field validation closes them.
 CNPG_CRDS = REPO / "tests" / "crds" / "cloudnative-pg"
-CNPG_GROUP = "postgresql.cnpg.io"
+CNPG_GROUPS = frozenset({"postgresql.cnpg.io", "barmancloud.cnpg.io"})
 
 
 def _closed(schema: Any) -> Any:
@@ -209,12 +210,12 @@ def cnpg_schemas() -> dict[tuple[str, str], dict[str, Any]]:
     schemas: dict[tuple[str, str], dict[str, Any]] = {}
     for path in sorted(CNPG_CRDS.glob("*.yaml")):
         definition = yaml.safe_load(path.read_text())
-        kind = definition["spec"]["names"]["kind"]
+        kind, group = definition["spec"]["names"]["kind"], definition["spec"]["group"]
         for version in definition["spec"]["versions"]:
             schema = _closed(version["schema"]["openAPIV3Schema"])
             # The API server owns metadata; the CRD schema only says `type: object`.
             schema["properties"]["metadata"] = {"type": "object"}
-            schemas[(f"{CNPG_GROUP}/{version['name']}", kind)] = schema
+            schemas[(f"{group}/{version['name']}", kind)] = schema
     return schemas
 
 
@@ -298,7 +299,7 @@ def problems_of(objects: list[Manifest] | tuple[Manifest, ...], version: str) ->
             custom.append(obj)
         elif group == "gateway.nginx.org":
             problems.extend(_ngf_problems(obj))
-        elif group == CNPG_GROUP:
+        elif group in CNPG_GROUPS:
             problems.extend(_cnpg_problems(obj))
         elif (problem := _kubernetes_problem(obj, version)) is not None:
             problems.append(problem)

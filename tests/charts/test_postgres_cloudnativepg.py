@@ -88,3 +88,66 @@ def test_values_schema_refuses_an_unknown_engine() -> None:
     values["engine"] = "patroni"
     with pytest.raises(helm_python.HelmError, match="engine"):
         render("postgres", values, "chat-dev")
+
+
+STORE = {
+    "enabled": True,
+    "endpoint": "https://s3.example.test",
+    "bucket": "chat-backups",
+    "prefix": "production/postgres",
+    "credentialsSecret": {"name": "postgres-backup-s3"},
+}
+
+
+def render_with_store(store: dict[str, object]) -> list[Manifest]:
+    values = load_values("postgres", "production")
+    values["engine"] = "cloudnativepg"
+    values["cloudnativepg"] = {**values.get("cloudnativepg", {}), "backup": store}
+    return render("postgres", values, "chat-production")
+
+
+def test_backups_and_wal_archiving_go_to_s3_through_the_barman_cloud_plugin() -> None:
+    objects = render_with_store(STORE)
+    assert problems_of(objects, kubernetes_version()) == []
+    (cluster,) = of_kind(objects, "Cluster")
+    (store,) = of_kind(objects, "ObjectStore")
+    (scheduled,) = of_kind(objects, "ScheduledBackup")
+    (plugin,) = cluster["spec"]["plugins"]
+    assert plugin["name"] == "barman-cloud.cloudnative-pg.io"
+    assert plugin["isWALArchiver"] is True
+    assert plugin["parameters"] == {"barmanObjectName": store["metadata"]["name"]}
+    assert "backup" not in cluster["spec"], "the deprecated in-tree barmanObjectStore"
+    configuration = store["spec"]["configuration"]
+    assert configuration["destinationPath"] == "s3://chat-backups/production/postgres"
+    assert configuration["endpointURL"] == "https://s3.example.test"
+    # The keys come from the Secret only: nothing of them in the rendered objects.
+    for credential in ("accessKeyId", "secretAccessKey"):
+        assert configuration["s3Credentials"][credential]["name"] == "postgres-backup-s3"
+    assert scheduled["spec"]["cluster"] == {"name": cluster["metadata"]["name"]}
+    assert scheduled["spec"]["method"] == "plugin"
+    assert scheduled["spec"]["pluginConfiguration"]["name"] == plugin["name"]
+    assert len(scheduled["spec"]["schedule"].split()) == 6  # CloudNativePG's cron has seconds
+    misspelt = {**store, "spec": {**store["spec"], "retention": "14d"}}
+    assert any("retention" in p for p in problems_of([misspelt], kubernetes_version()))
+
+
+def test_without_a_store_nothing_is_archived() -> None:
+    objects = render_cnpg("production")
+    assert of_kind(objects, "ObjectStore") == []
+    assert of_kind(objects, "ScheduledBackup") == []
+    (cluster,) = of_kind(objects, "Cluster")
+    assert "plugins" not in cluster["spec"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"bucket": ""}, "bucket"),
+        ({"credentialsSecret": {"name": ""}}, "name"),
+        ({"schedule": "17 3 * * *"}, "schedule"),
+        ({"retentionPolicy": "2 weeks"}, "retentionPolicy"),
+    ],
+)
+def test_a_bad_store_setting_is_refused_by_name(change: dict[str, object], field: str) -> None:
+    with pytest.raises(helm_python.HelmError, match=field):
+        render_with_store({**STORE, **change})

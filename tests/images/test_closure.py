@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,6 +31,7 @@ from imagekit.launch import Launcher, Secrets, run_job, start_server, start_work
 from imagekit.recipe import read_recipe
 from imagekit.workloads import image_runs
 from observability.otlp import OtlpReceiver
+from packaging.requirements import Requirement
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICES = sorted(
@@ -114,6 +116,33 @@ def test_image_runs_its_cmd_and_every_chart_command_from_its_own_closure(
         until_traced(receiver, service)
 
 
+# PEP 508 marker variables as the given interpreter sees them (packaging's default_environment).
+MARKER_ENVIRONMENT = """
+import json, os, platform, sys
+print(json.dumps({
+    "implementation_name": sys.implementation.name,
+    "implementation_version": platform.python_version(),
+    "os_name": os.name,
+    "platform_machine": platform.machine(),
+    "platform_release": platform.release(),
+    "platform_system": platform.system(),
+    "platform_version": platform.version(),
+    "python_full_version": platform.python_version(),
+    "platform_python_implementation": platform.python_implementation(),
+    "python_version": ".".join(platform.python_version_tuple()[:2]),
+    "sys_platform": sys.platform,
+}))
+"""
+
+
+def marker_environment(python: Path) -> dict[str, str]:
+    done = subprocess.run(
+        [str(python), "-c", MARKER_ENVIRONMENT], capture_output=True, text=True, check=True
+    )
+    environment: dict[str, str] = json.loads(done.stdout)
+    return environment
+
+
 def test_the_closure_holds_nothing_but_the_requirements(tmp_path: Path) -> None:
     # The venv is the Dockerfile's: no pip (uninstalled at the end of the build), no pytest.
     recipe = read_recipe(REPO / "services" / "media-storage" / "Dockerfile")
@@ -123,9 +152,18 @@ def test_the_closure_holds_nothing_but_the_requirements(tmp_path: Path) -> None:
         installed = {
             p.name.split("-")[0].lower() for p in venv.glob("lib/python*/site-packages/*.dist-info")
         }
-        pinned = {
-            line.split("==")[0].lower().replace("-", "_")
-            for line in (REPO / "services/media-storage/requirements.txt").read_text().splitlines()
+        lines = (REPO / "services/media-storage/requirements.txt").read_text().splitlines()
+        requirements = [
+            Requirement(line.rstrip(" \\"))
+            for line in lines
             if "==" in line and not line.startswith(("#", " "))
+        ]
+        # What pip installed for the closure's interpreter: markers (`sys_platform == 'win32'`,
+        # `python_full_version < '3.11.3'`) are evaluated in its environment, not pytest's.
+        environment = marker_environment(venv / "bin" / "python")
+        pinned = {
+            r.name.lower().replace("-", "_")
+            for r in requirements
+            if r.marker is None or r.marker.evaluate(environment)
         }
         assert installed == pinned, installed ^ pinned

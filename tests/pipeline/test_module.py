@@ -36,6 +36,9 @@ FUNCTIONS = {
     "test_repo",
     "version",
 }
+# The engine test module: one function per pipeline function, a K3s server with an agent
+# (`integration --agents 1`), and `all`.
+ENGINE_TESTS = FUNCTIONS | {"integration_with_agent", "all"}
 ENGINE_TIMEOUT_SECONDS = 3600
 # `dagger check` runs these (no required argument), `dagger generate` these, `dagger up` this.
 # Per service (from the catalog itself, services/*/service.yaml): lint-, test- and scan-<name>.
@@ -83,7 +86,7 @@ def test_engine_test_module_registers_one_function_per_capability_and_all() -> N
 
     assert done.returncode == 0, done.stderr
     names, reached = done.stdout.splitlines()[:2]
-    assert set(json.loads(names)) == (FUNCTIONS | {"all"})
+    assert set(json.loads(names)) == ENGINE_TESTS
     assert reached.startswith("engine call reached:")
 
 
@@ -194,7 +197,7 @@ def test_engine_tests_always_run_instead_of_coming_from_the_cache() -> None:
 
     assert done.returncode == 0, done.stderr
     policies = json.loads(done.stdout)
-    assert set(policies) == FUNCTIONS | {"all"}
+    assert set(policies) == ENGINE_TESTS
     assert set(policies.values()) == {"never"}
 
 

@@ -108,3 +108,23 @@ def test_servers_die_with_a_runner_killed_by_sigkill(tmp_path: Path) -> None:
     while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not [pid for pid in pids if _alive(pid)], "servers outlived their runner"
+
+
+def test_weed_starts_again_on_new_ports_when_one_was_taken_before_it_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A free port can be taken between choosing it and weed binding it (a loaded machine
+    running other servers): weed exits, and the harness starts it again on new ports."""
+    import socket
+
+    from harness import s3
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    choices = iter([taken.getsockname()[1]])  # the master's port, on the first try only
+    real_free_port = s3.free_port
+    monkeypatch.setattr(s3, "free_port", lambda: next(choices, None) or real_free_port())
+    with taken, s3.weed_s3_server(tmp_path) as server:
+        assert "address already in use" in server.log.read_text()
+        assert server.make_bucket("taken-port")

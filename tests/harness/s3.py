@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -20,10 +21,11 @@ from minio.error import S3Error
 from urllib3.exceptions import HTTPError
 
 from harness.lifetime import bound_to_parent
-from harness.servers import START_TIMEOUT, HarnessError, free_port, wait_for_port
+from harness.servers import START_TIMEOUT, HarnessError, free_port
 
 ADMIN_KEYS = ("AKHARNESSADMIN01", "harness-admin-secret-01")
 REGION = "us-east-1"
+START_ATTEMPTS = 3
 # Every port chosen here: weed's default gRPC port (port + 10000) may be taken or invalid, and
 # a fixed default (Lance 9101, Iceberg 8181) taken by another weed is fatal: those are off.
 _PORT_FLAGS = (
@@ -98,21 +100,46 @@ def weed_s3_server(
     ]}))  # fmt: skip
     data = directory / "weed"
     data.mkdir()
-    ports = {f"-{flag}": free_port() for flag in _PORT_FLAGS}
-    argv = [
-        weed_binary(), "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-filer",
-        "-s3", f"-s3.config={config}", *(f"{flag}={port}" for flag, port in ports.items()),
-        "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false",
-        # A bucket is a collection with volumes of its own: small volumes, as many as the disk
-        # holds (the default, 8 of 30 GiB, runs out after a few buckets).
-        "-master.volumeSizeLimitMB=64", "-volume.max=0",
-    ]  # fmt: skip
     log = directory / "weed.log"
-    with log.open("ab") as out:
-        process = subprocess.Popen(bound_to_parent(argv), stdout=out, stderr=subprocess.STDOUT)
+    process, port = _start_weed(data, config, log)
     try:
-        wait_for_port(ports["-s3.port"])
-        yield S3Server(f"http://127.0.0.1:{ports['-s3.port']}", log)
+        yield S3Server(f"http://127.0.0.1:{port}", log)
     finally:
         process.kill()
         process.wait(timeout=60)
+
+
+def _start_weed(data: Path, config: Path, log: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """weed listening on its S3 port. Ports are chosen free, yet another process may take one
+    before weed binds it (weed then exits: `bind: address already in use`): start again on
+    new ports, a few times."""
+    for _attempt in range(START_ATTEMPTS):
+        ports = {f"-{flag}": free_port() for flag in _PORT_FLAGS}
+        argv = [
+            weed_binary(), "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            "-filer", "-s3", f"-s3.config={config}",
+            *(f"{flag}={port}" for flag, port in ports.items()),
+            "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false",
+            # A bucket is a collection with volumes of its own: small volumes, as many as the
+            # disk holds (the default, 8 of 30 GiB, runs out after a few buckets).
+            "-master.volumeSizeLimitMB=64", "-volume.max=0",
+        ]  # fmt: skip
+        with log.open("ab") as out:
+            process = subprocess.Popen(bound_to_parent(argv), stdout=out, stderr=subprocess.STDOUT)
+        if _listening(process, ports["-s3.port"]):
+            return process, ports["-s3.port"]
+        process.kill()
+        process.wait(timeout=60)
+    raise HarnessError(f"weed did not start in {START_ATTEMPTS} tries:\n{log.read_text()[-2000:]}")
+
+
+def _listening(process: subprocess.Popen[bytes], port: int) -> bool:
+    """True once `port` answers; False as soon as weed has exited (a port taken, say)."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return True
+        time.sleep(0.05)
+    raise HarnessError(f"weed: nothing listens on 127.0.0.1:{port} after {START_TIMEOUT:.0f}s")

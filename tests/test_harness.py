@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import redis
-from harness.servers import HarnessError, PostgresServer, RedisServer
+from harness.servers import HarnessError, PostgresServer, RedisServer, free_port
 
 
 def test_each_test_gets_an_empty_database(database_url: str) -> None:
@@ -123,8 +123,7 @@ def test_weed_starts_again_on_new_ports_when_one_was_taken_before_it_bound(
     taken.bind(("127.0.0.1", 0))
     taken.listen()
     choices = iter([taken.getsockname()[1]])  # the master's port, on the first try only
-    real_free_port = s3.free_port
-    monkeypatch.setattr(s3, "free_port", lambda: next(choices, None) or real_free_port())
+    monkeypatch.setattr(s3, "free_port", lambda: next(choices, None) or free_port())
     with taken, s3.weed_s3_server(tmp_path) as server:
         assert "address already in use" in server.log.read_text()
         assert server.make_bucket("taken-port")

@@ -7,10 +7,19 @@
 {{- join " " $names -}}
 {{- end -}}
 
+{{/*
+Where the primary is: CloudNativePG's read-write Service <name>-rw, or the StatefulSet's Service
+<name>. charts/platform's postgres.host (the services' DATABASE_URL host) must be the same in
+every environment (tests/charts/test_postgres_environments.py).
+*/}}
+{{- define "postgres.primaryHost" -}}
+{{- include "lib.name" . }}{{ if eq .Values.engine "cloudnativepg" }}-rw{{ end }}
+{{- end -}}
+
 {{/* Connection settings for the hook Job and the backup CronJob (superuser over the Service). */}}
 {{- define "postgres.clientEnv" -}}
 - name: PGHOST
-  value: {{ include "lib.name" . }}
+  value: {{ include "postgres.primaryHost" . }}
 - name: PGUSER
   value: postgres
 - name: PGPASSWORD

@@ -14,6 +14,7 @@ from ci.core.catalog import load_catalog
 from ci.core.cluster_plan import (
     PlanError,
     Release,
+    deep_merge,
     image_values,
     install_releases,
     object_name,
@@ -21,7 +22,13 @@ from ci.core.cluster_plan import (
     phases,
     render_release,
 )
-from ci.core.cluster_secrets import generate_secrets, secret_manifest, secret_needs
+from ci.core.cluster_secrets import (
+    BASIC_AUTH,
+    database_host,
+    generate_secrets,
+    secret_manifests,
+    secret_needs,
+)
 
 SERVICES = load_catalog(REPO).names()
 IMAGES = {name: f"ci.local/chat-platform/{name}:run-42" for name in SERVICES}
@@ -52,9 +59,9 @@ def test_every_object_of_the_ci_install_is_valid_for_the_pinned_kubernetes(
     rendered: dict[str, list[dict[str, object]]],
 ) -> None:
     needs = secret_needs(obj for objects in rendered.values() for obj in objects)
-    secrets = generate_secrets(needs, DATABASES)
+    secrets = generate_secrets(needs, DATABASES, database_host(rendered["postgres"]))
     everything = [obj for objects in rendered.values() for obj in objects]
-    everything += [secret_manifest(name, "chat-ci", data) for name, data in secrets.items()]
+    everything += secret_manifests(secrets, needs, "chat-ci")
     problems = problems_of(everything, kubernetes_version())
 
     assert not problems, "\n".join(problems)
@@ -120,8 +127,8 @@ def test_every_secret_the_charts_reference_is_generated_fresh_and_none_is_render
 ) -> None:
     everything = [obj for objects in rendered.values() for obj in objects]
     needs = secret_needs(everything)
-    first = generate_secrets(needs, DATABASES)
-    second = generate_secrets(needs, DATABASES)
+    first = generate_secrets(needs, DATABASES, "postgres")
+    second = generate_secrets(needs, DATABASES, "postgres")
 
     assert set(first) == {
         "postgres-superuser",
@@ -155,6 +162,70 @@ def test_every_secret_the_charts_reference_is_generated_fresh_and_none_is_render
     assert pem.startswith("-----BEGIN PRIVATE KEY-----")
 
 
+def render_postgres(releases: list[Release], engine: str) -> list[dict[str, object]]:
+    """charts/postgres of the CI install with the given engine."""
+    release = next(r for r in releases if r.chart == "postgres")
+    values = deep_merge(release.values, {"engine": engine})
+    return render_release(CHARTS, Release(release.chart, release.namespace, values))
+
+
+def test_cloudnativepg_role_secrets_carry_the_password_of_the_service_url(
+    releases: list[Release], rendered: dict[str, list[dict[str, object]]]
+) -> None:
+    postgres = render_postgres(releases, "cloudnativepg")
+    services = [o for s in SERVICES for o in rendered[s]]
+    needs = secret_needs([*postgres, *services])
+    secrets = generate_secrets(needs, DATABASES, database_host(postgres))
+    manifests = {m["metadata"]["name"]: m for m in secret_manifests(secrets, needs, "chat-ci")}
+
+    for service in DATABASES:
+        role = service.replace("-", "_")
+        login = secrets[f"{service}-postgres-role"]
+        assert login["username"] == role
+        assert secrets[f"{service}-database"]["url"] == (
+            f"postgresql://{role}:{login['password']}@postgres-rw:5432/{role}"
+        )
+        assert manifests[f"{service}-postgres-role"]["type"] == BASIC_AUTH
+        assert needs.users[f"{service}-postgres-role"] == {"Cluster/postgres"}
+    assert manifests["auth-database"]["type"] == "Opaque"
+    everything = [*postgres, *services, *manifests.values()]
+    problems = problems_of(everything, kubernetes_version())
+    assert not problems, "\n".join(problems)
+
+
+def test_the_url_host_is_where_the_rendered_engine_serves_the_primary(
+    releases: list[Release],
+) -> None:
+    cloudnativepg = render_postgres(releases, "cloudnativepg")
+    statefulset = render_postgres(releases, "statefulset")
+    renamed = [
+        deep_merge(o, {"metadata": {"name": "db"}}) if o["kind"] == "Cluster" else o
+        for o in cloudnativepg
+    ]
+
+    assert database_host(cloudnativepg) == "postgres-rw"
+    assert database_host(renamed) == "db-rw"
+    assert database_host(statefulset) == "postgres"
+    with pytest.raises(PlanError, match="1 CloudNativePG Clusters and 1 StatefulSets"):
+        database_host([*cloudnativepg, *statefulset])
+    with pytest.raises(PlanError, match="0 CloudNativePG Clusters and 0 StatefulSets"):
+        database_host([])
+
+
+def test_a_cluster_secret_without_a_recipe_fails_the_plan_naming_the_cluster(
+    releases: list[Release],
+) -> None:
+    postgres = render_postgres(releases, "cloudnativepg")
+    cluster = next(o for o in postgres if o["kind"] == "Cluster")
+    external = {"name": "old", "password": {"name": "old-postgres", "key": "password"}}
+    importing = deep_merge(cluster, {"spec": {"externalClusters": [external]}})
+
+    with pytest.raises(
+        PlanError, match=r"Secret old-postgres \(used by Cluster/postgres\) has no CI recipe"
+    ):
+        generate_secrets(secret_needs([importing]), DATABASES, "postgres-rw")
+
+
 def test_a_secret_without_a_recipe_fails_the_plan_naming_it_and_its_user() -> None:
     job = {
         "kind": "Job",
@@ -180,7 +251,7 @@ def test_a_secret_without_a_recipe_fails_the_plan_naming_it_and_its_user() -> No
     }
 
     with pytest.raises(PlanError, match=r"Secret mystery \(used by Job/x\) has no CI recipe"):
-        generate_secrets(secret_needs([job]), [])
+        generate_secrets(secret_needs([job]), [], "postgres")
 
 
 @pytest.mark.parametrize(

@@ -85,7 +85,12 @@ from ci.core.cluster_readiness import (
     nodes_unready,
     verdicts,
 )
-from ci.core.cluster_secrets import generate_secrets, secret_manifest, secret_needs
+from ci.core.cluster_secrets import (
+    database_host,
+    generate_secrets,
+    secret_manifests,
+    secret_needs,
+)
 
 USAGE_ERROR = 2
 FAILED = 1
@@ -459,7 +464,8 @@ def install(args: argparse.Namespace) -> None:
     releases, rendered = plan_install(args)
     try:
         needs = secret_needs(o for objects in rendered.values() for o in objects)
-        secrets = generate_secrets(needs, database_services(args.repo / "charts", releases))
+        databases = database_services(args.repo / "charts", releases)
+        secrets = generate_secrets(needs, databases, database_host(rendered["postgres"]))
     except PlanError as exc:
         raise UsageError(str(exc)) from exc
     write_manifests(args.output, rendered)
@@ -471,8 +477,8 @@ def install(args: argparse.Namespace) -> None:
         for phase in phases(release.chart, rendered[release.chart]):
             apply_and_wait(cluster, phase, args.timeout)
         if release.chart == "platform":  # the namespace exists now; the Secrets come next
-            for name, data in secrets.items():
-                cluster.apply(secret_manifest(name, args.namespace, data))
+            for secret in secret_manifests(secrets, needs, args.namespace):
+                cluster.apply(secret)
             print(f"ci.cluster: {len(secrets)} Secrets generated for this run", file=sys.stderr)
     record_timing(args.output, "installed", time.monotonic() - started)
 

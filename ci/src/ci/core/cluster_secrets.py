@@ -4,6 +4,8 @@ In real environments these Secrets are created out of band (charts/README.md). T
 cluster gets fresh random values on every run: they exist only in the cluster and in memory,
 never in git, arguments or logs. Every Secret a chart references must have a recipe here, so a
 chart that starts referencing a new Secret fails the plan by name instead of a pod waiting for it.
+References are read from pod templates and from CloudNativePG Clusters (managed roles' password
+Secrets, external clusters' passwords), which the operator reads instead of a pod.
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ from typing import Any
 from ci.core.cluster_plan import Manifest, PlanError, object_name
 
 SecretData = dict[str, dict[str, str]]  # Secret name -> key -> value
+CNPG_GROUP = "postgresql.cnpg.io/"
+POSTGRES_PORT = 5432
+BASIC_AUTH = "kubernetes.io/basic-auth"
+OPAQUE = "Opaque"
 
 
 @dataclass
@@ -25,10 +31,18 @@ class SecretNeeds:
 
     keys: dict[str, set[str]] = field(default_factory=dict)
     users: dict[str, set[str]] = field(default_factory=dict)
+    # basic-auth Secret -> the PostgreSQL role it logs in (CloudNativePG refuses a Secret whose
+    # username is not the role's name).
+    roles: dict[str, str] = field(default_factory=dict)
 
     def add(self, name: str, key: str | None, user: str) -> None:
         self.keys.setdefault(name, set()).update({key} if key else set())
         self.users.setdefault(name, set()).add(user)
+
+    def add_role(self, name: str, role: str, user: str) -> None:
+        for key in ("username", "password"):
+            self.add(name, key, user)
+        self.roles[name] = role
 
 
 def _pod_spec(obj: Manifest) -> Mapping[str, Any] | None:
@@ -42,10 +56,32 @@ def _pod_spec(obj: Manifest) -> Mapping[str, Any] | None:
     return pod if isinstance(pod, Mapping) else None
 
 
+def is_cnpg_cluster(obj: Manifest) -> bool:
+    return obj.get("kind") == "Cluster" and str(obj.get("apiVersion", "")).startswith(CNPG_GROUP)
+
+
+def _cluster_needs(cluster: Manifest, needs: SecretNeeds) -> None:
+    """A CloudNativePG Cluster's references: each managed role's basic-auth password Secret and
+    each external cluster's password key."""
+    spec: Mapping[str, Any] = cluster.get("spec") or {}
+    user = object_name(cluster)
+    for role in (spec.get("managed") or {}).get("roles") or []:
+        ref = role.get("passwordSecret")
+        if ref:
+            needs.add_role(ref["name"], role["name"], user)
+    for external in spec.get("externalClusters") or []:
+        ref = external.get("password")
+        if ref and not ref.get("optional"):
+            needs.add(ref["name"], ref["key"], user)
+
+
 def secret_needs(objects: Iterable[Manifest]) -> SecretNeeds:
-    """Every non-optional Secret reference of every pod template (env, envFrom, volumes)."""
+    """Every non-optional Secret reference of every pod template (env, envFrom, volumes) and of
+    every CloudNativePG Cluster."""
     needs = SecretNeeds()
     for obj in objects:
+        if is_cnpg_cluster(obj):
+            _cluster_needs(obj, needs)
         pod = _pod_spec(obj)
         if not pod:
             continue
@@ -81,15 +117,38 @@ def _signing_key() -> dict[str, str]:
     return {"ci-1.pem": pem.decode()}
 
 
-def generate_secrets(needs: SecretNeeds, databases: Iterable[str]) -> SecretData:
+def database_host(objects: Iterable[Manifest]) -> str:
+    """Where the services reach the primary, from the postgres chart's render: a CloudNativePG
+    Cluster N serves it as the Service N-rw, else the StatefulSet's governing Service."""
+    objects = list(objects)
+    clusters = [o for o in objects if is_cnpg_cluster(o)]
+    statefulsets = [o for o in objects if o.get("kind") == "StatefulSet"]
+    if len(clusters) == 1 and not statefulsets:
+        return f"{clusters[0]['metadata']['name']}-rw"
+    if not clusters and len(statefulsets) == 1:
+        return str(statefulsets[0]["spec"]["serviceName"])
+    raise PlanError(
+        f"charts/postgres rendered {len(clusters)} CloudNativePG Clusters and "
+        f"{len(statefulsets)} StatefulSets: expected one of either, to tell where the primary is"
+    )
+
+
+def role_name(service: str) -> str:
+    """The PostgreSQL role (and database) of a service: its name with `_` for `-`."""
+    return service.replace("-", "_")
+
+
+def generate_secrets(needs: SecretNeeds, databases: Iterable[str], host: str) -> SecretData:
     """Fresh values for every needed Secret; a Secret without a recipe is a PlanError.
 
-    `databases` are the services with a database in the postgres chart (`databases.services`);
-    every service shares Redis database 0, as the local stack does (backend publishes the stream
-    data-processor consumes).
+    `databases` are the services with a database in the postgres chart (`databases.services`),
+    `host` where their URLs reach the primary (`database_host`); a managed role's Secret holds
+    the same password as its service's URL. Every service shares Redis database 0, as the local
+    stack does (backend publishes the stream data-processor consumes).
     """
     superuser, redis_password = _password(), _password()
     service_passwords = {name: _password() for name in databases}
+    role_passwords = {role_name(name): password for name, password in service_passwords.items()}
     data: SecretData = {
         "postgres-superuser": {"password": superuser},
         "postgres-service-passwords": dict(service_passwords),
@@ -100,13 +159,16 @@ def generate_secrets(needs: SecretNeeds, databases: Iterable[str]) -> SecretData
     data["backend-ai-client"] = {"secret": ai_client_secret}
     data["auth-service-clients"] = {"clients": json.dumps({"backend": ai_client_secret})}
     for name, password in service_passwords.items():
-        role = name.replace("-", "_")
-        url = f"postgresql://{role}:{password}@postgres:5432/{role}"
+        role = role_name(name)
+        url = f"postgresql://{role}:{password}@{host}:{POSTGRES_PORT}/{role}"
         data[f"{name}-database"] = {"url": url}
     for name in sorted(needs.keys):
         if name in data:
             continue
-        if name.endswith("-redis"):
+        if name in needs.roles:
+            role = needs.roles[name]
+            data[name] = {"username": role, "password": role_passwords.get(role) or _password()}
+        elif name.endswith("-redis"):
             # The URL for one server; the password alone for Sentinel (REDIS_PASSWORD).
             url = f"redis://:{redis_password}@redis:6379/0"
             data[name] = {"url": url, "password": redis_password}
@@ -128,7 +190,17 @@ def generate_secrets(needs: SecretNeeds, databases: Iterable[str]) -> SecretData
     return {name: data[name] for name in sorted(needs.keys)}
 
 
-def secret_manifest(name: str, namespace: str, values: Mapping[str, str]) -> Manifest:
+def secret_manifests(secrets: SecretData, needs: SecretNeeds, namespace: str) -> list[Manifest]:
+    """The generated Secrets as objects; a managed role's is basic-auth, as CloudNativePG wants."""
+    return [
+        secret_manifest(name, namespace, values, BASIC_AUTH if name in needs.roles else OPAQUE)
+        for name, values in secrets.items()
+    ]
+
+
+def secret_manifest(
+    name: str, namespace: str, values: Mapping[str, str], secret_type: str = OPAQUE
+) -> Manifest:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -140,6 +212,6 @@ def secret_manifest(name: str, namespace: str, values: Mapping[str, str]) -> Man
                 "ci.cluster/generated": "true",
             },
         },
-        "type": "Opaque",
+        "type": secret_type,
         "stringData": dict(values),
     }

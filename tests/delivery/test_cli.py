@@ -149,6 +149,7 @@ def test_argparse_usage_error_exits_2() -> None:
 def test_release_retags_and_pins_production(
     project: tuple[Path, dict[str, str]],
     registry: LocalRegistry,
+    key_file: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     work, digests = project
@@ -158,9 +159,11 @@ def test_release_retags_and_pins_production(
     git(work, "push", "-q", "origin", "HEAD:main")
     blobs = registry.blob_count()
 
-    code, out, err = run(capsys, "release", "--repo", str(work), "--insecure-registry")
+    release = ["release", "--repo", str(work), "--insecure-registry", "--public-key", key_file]
+    code, out, err = run(capsys, *release)
 
     assert code == 0, err
+    assert "unsigned_allowed" not in out
     assert out["releases"] == {"auth": {"from": "", "to": "0.1.0"}}
     assert out["tags"] == ["auth-v0.1.0"]
     with RegistryClient(registry.url) as client:
@@ -172,12 +175,13 @@ def test_release_retags_and_pins_production(
     assert read_image(values_path(work, "auth", "production")) == ImageRef("0.1.0", digests["auth"])
     assert git(work, "log", "-1", "--format=%s").startswith("release(production): auth")
     # Nothing new: a second run releases nothing.
-    code, out, _ = run(capsys, "release", "--repo", str(work), "--insecure-registry")
+    code, out, _ = run(capsys, *release)
     assert (code, out["releases"]) == (0, {})
 
 
 def test_release_as_pull_request(
     project: tuple[Path, dict[str, str]],
+    key_file: str,
     github: FakeGitHub,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -200,6 +204,8 @@ def test_release_as_pull_request(
         "pull-request",
         "--github-repo",
         "x/chat",
+        "--public-key",
+        key_file,
     )
 
     assert code == 0, err
@@ -334,7 +340,7 @@ def test_bad_input_exits_2_naming_it_and_changes_nothing(
         rest += ["--image", f"auth=main-auth@{digests['auth']}"]
     if command == "bump" and "--source" not in rest:
         rest += ["--source", git(work, "rev-parse", "HEAD")]
-    if command in {"bump", "promote"}:
+    if command in {"bump", "promote", "release"}:
         rest += ["--public-key", key_file]
     before = state(work)
 
@@ -369,6 +375,58 @@ def test_stale_bump_exits_0_with_nothing_to_do(
     assert "nothing to do: staging already runs a newer build" in err
     assert (out["commit"], out["stale"]) == (None, ["auth"])
     assert state(work) == before
+
+
+def release_state(work: Path, registry: LocalRegistry) -> tuple[str, str, str | None]:
+    """The remote's main, its tags, and whether auth 0.1.0 exists in the registry."""
+    with RegistryClient(registry.url) as client:
+        retagged = client.head_digest("chat/auth", "0.1.0")
+    tags = git(work, "ls-remote", "--tags", "origin")
+    return git(work, "ls-remote", "origin", "refs/heads/main"), tags, retagged
+
+
+def test_release_refuses_a_staging_digest_the_key_does_not_verify(
+    project: tuple[Path, dict[str, str]],
+    registry: LocalRegistry,
+    key_file: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    work, _ = project
+    unsigned = push_image(registry.url, "chat/auth", "main-unsigned", f"{tmp_path}rel".encode())
+    forged = push_image(registry.url, "chat/ai", "main-forged", f"{tmp_path}ai".encode())
+    cosign_sign(registry.url, "chat/ai", forged, Signing(new_key()))  # a stranger's key
+    for name, tag, digest in (("auth", "main-unsigned", unsigned), ("ai", "main-forged", forged)):
+        (work / "charts" / name / "values-staging.yaml").write_text(
+            values(f"{registry.url.removeprefix('http://')}/chat/{name}", tag, digest)
+        )
+    (work / "services/auth/login.py").write_text("x = 1\n")
+    (work / "services/ai/reply.py").write_text("x = 1\n")
+    git(work, "add", ".")
+    git(work, "commit", "-qm", "feat: login and reply")
+    git(work, "push", "-q", "origin", "HEAD:main")
+    release = ["release", "--repo", str(work), "--insecure-registry"]
+    before = release_state(work, registry)
+
+    code, _, err = run(capsys, *release, "--public-key", key_file)
+
+    assert code == 1, err
+    assert "refusing to pin 2 image digest(s) without a verified signature" in err
+    assert f"auth: 127.0.0.1:{registry.url.rsplit(':', 1)[1]}/chat/auth@{unsigned} missing" in err
+    assert f"chat/ai@{forged} invalid (signature does not verify against the public key)" in err
+    assert release_state(work, registry) == before  # nothing re-tagged, tagged or pinned
+    code, _, err = run(capsys, *release)
+    assert code == 2
+    assert "--public-key FILE (cosign.pub) is required" in err
+    assert release_state(work, registry) == before
+
+    code, out, err = run(capsys, *release, "--public-key", key_file, "--allow-unsigned")
+
+    assert code == 0, err
+    assert "WARNING: --allow-unsigned: pinned UNSIGNED auth: 127.0.0.1:" in err
+    assert out["unsigned_allowed"] == [line for line in err.splitlines() if "WARNING" in line]
+    assert len(out["unsigned_allowed"]) == 2
+    assert read_image(values_path(work, "auth", "production")) == ImageRef("0.1.0", unsigned)
 
 
 def test_release_dry_run_needs_no_remote_and_says_why_nothing(

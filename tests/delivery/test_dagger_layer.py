@@ -72,16 +72,17 @@ def test_arguments_are_documented_and_secrets_are_secrets(
     assert {"env", "to", "repo_url", "git_token"} <= set(rollback)
 
 
-def test_deploy_and_promote_take_what_the_signature_check_needs(
+def test_deploy_promote_and_release_take_what_the_signature_check_needs(
     functions: dict[str, dict[str, object]],
 ) -> None:
-    for name in ("deploy", "promote"):
+    for name in ("deploy", "promote", "release"):
         args = functions[name]["args"]
         assert isinstance(args, dict)
         assert "File" in args["public_key"][0], args["public_key"]
         assert "bool" in args["allow_unsigned"][0].lower(), args["allow_unsigned"]
-        # promote reads the signatures from the registry: its credentials, the password a Secret
-        assert {"username", "password"} <= set(args), name
+        # they read the signatures from the registry: its credentials, the password a Secret
+        prefix = "registry_" if name == "release" else ""
+        assert {f"{prefix}username", f"{prefix}password"} <= set(args), name
 
 
 def test_the_engine_passes_the_mounted_key_and_the_flag_to_ci_deliver() -> None:

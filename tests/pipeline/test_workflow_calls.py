@@ -73,13 +73,14 @@ def test_every_dagger_call_names_a_function_and_arguments_of_the_module() -> Non
         assert not unknown, f"{workflow}: {name} has no argument {unknown}"
 
 
-def test_every_deploy_and_promote_verifies_signatures_and_deploy_signs() -> None:
-    calls = [line for _, line in run_lines() if re.match(r"dagger call (deploy|promote) ", line)]
-    assert {line.split()[2] for line in calls} == {"deploy", "promote"}
+def test_every_deploy_promote_and_release_verifies_signatures_and_deploy_signs() -> None:
+    pinning = r"dagger call (deploy|promote|release) "
+    calls = [line for _, line in run_lines() if re.match(pinning, line)]
+    assert {line.split()[2] for line in calls} == {"deploy", "promote", "release"}
     for line in calls:
         assert "--public-key " in line, line
         assert "--allow-unsigned" not in line, line
-        assert "--password env://" in line, line  # promote reads the signatures with a login
+        assert "password env://" in line, line  # the signatures are read with a login
         if line.split()[2] == "deploy":
             assert "--cosign-key env://" in line, line
 

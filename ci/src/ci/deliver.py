@@ -460,6 +460,8 @@ def cmd_release(args: argparse.Namespace) -> dict[str, Any]:
     check_github(args)
     for service in args.service:
         check("--service", service, lambda v: gitops.check_label("service", v))
+    if not args.dry_run:  # a dry run reads no registry: nothing to verify
+        signature_key(args)
     repo = open_repo(args)
     known_environment(repo, "--from-env", args.from_env)
     known_environment(repo, "--to-env", args.to_env)
@@ -492,29 +494,52 @@ def release_for_real(
     push: gitops.PushPolicy,
     out: dict[str, Any],
 ) -> dict[str, Any]:
-    """Retag the staging images, tag the releases, pin production (commit or pull request)."""
+    """Verify the staging images' signatures, retag them, tag the releases, pin production
+    (commit or pull request)."""
     from datetime import date
 
     from ci.core import release
 
     digests: dict[str, str] = {}
     retagged: set[str] = set()
+    verified: dict[str, str] = {}  # service -> the digest whose signature was checked
+    warnings: list[str] = []
 
-    def retag(plan: release.ReleasePlan) -> None:
-        pinned = gitops.read_image(gitops.values_path(repo.workdir, plan.service, args.from_env))
-        if pinned is None:
-            raise gitops.GitOpsError(f"release: {plan.service} has no image in {args.from_env}")
+    def staged(plans: Sequence[release.ReleasePlan]) -> dict[str, gitops.ImageRef]:
+        images = {}
+        for plan in plans:
+            path = gitops.values_path(repo.workdir, plan.service, args.from_env)
+            pinned = gitops.read_image(path)
+            if pinned is None:
+                raise gitops.GitOpsError(f"release: {plan.service} has no image in {args.from_env}")
+            images[plan.service] = pinned
+        return images
+
+    def verify(images: Mapping[str, gitops.ImageRef]) -> None:
+        """As promote does: every digest re-tagged carries a signature by --public-key."""
+        unchecked = {s: ref for s, ref in images.items() if verified.get(s) != ref.digest}
+        warnings.extend(check_signatures(args, repo, args.from_env, unchecked))
+        verified.update({s: ref.digest for s, ref in unchecked.items()})
+
+    def retag(plan: release.ReleasePlan, pinned: gitops.ImageRef) -> None:
         name = image_repository(repo.workdir, plan.service, args.from_env, args.insecure_registry)
         with registry_client(name.base_url) as client:
             digests[plan.service] = client.retag(name.repository, pinned.digest, str(plan.version))
         retagged.add(plan.tag)
 
+    images = staged(plans)
+    verify(images)  # all of them before anything is re-tagged: a refusal changes nothing
     for plan in plans:  # images first: a re-run after a failure retags again, harmlessly
-        retag(plan)
+        retag(plan, images[plan.service])
     tagged = release.tag_releases(repo, catalog, date.today(), args.service or None, push)
-    for plan in tagged:  # a commit landed in between: versions moved, retag those too
-        if plan.tag not in retagged:
-            retag(plan)
+    moved = [plan for plan in tagged if plan.tag not in retagged]
+    if moved:  # a commit landed in between: versions (maybe digests) moved, retag those too
+        images = staged(moved)
+        verify(images)
+        for plan in moved:
+            retag(plan, images[plan.service])
+    if warnings:
+        out["unsigned_allowed"] = warnings
     images = {p.service: gitops.ImageRef(str(p.version), digests[p.service]) for p in tagged}
     out["tags"] = [p.tag for p in tagged]
     if not images:
@@ -655,6 +680,7 @@ def parser() -> argparse.ArgumentParser:
         help="pin production by a direct commit or on a release/... branch with a pull request",
     )
     rel.add_argument("--github-repo", help="owner/name to open the release PR in")
+    add_signature_option(rel)
     rel.add_argument(
         "--dry-run", action="store_true", help="print the plan of the clone's HEAD only"
     )

@@ -562,15 +562,26 @@ class Ci:
         services: Services = None,
         dry_run: Annotated[bool, Doc("only print the planned versions")] = False,
         gitops_branch: GitopsBranch = "main",
+        public_key: PublicKey = None,
+        allow_unsigned: AllowUnsigned = False,
     ) -> str:
         """Per service: next semver from conventional commits, changelog, annotated tag; the
-        staging image re-tagged to the version (no rebuild); production pinned to it."""
+        staging image, its signature verified against PUBLIC_KEY first, re-tagged to the
+        version (no rebuild); production pinned to it."""
         args = ["release", "--clone", repo_url, "--branch", gitops_branch]
         args += ["--mode", mode.value]
         args += [part for name in services or [] for part in ("--service", name)]
         args += ["--github-repo", github_repo] if github_repo else []
         args += ["--dry-run"] if dry_run else []
-        credentials = Credentials(git_token, registry_username, registry_password, github_token)
+        args += signature_args(public_key is not None, allow_unsigned)
+        credentials = Credentials(
+            git_token,
+            registry_username,
+            registry_password,
+            github_token,
+            public_key=public_key,
+            allow_unsigned=allow_unsigned,
+        )
         return await self._delivery().deliver(credentials, args)
 
 

@@ -397,3 +397,30 @@ def ingress_allowed(
             if peer_ok and port_ok:
                 return True
     return False
+
+
+# A CloudNativePG Cluster's references to Secrets it cannot run without: a managed role's
+# passwordSecret ({name}) and an external cluster's password ({name, key}, e.g. an import source).
+CNPG_SECRET_REFERENCES = frozenset({"passwordSecret", "password"})
+
+
+def required_secret_names(obj: Any) -> set[str]:
+    """The Secrets a rendered object cannot start without (optional references aside): env
+    valueFrom.secretKeyRef, envFrom.secretRef, secret volumes, and a Cluster's role and
+    external-cluster passwords."""
+    found: set[str] = set()
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if key in {"secretKeyRef", "secretRef"} and not value.get("optional"):
+                found.add(value["name"])
+            elif key == "secret" and isinstance(value, dict) and "secretName" in value:
+                if not value.get("optional"):
+                    found.add(value["secretName"])
+            elif key in CNPG_SECRET_REFERENCES and isinstance(value, dict) and "name" in value:
+                found.add(value["name"])
+            else:
+                found |= required_secret_names(value)
+    elif isinstance(obj, list):
+        for item in obj:
+            found |= required_secret_names(item)
+    return found

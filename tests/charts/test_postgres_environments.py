@@ -14,15 +14,24 @@ from chartkit import (
     ENVIRONMENTS,
     Manifest,
     containers,
+    kubernetes_version,
     load_values,
     namespace_for,
     pod_specs,
+    problems_of,
     render,
+    required_secret_names,
     selector_matches,
 )
 
 # ci: the pipeline's ephemeral K3s has values files of its own in both charts.
 ALL_ENVIRONMENTS = (*ENVIRONMENTS, "ci")
+# Where charts/platform generates the namespace's Secrets (dev and ci: the pipeline does).
+GENERATING = [
+    environment
+    for environment in ALL_ENVIRONMENTS
+    if load_values("platform", environment).get("generatedSecrets", {}).get("enabled")
+]
 
 
 def of_kind(objects: list[Manifest], kind: str) -> list[Manifest]:
@@ -114,3 +123,62 @@ def test_a_platform_set_to_the_cloudnativepg_primary_matches_that_engine(environ
     platform_values = load_values("platform", environment)
     platform_values["postgres"] = {"host": "postgres-rw"}
     assert host_mismatches(environment, postgres_values, platform_values) == []
+
+
+def cloudnativepg_values(environment: str) -> dict[str, Any]:
+    values = load_values("postgres", environment)
+    values["engine"] = "cloudnativepg"
+    return values
+
+
+def missing_secrets(
+    environment: str, postgres_values: dict[str, Any], platform_values: dict[str, Any]
+) -> set[str]:
+    """Secrets the postgres render references that the platform chart does not generate."""
+    postgres = render("postgres", postgres_values, namespace_for(environment))
+    needed = set().union(*(required_secret_names(o) for o in postgres))
+    return needed - set(generated_secrets(platform_values, environment))
+
+
+def test_generating_environments_are_found() -> None:
+    assert set(GENERATING) == {"preview", "staging", "production"}
+
+
+@pytest.mark.parametrize("environment", GENERATING)
+@pytest.mark.parametrize("engine", ["statefulset", "cloudnativepg"])
+def test_the_platform_generates_every_secret_the_postgres_chart_references(
+    environment: str, engine: str
+) -> None:
+    postgres_values = load_values("postgres", environment)
+    postgres_values["engine"] = engine
+    platform_values = load_values("platform", environment)
+    assert missing_secrets(environment, postgres_values, platform_values) == set()
+
+
+def test_the_check_sees_a_role_secret_that_is_not_generated() -> None:
+    platform_values = load_values("platform", "preview")
+    platform_values["generatedSecrets"]["databases"] = ["auth", "backend", "data-processor"]
+    missing = missing_secrets("preview", cloudnativepg_values("preview"), platform_values)
+    assert missing == {"media-storage-postgres-role"}
+
+
+@pytest.mark.parametrize("environment", GENERATING)
+def test_each_managed_role_logs_in_with_the_password_of_its_services_url(environment: str) -> None:
+    postgres = render("postgres", cloudnativepg_values(environment), namespace_for(environment))
+    (cluster,) = of_kind(postgres, "Cluster")
+    secrets = generated_secrets(load_values("platform", environment), environment)
+    assert problems_of(list(secrets.values()), kubernetes_version()) == []
+    urls = [
+        urlsplit(decoded(s)["url"]) for name, s in secrets.items() if name.endswith("-database")
+    ]
+    url_passwords = {url.username: url.password for url in urls}
+    roles = cluster["spec"]["managed"]["roles"]
+    assert {r["name"] for r in roles} >= set(url_passwords)
+    for role in roles:
+        secret = secrets[role["passwordSecret"]["name"]]
+        assert secret["type"] == "kubernetes.io/basic-auth"
+        credentials = decoded(secret)
+        assert set(credentials) == {"username", "password"}
+        assert credentials["username"] == role["name"]  # CloudNativePG refuses any other
+        if role["name"] in url_passwords:
+            assert credentials["password"] == url_passwords[role["name"]], role["name"]

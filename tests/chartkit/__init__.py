@@ -11,11 +11,13 @@ schemas: Gateway API, cert-manager, Sealed Secrets and the Prometheus Operator w
 from __future__ import annotations
 
 import functools
+import ipaddress
 import json
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -350,17 +352,75 @@ def selector_matches(selector: Manifest, labels: dict[str, str]) -> bool:
     return True
 
 
-def _peer_matches(peer: Manifest, source_namespace: str, source_labels: dict[str, str]) -> bool:
-    """One `from` entry against a source pod; the policy's own namespace is `self`."""
+@dataclass(frozen=True)
+class Peer:
+    """One end of a connection: a pod (its namespace, "self" for the policies' own, and labels)
+    or, with `address`, something outside the pod network (the API server, an S3 store)."""
+
+    namespace: str = "self"
+    labels: Mapping[str, str] = field(default_factory=dict)
+    address: str | None = None
+
+
+def _peer_matches(peer: Manifest, other: Peer) -> bool:
+    """One `from`/`to` entry against the other end; the policy's own namespace is `self`."""
     if "ipBlock" in peer:
-        return False  # pod-to-pod traffic is matched by selectors, not address blocks
-    namespace_labels = {"kubernetes.io/metadata.name": source_namespace}
+        if other.address is None:
+            return False  # pod-to-pod traffic is matched by selectors, not address blocks
+        address = ipaddress.ip_address(other.address)
+        block = peer["ipBlock"]
+        return address in ipaddress.ip_network(block["cidr"]) and not any(
+            address in ipaddress.ip_network(cidr) for cidr in block.get("except", [])
+        )
+    if other.address is not None:
+        return False  # selectors select pods only
+    namespace_labels = {"kubernetes.io/metadata.name": other.namespace}
     if "namespaceSelector" in peer:
         if not selector_matches(peer["namespaceSelector"], namespace_labels):
             return False
-    elif source_namespace != "self":
+    elif other.namespace != "self":
         return False  # a podSelector alone selects pods of the policy's own namespace
-    return selector_matches(peer.get("podSelector", {}), source_labels)
+    return selector_matches(peer.get("podSelector", {}), dict(other.labels))
+
+
+def _port_matches(entry: Manifest, port: int, protocol: str) -> bool:
+    """One `ports` entry; named ports are not resolved (the charts use numbers)."""
+    if entry.get("protocol", "TCP") != protocol:
+        return False
+    first = entry.get("port")
+    if first is None:
+        return True
+    return isinstance(first, int) and first <= port <= entry.get("endPort", first)
+
+
+def _policy_allows(
+    policies: list[Manifest],
+    direction: str,
+    pod_labels: Mapping[str, str],
+    other: Peer,
+    port: int,
+    protocol: str,
+) -> bool:
+    """NetworkPolicy's rules for one direction ("Ingress" or "Egress") of one pod: a pod no
+    policy of that type selects is open; otherwise some rule of a selecting policy must match both
+    the other end and the port (an absent or empty list matches all). Policies add up."""
+    key, peers_key = direction.lower(), "from" if direction == "Ingress" else "to"
+    selecting = [
+        p
+        for p in policies
+        if direction in p["spec"].get("policyTypes", ["Ingress"])
+        and selector_matches(p["spec"].get("podSelector", {}), dict(pod_labels))
+    ]
+    if not selecting:
+        return True
+    for policy in selecting:
+        for rule in policy["spec"].get(key, []):
+            peers, ports = rule.get(peers_key), rule.get("ports")
+            if (not peers or any(_peer_matches(peer, other) for peer in peers)) and (
+                not ports or any(_port_matches(entry, port, protocol) for entry in ports)
+            ):
+                return True
+    return False
 
 
 def ingress_allowed(
@@ -372,31 +432,40 @@ def ingress_allowed(
 ) -> bool:
     """Whether the NetworkPolicies of one namespace let a TCP connection reach a pod.
 
-    `source_namespace` is "self" for a pod of the same namespace. Follows the NetworkPolicy
-    rules: a pod no Ingress policy selects accepts everything; otherwise some rule of a selecting
-    policy must match both the peer and the port (an absent list matches all).
+    `source_namespace` is "self" for a pod of the same namespace.
     """
-    selecting = [
-        p
-        for p in policies
-        if "Ingress" in p["spec"].get("policyTypes", ["Ingress"])
-        and selector_matches(p["spec"].get("podSelector", {}), pod_labels)
-    ]
-    if not selecting:
-        return True
-    for policy in selecting:
-        for rule in policy["spec"].get("ingress", []):
-            peers = rule.get("from")
-            ports = rule.get("ports")
-            peer_ok = not peers or any(
-                _peer_matches(peer, source_namespace, source_labels) for peer in peers
-            )
-            port_ok = not ports or any(
-                p.get("protocol", "TCP") == "TCP" and p.get("port") in (None, port) for p in ports
-            )
-            if peer_ok and port_ok:
-                return True
-    return False
+    source = Peer(source_namespace, source_labels)
+    return _policy_allows(policies, "Ingress", pod_labels, source, port, "TCP")
+
+
+def connection_allowed(
+    policies: list[Manifest],
+    namespace: str,
+    source: Peer,
+    destination: Peer,
+    port: int,
+    protocol: str = "TCP",
+) -> bool:
+    """Whether the NetworkPolicies of `namespace` let `source` open a connection to
+    `destination`: the egress side when the source is a pod of that namespace, the ingress side
+    when the destination is. Peers name their namespace; pods elsewhere are taken as
+    unrestricted by other policies (only this namespace's are given)."""
+
+    def seen_from_here(peer: Peer) -> Peer:
+        if peer.address is None and peer.namespace == namespace:
+            return Peer("self", peer.labels)
+        return peer
+
+    source, destination = seen_from_here(source), seen_from_here(destination)
+    leaves_a_pod_here = source.address is None and source.namespace == "self"
+    reaches_a_pod_here = destination.address is None and destination.namespace == "self"
+    return (
+        not leaves_a_pod_here
+        or _policy_allows(policies, "Egress", source.labels, destination, port, protocol)
+    ) and (
+        not reaches_a_pod_here
+        or _policy_allows(policies, "Ingress", destination.labels, source, port, protocol)
+    )
 
 
 # A CloudNativePG Cluster's references to Secrets it cannot run without: a managed role's

@@ -650,7 +650,10 @@ def egress_peers(policies: list[Manifest], labels: dict[str, str]) -> set[str]:
                     reached.add("ns:" + peer["namespaceSelector"]["matchLabels"][
                         "kubernetes.io/metadata.name"])  # fmt: skip
                 elif "podSelector" in peer:
-                    reached.add(peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"])
+                    selected = peer["podSelector"]["matchLabels"]
+                    # A chart's pods by name, a CloudNativePG Cluster's instances by cluster.
+                    reached.add(selected.get("app.kubernetes.io/name")
+                                or f"cnpg:{selected['cnpg.io/cluster']}")  # fmt: skip
                 else:
                     reached.add("ipBlock")
     return reached
@@ -663,7 +666,7 @@ def test_a_migration_job_reaches_its_database_only(chart: str, environment: str)
     policies = rendered.of_kind("NetworkPolicy")
     (job,) = rendered.of_kind("Job")
     job_labels = job["spec"]["template"]["metadata"]["labels"]
-    assert egress_peers(policies, job_labels) == {"ns:kube-system", "postgres"}
+    assert egress_peers(policies, job_labels) == {"ns:kube-system", "postgres", "cnpg:postgres"}
     defaults = yaml.safe_load((CHARTS / chart / "values.yaml").read_text())
     wanted = {e["service"] for e in defaults["networkPolicy"]["egressTo"]}
     for deployment in rendered.of_kind("Deployment"):

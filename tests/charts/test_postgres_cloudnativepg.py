@@ -96,6 +96,7 @@ STORE = {
     "bucket": "chat-backups",
     "prefix": "production/postgres",
     "credentialsSecret": {"name": "postgres-backup-s3"},
+    "egressCIDRs": ["203.0.113.7/32"],
 }
 
 

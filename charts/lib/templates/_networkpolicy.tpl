@@ -37,14 +37,28 @@ platform chart is not installed. DNS egress is always allowed.
 {{- end }}
 {{- end -}}
 
+{{/*
+The pods of an egressTo entry: its chart's pods; for postgres also the instances of its
+CloudNativePG Cluster (charts/postgres engine: cloudnativepg), which the operator labels
+cnpg.io/cluster=<cluster> and not with the chart's labels. Called with the entry.
+*/}}
+{{- define "lib.egressPeers" -}}
+- podSelector:
+    matchLabels:
+      app.kubernetes.io/name: {{ .service }}
+{{- if eq .service "postgres" }}
+- podSelector:
+    matchLabels:
+      cnpg.io/cluster: {{ .service }}
+{{- end }}
+{{- end -}}
+
 {{- define "lib.databaseEgressRules" -}}
 {{- include "lib.dnsEgress" . }}
 {{- range .Values.networkPolicy.egressTo }}
 {{- if eq .service "postgres" }}
 - to:
-    - podSelector:
-        matchLabels:
-          app.kubernetes.io/name: {{ .service }}
+    {{- include "lib.egressPeers" . | nindent 4 }}
   ports:
     - protocol: TCP
       port: {{ .port }}
@@ -58,9 +72,7 @@ platform chart is not installed. DNS egress is always allowed.
 {{- include "lib.traceEgress" . }}
 {{- range $np.egressTo }}
 - to:
-    - podSelector:
-        matchLabels:
-          app.kubernetes.io/name: {{ .service }}
+    {{- include "lib.egressPeers" . | nindent 4 }}
   ports:
     - protocol: TCP
       port: {{ .port }}

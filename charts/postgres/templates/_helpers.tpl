@@ -77,15 +77,20 @@ every environment (tests/charts/test_postgres_environments.py).
 {{- end }}
 {{- end -}}
 
-{{/* The S3 endpoint's port: the one it names, else the scheme's (https 443, http 80). */}}
-{{- define "postgres.offsitePort" -}}
-{{- $url := urlParse .Values.backup.offsite.endpoint -}}
+{{/* An S3 endpoint's port: the one it names, else its scheme's (http 80; https or none, i.e.
+AWS, 443). Called with the endpoint string. */}}
+{{- define "postgres.endpointPort" -}}
+{{- $url := urlParse . -}}
 {{- $hostPort := splitList ":" $url.host -}}
 {{- if eq (len $hostPort) 2 -}}
 {{- last $hostPort -}}
 {{- else -}}
-{{- ternary "443" "80" (eq $url.scheme "https") -}}
+{{- ternary "80" "443" (eq $url.scheme "http") -}}
 {{- end -}}
+{{- end -}}
+
+{{- define "postgres.offsitePort" -}}
+{{- include "postgres.endpointPort" .Values.backup.offsite.endpoint -}}
 {{- end -}}
 
 {{/*

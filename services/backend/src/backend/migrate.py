@@ -8,29 +8,15 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from importlib.resources import files
 
-from alembic import command
-from alembic.config import Config
 from servicekit.migrate import migrate_main
+from servicekit.schema import Migrations
 
 from backend.config import Settings
 
-
-def alembic_config(database_url: str) -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(files("backend") / "migrations"))
-    # Kept out of the ini options: a URL's `%` would be read as interpolation there.
-    config.attributes["database_url"] = database_url
-    return config
-
-
-def upgrade(database_url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(database_url), revision)
-
-
-def downgrade(database_url: str, revision: str) -> None:
-    command.downgrade(alembic_config(database_url), revision)
+MIGRATIONS = Migrations("backend:migrations")
+upgrade = MIGRATIONS.upgrade
+downgrade = MIGRATIONS.downgrade
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,26 +9,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from alembic import command
-from alembic.config import Config
 from servicekit.migrate import migrate_main
-from servicekit.settings import ServiceSettings, sqlalchemy_url
+from servicekit.schema import Migrations
+from servicekit.settings import ServiceSettings
 
-
-def alembic_config(database_url: str) -> Config:
-    config = Config()
-    config.set_main_option("script_location", "media_storage:migrations")
-    # Passed as an attribute, not an ini option: URL-encoded passwords contain '%'.
-    config.attributes["sqlalchemy_url"] = sqlalchemy_url(database_url)
-    return config
-
-
-def upgrade(database_url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(database_url), revision)
-
-
-def downgrade(database_url: str, revision: str) -> None:
-    command.downgrade(alembic_config(database_url), revision)
+MIGRATIONS = Migrations("media_storage:migrations")
+upgrade = MIGRATIONS.upgrade
+downgrade = MIGRATIONS.downgrade
 
 
 def main(argv: Sequence[str] | None = None) -> int:

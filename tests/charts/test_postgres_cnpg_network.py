@@ -1,6 +1,6 @@
-"""NetworkPolicies of the postgres chart with engine: cloudnativepg, evaluated: the rendered
-policies of a whole environment (the platform's default deny, every service chart's, postgres's)
-asked whether one pod may open a connection to another on a port. The pods carry the labels
+"""NetworkPolicies and metrics of the postgres chart with engine: cloudnativepg. The policies are
+evaluated: the rendered policies of a whole environment (the platform's default deny, every
+service chart's, postgres's) asked whether one pod may open a connection to another on a port. The pods carry the labels
 CloudNativePG 1.30.0 gives its instances and Jobs (pkg/specs/pods.go buildInstance, jobs.go) and
 the labels of the services' rendered pod templates; ports and peers are those CloudNativePG's
 docs list (security.md "Exposed Ports", networking.md, instance_manager.md "Primary Isolation")."""
@@ -26,6 +26,7 @@ from chartkit import (
     problems_of,
     render,
     render_environment,
+    selector_matches,
 )
 
 CLUSTER = "postgres"
@@ -274,3 +275,39 @@ def test_the_evaluator_follows_networkpolicy_rules(
     source: Peer, destination: Peer, port: int, protocol: str, expected: bool
 ) -> None:
     assert connection_allowed([POLICY], "ns", source, destination, port, protocol) is expected
+
+
+# Metrics: the instances' own exporter, scraped through a PodMonitor.
+def test_a_pod_monitor_scrapes_the_instances_own_exporter() -> None:
+    objects = render("postgres", postgres_values("production"), "chat-production")
+    assert problems_of(objects, kubernetes_version()) == []
+    (monitor,) = [o for o in objects if o["kind"] == "PodMonitor"]
+    spec = monitor["spec"]
+    assert selector_matches(spec["selector"], dict(PRIMARY.labels))
+    assert selector_matches(spec["selector"], dict(REPLICA.labels))
+    assert not selector_matches(spec["selector"], dict(JOIN_JOB.labels))
+    assert spec["namespaceSelector"] == {"matchNames": ["chat-production"]}
+    assert spec["jobLabel"] == "cnpg.io/cluster"  # job="postgres", as the ServiceMonitor's
+    (endpoint,) = spec["podMetricsEndpoints"]
+    assert (endpoint["port"], endpoint["path"]) == ("metrics", "/metrics")
+    assert not [o for o in objects if o["kind"] == "ServiceMonitor"]
+    assert not [o for o in objects if pod_specs(o)], "no exporter sidecar, no pods of ours"
+
+
+def test_no_pod_monitor_without_metrics_or_for_the_statefulset() -> None:
+    values = postgres_values("production")
+    values["metrics"] = {**values.get("metrics", {}), "enabled": False}
+    objects = render("postgres", values, "chat-production")
+    assert not [o for o in objects if o["kind"] in {"PodMonitor", "ServiceMonitor"}]
+    statefulset = render_environment("postgres", "production")
+    assert statefulset.of_kind("PodMonitor") == []
+    assert len(statefulset.of_kind("ServiceMonitor")) == 1
+
+
+def test_the_prometheus_operator_schema_refuses_a_bad_pod_monitor() -> None:
+    objects = render("postgres", postgres_values("production"), "chat-production")
+    (monitor,) = [o for o in objects if o["kind"] == "PodMonitor"]
+    misspelt = copy.deepcopy(monitor)
+    misspelt["spec"]["podMetricsEndpoints"][0]["scrapeTimeout"] = "ten seconds"
+    problems = problems_of([misspelt], kubernetes_version())
+    assert any("scrapeTimeout" in p for p in problems), problems

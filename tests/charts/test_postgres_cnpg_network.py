@@ -1,9 +1,10 @@
 """NetworkPolicies and metrics of the postgres chart with engine: cloudnativepg. The policies are
 evaluated: the rendered policies of a whole environment (the platform's default deny, every
-service chart's, postgres's) asked whether one pod may open a connection to another on a port. The pods carry the labels
-CloudNativePG 1.30.0 gives its instances and Jobs (pkg/specs/pods.go buildInstance, jobs.go) and
-the labels of the services' rendered pod templates; ports and peers are those CloudNativePG's
-docs list (security.md "Exposed Ports", networking.md, instance_manager.md "Primary Isolation")."""
+service chart's, postgres's) asked whether one pod may open a connection to another on a port.
+The pods carry the labels CloudNativePG 1.30.0 gives its instances and Jobs (pkg/specs/pods.go
+buildInstance, jobs.go) and the labels of the services' rendered pod templates; ports and peers
+are those CloudNativePG's docs list (security.md "Exposed Ports", networking.md,
+instance_manager.md "Primary Isolation")."""
 
 from __future__ import annotations
 

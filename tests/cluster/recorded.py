@@ -2,7 +2,8 @@
 deserialiser, so the code under test sees the same model objects as against a real cluster.
 
 Each file in recorded/ maps a list type (V1PodList, CoreV1EventList, ...) to the JSON body of the
-list call; a key may carry `@variant` for a later answer of the same list.
+list call; a key may carry `@variant` for a later answer of the same list. CloudNativePG's lists
+(ClusterList, DatabaseList) have no client models: their items stay the JSON the API returns.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ FIELDS = {
     "V1PersistentVolumeClaimList": "pvcs",
     "CoreV1EventList": "events",
 }
+CUSTOM_FIELDS = {"ClusterList": "clusters", "DatabaseList": "databases"}
 
 
 def answers(name: str) -> dict[str, Any]:
@@ -43,4 +45,9 @@ def snapshot(name: str, variant: str = "") -> Snapshot:
         body = body or bodies.get(list_type)
         if body is not None:
             setattr(found, field, list(deserialize(body, list_type).items))
+    for list_type, field in CUSTOM_FIELDS.items():
+        body = bodies.get(f"{list_type}@{variant}") if variant else None
+        body = body or bodies.get(list_type)
+        if body is not None:
+            setattr(found, field, list(body["items"]))
     return found

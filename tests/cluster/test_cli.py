@@ -17,7 +17,7 @@ from chartkit import REPO
 from ci.cluster import main
 from harness.fakehttp import JsonServer, Request, Response
 
-from cluster.recorded import answers
+from cluster.recorded import CUSTOM_FIELDS, answers
 
 NAMESPACE = "chat-ci"
 LISTS = {
@@ -28,6 +28,8 @@ LISTS = {
     "/api/v1/namespaces/chat-ci/persistentvolumeclaims": "V1PersistentVolumeClaimList",
     "/api/v1/namespaces/chat-ci/events": "CoreV1EventList",
     "/api/v1/nodes": "V1NodeList",
+    "/apis/postgresql.cnpg.io/v1/namespaces/chat-ci/clusters": "ClusterList",
+    "/apis/postgresql.cnpg.io/v1/namespaces/chat-ci/databases": "DatabaseList",
 }
 CRASH_LOG = "Traceback (most recent call last):\nRuntimeError: REDIS_URL is not reachable\n"
 
@@ -47,7 +49,9 @@ class RecordedApi:
             text = CRASH_LOG if previous else "starting\n"
             return Response(200, text.encode(), {"Content-Type": "text/plain"})
         list_type = LISTS.get(url.path)
-        if list_type is None or request.method != "GET":
+        # A custom resource list the recording lacks: the API server has no such CRD.
+        uninstalled = list_type in CUSTOM_FIELDS and list_type not in self.bodies
+        if list_type is None or uninstalled or request.method != "GET":
             return 404, {"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404}
         return 200, self.bodies.get(list_type, {"metadata": {}, "items": []})
 
@@ -177,6 +181,32 @@ def test_wait_exits_1_when_its_deadline_expires_naming_what_is_still_waiting(
     err = capsys.readouterr().err
     assert "namespace chat-ci: deadline expired, still waiting for:" in err
     assert "Deployment/media-storage: 0 of 1 replicas available" in err
+
+
+def test_wait_reads_cloudnativepg_clusters_and_fails_on_one_that_needs_a_person(
+    kubeconfig: tuple[Path, RecordedApi], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, api = kubeconfig
+    recorded = answers("cloudnativepg")
+    api.bodies = {**recorded, "ClusterList": recorded["ClusterList@unrecoverable"]}
+
+    code = main(["wait", "--kubeconfig", str(path), "--output", str(tmp_path)])
+
+    assert code == 1
+    assert "/apis/postgresql.cnpg.io/v1/namespaces/chat-ci/databases" in api.seen
+    assert (
+        "Cluster/postgres: Cluster is unrecoverable and needs manual intervention: "
+        "Missing primary PVC" in capsys.readouterr().err
+    )
+
+
+def test_wait_on_a_namespace_without_cloudnativepg_crds_treats_them_as_absent(
+    kubeconfig: tuple[Path, RecordedApi], tmp_path: Path
+) -> None:
+    path, api = kubeconfig  # healthy.json: no CloudNativePG lists, so 404 as without its CRDs
+
+    assert main(["wait", "--kubeconfig", str(path), "--output", str(tmp_path)]) == 0
+    assert "/apis/postgresql.cnpg.io/v1/namespaces/chat-ci/clusters" in api.seen
 
 
 def test_diagnose_writes_events_pods_verdicts_and_the_crashed_run_s_log(

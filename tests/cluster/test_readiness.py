@@ -7,6 +7,7 @@ import copy
 import pytest
 from ci.core.cluster_readiness import (
     State,
+    cnpg_cluster_verdict,
     deployment_verdict,
     job_verdict,
     judge,
@@ -211,3 +212,69 @@ def test_nodes_are_ready_only_when_every_expected_node_registered_and_is_ready()
     assert nodes_unready([server], 2) == "1 of 2 nodes registered (Node/k3s: Ready)"
     assert nodes_unready([], 1) == "0 of 1 nodes registered (none)"
     assert nodes_unready([server, joining], 2) == "Node/agent-1: not Ready: no Ready condition yet"
+
+
+def test_a_healthy_cloudnativepg_cluster_and_its_applied_databases_are_ready() -> None:
+    found = by_subject("cloudnativepg")
+
+    assert found == {
+        "Cluster/postgres": (State.READY, "1 of 1 instances ready"),
+        "Database/postgres-auth": (State.READY, "applied"),
+        "Database/postgres-backend": (State.READY, "applied"),
+        "Database/postgres-data-processor": (State.READY, "applied"),
+        "Database/postgres-media-storage": (State.READY, "applied"),
+    }
+    assert judge(verdicts(snapshot("cloudnativepg")), NOW, LATER, "postgres Sync").done
+
+
+def test_a_cloudnativepg_cluster_setting_up_waits_and_expires_naming_its_phase() -> None:
+    found = verdicts(snapshot("cloudnativepg", "starting"))
+
+    assert not judge(found, NOW, LATER, "postgres Sync").finished
+    outcome = judge(found, LATER, LATER, "postgres Sync")
+    assert outcome.failure == (
+        "postgres Sync: deadline expired, still waiting for:\n"
+        "  Cluster/postgres: Setting up primary: Creating primary instance postgres-1 "
+        "(0 of 1 instances ready)\n"
+        "  Database/postgres-auth: the operator has not reconciled its latest spec yet\n"
+        '  Database/postgres-backend: not applied: while reconciling database: role "backend" '
+        "does not exist"
+    )
+
+
+def test_a_healthy_cluster_whose_roles_cannot_be_reconciled_waits_naming_role_and_reason() -> None:
+    found = by_subject("cloudnativepg", "roles-stuck")
+
+    assert found["Cluster/postgres"] == (
+        State.WAITING,
+        "1 of 1 instances ready, managed roles not reconciled: role media_storage: failed to get "
+        'password secret media-storage-postgres-role: secrets "media-storage-postgres-role" not '
+        "found",
+    )
+
+
+def test_an_unrecoverable_cluster_fails_at_once() -> None:
+    outcome = judge(verdicts(snapshot("cloudnativepg", "unrecoverable")), NOW, LATER, "postgres")
+
+    assert outcome.failure == (
+        "postgres failed:\n  Cluster/postgres: Cluster is unrecoverable and needs manual "
+        "intervention: Missing primary PVC"
+    )
+
+
+def test_a_cluster_short_of_instances_or_a_database_behind_its_spec_waits() -> None:
+    bodies = answers("cloudnativepg")
+    cluster = copy.deepcopy(bodies["ClusterList"]["items"][0])
+    cluster["spec"]["instances"] = 3
+    cluster["status"]["instances"] = 3
+
+    assert cnpg_cluster_verdict(cluster) == waiting(
+        "Cluster/postgres", "Cluster in healthy state (1 of 3 instances ready)"
+    )
+    assert cnpg_cluster_verdict({"metadata": {"name": "postgres"}, "spec": {}}) == waiting(
+        "Cluster/postgres", "the operator has not reconciled it yet (is it running?)"
+    )
+    assert by_subject("cloudnativepg", "stale")["Database/postgres-auth"] == (
+        State.WAITING,
+        "the operator has not reconciled its latest spec yet",
+    )

@@ -2,12 +2,13 @@
 Kubernetes cluster (the pipeline's ephemeral K3s, k3d, kind, a K3s host), as Argo CD syncs it.
 
   install   render every chart with Helm (helm-python-sdk, no helm binary) and apply it with the
-            kubernetes client (server-side apply), phase by phase, waiting for each
+            kubernetes client (server-side apply), phase by phase, waiting for each; with
+            --gateway / --cloudnative-pg first what k3s/bootstrap.sh installs on a host
   wait      wait until everything in the namespace is ready (deadline, reasons on expiry)
   diagnose  write events, pod statuses and container logs (with previous runs) to a directory
   e2e       run tests/e2e against the gateway (E2E_BASE_URL), JUnit XML into the output
-  run       all of it for a fresh cluster: node Ready, install --gateway, wait, e2e, and
-            diagnose when anything failed (what `dagger call integration` runs in a container)
+  run       all of it for a fresh cluster: node Ready, install --gateway --cloudnative-pg, wait,
+            e2e, and diagnose when anything failed (what `dagger call integration` runs)
   name-archives  name image archives (Container.as_tarball) for K3s's auto-import directory
 
 Every subcommand records how long it took in OUTPUT/timings.json. Exit status: 0 done, 1 a
@@ -36,6 +37,19 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from ci.core.catalog import CatalogError, load_catalog
+from ci.core.cluster_cnpg import (
+    CNPG_API_GROUP,
+    CNPG_CHART,
+    CNPG_NAMESPACE,
+    CNPG_RELEASE,
+    CNPG_REPO,
+    CNPG_SHA256_PIN,
+    CNPG_VALUES_FILE,
+    CNPG_VERSION_PIN,
+    needs_operator,
+    operator_phases,
+    operator_values,
+)
 from ci.core.cluster_diagnostics import (
     EVENTS_FILE,
     PODS_FILE,
@@ -50,11 +64,13 @@ from ci.core.cluster_gateway import (
     NGF_CHART,
     NGF_RELEASE,
     NGF_VALUES_FILE,
+    POLICIES_FILE,
     VERSIONS_FILE,
     gateway_api_crd_pin,
     gateway_api_crd_urls,
     gateway_phases,
     pinned,
+    priority_classes,
     read_versions,
     verify_sha256,
 )
@@ -68,10 +84,10 @@ from ci.core.cluster_plan import (
     Release,
     database_services,
     gateway_probe_paths,
+    install_phases,
     install_releases,
     object_name,
     parse_images,
-    phases,
     render_chart,
     render_release,
     split_documents,
@@ -97,7 +113,7 @@ FAILED = 1
 FIELD_MANAGER = "ci-cluster"
 POLL_SECONDS = 2.0
 REQUEST_TIMEOUT = 30  # seconds for every API call
-WAITED_KINDS = {"Deployment", "StatefulSet", "Job", "PersistentVolumeClaim"}
+WAITED_KINDS = {"Deployment", "StatefulSet", "Job", "PersistentVolumeClaim", "Cluster", "Database"}
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 
@@ -138,6 +154,13 @@ def parser() -> argparse.ArgumentParser:
         help="install the gateway first (Gateway API CRDs, NGINX Gateway Fabric, "
         "k3s/gateway-dev.yaml at the versions of k3s/versions.env); leave out when the cluster "
         "has one (a K3s host bootstrapped by k3s/bootstrap.sh)",
+    )
+    install.add_argument(
+        "--cloudnative-pg",
+        action="store_true",
+        help="install the CloudNativePG operator first when charts/postgres renders its objects "
+        "(chart and values of k3s/, pinned in k3s/versions.env); leave out when the cluster has "
+        "it (a K3s host bootstrapped by k3s/bootstrap.sh)",
     )
     wait = command("wait", "wait until every workload in the namespace is ready")
     wait.add_argument("--timeout", type=positive, default=300.0, help="seconds to wait")
@@ -234,7 +257,26 @@ class Cluster:
             pods=core.list_namespaced_pod(ns, _request_timeout=timeout).items,
             pvcs=core.list_namespaced_persistent_volume_claim(ns, _request_timeout=timeout).items,
             events=core.list_namespaced_event(ns, _request_timeout=timeout).items,
+            clusters=self.cnpg_objects("clusters"),
+            databases=self.cnpg_objects("databases"),
         )
+
+    def cnpg_objects(self, plural: str) -> list[dict[str, Any]]:
+        """CloudNativePG's objects in the namespace; none when its CRDs are not installed."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        api = client.CustomObjectsApi(self.api)
+        try:
+            found = api.list_namespaced_custom_object(
+                CNPG_API_GROUP, "v1", self.namespace, plural, _request_timeout=REQUEST_TIMEOUT
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return []
+            raise
+        items = found.get("items") if isinstance(found, dict) else None  # the client types: object
+        return list(items or [])
 
     def resource(self, obj: Manifest) -> Any:
         """The API resource of `obj` (discovery is cached; refreshed once for new CRDs)."""
@@ -261,7 +303,8 @@ class Cluster:
         except ResourceNotFoundError as exc:
             raise WaitFailedError(
                 f"{object_name(obj)}: the cluster has no {obj['apiVersion']} {obj['kind']} "
-                "(its CRDs are missing: install --gateway brings the Gateway API and NGF ones)"
+                "(its CRDs are missing: install --gateway brings the Gateway API and NGF ones, "
+                "--cloudnative-pg CloudNativePG's)"
             ) from exc
         except ApiException as exc:
             raise WaitFailedError(
@@ -395,6 +438,13 @@ def _select(snapshot: Snapshot, selected: Selector) -> Snapshot:
             if selected(f"{kind}/{item.metadata.name}", item.metadata.labels or {})
         ]
 
+    def keep_custom(kind: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [
+            item
+            for item in items
+            if selected(f"{kind}/{item['metadata']['name']}", item["metadata"].get("labels") or {})
+        ]
+
     return Snapshot(
         deployments=keep("Deployment", snapshot.deployments),
         statefulsets=keep("StatefulSet", snapshot.statefulsets),
@@ -402,6 +452,8 @@ def _select(snapshot: Snapshot, selected: Selector) -> Snapshot:
         pods=keep("Pod", snapshot.pods),
         pvcs=keep("PersistentVolumeClaim", snapshot.pvcs),
         events=snapshot.events,
+        clusters=keep_custom("Cluster", snapshot.clusters),
+        databases=keep_custom("Database", snapshot.databases),
     )
 
 
@@ -471,31 +523,38 @@ def install(args: argparse.Namespace) -> None:
     write_manifests(args.output, rendered)
     cluster = Cluster.connect(args.kubeconfig, args.namespace)
     started = time.monotonic()
-    if args.gateway:
-        install_gateway(cluster, args)
-    for release in releases:
-        for phase in phases(release.chart, rendered[release.chart]):
-            apply_and_wait(cluster, phase, args.timeout)
-        if release.chart == "platform":  # the namespace exists now; the Secrets come next
-            for secret in secret_manifests(secrets, needs, args.namespace):
-                cluster.apply(secret)
-            print(f"ci.cluster: {len(secrets)} Secrets generated for this run", file=sys.stderr)
+    components = cluster_components(args, rendered)
+    generated = secret_manifests(secrets, needs, args.namespace)
+    for phase in install_phases(components, releases, rendered, generated):
+        apply_and_wait(cluster, phase, args.timeout)
     record_timing(args.output, "installed", time.monotonic() - started)
 
 
-def install_gateway(cluster: Cluster, args: argparse.Namespace) -> None:
+def cluster_components(
+    args: argparse.Namespace, rendered: dict[str, list[Manifest]]
+) -> list[Phase]:
+    """What k3s/bootstrap.sh installs on a host, for a cluster without it: the PriorityClasses,
+    with --gateway the gateway, with --cloudnative-pg the operator when the charts need it."""
+    objects = [o for found in rendered.values() for o in found]
+    operator = args.cloudnative_pg and needs_operator(objects)
+    if not (args.gateway or operator):
+        return []
+    found = [priority_classes(split_documents({POLICIES_FILE: _read(args.repo / POLICIES_FILE)}))]
+    warnings: list[str] = []
     with tempfile.TemporaryDirectory(prefix="ci-cluster-") as work:
         try:
-            gateway, warnings = load_gateway(args.repo, Path(work))
+            if args.gateway:
+                gateway, warned = load_gateway(args.repo, Path(work))
+                found, warnings = [*found, *gateway], [*warnings, *warned]
+            if operator:
+                cnpg, warned = load_operator(args.repo, Path(work))
+                found, warnings = [*found, *cnpg], [*warnings, *warned]
         except PlanError as exc:
             raise UsageError(str(exc)) from exc
     for warning in warnings:
         print(f"ci.cluster: WARNING: {warning}", file=sys.stderr)
-    write_manifests(args.output, {"gateway": [o for p in gateway for o in p.objects]})
-    started = time.monotonic()
-    for phase in gateway:
-        apply_and_wait(cluster, phase, args.timeout)
-    record_timing(args.output, "gateway installed", time.monotonic() - started)
+    write_manifests(args.output, {"components": [o for p in found for o in p.objects]})
+    return found
 
 
 def load_gateway(repo: Path, work: Path) -> tuple[list[Phase], list[str]]:
@@ -527,6 +586,31 @@ def load_gateway(repo: Path, work: Path) -> tuple[list[Phase], list[str]]:
     gateway = split_documents({GATEWAY_FILE: _read(repo / GATEWAY_FILE)})
     found = [w for w in [*warnings, chart_pin] if w]
     return gateway_phases(crds, controller, gateway), found
+
+
+def load_operator(
+    repo: Path, work: Path, repo_url: str = CNPG_REPO
+) -> tuple[list[Phase], list[str]]:
+    """CloudNativePG's phases from its chart, pulled at the pinned version and checked against
+    the pinned sha256 before it is rendered; warnings about an unpinned checksum."""
+    import helm_python
+
+    versions = read_versions(_read(repo / VERSIONS_FILE))
+    version = pinned(versions, CNPG_VERSION_PIN)
+    folder = work / CNPG_RELEASE
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        helm_python.pull(CNPG_CHART, repo_url=repo_url, version=version, destination=folder)
+    except helm_python.HelmError as exc:
+        raise WaitFailedError(f"helm pull {CNPG_CHART} {version} from {repo_url}: {exc}") from exc
+    archive = folder / f"{CNPG_CHART}-{version}.tgz"
+    warning = verify_sha256(archive.read_bytes(), versions, CNPG_SHA256_PIN, archive.name)
+    host_values = yaml.safe_load(_read(repo / CNPG_VALUES_FILE)) or {}
+    if not isinstance(host_values, dict):
+        raise PlanError(f"{CNPG_VALUES_FILE}: expected a mapping of values")
+    release = Release(CNPG_RELEASE, CNPG_NAMESPACE, operator_values(host_values))
+    objects, chart_crds = render_chart(archive, release, archive.name)
+    return operator_phases([*chart_crds, *objects]), [warning] if warning else []
 
 
 def _read(path: Path) -> str:
@@ -719,7 +803,7 @@ def run(args: argparse.Namespace) -> int:
         record_timing(args.output, "cluster ready", time.monotonic() - started)
         wait_for_images(cluster, parse_images_or_exit(args.images).values(), args.timeout)
         record_timing(args.output, "images loaded", time.monotonic() - started)
-        args.gateway = True
+        args.gateway = args.cloudnative_pg = True
         install(args)
         wait(args)
         code = 0 if args.no_e2e else e2e(args)

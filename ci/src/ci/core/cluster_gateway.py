@@ -17,6 +17,9 @@ from ci.core import toolversions
 from ci.core.cluster_plan import Manifest, Phase, PlanError, phases
 
 VERSIONS_FILE = "k3s/versions.env"
+# The host's PriorityClasses (bootstrap.sh applies the file first): the gateway's and the
+# operator's values name chat-platform, and the API server refuses a pod naming a missing class.
+POLICIES_FILE = "k3s/cluster-policies.yaml"
 NGF_VALUES_FILE = "k3s/nginx-gateway-fabric-values.yaml"
 GATEWAY_FILE = "k3s/gateway-dev.yaml"
 GATEWAY_NAMESPACE = "nginx-gateway"
@@ -112,3 +115,11 @@ def gateway_phases(
         Phase("gateway", "Sync", tuple(gateway)),
     ]
     return [dataclasses.replace(phase, namespace=GATEWAY_NAMESPACE) for phase in found]
+
+
+def priority_classes(policies: Sequence[Manifest]) -> Phase:
+    """The PriorityClasses of k3s/cluster-policies.yaml (its preview quota is Argo CD's)."""
+    found = tuple(o for o in policies if o.get("kind") == "PriorityClass")
+    if not found:
+        raise PlanError(f"{POLICIES_FILE}: no PriorityClass")
+    return Phase("cluster-policies", "PriorityClasses", found)

@@ -63,6 +63,7 @@ KIND_ORDER = (
     "HTTPRoute",
     "APIService",
 )
+NOTES_FILE = "NOTES.txt"
 PRE_HOOKS = {"pre-install", "pre-upgrade"}
 POST_HOOKS = {"post-install", "post-upgrade"}
 IMAGE_REF = re.compile(
@@ -238,6 +239,22 @@ def phases(release: str, objects: Iterable[Manifest]) -> list[Phase]:
     return [phase for phase in found if phase.objects]
 
 
+def install_phases(
+    components: Sequence[Phase],
+    releases: Sequence[Release],
+    rendered: Mapping[str, Sequence[Manifest]],
+    secrets: Sequence[Manifest],
+) -> list[Phase]:
+    """The whole install in order: the cluster's components (PriorityClasses, gateway, operators),
+    then each release's phases, the run's Secrets right after `platform` made the namespace."""
+    found = list(components)
+    for release in releases:
+        found += phases(release.chart, rendered[release.chart])
+        if release.chart == "platform" and secrets:
+            found.append(Phase("ci", "Secrets", tuple(secrets)))
+    return found
+
+
 def split_documents(files: Mapping[str, str]) -> list[Manifest]:
     """Helm's rendered files (path -> YAML stream) as objects, in path order."""
     objects: list[Manifest] = []
@@ -275,7 +292,9 @@ def render_chart(path: Path, release: Release, what: str) -> tuple[list[Manifest
             crds = {entry["filename"]: entry["data"] for entry in chart.crds}
     except helm_python.HelmError as exc:
         raise PlanError(f"{what}: {exc}") from exc
-    return split_documents(files), split_documents(crds)
+    # Helm keeps templates/NOTES.txt (text for people) out of the release's manifest.
+    manifest = {path: text for path, text in files.items() if not path.endswith(NOTES_FILE)}
+    return split_documents(manifest), split_documents(crds)
 
 
 def database_services(charts: Path, releases: Sequence[Release]) -> list[str]:

@@ -36,6 +36,14 @@ PULL_WAITING = {"ErrImagePull", "ImagePullBackOff"}
 CRASH_LOOP = "CrashLoopBackOff"
 # CrashLoopBackOff this many restarts in is a failure, not a dependency that is still starting.
 CRASH_RESTARTS = 3
+# CloudNativePG's Cluster phases (cloudnative-pg v1.30.0 api/v1/cluster_types.go): the one of a
+# cluster at rest, and those the operator never leaves without a person.
+CNPG_HEALTHY = "Cluster in healthy state"
+CNPG_HOPELESS = {
+    "Cluster is unrecoverable and needs manual intervention",
+    "Invalid cluster definition",
+    "Cluster has incomplete or invalid image catalog",
+}
 
 
 class State(enum.Enum):
@@ -220,6 +228,49 @@ def pvc_verdict(pvc: V1PersistentVolumeClaim, event: str | None = None) -> Verdi
     return waiting(subject, f"Pending: {event}" if event else "Pending")
 
 
+def _custom_name(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("name", "?"))
+
+
+def _roles_unreconciled(status: Mapping[str, Any]) -> str:
+    """The managed roles the operator cannot reconcile, with its reasons (e.g. a missing Secret)."""
+    stuck = (status.get("managedRolesStatus") or {}).get("cannotReconcile") or {}
+    return "; ".join(f"role {role}: {', '.join(errors)}" for role, errors in sorted(stuck.items()))
+
+
+def cnpg_cluster_verdict(cluster: Mapping[str, Any]) -> Verdict:
+    """Ready at rest ("Cluster in healthy state") with every instance ready and every managed
+    role reconciled; a phase that needs a person fails at once."""
+    subject = f"Cluster/{_custom_name(cluster)}"
+    status: Mapping[str, Any] = cluster.get("status") or {}
+    phase = status.get("phase")
+    if not phase:
+        return waiting(subject, "the operator has not reconciled it yet (is it running?)")
+    detail = f"{phase}: {status['phaseReason']}" if status.get("phaseReason") else str(phase)
+    if phase in CNPG_HOPELESS:
+        return failed(subject, detail)
+    wanted = (cluster.get("spec") or {}).get("instances", 1)
+    count = f"{status.get('readyInstances', 0)} of {wanted} instances ready"
+    if phase != CNPG_HEALTHY or status.get("readyInstances", 0) < wanted:
+        return waiting(subject, f"{detail} ({count})")
+    roles = _roles_unreconciled(status)
+    if roles:
+        return waiting(subject, f"{count}, managed roles not reconciled: {roles}")
+    return ready(subject, count)
+
+
+def cnpg_database_verdict(database: Mapping[str, Any]) -> Verdict:
+    """Ready once the operator applied the latest spec (status.applied)."""
+    subject = f"Database/{_custom_name(database)}"
+    status: Mapping[str, Any] = database.get("status") or {}
+    generation = (database.get("metadata") or {}).get("generation", 0)
+    if status.get("observedGeneration", 0) < generation or "applied" not in status:
+        return waiting(subject, "the operator has not reconciled its latest spec yet")
+    if status["applied"] is not True:
+        return waiting(subject, f"not applied: {status.get('message') or 'no message'}")
+    return ready(subject, "applied")
+
+
 def latest_events(events: Iterable[CoreV1Event]) -> dict[str, str]:
     """`Kind/name` -> `reason: message` of its newest event."""
     newest: dict[str, tuple[str, str]] = {}
@@ -242,6 +293,9 @@ class Snapshot:
     pods: list[V1Pod] = field(default_factory=list)
     pvcs: list[V1PersistentVolumeClaim] = field(default_factory=list)
     events: list[CoreV1Event] = field(default_factory=list)
+    # CloudNativePG's custom resources, as the API returns them (no client models exist).
+    clusters: list[dict[str, Any]] = field(default_factory=list)
+    databases: list[dict[str, Any]] = field(default_factory=list)
 
 
 def verdicts(snapshot: Snapshot, expected: Iterable[str] = ()) -> list[Verdict]:
@@ -253,6 +307,8 @@ def verdicts(snapshot: Snapshot, expected: Iterable[str] = ()) -> list[Verdict]:
         *(job_verdict(j) for j in snapshot.jobs),
         *(pod_verdict(p) for p in snapshot.pods),
         *(pvc_verdict(c, notes.get(f"PersistentVolumeClaim/{name_of(c)}")) for c in snapshot.pvcs),
+        *(cnpg_cluster_verdict(c) for c in snapshot.clusters),
+        *(cnpg_database_verdict(d) for d in snapshot.databases),
     ]
     present = {v.subject for v in found}
     found += [waiting(subject, "not created yet") for subject in expected if subject not in present]

@@ -16,10 +16,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ci.core.cluster_cnpg import is_cnpg
 from ci.core.cluster_plan import Manifest, PlanError, object_name
 
 SecretData = dict[str, dict[str, str]]  # Secret name -> key -> value
-CNPG_GROUP = "postgresql.cnpg.io/"
 POSTGRES_PORT = 5432
 BASIC_AUTH = "kubernetes.io/basic-auth"
 OPAQUE = "Opaque"
@@ -57,7 +57,7 @@ def _pod_spec(obj: Manifest) -> Mapping[str, Any] | None:
 
 
 def is_cnpg_cluster(obj: Manifest) -> bool:
-    return obj.get("kind") == "Cluster" and str(obj.get("apiVersion", "")).startswith(CNPG_GROUP)
+    return obj.get("kind") == "Cluster" and is_cnpg(obj)
 
 
 def _cluster_needs(cluster: Manifest, needs: SecretNeeds) -> None:

@@ -114,14 +114,23 @@ def test_services_find_the_primary_through_sentinel_in_production(service: str) 
     ]
     env = {e["name"]: e for e in containers(deployment["spec"]["template"]["spec"])[0]["env"]}
     password = env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]
-    assert password == {"name": f"{service}-redis", "key": "password", "optional": True}
+    # Required: a Secret without the key stops the pod at start (and the service itself refuses
+    # to start without it: REDIS_AUTH_REQUIRED, tests/localapp/test_sentinel_password.py).
+    assert password == {"name": f"{service}-redis", "key": "password"}
+    assert data["REDIS_AUTH_REQUIRED"] == "true"
 
 
 @pytest.mark.parametrize("environment", [e for e in ENVIRONMENTS if e != "production"])
 @pytest.mark.parametrize("service", SENTINEL_CLIENTS)
 def test_services_use_the_single_server_elsewhere(service: str, environment: str) -> None:
-    for config in render_environment(service, environment).of_kind("ConfigMap"):
+    rendered = render_environment(service, environment)
+    for config in rendered.of_kind("ConfigMap"):
         assert "REDIS_SENTINELS" not in config.get("data", {})
+        assert "REDIS_AUTH_REQUIRED" not in config.get("data", {})
+    for deployment in rendered.of_kind("Deployment"):
+        env = {e["name"]: e for e in containers(deployment["spec"]["template"]["spec"])[0]["env"]}
+        # The password travels in REDIS_URL here; the key may be missing from the Secret.
+        assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["optional"] is True
 
 
 def test_backend_waits_for_a_replica_it_has_in_production() -> None:

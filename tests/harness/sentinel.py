@@ -3,7 +3,8 @@
 Debian's redis-server and redis-sentinel (Valkey speaks the same protocol and Sentinel
 commands), each on a free loopback port in a temporary directory and bound to the test's
 lifetime. Sentinels decide quickly (`down_after_ms`), so failover tests wait for conditions of
-a few seconds, not minutes.
+a few seconds, not minutes. With a `password`, servers and Sentinels all require it, as
+charts/redis does.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class SentinelServer:
     primary_port: int
     quorum: int
     down_after_ms: int
+    password: str | None = field(default=None, repr=False)
     port: int = field(default_factory=free_port)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="sentinel-")))
     process: subprocess.Popen[bytes] | None = None
@@ -56,7 +58,14 @@ class SentinelServer:
             f"sentinel failover-timeout {self.master} {self.down_after_ms * 10}",
             f"sentinel parallel-syncs {self.master} 1",
         ]  # fmt: skip
+        if self.password:  # for the servers, its own clients, and the other Sentinels
+            settings += [
+                f'sentinel auth-pass {self.master} "{self.password}"',
+                f'requirepass "{self.password}"',
+                f'sentinel sentinel-pass "{self.password}"',
+            ]
         path = self.workdir / "sentinel.conf"
+        path.touch(mode=0o600)
         path.write_text("\n".join(settings) + "\n")
         return path
 
@@ -73,7 +82,9 @@ class SentinelServer:
         wait_for_port(self.port)
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_timeout=2, decode_responses=True)
+        return redis.Redis(
+            port=self.port, password=self.password, socket_timeout=2, decode_responses=True
+        )
 
     def destroy(self) -> None:
         if self.process is not None:
@@ -91,22 +102,29 @@ class SentinelGroup:
     replicas: int = 1
     sentinels: int = 3
     down_after_ms: int = 500
+    password: str | None = field(default=None, repr=False)
     servers: list[RedisServer] = field(default_factory=list)
     watchers: list[SentinelServer] = field(default_factory=list)
 
     def start(self) -> SentinelGroup:
-        primary = RedisServer(databases=16)
+        # Any server may become a replica after a failover: each knows the password to replicate.
+        auth = (f'masterauth "{self.password}"',) if self.password else ()
+        primary = RedisServer(databases=16, password=self.password, extra_settings=auth)
         primary.start()
         self.servers.append(primary)
         for _ in range(self.replicas):
             replica = RedisServer(
-                databases=16, extra_settings=(f"replicaof 127.0.0.1 {primary.port}",)
+                databases=16,
+                password=self.password,
+                extra_settings=(*auth, f"replicaof 127.0.0.1 {primary.port}"),
             )
             replica.start()
             self.servers.append(replica)
         quorum = self.sentinels // 2 + 1
         for _ in range(self.sentinels):
-            watcher = SentinelServer(self.master, primary.port, quorum, self.down_after_ms)
+            watcher = SentinelServer(
+                self.master, primary.port, quorum, self.down_after_ms, self.password
+            )
             watcher.start()
             self.watchers.append(watcher)
         self.wait_until_watched()
@@ -170,7 +188,9 @@ class SentinelGroup:
                 return False
             (port,) = ports
             assert port is not None
-            client = redis.Redis(port=port, socket_timeout=2, decode_responses=True)
+            client = redis.Redis(
+                port=port, password=self.password, socket_timeout=2, decode_responses=True
+            )
             try:
                 return bool(client.info("replication")["role"] == "master")
             except redis.RedisError:

@@ -1,7 +1,10 @@
 {{/*
 Environment: plain settings come from the ConfigMap (values `config`); anything secret comes only
 from references to Secrets that already exist in the namespace (values `secretEnv`). Values files
-never hold a secret value.
+never hold a secret value. An `optional` reference with `requiredWhen: <CONFIG_KEY>` becomes
+required when `config` sets that key to "true" (REDIS_PASSWORD with Sentinel, REDIS_AUTH_REQUIRED):
+the service reads the same flag and refuses to start without the value, and the kubelet refuses
+to start a pod whose Secret lacks the key.
 */}}
 {{- define "lib.envFrom" -}}
 {{- if .Values.config }}
@@ -18,7 +21,8 @@ env:
       secretKeyRef:
         name: {{ .secretName }}
         key: {{ .key }}
-        {{- if .optional }}
+        {{- $required := and .requiredWhen (get ($.Values.config | default dict) .requiredWhen) }}
+        {{- if and .optional (ne (toString $required) "true") }}
         optional: true
         {{- end }}
   {{- end }}

@@ -45,6 +45,23 @@ def test_a_bad_sentinel_list_fails_at_start(monkeypatch: pytest.MonkeyPatch) -> 
         ServiceSettings()
 
 
+@pytest.mark.parametrize("password", [None, ""])
+def test_sentinel_without_a_required_password_fails_at_start(
+    monkeypatch: pytest.MonkeyPatch, password: str | None
+) -> None:
+    monkeypatch.setenv("REDIS_SENTINELS", "s1:26379")
+    monkeypatch.setenv("REDIS_AUTH_REQUIRED", "true")
+    if password is not None:
+        monkeypatch.setenv("REDIS_PASSWORD", password)
+    with pytest.raises(ValidationError, match="REDIS_PASSWORD is not set"):
+        ServiceSettings()
+    monkeypatch.setenv("REDIS_PASSWORD", "s3cret")
+    assert ServiceSettings().redis_target() is not None
+    monkeypatch.delenv("REDIS_AUTH_REQUIRED")  # a Sentinel group without auth: allowed
+    monkeypatch.delenv("REDIS_PASSWORD")
+    assert ServiceSettings().redis_target() is not None
+
+
 def test_a_target_is_a_url_or_sentinels_not_both() -> None:
     with pytest.raises(ValueError, match="exactly one"):
         RedisTarget(url="redis://h/0", sentinels=(("s", 26379),))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from servicekit.redisconn import DEFAULT_MASTER, RedisTarget, parse_sentinels
@@ -18,7 +18,7 @@ _LOG_LEVELS = frozenset(logging.getLevelNamesMapping())
 
 class ServiceSettings(BaseSettings):
     """DATABASE_URL, REDIS_URL (or REDIS_SENTINELS, REDIS_SENTINEL_MASTER, REDIS_PASSWORD,
-    REDIS_DB), JWKS_URL, JWT_ISSUER, JWT_AUDIENCE, SERVICE_TOKEN_AUDIENCE,
+    REDIS_AUTH_REQUIRED, REDIS_DB), JWKS_URL, JWT_ISSUER, JWT_AUDIENCE, SERVICE_TOKEN_AUDIENCE,
     LOG_LEVEL, API_DOCS."""
 
     model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
@@ -31,6 +31,10 @@ class ServiceSettings(BaseSettings):
     redis_sentinels: str | None = None
     redis_sentinel_master: str = DEFAULT_MASTER
     redis_password: str | None = Field(default=None, repr=False)
+    # The Sentinels and servers require the password (charts/redis always does; the charts set
+    # this with REDIS_SENTINELS): without one the service refuses to start, instead of failing
+    # each Redis call with NOAUTH once it runs.
+    redis_auth_required: bool = False
     redis_db: int = Field(default=0, ge=0)
     jwks_url: str | None = None
     jwt_issuer: str = "chat-auth"
@@ -59,6 +63,17 @@ class ServiceSettings(BaseSettings):
         if value and value.strip():
             parse_sentinels(value)  # a clear error at start, naming REDIS_SENTINELS
         return value
+
+    @model_validator(mode="after")
+    def _sentinel_password(self) -> ServiceSettings:
+        sentinel = bool(self.redis_sentinels and self.redis_sentinels.strip())
+        if sentinel and self.redis_auth_required and not self.redis_password:
+            raise ValueError(
+                "REDIS_PASSWORD is not set (or empty), but REDIS_SENTINELS is and "
+                "REDIS_AUTH_REQUIRED is true: the Sentinels and Redis servers require it "
+                "(in Kubernetes: the `password` key of the Secret <service>-redis)"
+            )
+        return self
 
     @field_validator("log_level")
     @classmethod

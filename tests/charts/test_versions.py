@@ -7,7 +7,9 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import helm_python
 import pytest
@@ -20,8 +22,11 @@ from chartkit import (
     REPO,
     containers,
     kubernetes_version,
+    load_values,
+    namespace_for,
     pod_specs,
     production_revision,
+    render,
     render_environment,
     require_full_history,
 )
@@ -115,15 +120,47 @@ def test_a_library_version_outside_the_constraint_is_reported(tmp_path: Path) ->
     assert library["status"] == "wrong version"
 
 
-@pytest.mark.parametrize("environment", ENVIRONMENTS)
-@pytest.mark.parametrize("chart", ["postgres", "redis"])
-def test_data_store_images_are_pinned_by_digest(chart: str, environment: str) -> None:
+def deployed_images(objects: Iterable[dict[str, Any]]) -> set[str]:
+    """Every image a rendered chart runs: its pods' containers and a CloudNativePG Cluster's
+    operand (the operator makes those pods, so no pod spec names it)."""
     images = {
         container["image"]
-        for obj in render_environment(chart, environment).objects
+        for obj in objects
         for spec in pod_specs(obj)
         for container in containers(spec)
     }
+    return images | {obj["spec"]["imageName"] for obj in objects if obj["kind"] == "Cluster"}
+
+
+def unpinned(images: set[str]) -> list[str]:
+    return sorted(image for image in images if not DIGEST.search(image))
+
+
+def postgres_on_cloudnativepg(environment: str, **image: str) -> list[dict[str, Any]]:
+    values = load_values("postgres", environment)
+    values["engine"] = "cloudnativepg"
+    cloudnativepg = values.setdefault("cloudnativepg", {})
+    cloudnativepg["image"] = {**cloudnativepg.get("image", chart_default_image()), **image}
+    return render("postgres", values, namespace_for(environment))
+
+
+def chart_default_image() -> dict[str, str]:
+    values = yaml.safe_load((CHARTS / "postgres" / "values.yaml").read_text())
+    return dict(values["cloudnativepg"]["image"])
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+@pytest.mark.parametrize("chart", ["postgres", "postgres-cloudnativepg", "redis"])
+def test_data_store_images_are_pinned_by_digest(chart: str, environment: str) -> None:
+    if chart == "postgres-cloudnativepg":
+        objects: Iterable[dict[str, Any]] = postgres_on_cloudnativepg(environment)
+    else:
+        objects = render_environment(chart, environment).objects
+    images = deployed_images(objects)
     assert images
-    for image in images:
-        assert DIGEST.search(image), f"{chart}/{environment}: {image} is not pinned by digest"
+    assert not unpinned(images), f"{chart}/{environment}: not pinned by digest"
+
+
+def test_the_pin_check_sees_a_tag_only_operand_image() -> None:
+    images = deployed_images(postgres_on_cloudnativepg("production", digest=""))
+    assert unpinned(images) == [f"ghcr.io/cloudnative-pg/postgresql:{chart_default_image()['tag']}"]

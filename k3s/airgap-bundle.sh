@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fills a directory with everything install.sh --airgap and bootstrap.sh (AIRGAP_DIR) need, each
 # file checked against its pin in versions.env: the K3s binary and its airgap image archive, Helm,
-# the Gateway API CRDs, the platform's charts and the system-upgrade-controller manifests.
+# the Gateway API CRDs, the platform's charts, the Barman Cloud plugin's manifest and the
+# system-upgrade-controller manifests.
 # Run it on a connected machine of the node's architecture, then copy the directory to the node.
 #
 #   k3s/airgap-bundle.sh /srv/airgap
@@ -83,6 +84,7 @@ bundle_main() {
   ensure_helm "$work"
   bundle_gateway_api_crds "$out"
   bundle_charts "$out"
+  fetch_verified "$(barman_cloud_plugin_url)" "$out/manifest.yaml" PLUGIN_BARMAN_CLOUD_MANIFEST_SHA256
   bundle_upgrade_controller "$out"
   log "done: copy $out to the node, then install.sh --airgap DIR and AIRGAP_DIR=DIR bootstrap.sh"
 }

@@ -2,7 +2,8 @@
 # Installs the cluster's platform: a pinned Helm, the platform-wide policies, the Gateway API
 # CRDs, NGINX Gateway Fabric (its CRDs applied explicitly: helm upgrade never upgrades them) and
 # the cluster's Gateway, cert-manager (issuing through that Gateway), Sealed Secrets, the
-# CloudNativePG operator (PostgreSQL clusters that fail over), Argo CD, with
+# CloudNativePG operator (PostgreSQL clusters that fail over) and its Barman Cloud plugin
+# (backups and WAL archive to object storage), Argo CD, with
 # the Prometheus Operator stack (kube-prometheus-stack) first so its CRDs exist for the others'
 # ServiceMonitors and Argo CD's first sync, then the platform's scrapes (platform-monitoring.yaml),
 # then hands the cluster to Argo CD by applying the AppProjects and the root app-of-apps; last,
@@ -61,6 +62,7 @@ main() {
     --set priorityClassName=chat-platform
   # Before Argo CD's first sync: the postgres chart's Clusters need the operator's CRDs and webhooks.
   install_platform_chart "$work" cnpg --values "$K3S_DIR/cloudnative-pg-values.yaml"
+  install_barman_cloud_plugin "$work"
   install_platform_chart "$work" argocd --values "$REPO_DIR/argocd/install/values.yaml"
   log "Prometheus's scrapes of the platform components (k3s/platform-monitoring.yaml)"
   kubectl apply -f "$K3S_DIR/platform-monitoring.yaml"
@@ -89,6 +91,7 @@ bootstrap_pins() {
     read -r _ _ _ _ _ pin <<<"$entry"
     echo "$pin"
   done
+  echo PLUGIN_BARMAN_CLOUD_MANIFEST_SHA256
   echo SYSTEM_UPGRADE_CONTROLLER_CRD_SHA256 SYSTEM_UPGRADE_CONTROLLER_MANIFEST_SHA256
 }
 
@@ -243,6 +246,24 @@ install_cluster_issuer() {
     kubectl apply -f "$K3S_DIR/previews-ca-certificate.yaml"
   fi
   sed "s/ACME_EMAIL/$ACME_EMAIL/" "$issuer" | kubectl apply -f -
+}
+
+barman_cloud_plugin_url() {
+  echo "https://github.com/cloudnative-pg/plugin-barman-cloud/releases/download/$PLUGIN_BARMAN_CLOUD_VERSION/manifest.yaml"
+}
+
+# The release manifest puts everything in cnpg-system, beside the operator, which finds the plugin
+# by its Service's cnpg.io/pluginName label there. Its ObjectStore CRD, a self-signed Issuer and
+# the two Certificates of the operator<->plugin mutual TLS need cert-manager (installed before);
+# the plugin's pod mounts their Secrets, so it is Available only once cert-manager has issued them.
+install_barman_cloud_plugin() {
+  local work=$1
+  log "CloudNativePG's Barman Cloud plugin $PLUGIN_BARMAN_CLOUD_VERSION (cnpg-system)"
+  fetch_verified "$(barman_cloud_plugin_url)" "$work/plugin-barman-cloud.yaml" \
+    PLUGIN_BARMAN_CLOUD_MANIFEST_SHA256
+  kubectl apply --server-side --force-conflicts -f "$work/plugin-barman-cloud.yaml"
+  kubectl wait --for=condition=Established --timeout=120s crd/objectstores.barmancloud.cnpg.io
+  kubectl wait --namespace cnpg-system --for=condition=Available --timeout=10m deployment/barman-cloud
 }
 
 # The controller's manifests come from its pinned release; the Plan pins the K3s version.

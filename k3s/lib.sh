@@ -63,6 +63,7 @@ pinned_sha256() {
 #   sums URL FILE              a sha256sum-style file; the line of FILE (by base name)
 #   index URL CHART VERSION    a Helm repository's index.yaml; the digest of that chart version
 #   oci REGISTRY REPO TAG      an OCI registry; the chart layer's digest in the tag's manifest
+#   release URL FILE           GitHub's "get a release" answer; the digest of the asset FILE
 # Nothing for a pin with no published checksum (the Gateway API files: set in versions.env).
 checksum_source() {
   local name=$1 arch="" k3s_base suc_base entry chart repo version pin
@@ -84,6 +85,10 @@ checksum_source() {
     SYSTEM_UPGRADE_CONTROLLER_CRD_SHA256) echo "sums $suc_base/sha256sum-amd64.txt crd.yaml" ;;
     SYSTEM_UPGRADE_CONTROLLER_MANIFEST_SHA256)
       echo "sums $suc_base/sha256sum-amd64.txt system-upgrade-controller.yaml"
+      ;;
+    # No checksum file in its release: the digest GitHub computed when the asset was uploaded.
+    PLUGIN_BARMAN_CLOUD_MANIFEST_SHA256)
+      echo "release https://api.github.com/repos/cloudnative-pg/plugin-barman-cloud/releases/tags/$PLUGIN_BARMAN_CLOUD_VERSION manifest.yaml"
       ;;
     *_CHART_SHA256)
       for entry in "${CHARTS[@]}"; do
@@ -124,6 +129,10 @@ published_sha256() {
       value=$(index_digest "$work/index.yaml" "$entry" "$version")
       ;;
     oci) value=$(oci_chart_digest "$where" "$entry" "$version" "$work") ;;
+    release)
+      download --output "$work/release.json" "$where" || die "$name: cannot fetch $where"
+      value=$(release_asset_digest "$work/release.json" "$entry")
+      ;;
   esac
   rm -rf "$work"
   [[ $value =~ ^[0-9a-f]{64}$ ]] || die "$name: no SHA-256 for $entry ${version:-}in $where"
@@ -154,6 +163,15 @@ oci_chart_digest() {
   tr -d ' \n' <"$work/manifest" | sed 's/[{}]/\n/g' |
     grep -F '"mediaType":"application/vnd.cncf.helm.chart.content.v1.tar+gzip"' |
     grep -o 'sha256:[0-9a-f]\{64\}' | head -n 1 | cut -d: -f2
+}
+
+# The SHA-256 of the asset FILE in a GitHub release (REST "get a release"): each entry of `assets`
+# has its `name` and `digest` ("sha256:<hex>", computed by GitHub at upload). Each asset's nested
+# `uploader` object is dropped first, so that an asset's fields end up on one line.
+release_asset_digest() {
+  tr -d ' \n' <"$1" | sed 's/"uploader":{[^{}]*}//g; s/[{}]/\n/g' |
+    awk -v wanted="\"name\":\"$2\"" '!found && index($0, wanted) &&
+      match($0, /"digest":"sha256:[0-9a-f]+"/) { print substr($0, RSTART + 17, 64); found = 1 }'
 }
 
 # Checks every named pin before anything is changed: a set pin must be a SHA-256; an empty one

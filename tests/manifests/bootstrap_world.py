@@ -402,6 +402,205 @@ SUC_MANIFEST = [
 ]
 
 
+# plugin-barman-cloud v0.14.0's release asset manifest.yaml (cloudnative-pg/plugin-barman-cloud@
+# v0.14.0 Taskfile.yml `manifest`: a kustomize build of kubernetes/ with the release's images; the
+# tag's own manifest.yaml is that build with the testing images): the ObjectStore CRD, RBAC, the
+# Secret naming the sidecar image, the Service the operator finds the plugin by (label
+# cnpg.io/pluginName, its TLS Secrets in annotations), the Deployment mounting those Secrets, and
+# the self-signed Issuer and two Certificates that make them, all in cnpg-system; kustomize output
+# has no leading `---`. RBAC is cut to the plugin's own ClusterRole and leader-election Role.
+PLUGIN_NAMESPACE = "cnpg-system"
+PLUGIN_IMAGE = "ghcr.io/cloudnative-pg/plugin-barman-cloud:v0.14.0"
+OBJECTSTORE_CRD = (
+    Path(__file__).parents[1] / "crds/cloudnative-pg/barmancloud.cnpg.io_objectstores.yaml"
+)
+
+
+def _certificate(name: str, usage: str, dns_names: list[str]) -> Obj:
+    spec: Obj = {
+        "secretName": f"{name}-tls",
+        "commonName": name,
+        "duration": "2160h",
+        "renewBefore": "360h",
+        "isCA": False,
+        "usages": [usage],
+        "issuerRef": {"name": "selfsigned-issuer", "kind": "Issuer", "group": "cert-manager.io"},
+    }
+    if dns_names:
+        spec["dnsNames"] = dns_names
+    return {
+        "apiVersion": "cert-manager.io/v1",
+        "kind": "Certificate",
+        "metadata": {"name": name, "namespace": PLUGIN_NAMESPACE},
+        "spec": spec,
+    }
+
+
+def _plugin_deployment() -> Obj:
+    labels = {"app": "barman-cloud"}
+    container = {
+        "name": "barman-cloud",
+        "image": PLUGIN_IMAGE,
+        "args": [
+            "operator",
+            "--server-cert=/server/tls.crt",
+            "--server-key=/server/tls.key",
+            "--client-cert=/client/tls.crt",
+            "--server-address=:9090",
+            "--leader-elect",
+            "--log-level=debug",
+        ],
+        "env": [
+            {
+                "name": "SIDECAR_IMAGE",
+                "valueFrom": {
+                    "secretKeyRef": {
+                        "key": "SIDECAR_IMAGE",
+                        "name": "plugin-barman-cloud-7c9b6fk5t2",
+                    }
+                },
+            }
+        ],
+        "ports": [{"containerPort": 9090, "protocol": "TCP"}],
+        "readinessProbe": {"tcpSocket": {"port": 9090}, "initialDelaySeconds": 10},
+        "volumeMounts": [
+            {"mountPath": "/server", "name": "server"},
+            {"mountPath": "/client", "name": "client"},
+        ],
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": True,
+            "runAsGroup": 10001,
+            "runAsUser": 10001,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+    pod = {
+        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+        "serviceAccountName": "plugin-barman-cloud",
+        "containers": [container],
+        "volumes": [
+            {"name": "server", "secret": {"secretName": "barman-cloud-server-tls"}},
+            {"name": "client", "secret": {"secretName": "barman-cloud-client-tls"}},
+        ],
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"labels": labels, "name": "barman-cloud", "namespace": PLUGIN_NAMESPACE},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "strategy": {"type": "Recreate"},
+            "template": {"metadata": {"labels": labels}, "spec": pod},
+        },
+    }
+
+
+def barman_cloud_plugin_manifest() -> str:
+    namespaced = {"namespace": PLUGIN_NAMESPACE}
+    account = {"kind": "ServiceAccount", "name": "plugin-barman-cloud", **namespaced}
+    rbac = "rbac.authorization.k8s.io/v1"
+    objects: list[Obj] = [
+        yaml.safe_load(OBJECTSTORE_CRD.read_text()),
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": "plugin-barman-cloud", **namespaced},
+        },
+        {
+            "apiVersion": rbac,
+            "kind": "Role",
+            "metadata": {"name": "barman-plugin-leader-election-role", **namespaced},
+            "rules": [
+                {
+                    "apiGroups": ["coordination.k8s.io"],
+                    "resources": ["leases"],
+                    "verbs": ["create", "get", "list", "update", "patch", "watch", "delete"],
+                }
+            ],
+        },
+        {
+            "apiVersion": rbac,
+            "kind": "ClusterRole",
+            "metadata": {"name": "plugin-barman-cloud"},
+            "rules": [
+                {
+                    "apiGroups": ["barmancloud.cnpg.io"],
+                    "resources": ["objectstores"],
+                    "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
+                },
+                {
+                    "apiGroups": ["rbac.authorization.k8s.io"],
+                    "resources": ["rolebindings", "roles"],
+                    "verbs": ["create", "get", "list", "patch", "update", "watch"],
+                },
+            ],
+        },
+        {
+            "apiVersion": rbac,
+            "kind": "RoleBinding",
+            "metadata": {"name": "barman-plugin-leader-election-rolebinding", **namespaced},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": "barman-plugin-leader-election-role",
+            },
+            "subjects": [account],
+        },
+        {
+            "apiVersion": rbac,
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "plugin-barman-cloud-binding"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "plugin-barman-cloud",
+            },
+            "subjects": [account],
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "plugin-barman-cloud-7c9b6fk5t2", **namespaced},
+            "data": {"SIDECAR_IMAGE": "Z2hjci5pby9jbG91ZG5hdGl2ZS1wZy9wbHVnaW4tYmFybWFu"},
+            "type": "Opaque",
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {
+                "annotations": {
+                    "cnpg.io/pluginClientSecret": "barman-cloud-client-tls",
+                    "cnpg.io/pluginPort": "9090",
+                    "cnpg.io/pluginServerSecret": "barman-cloud-server-tls",
+                },
+                "labels": {
+                    "app": "barman-cloud",
+                    "cnpg.io/pluginName": "barman-cloud.cloudnative-pg.io",
+                },
+                "name": "barman-cloud",
+                **namespaced,
+            },
+            "spec": {
+                "ports": [{"port": 9090, "protocol": "TCP", "targetPort": 9090}],
+                "selector": {"app": "barman-cloud"},
+            },
+        },
+        _plugin_deployment(),
+        _certificate("barman-cloud-client", "client auth", []),
+        _certificate("barman-cloud-server", "server auth", ["barman-cloud"]),
+        {
+            "apiVersion": "cert-manager.io/v1",
+            "kind": "Issuer",
+            "metadata": {"name": "selfsigned-issuer", **namespaced},
+            "spec": {"selfSigned": {}},
+        },
+    ]
+    return dump_all(objects)
+
+
 def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

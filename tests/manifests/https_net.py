@@ -21,6 +21,7 @@ from harness.certificates import certificate_pem, private_key_pem, self_signed_c
 
 HOSTS = [
     "github.com",
+    "api.github.com",
     "raw.githubusercontent.com",
     "get.helm.sh",
     "ghcr.io",

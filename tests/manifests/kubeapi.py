@@ -5,8 +5,9 @@ It answers what kubectl asks: legacy discovery (/api, /apis, /api/v1, /apis/<gro
 /version, server-side apply (PATCH application/apply-patch+yaml), create (POST), get and list
 (with a metadata.name field selector, which `kubectl wait` uses). Custom resources are served only
 once their CustomResourceDefinition was received, as a real API server does; a CRD is Established
-as soon as it is stored. Every object it receives is recorded in order (`received`), and a request
-for a kind nobody defined is recorded in `unknown` and answered 404.
+and a Deployment rolled out (Available) as soon as it is stored. Every object it receives is
+recorded in order (`received`), and a request for a kind nobody defined is recorded in `unknown`
+and answered 404.
 """
 
 from __future__ import annotations
@@ -186,6 +187,8 @@ class KubeApi:
         if resource.kind == "CustomResourceDefinition":
             self.define(obj)
             obj["status"] = {"conditions": [{"type": "Established", "status": "True"}]}
+        if resource.kind == "Deployment":
+            obj["status"] = rolled_out(obj)
         key = (resource.group, resource.plural, namespace, obj["metadata"]["name"])
         self.objects[key] = obj
         return obj
@@ -317,6 +320,22 @@ class KubeApi:
             "metadata": {"resourceVersion": str(len(self.received) + 1)},
             "items": items,
         }
+
+
+def rolled_out(deployment: Obj) -> Obj:
+    """The status the controllers give a Deployment once all its pods are ready (there are no
+    pods here): what `kubectl wait --for=condition=Available` and `rollout status` wait for."""
+    replicas = deployment.get("spec", {}).get("replicas", 1)
+    deployment["metadata"]["generation"] = 1
+    counts = ("replicas", "updatedReplicas", "readyReplicas", "availableReplicas")
+    return {
+        "observedGeneration": 1,
+        **dict.fromkeys(counts, replicas),
+        "conditions": [
+            {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"},
+            {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"},
+        ],
+    }
 
 
 def _body(request: Request) -> Obj:

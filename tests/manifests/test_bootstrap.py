@@ -22,8 +22,10 @@ from chartkit import K3S, REPO, kubernetes_version, problems_of
 from charts.test_policy import restricted_violations
 from manifests.bootstrap_world import (
     GATEWAY_API_CRDS,
+    PLUGIN_NAMESPACE,
     SUC_CRD,
     SUC_MANIFEST,
+    barman_cloud_plugin_manifest,
     chart_archive,
     crd,
     dump_all,
@@ -130,6 +132,9 @@ def world(tmp_path: Path) -> Iterator[World]:
         pins[f"{prefix}_CHART_SHA256"] = serve(
             net, f"{chart}-{version}.tgz", chart_archive(chart, version)
         )
+    pins["PLUGIN_BARMAN_CLOUD_MANIFEST_SHA256"] = serve(
+        net, "manifest.yaml", barman_cloud_plugin_manifest().encode()
+    )
     pins["SYSTEM_UPGRADE_CONTROLLER_CRD_SHA256"] = serve(
         net, "crd.yaml", dump_all([SUC_CRD]).encode()
     )
@@ -400,6 +405,12 @@ def test_the_applicationset_controller_can_reconcile_the_previews(world: World) 
 # --- certificates on the first install: every listener gets one, with or without ACME_EMAIL ---
 
 
+def edge_certificates(api: KubeApi) -> list[Obj]:
+    """The Certificates of the cluster's CA and the Gateway's listeners: all but the Barman Cloud
+    plugin's own (its mutual TLS with the operator, in cnpg-system)."""
+    return [c for c in api.of_kind("Certificate") if c["metadata"]["namespace"] != PLUGIN_NAMESPACE]
+
+
 def received_gateway(api: KubeApi) -> Obj:
     (*_, gateway) = api.of_kind("Gateway")  # the last version applied
     return gateway
@@ -413,7 +424,7 @@ def test_without_acme_email_every_listener_is_signed_by_the_clusters_ca(world: W
     issuers = {o["metadata"]["name"]: o for o in world.api.of_kind("ClusterIssuer")}
     assert set(issuers) == {"selfsigned", "chat-ca"}
     issuer = issuers[issuer_name]
-    (ca,) = world.api.of_kind("Certificate")
+    (ca,) = edge_certificates(world.api)
     assert ca["spec"]["isCA"] is True
     assert ca["spec"]["issuerRef"]["name"] == "selfsigned"
     assert issuer["spec"]["ca"]["secretName"] == ca["spec"]["secretName"]
@@ -461,7 +472,7 @@ def test_with_acme_email_alone_the_previews_wildcard_comes_from_the_clusters_ca(
     assert set(issuers.values()) == {"letsencrypt"}
     names = {o["metadata"]["name"] for o in world.api.of_kind("ClusterIssuer")}
     assert names == {"letsencrypt", "selfsigned", "chat-ca"}
-    previews = next(c for c in world.api.of_kind("Certificate") if c["spec"].get("dnsNames"))
+    previews = next(c for c in edge_certificates(world.api) if c["spec"].get("dnsNames"))
     assert previews["metadata"]["namespace"] == "nginx-gateway"  # where the listener reads it
     assert previews["spec"]["dnsNames"] == ["*.preview.chat.example.com"]
     gateways = [i for i, o in enumerate(world.api.received) if o["kind"] == "Gateway"]
@@ -476,7 +487,7 @@ def log_kubectl_argv(world: World) -> Path:
     argv_log = world.logs / "kubectl-argv.log"
     wrapper = world.stubs / "kubectl"
     wrapper.unlink()
-    wrapper.write_text(f'#!/bin/sh\necho "$@" >> "{argv_log}"\nexec "{KUBECTL}" "$@"\n')
+    wrapper.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> "{argv_log}"\nexec "{KUBECTL}" "$@"\n')
     wrapper.chmod(0o755)
     return argv_log
 
@@ -507,7 +518,7 @@ def test_with_a_dns01_provider_lets_encrypt_issues_the_wildcard_by_dns01(
     assert secret["metadata"]["namespace"] == "cert-manager"  # a ClusterIssuer's secrets live there
     assert base64.b64decode(secret["data"][ref["key"]]).decode() == TOKEN
     assert set(issuer_of_each_listener(world.api).values()) == {"letsencrypt"}
-    assert world.api.of_kind("Certificate") == []
+    assert edge_certificates(world.api) == []
     assert problems_of([strip_for_schema(issuer)], kubernetes_version()) == []
     seen = argv_log.read_text() + result.stdout + result.stderr
     seen += "".join(p.read_text(errors="replace") for p in world.logs.glob("*.log"))
@@ -553,9 +564,7 @@ def test_bootstrap_installs_the_cloudnative_pg_operator_before_argocd(world: Wor
     )
     root = next(i for i, o in enumerate(received) if o["kind"] == "Application")
     assert cluster_crd < root, "Argo CD's first sync would meet Clusters without their CRD"
-    (operator,) = [
-        o for o in world.api.of_kind("Deployment") if o["metadata"]["namespace"] == "cnpg-system"
-    ]
+    operator = received[first_index(world.api, "Deployment", "cnpg-cloudnative-pg", "cnpg-system")]
     pod = operator["spec"]["template"]["spec"]
     assert pod["priorityClassName"] == "chat-platform"
     # cnpg-system is not exempted: the API server enforces "restricted" there.
@@ -564,3 +573,82 @@ def test_bootstrap_installs_the_cloudnative_pg_operator_before_argocd(world: Wor
     assert restricted_violations(operator, pod) == []
     monitors = {m["metadata"]["namespace"] for m in world.api.of_kind("PodMonitor")}
     assert "cnpg-system" in monitors, "Prometheus would not scrape the operator"
+
+
+# --- the Barman Cloud plugin: charts/postgres's backups and WAL archive go through it ---
+
+
+def first_index(api: KubeApi, kind: str, name: str, namespace: str = "") -> int:
+    return next(
+        i
+        for i, o in enumerate(api.received)
+        if (o["kind"], o["metadata"]["name"]) == (kind, name)
+        and o["metadata"].get("namespace", "") == namespace
+    )
+
+
+def test_bootstrap_installs_the_barman_cloud_plugin_after_cert_manager_and_the_operator(
+    world: World,
+) -> None:
+    argv_log = log_kubectl_argv(world)
+    result = world.run("bootstrap.sh")
+    assert result.returncode == 0, result.stderr[-3000:]
+    api = world.api
+    cert_manager = first_index(api, "CustomResourceDefinition", "certificates.cert-manager.io")
+    operator = first_index(api, "Deployment", "cnpg-cloudnative-pg", "cnpg-system")
+    store_crd = first_index(api, "CustomResourceDefinition", "objectstores.barmancloud.cnpg.io")
+    plugin = first_index(api, "Deployment", "barman-cloud", PLUGIN_NAMESPACE)
+    root = first_index(api, "Application", "root", "argocd")
+    assert cert_manager < operator < store_crd < plugin < root
+    (service,) = [s for s in api.of_kind("Service") if s["metadata"]["name"] == "barman-cloud"]
+    # The operator looks for plugins among the Services of its own namespace.
+    assert service["metadata"]["namespace"] == api.received[operator]["metadata"]["namespace"]
+    plugin_name = service["metadata"]["labels"]["cnpg.io/pluginName"]
+    backups = (REPO / "charts/postgres/templates/cluster-backup.yaml").read_text()
+    assert re.search(rf"pluginConfiguration:\s+name: {re.escape(plugin_name)}\n", backups)
+    waited = argv_log.read_text().splitlines()
+    available = "--for=condition=Available --timeout=10m deployment/barman-cloud"
+    assert f"wait --namespace cnpg-system {available}" in waited
+
+
+def test_the_plugins_tls_secrets_are_issued_by_cert_manager_in_its_namespace(world: World) -> None:
+    """The operator and the plugin talk over mutual TLS: the Secrets the plugin's pod mounts and
+    its Service names are Certificates' secretNames, signed by an Issuer of cnpg-system, all sent
+    after cert-manager's CRDs; the pod is admitted under "restricted" (cnpg-system is not
+    exempted)."""
+    assert world.run("bootstrap.sh").returncode == 0
+    api = world.api
+    local = [o for o in api.received if o["metadata"].get("namespace") == PLUGIN_NAMESPACE]
+    issuers = {o["metadata"]["name"] for o in local if o["kind"] == "Issuer"}
+    issued = {
+        c["spec"]["secretName"]
+        for c in local
+        if c["kind"] == "Certificate"
+        and c["spec"]["issuerRef"].get("kind") == "Issuer"  # of the Certificate's namespace
+        and c["spec"]["issuerRef"]["name"] in issuers
+    }
+    (deployment,) = [
+        o for o in local if o["kind"] == "Deployment" and o["metadata"]["name"] == "barman-cloud"
+    ]
+    pod = deployment["spec"]["template"]["spec"]
+    mounted = {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+    (service,) = [o for o in local if o["kind"] == "Service"]
+    named = {v for k, v in service["metadata"]["annotations"].items() if k.endswith("Secret")}
+    assert mounted
+    assert named <= mounted <= issued
+    pss = yaml.safe_load((K3S / "pod-security.yaml").read_text())
+    assert PLUGIN_NAMESPACE not in pss["plugins"][0]["configuration"]["exemptions"]["namespaces"]
+    assert restricted_violations(deployment, pod) == []
+    stripped = [strip_for_schema(o) for o in local if group_of(o) == "cert-manager.io"]
+    assert problems_of(stripped, kubernetes_version()) == []
+
+
+def test_bootstrap_refuses_a_tampered_plugin_manifest_before_the_handover(world: World) -> None:
+    (world.net / "manifest.yaml").write_text("kind: Evil\n")
+    result = world.run("bootstrap.sh")
+    assert result.returncode != 0
+    assert "checksum mismatch for plugin-barman-cloud.yaml" in result.stderr
+    assert "objectstores.barmancloud.cnpg.io" not in crd_names(world.api)
+    assert not world.api.of_kind("Application"), (
+        "Argo CD would sync Clusters the plugin cannot serve"
+    )

@@ -10,7 +10,11 @@ releases publish them:
   checksums"), so entries carry the `dist/artifacts/` prefix;
 - a Helm repository's `index.yaml`: `entries.<chart>[]` with `digest` and `version`;
 - an OCI registry (ghcr.io): an anonymous token, then the manifest whose layer of media type
-  `application/vnd.cncf.helm.chart.content.v1.tar+gzip` is the chart archive.
+  `application/vnd.cncf.helm.chart.content.v1.tar+gzip` is the chart archive;
+- GitHub's REST "get a release by tag name" (api.github.com/repos/<owner>/<repo>/releases/tags/
+  <tag>), pretty-printed JSON: `assets[]` with `name`, a nested `uploader` object and `digest`
+  (`sha256:<hex>`, computed by GitHub at upload since 2025-06, github.blog changelog
+  2025-06-03 "Releases now expose digests for release assets").
 """
 
 from __future__ import annotations
@@ -59,6 +63,34 @@ class Net:
             text=True,
             timeout=120,
         )
+
+
+def github_release(tag: str, assets: dict[str, str]) -> str:
+    """The "get a release" answer for a tag whose assets are {name: sha256}."""
+
+    def asset(index: int, name: str, digest: str) -> dict[str, object]:
+        return {
+            "url": f"https://api.github.com/repos/o/r/releases/assets/{index}",
+            "id": index,
+            "name": name,
+            "label": "",
+            "uploader": {"login": "github-actions[bot]", "id": 41898282, "type": "Bot"},
+            "content_type": "application/octet-stream",
+            "state": "uploaded",
+            "size": 1234,
+            "digest": f"sha256:{digest}",
+            "download_count": 7,
+            "browser_download_url": f"https://github.com/o/r/releases/download/{tag}/{name}",
+        }
+
+    release = {
+        "tag_name": tag,
+        "name": tag,
+        "author": {"login": "github-actions[bot]", "id": 41898282},
+        "assets": [asset(i, name, digest) for i, (name, digest) in enumerate(assets.items())],
+        "body": "## What changed {see the changelog}",
+    }
+    return json.dumps(release, indent=2)
 
 
 def helm_index(chart: str, wanted: str, digest: str) -> str:
@@ -146,6 +178,15 @@ def net(tmp_path: Path) -> Iterator[Net]:
             f"{sha('bin')}  dist/artifacts/system-upgrade-controller-amd64\n"
             f"{sha('crd')}  dist/artifacts/crd.yaml\n"
             f"{sha('manifest')}  dist/artifacts/system-upgrade-controller.yaml\n",
+        )
+        plugin = pinned["PLUGIN_BARMAN_CLOUD_VERSION"]
+        expected["PLUGIN_BARMAN_CLOUD_MANIFEST_SHA256"] = sha("barman manifest")
+        internet.serve(
+            f"https://api.github.com/repos/cloudnative-pg/plugin-barman-cloud/releases/tags/{plugin}",
+            # Another asset first: the digest must be the one of manifest.yaml.
+            github_release(
+                plugin, {"sidecar.yaml": sha("other"), "manifest.yaml": sha("barman manifest")}
+            ),
         )
         for pin, chart, repo, version in CHART_REPOSITORIES:
             expected[pin] = sha(chart)

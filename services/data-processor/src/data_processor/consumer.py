@@ -22,7 +22,7 @@ from typing import Any, cast
 import redis
 from django import db
 from prometheus_client import CollectorRegistry, Counter
-from servicekit.events import ACKS_MAXLEN, ack_fields, acks_stream, continued_trace
+from servicekit.events import ACKS_MAXLEN, ack_fields, acks_stream, continued_trace, untraced
 
 from data_processor.events import InvalidEventError, Outcome, apply_event, parse_event
 
@@ -95,7 +95,10 @@ class EventConsumer:
     def ensure_group(self) -> None:
         """Create the consumer group reading the stream from its beginning (no event skipped)."""
         try:
-            self.redis.xgroup_create(self.options.stream, self.options.group, id="0", mkstream=True)
+            with untraced():
+                self.redis.xgroup_create(
+                    self.options.stream, self.options.group, id="0", mkstream=True
+                )
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
@@ -130,7 +133,10 @@ class EventConsumer:
         logger.info("consumer stopped", extra={"consumer": self.options.consumer})
 
     def step(self) -> int:
-        """One round: own pending, claimed, then new entries. Returns how many were handled."""
+        """One round: own pending, claimed, then new entries. Returns how many were handled.
+
+        The polls are not traced (an idle one would be a trace of its own every BLOCK interval);
+        each entry they return is, continuing its producer's trace (`_handle`)."""
         handled = 0
         if self._own_pending:
             own = self._read("0")
@@ -144,13 +150,14 @@ class EventConsumer:
         return handled + self._handle_all(self._read(">", block=not claimed))
 
     def _read(self, start: str, *, block: bool = False) -> list[Entry]:
-        response = self.redis.xreadgroup(
-            self.options.group,
-            self.options.consumer,
-            {self.options.stream: start},
-            count=self.options.batch_size,
-            block=self.options.block_ms if block else None,
-        )
+        with untraced():
+            response = self.redis.xreadgroup(
+                self.options.group,
+                self.options.consumer,
+                {self.options.stream: start},
+                count=self.options.batch_size,
+                block=self.options.block_ms if block else None,
+            )
         if not response:
             return []
         streams = cast(list[tuple[bytes, list[Entry]]], response)
@@ -158,14 +165,15 @@ class EventConsumer:
 
     def _claim(self) -> list[Entry]:
         """Take over entries another consumer has held longer than the claim timeout."""
-        cursor, entries, *_deleted = self.redis.xautoclaim(
-            self.options.stream,
-            self.options.group,
-            self.options.consumer,
-            min_idle_time=self.options.claim_idle_ms,
-            start_id=self._claim_cursor,
-            count=self.options.batch_size,
-        )
+        with untraced():
+            cursor, entries, *_deleted = self.redis.xautoclaim(
+                self.options.stream,
+                self.options.group,
+                self.options.consumer,
+                min_idle_time=self.options.claim_idle_ms,
+                start_id=self._claim_cursor,
+                count=self.options.batch_size,
+            )
         self._claim_cursor = _text(cursor)
         if entries:
             self.metrics.claimed.inc(len(entries))
@@ -178,19 +186,20 @@ class EventConsumer:
         if now - self._pruned_at < PRUNE_INTERVAL_SECONDS:
             return
         self._pruned_at = now
-        consumers: list[dict[Any, Any]] = self.redis.xinfo_consumers(
-            self.options.stream, self.options.group
-        )
-        for info in consumers:
-            name = _text(info["name"])
-            idle = int(info["idle"])
-            if (
-                name != self.options.consumer
-                and int(info["pending"]) == 0
-                and idle > self.options.prune_idle_ms
-            ):
-                self.redis.xgroup_delconsumer(self.options.stream, self.options.group, name)
-                logger.info("removed idle consumer", extra={"consumer": name})
+        with untraced():
+            consumers: list[dict[Any, Any]] = self.redis.xinfo_consumers(
+                self.options.stream, self.options.group
+            )
+            for info in consumers:
+                name = _text(info["name"])
+                idle = int(info["idle"])
+                if (
+                    name != self.options.consumer
+                    and int(info["pending"]) == 0
+                    and idle > self.options.prune_idle_ms
+                ):
+                    self.redis.xgroup_delconsumer(self.options.stream, self.options.group, name)
+                    logger.info("removed idle consumer", extra={"consumer": name})
 
     def _handle_all(self, entries: list[Entry]) -> int:
         for raw_id, fields in entries:

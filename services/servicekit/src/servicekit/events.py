@@ -90,3 +90,17 @@ def continued_trace(name: str, fields: Mapping[str, str]) -> Iterator[None]:
         name, context=telemetry.context_of(fields), kind=trace.SpanKind.CONSUMER
     ):
         yield
+
+
+@contextmanager
+def untraced() -> Iterator[None]:
+    """No spans within: a consumer's polls and bookkeeping (XREADGROUP, XAUTOCLAIM, ...) belong
+    to no event, and a blocking poll that returns nothing would be a trace of its own every
+    BLOCK interval. The events a poll returns are traced by `continued_trace`."""
+    if telemetry_if_wanted() is None:
+        yield
+        return
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+    with suppress_instrumentation():
+        yield

@@ -141,6 +141,45 @@ class PostgresServer:
             raise
         return self
 
+    def init_replica_of(self, primary: PostgresServer) -> PostgresServer:
+        """This server's data directory as a base backup of the running `primary`, set up to
+        stream its WAL (pg_basebackup -R: standby.signal and primary_conninfo), asynchronously
+        as CloudNativePG's replicas do by default. Start it with `start()`."""
+        bindir = postgres_bindir()
+        self.workdir.chmod(0o755)
+        self._check_reachable()
+        self.datadir.mkdir(mode=0o700)
+        if os.geteuid() == 0:
+            shutil.chown(self.datadir, "postgres", "postgres")
+        try:
+            self._run(
+                str(bindir / "pg_basebackup"), "-D", str(self.datadir), "-h", "127.0.0.1",
+                "-p", str(primary.port), "-U", primary.user, "-R", "-X", "stream",
+                "--checkpoint=fast", *([] if self.durable else ["--no-sync"]),
+            )  # fmt: skip
+        except BaseException:
+            shutil.rmtree(self.datadir, ignore_errors=True)  # nothing half-made stays
+            raise
+        return self
+
+    def promote(self) -> None:
+        """A replica becomes a primary (pg_ctl promote, waiting until it accepts writes)."""
+        pg_ctl = str(postgres_bindir() / "pg_ctl")
+        self._run(pg_ctl, "promote", "-w", "-t", str(int(START_TIMEOUT)), "-D", str(self.datadir))
+
+    def kill(self) -> None:
+        """kill -9 of the postmaster and every backend, as when its pod dies: no shutdown."""
+        if self.process is None:
+            return
+        backends = _children(self.process.pid)
+        self.process.kill()
+        for pid in backends:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.process.wait(timeout=START_TIMEOUT)
+        self.process = None
+        _wait_until_dead(backends)
+
     def _check_reachable(self) -> None:
         """As root the server runs as `postgres`: every parent folder must let it through."""
         if os.geteuid() != 0:
@@ -209,6 +248,33 @@ class PostgresServer:
         with contextlib.suppress(HarnessError):
             self.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:  # fields: state, ppid, ...
+                found.append(int(stat.parent.name))
+    return found
+
+
+def _wait_until_dead(pids: list[int], timeout: float = START_TIMEOUT) -> None:
+    """A SIGKILLed process lingers a moment; gone means no /proc entry or a zombie (Z)."""
+    deadline = time.monotonic() + timeout
+    while alive := [pid for pid in pids if _state(pid) not in (None, "Z")]:
+        if time.monotonic() > deadline:
+            raise HarnessError(f"processes {alive} outlived a SIGKILL by {timeout:.0f}s")
+        time.sleep(0.01)
+
+
+def _state(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
 
 
 @dataclass

@@ -1,0 +1,92 @@
+"""A PostgreSQL primary and a streaming replica, and the `-rw` Service in front of them.
+
+CloudNativePG runs a primary and replicas streaming its WAL (asynchronously by default); the
+services reach whichever is primary through the Service `<cluster>-rw`. On a switchover or a
+failover the operator promotes a replica and re-points that Service. Here: Debian's PostgreSQL,
+a replica made with pg_basebackup -R, both bound to the test's lifetime (harness.lifetime), and
+a TCP forwarder (harness.forwarder) for the Service.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import psycopg
+
+from harness.forwarder import TcpForwarder
+from harness.servers import START_TIMEOUT, HarnessError, PostgresServer
+
+
+@dataclass
+class PostgresPair:
+    """`primary` streams to `replica`; `service` forwards to the primary. After `promote` the
+    promoted replica is `primary` and the old primary `replica`, down (CloudNativePG would
+    rewind it into a replica; nothing here needs that)."""
+
+    primary: PostgresServer
+    replica: PostgresServer
+    service: TcpForwarder
+
+    def url(self, database: str = "postgres") -> str:
+        """An admin URL through the Service, as the services are given it (trust: no password)."""
+        return f"postgresql://{self.primary.user}@127.0.0.1:{self.service.port}/{database}"
+
+    def wait_until_streaming(self, timeout: float = START_TIMEOUT) -> None:
+        """The replica streams from the primary and has replayed everything committed so far."""
+        with psycopg.connect(self.primary.url(), autocommit=True) as conn:
+            # A synchronous commit flushes the WAL before it, asynchronous commits' too; the
+            # primary sends flushed WAL only.
+            conn.execute("SET synchronous_commit TO on")
+            conn.execute("SELECT pg_current_xact_id()")
+            written = conn.execute("SELECT pg_current_wal_flush_lsn()").fetchone()
+        assert written is not None
+        query = (
+            "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn"
+            " AND (SELECT status FROM pg_stat_wal_receiver) = 'streaming'"
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with psycopg.connect(self.replica.url(), autocommit=True) as conn:
+                row = conn.execute(query, (written[0],)).fetchone()
+            if row is not None and row[0]:
+                return
+            time.sleep(0.05)
+        raise HarnessError(f"the replica did not catch up with {written[0]} in {timeout:.0f}s")
+
+    def promote(self) -> None:
+        """The replica becomes the primary, and the Service points at it (resetting whatever
+        connections were left to the old one)."""
+        self.replica.promote()
+        self.service.point_to(self.replica.port)
+        self.primary, self.replica = self.replica, self.primary
+
+    def destroy(self) -> None:
+        self.service.stop()
+        for server in (self.replica, self.primary):
+            server.destroy()
+
+
+@contextlib.contextmanager
+def postgres_pair(*, durable: bool = True) -> Iterator[PostgresPair]:
+    """A running primary, its streaming replica and the Service; all gone on leaving.
+
+    `durable` (the default) keeps fsync and synchronous_commit on, as CloudNativePG does:
+    what the primary acknowledged is on its disk, not necessarily on the replica's.
+    """
+    primary = PostgresServer(durable=durable)
+    replica = PostgresServer(durable=durable)
+    service = TcpForwarder(primary.port)
+    pair = PostgresPair(primary, replica, service)
+    try:
+        primary.init()
+        primary.start()
+        replica.init_replica_of(primary)
+        replica.start()
+        service.start()
+        pair.wait_until_streaming()
+        yield pair
+    finally:
+        pair.destroy()

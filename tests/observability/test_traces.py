@@ -86,14 +86,19 @@ def server_spans(spans: list[Span], service: str) -> list[Span]:
     return [s for s in spans if s.service == service and s.kind == "SERVER"]
 
 
-def ancestors(span: Span, spans: list[Span]) -> list[str]:
-    """The services of the spans above `span`, nearest first."""
+def above(span: Span, spans: list[Span]) -> list[Span]:
+    """The spans above `span`, nearest first."""
     by_id = {s.span_id: s for s in spans}
     chain = []
     while span.parent_span_id in by_id:
         span = by_id[span.parent_span_id]
-        chain.append(span.service)
+        chain.append(span)
     return chain
+
+
+def ancestors(span: Span, spans: list[Span]) -> list[str]:
+    """The services of the spans above `span`, nearest first."""
+    return [s.service for s in above(span, spans)]
 
 
 def db_system(span: Span) -> str:
@@ -144,7 +149,7 @@ def test_a_chat_message_is_one_trace_from_the_client_to_the_event_consumer(
     ("service", "path"),
     [("data-processor", "/api/stats/stats/me"), ("media-storage", "/api/media/files")],
 )
-def test_django_and_flask_requests_continue_the_callers_trace(
+def test_django_and_flask_requests_continue_the_callers_trace_with_their_sql(
     receiver: OtlpReceiver, user: User, service: str, path: str
 ) -> None:
     header, trace_id, client_parent = traceparent()
@@ -155,9 +160,19 @@ def test_django_and_flask_requests_continue_the_callers_trace(
         answer = user.client.get(path, headers={"traceparent": header})
     assert answer.is_success, answer.text
 
-    spans = spans_of(receiver, trace_id, lambda spans: bool(server_spans(spans, service)))
+    def sql(spans: list[Span]) -> list[Span]:
+        return [s for s in spans if s.service == service and db_system(s) == "postgresql"]
+
+    def complete(spans: list[Span]) -> bool:
+        return bool(server_spans(spans, service)) and bool(sql(spans))
+
+    spans = spans_of(receiver, trace_id, complete)
     (server,) = server_spans(spans, service)
     assert server.parent_span_id == client_parent
+    # The request's SQL (media-storage's catalog, data-processor's statistics), below it.
+    for statement in sql(spans):
+        assert statement.kind == "CLIENT"
+        assert server in above(statement, spans), statement
 
 
 def test_nothing_is_traced_without_an_endpoint() -> None:

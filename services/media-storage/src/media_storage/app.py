@@ -112,6 +112,7 @@ def create_app(settings: Settings | None = None, verifier: JwtVerifier | None = 
     app = Flask(SERVICE)
     if telemetry := telemetry_if_wanted():  # OTEL_EXPORTER_OTLP_ENDPOINT set: server spans
         telemetry.trace_wsgi(app, SERVICE)
+        telemetry.trace_engine(media.catalog.engine)  # and the catalog's SQL client spans
     app.extensions["media"] = media
     install(app, metrics)
     auth = verifier

@@ -188,11 +188,17 @@ NGF_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 
-# CloudNativePG 1.30.0's CRDs (cloudnative-pg/cloudnative-pg@v1.30.0 config/crd/bases) and its
-# Barman Cloud plugin's ObjectStore (cloudnative-pg/plugin-barman-cloud@v0.14.0), vendored: no
-# package ships them. Their schemas, closed as kubectl's strict field validation closes them.
+# CRDs vendored as their projects release them, since no package ships them; their schemas are
+# closed as kubectl's strict field validation closes them:
+# - cloudnative-pg/: CloudNativePG 1.30.0's CRDs (cloudnative-pg/cloudnative-pg@v1.30.0
+#   config/crd/bases) and its Barman Cloud plugin's ObjectStore (plugin-barman-cloud@v0.14.0);
+# - system-upgrade-controller/: the Plan CRD of rancher/system-upgrade-controller@v0.16.3
+#   (SYSTEM_UPGRADE_CONTROLLER_VERSION), pkg/crds/yaml/generated/upgrade.cattle.io_plans.yaml,
+#   the one file the release's crd.yaml is made of (scripts/package-controller: `cat
+#   ./pkg/crds/yaml/*/* > dist/artifacts/crd.yaml`), for k3s/upgrade-plan.yaml.
 CNPG_CRDS = REPO / "tests" / "crds" / "cloudnative-pg"
-CNPG_GROUPS = frozenset({"postgresql.cnpg.io", "barmancloud.cnpg.io"})
+VENDORED_CRDS = (CNPG_CRDS, REPO / "tests" / "crds" / "system-upgrade-controller")
+VENDORED_GROUPS = frozenset({"postgresql.cnpg.io", "barmancloud.cnpg.io", "upgrade.cattle.io"})
 
 
 def _closed(schema: Any) -> Any:
@@ -208,9 +214,9 @@ def _closed(schema: Any) -> Any:
 
 
 @functools.cache
-def cnpg_schemas() -> dict[tuple[str, str], dict[str, Any]]:
+def vendored_schemas() -> dict[tuple[str, str], dict[str, Any]]:
     schemas: dict[tuple[str, str], dict[str, Any]] = {}
-    for path in sorted(CNPG_CRDS.glob("*.yaml")):
+    for path in sorted(p for directory in VENDORED_CRDS for p in directory.glob("*.yaml")):
         definition = yaml.safe_load(path.read_text())
         kind, group = definition["spec"]["names"]["kind"], definition["spec"]["group"]
         for version in definition["spec"]["versions"]:
@@ -221,8 +227,8 @@ def cnpg_schemas() -> dict[tuple[str, str], dict[str, Any]]:
     return schemas
 
 
-def _cnpg_problems(obj: Manifest) -> list[str]:
-    schema = cnpg_schemas().get((str(obj.get("apiVersion")), str(obj.get("kind"))))
+def _vendored_problems(obj: Manifest) -> list[str]:
+    schema = vendored_schemas().get((str(obj.get("apiVersion")), str(obj.get("kind"))))
     if schema is None:
         return [
             f"{_describe(obj)}: no schema for kind {obj.get('kind')} of {obj.get('apiVersion')}"
@@ -301,8 +307,8 @@ def problems_of(objects: list[Manifest] | tuple[Manifest, ...], version: str) ->
             custom.append(obj)
         elif group == "gateway.nginx.org":
             problems.extend(_ngf_problems(obj))
-        elif group in CNPG_GROUPS:
-            problems.extend(_cnpg_problems(obj))
+        elif group in VENDORED_GROUPS:
+            problems.extend(_vendored_problems(obj))
         elif (problem := _kubernetes_problem(obj, version)) is not None:
             problems.append(problem)
     return problems + validate_custom_resources(custom)

@@ -391,7 +391,10 @@ def chart_archive(chart: str, version: str, extra_crds: list[Obj] | None = None)
     return buffer.getvalue()
 
 
-SUC_CRD = crd("upgrade.cattle.io", "Plan", "plans", ["v1"])
+# The release's crd.yaml (the vendored Plan CRD, the one file it is made of: chartkit).
+SUC_CRD_FILE = (
+    Path(__file__).parents[1] / "crds/system-upgrade-controller/upgrade.cattle.io_plans.yaml"
+)
 SUC_MANIFEST = [
     {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "system-upgrade"}},
     {

@@ -23,7 +23,7 @@ from charts.test_policy import restricted_violations
 from manifests.bootstrap_world import (
     GATEWAY_API_CRDS,
     PLUGIN_NAMESPACE,
-    SUC_CRD,
+    SUC_CRD_FILE,
     SUC_MANIFEST,
     barman_cloud_plugin_manifest,
     chart_archive,
@@ -135,9 +135,7 @@ def world(tmp_path: Path) -> Iterator[World]:
     pins["PLUGIN_BARMAN_CLOUD_MANIFEST_SHA256"] = serve(
         net, "manifest.yaml", barman_cloud_plugin_manifest().encode()
     )
-    pins["SYSTEM_UPGRADE_CONTROLLER_CRD_SHA256"] = serve(
-        net, "crd.yaml", dump_all([SUC_CRD]).encode()
-    )
+    pins["SYSTEM_UPGRADE_CONTROLLER_CRD_SHA256"] = serve(net, "crd.yaml", SUC_CRD_FILE.read_bytes())
     pins["SYSTEM_UPGRADE_CONTROLLER_MANIFEST_SHA256"] = serve(
         net, "system-upgrade-controller.yaml", dump_all(SUC_MANIFEST).encode()
     )

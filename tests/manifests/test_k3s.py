@@ -98,6 +98,47 @@ def test_upgrade_plans_target_the_pinned_version() -> None:
         assert plan["spec"]["upgrade"]["image"] == "rancher/k3s-upgrade"
 
 
+# The system-upgrade-controller release whose Plan CRD is vendored (chartkit: VENDORED_CRDS).
+PLAN_CRD = REPO / "tests/crds/system-upgrade-controller/upgrade.cattle.io_plans.yaml"
+PLAN_CRD_VERSION = "v0.16.3"
+
+
+def test_the_vendored_plan_crd_is_the_pinned_controllers() -> None:
+    pinned = dict(re.findall(r"^([A-Z0-9_]+)=(.*)$", (K3S / "versions.env").read_text(), re.M))
+    assert pinned["SYSTEM_UPGRADE_CONTROLLER_VERSION"] == PLAN_CRD_VERSION, (
+        "vendor the Plan CRD of the new release into tests/crds/system-upgrade-controller"
+    )
+    (definition,) = [d for d in yaml.safe_load_all(PLAN_CRD.read_text()) if d]
+    assert definition["metadata"]["name"] == "plans.upgrade.cattle.io"
+
+
+def test_upgrade_plans_are_valid_plans_of_the_pinned_controller() -> None:
+    assert problems_of(list(upgrade_plans().values()), kubernetes_version()) == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [
+        (["spec", "cordone"], True, "'cordone' was unexpected"),  # a typo of cordon
+        (["spec", "concurrency"], "1", "'1' is not of type 'integer'"),
+        (["spec", "upgrade", "version"], "v1.35.5+k3s1", "'version' was unexpected"),  # misplaced
+        (["spec", "drain", "force"], "yes", "'yes' is not of type 'boolean'"),
+        (["spec", "nodeSelector", "matchExpressions", 0, "values"], "true", "not of type 'array'"),
+    ],
+)
+def test_a_plan_with_a_wrong_field_is_refused(
+    field: list[str | int], value: object, problem: str
+) -> None:
+    plan = upgrade_plans()["k3s-server"]
+    *parents, leaf = field
+    target: Any = plan
+    for key in parents:
+        target = target.setdefault(key, {}) if isinstance(key, str) else target[key]
+    target[leaf] = value
+    problems = problems_of([plan], kubernetes_version())
+    assert any(problem in p for p in problems), problems
+
+
 def test_servers_upgrade_first_then_agents_and_every_node_once() -> None:
     plans = upgrade_plans()
     agent = plans["k3s-agent"]["spec"]

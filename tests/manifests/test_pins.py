@@ -232,6 +232,19 @@ def test_pins_sh_check_names_a_pin_that_differs(net: Net) -> None:
     )
 
 
+def test_pins_sh_names_a_release_without_the_pinned_asset(net: Net) -> None:
+    """A release that lists no manifest.yaml (another asset only) yields no value to pin."""
+    plugin = versions(K3S / "versions.env")["PLUGIN_BARMAN_CLOUD_VERSION"]
+    url = f"https://api.github.com/repos/cloudnative-pg/plugin-barman-cloud/releases/tags/{plugin}"
+    net.internet.serve(url, github_release(plugin, {"manifest.yml": sha("barman manifest")}))
+    result = net.run("bash", str(net.k3s / "pins.sh"))
+    assert result.returncode != 0
+    assert f"PLUGIN_BARMAN_CLOUD_MANIFEST_SHA256: no SHA-256 for manifest.yaml in {url}" in (
+        result.stderr
+    )
+    assert "PLUGIN_BARMAN_CLOUD_MANIFEST_SHA256=" not in result.stdout
+
+
 def test_pins_sh_refuses_an_unknown_argument(net: Net) -> None:
     result = net.run("bash", str(net.k3s / "pins.sh"), "--fill-all")
     assert result.returncode == 2

@@ -13,46 +13,22 @@ import os
 import signal
 import subprocess
 import sys
-import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
 
-import psycopg
-from backend.database import create_sync_engine
 from backend.migrate import upgrade
-from backend.models import Conversation, Message, utcnow
-from backend.outbox import record_message_created
-from harness.lifetime import bound_to_parent
 from harness.servers import RedisServer
-from sqlalchemy.orm import Session
+
+from reliability.delivery import (
+    Producer,
+    running,
+    scalar,
+    wait_until,
+    wait_until_every_event_counted_and_acknowledged,
+)
 
 EVENTS = 400
-CONVERSATIONS = 8
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, message: Callable[[], str]) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(message())
-
-
-@contextmanager
-def running(argv: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    process = subprocess.Popen(bound_to_parent(argv), env=env)
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGCONT)
-            process.kill()
-            process.wait(timeout=30)
 
 
 def freeze(process: subprocess.Popen[bytes]) -> None:
@@ -71,56 +47,6 @@ def restart_empty(server: RedisServer) -> None:
     server.process.wait(timeout=30)
     server.process = None
     server.start()
-
-
-class Producer(threading.Thread):
-    """Stores user messages with their events the way backend's API does, at a steady pace."""
-
-    def __init__(self, database_url: str, count: int) -> None:
-        super().__init__(daemon=True)
-        self.database_url = database_url
-        self.count = count
-        self.stored = 0
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        engine = create_sync_engine(self.database_url)
-        try:
-            user_id = str(uuid.uuid4())  # auth's user ids are UUIDs
-            conversations = [uuid.uuid4() for _ in range(CONVERSATIONS)]
-            with Session(engine) as session, session.begin():
-                for conversation_id in conversations:
-                    session.add(Conversation(id=conversation_id, user_id=user_id, title="t"))
-            for index in range(self.count):
-                with Session(engine) as session, session.begin():
-                    message = Message(
-                        conversation_id=conversations[index % CONVERSATIONS],
-                        user_id=user_id,
-                        role="user",
-                        content=f"message {index}",
-                        status="completed",
-                        created_at=utcnow(),
-                    )
-                    session.add(message)
-                    session.flush()
-                    record_message_created(cast(Any, session), message)
-                self.stored += 1
-                time.sleep(0.01)
-        except BaseException as exc:  # reported by the test, not lost in the thread
-            self.error = exc
-        finally:
-            engine.dispose()
-
-
-def scalar(url: str, query: str) -> int:
-    with psycopg.connect(url) as conn:
-        row = conn.execute(query).fetchone()
-    return int(row[0] if row and row[0] is not None else 0)
-
-
-def column(url: str, query: str) -> set[str]:
-    with psycopg.connect(url) as conn:
-        return {str(row[0]) for row in conn.execute(query)}
 
 
 def test_redis_restarting_empty_mid_stream_loses_no_event(
@@ -171,20 +97,7 @@ def test_redis_restarting_empty_mid_stream_loses_no_event(
         assert producer.stored == EVENTS
         assert held < EVENTS, "the fault came after the stream had ended"
 
-        stored = column(backend_db, "SELECT event_id FROM outbox")
-        wait_until(
-            lambda: (
-                column(stats_db, "SELECT event_id FROM data_processor_processedevent") == stored
-            ),
-            120,
-            lambda: f"data-processor has {scalar(stats_db, processed)} of {len(stored)} events",
-        )
-        unacknowledged = "SELECT count(*) FROM outbox WHERE acknowledged_at IS NULL"
-        wait_until(
-            lambda: scalar(backend_db, unacknowledged) == 0,
-            60,
-            lambda: f"{scalar(backend_db, unacknowledged)} events never acknowledged",
-        )
+        stored = wait_until_every_event_counted_and_acknowledged(backend_db, stats_db)
 
     acknowledged = scalar(
         backend_db, "SELECT count(*) FROM outbox WHERE acknowledged_at IS NOT NULL"

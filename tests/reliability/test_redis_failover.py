@@ -24,7 +24,13 @@ from harness.sentinel import SentinelGroup
 from servicekit.ratelimit import RateLimiter
 from servicekit.redisconn import RedisTarget, parse_sentinels, redis_client
 
-from reliability.test_event_delivery import Producer, column, running, scalar, wait_until
+from reliability.delivery import (
+    Producer,
+    running,
+    scalar,
+    wait_until,
+    wait_until_every_event_counted_and_acknowledged,
+)
 
 EVENTS = 400
 
@@ -109,20 +115,7 @@ def test_primary_killed_under_load_sentinel_promotes_and_nothing_is_lost(
         assert producer.stored == EVENTS
         assert held < EVENTS, "the fault came after the stream had ended"
 
-        stored = column(backend_db, "SELECT event_id FROM outbox")
-        wait_until(
-            lambda: (
-                column(stats_db, "SELECT event_id FROM data_processor_processedevent") == stored
-            ),
-            120,
-            lambda: f"data-processor has {scalar(stats_db, processed)} of {len(stored)} events",
-        )
-        unacknowledged = "SELECT count(*) FROM outbox WHERE acknowledged_at IS NULL"
-        wait_until(
-            lambda: scalar(backend_db, unacknowledged) == 0,
-            60,
-            lambda: f"{scalar(backend_db, unacknowledged)} events never acknowledged",
-        )
+        stored = wait_until_every_event_counted_and_acknowledged(backend_db, stats_db)
         load.stop.set()
         load.join(timeout=30)
 

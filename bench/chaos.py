@@ -17,15 +17,14 @@ import signal
 import sys
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import httpx
 from ci.localapp.stack import LocalStack
 from ci.localapp.supervise import RestartPolicy, supervise
-from e2e.api import User, sign_up
+from e2e.api import sign_up
 from harness.servers import PostgresServer, RedisServer
+from reliability.traffic import Load, Work, post_messages, settle, upload_files
 
 from bench.stack import local_app
 
@@ -33,73 +32,16 @@ CLIENTS = 4
 DURATION = 20.0
 FAULT_AT = 4.0
 POSTGRES_DOWN_SECONDS = 10.0
-SETTLE_TIMEOUT = 120.0
 NO_LIMITS = {
     "auth": {"AUTH_LOGIN_LIMIT_PER_IP": "1000000", "AUTH_LOGIN_LIMIT_PER_ACCOUNT": "1000000"},
     "backend": {"MESSAGE_RATE_LIMIT": "1000000", "OUTBOX_REDELIVER_AFTER_SECONDS": "5"},
 }
-UPLOAD = b"chaos upload\n" * 1024
-
-
-@dataclass
-class Load:
-    """What the clients saw: every answer's status (0: no answer) and when."""
-
-    statuses: Counter[int] = field(default_factory=Counter)
-    acknowledged: list[str] = field(default_factory=list)
-    answers: list[tuple[float, bool]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def record(self, status: int, item_id: str | None) -> None:
-        with self.lock:
-            self.statuses[status] += 1
-            self.answers.append((time.monotonic(), 200 <= status < 300))
-            if item_id is not None:
-                self.acknowledged.append(item_id)
-
-    def recovery_seconds(self, fault_at: float) -> float:
-        failures = [t for t, ok in self.answers if not ok and t >= fault_at]
-        if not failures:
-            return 0.0
-        after = [t for t, ok in sorted(self.answers) if ok and t > max(failures)]
-        return (after[0] - fault_at) if after else float("inf")
-
-
-def post_messages(user: User, stop: threading.Event, load: Load) -> None:
-    conversation = user.client.post("/api/chat/conversations", json={"title": "chaos"})
-    path = f"/api/chat/conversations/{conversation.json()['id']}/messages"
-    number = 0
-    while not stop.is_set():
-        number += 1
-        try:
-            answer = user.client.post(path, json={"content": f"chaos {number}"}, timeout=15)
-            item = answer.json()["message"]["id"] if answer.status_code == 201 else None
-            load.record(answer.status_code, item)
-            if item is None:
-                stop.wait(0.2)  # a failing app is not hammered
-        except (httpx.HTTPError, ValueError):
-            load.record(0, None)
-            stop.wait(0.2)
-
-
-def upload_files(user: User, stop: threading.Event, load: Load) -> None:
-    while not stop.is_set():
-        try:
-            files = {"file": ("chaos.txt", UPLOAD, "text/plain")}
-            answer = user.client.post("/api/media/files", files=files, timeout=15)
-            item = answer.json()["id"] if answer.status_code == 201 else None
-            load.record(answer.status_code, item)
-            if item is None:
-                stop.wait(0.2)
-        except (httpx.HTTPError, ValueError):
-            load.record(0, None)
-            stop.wait(0.2)
 
 
 @dataclass
 class Fault:
     name: str
-    work: Callable[[User, threading.Event, Load], None]
+    work: Work
     strike: Callable[[], None]
 
 
@@ -107,7 +49,8 @@ def run_fault(edge: str, fault: Fault) -> dict[str, object]:
     users = [sign_up(edge, prefix="chaos") for _ in range(CLIENTS)]
     load = Load()
     stop = threading.Event()
-    threads = [threading.Thread(target=fault.work, args=(u, stop, load)) for u in users]
+    clients = [user.client for user in users]
+    threads = [threading.Thread(target=fault.work, args=(c, stop, load)) for c in clients]
     for thread in threads:
         thread.start()
     time.sleep(FAULT_AT)  # the fault's moment in the scenario, not a wait for a condition
@@ -117,9 +60,9 @@ def run_fault(edge: str, fault: Fault) -> dict[str, object]:
     stop.set()
     for thread in threads:
         thread.join(timeout=60)
-    found, stored, counted = settle(users, fault.work, set(load.acknowledged))
-    for user in users:
-        user.client.close()
+    found, stored, counted = settle(clients, fault.work, set(load.acknowledged))
+    for client in clients:
+        client.close()
     return {
         "fault": fault.name,
         "requests": sum(load.statuses.values()),
@@ -130,45 +73,6 @@ def run_fault(edge: str, fault: Fault) -> dict[str, object]:
         "stored": stored,
         "counted": counted,
     }
-
-
-def settle(
-    users: list[User], work: Callable[[User, threading.Event, Load], None], acked: set[str]
-) -> tuple[int, int, int | None]:
-    """(acknowledged items the app lists, all items it lists, messages data-processor counted
-    or None for files), waiting for the counts to converge (events flow asynchronously)."""
-    deadline = time.monotonic() + SETTLE_TIMEOUT
-    while True:
-        everything = [listed(u, work) for u in users]
-        found = sum(len(items & acked) for items in everything)
-        stored = sum(len(items) for items in everything)
-        counted = None
-        if work is post_messages:
-            counted = sum(stats_total(u) for u in users)
-        done = found >= len(acked) and (counted is None or counted == stored)
-        if done or time.monotonic() > deadline:
-            return found, stored, counted
-        time.sleep(1)
-
-
-def listed(user: User, work: Callable[[User, threading.Event, Load], None]) -> set[str]:
-    if work is upload_files:
-        return {f["id"] for f in user.client.get("/api/media/files").json()["items"]}
-    ids: set[str] = set()
-    for conversation in user.client.get("/api/chat/conversations").json()["items"]:
-        path = f"/api/chat/conversations/{conversation['id']}/messages?limit=100"
-        while path:
-            page = user.client.get(path).json()
-            ids |= {m["id"] for m in page["items"] if m["role"] == "user"}
-            cursor = page.get("next_cursor")
-            base = f"/api/chat/conversations/{conversation['id']}/messages?limit=100"
-            path = f"{base}&cursor={cursor}" if cursor else ""
-    return ids
-
-
-def stats_total(user: User) -> int:
-    answer = user.client.get("/api/stats/stats/me")
-    return int(answer.json()["total_messages"]) if answer.status_code == 200 else -1
 
 
 def kill_process(stack: LocalStack, name: str) -> Callable[[], None]:

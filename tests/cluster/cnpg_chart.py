@@ -9,12 +9,18 @@ configurations, and a NOTES.txt of plain text.
 
 from __future__ import annotations
 
+import hashlib
+import re
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import helm_python
+from chartkit import REPO
+from ci.core.cluster_cnpg import CNPG_SHA256_PIN
+from ci.core.cluster_gateway import VERSIONS_FILE
 from harness.fakehttp import JsonServer, Request, Response
 
 CHART_YAML = """apiVersion: v2
@@ -136,3 +142,19 @@ def chart_repository(archive: Path) -> Iterator[tuple[str, ChartRepository]]:
     with JsonServer(repository.answer) as server:
         helm_python.repo_index_generate(archive.parent, base_url=server.url)
         yield server.url, repository
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def repo_with_pin(tmp_path: Path, pin: str) -> Path:
+    """A repository root with k3s/ as it is, but CloudNativePG's chart checksum pinned to `pin`."""
+    root = tmp_path / "repo"
+    shutil.copytree(REPO / "k3s", root / "k3s")
+    versions = root / VERSIONS_FILE
+    text = re.sub(
+        rf"^{CNPG_SHA256_PIN}=.*$", f"{CNPG_SHA256_PIN}={pin}", versions.read_text(), flags=re.M
+    )
+    versions.write_text(text)
+    return root

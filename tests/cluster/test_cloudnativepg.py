@@ -5,9 +5,7 @@ rendered with real Helm and k3s/cloudnative-pg-values.yaml, in phases."""
 
 from __future__ import annotations
 
-import hashlib
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -34,7 +32,7 @@ from ci.core.cluster_gateway import (
 )
 from ci.core.cluster_plan import Manifest, PlanError, object_name, split_documents
 
-from cluster.cnpg_chart import build_chart, chart_repository
+from cluster.cnpg_chart import build_chart, chart_repository, repo_with_pin, sha256
 
 VERSIONS = read_versions((REPO / VERSIONS_FILE).read_text())
 VERSION = VERSIONS[CNPG_VERSION_PIN]
@@ -55,22 +53,6 @@ def test_the_chart_is_the_one_bootstrap_sh_installs() -> None:
     ]
     bootstrap = (REPO / "k3s" / "bootstrap.sh").read_text()
     assert f'cnpg --values "$K3S_DIR/{Path(CNPG_VALUES_FILE).name}"' in bootstrap
-
-
-def repo_with_pin(tmp_path: Path, pin: str) -> Path:
-    """A repository root with k3s/ as it is, but CNPG's checksum pinned to `pin`."""
-    root = tmp_path / "repo"
-    shutil.copytree(REPO / "k3s", root / "k3s")
-    versions = root / VERSIONS_FILE
-    text = re.sub(
-        rf"^{CNPG_SHA256_PIN}=.*$", f"{CNPG_SHA256_PIN}={pin}", versions.read_text(), flags=re.M
-    )
-    versions.write_text(text)
-    return root
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_the_pinned_chart_is_pulled_checked_and_installed_crds_first(tmp_path: Path) -> None:

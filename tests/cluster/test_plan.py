@@ -10,12 +10,15 @@ from pathlib import Path
 import helm_python
 import pytest
 from chartkit import CHARTS, REPO, kubernetes_version, problems_of
+from ci.cluster import cluster_components, parser, phase_selector
 from ci.core.catalog import load_catalog
+from ci.core.cluster_gateway import VERSIONS_FILE, read_versions
 from ci.core.cluster_plan import (
     PlanError,
     Release,
     deep_merge,
     image_values,
+    install_phases,
     install_releases,
     object_name,
     parse_images,
@@ -29,6 +32,8 @@ from ci.core.cluster_secrets import (
     secret_manifests,
     secret_needs,
 )
+
+from cluster.cnpg_chart import build_chart, chart_repository, repo_with_pin, sha256
 
 SERVICES = load_catalog(REPO).names()
 IMAGES = {name: f"ci.local/chat-platform/{name}:run-42" for name in SERVICES}
@@ -103,7 +108,7 @@ def test_routes_use_the_host_of_the_run_without_tls(
         ]
 
 
-def test_migrations_are_presync_hooks_in_weight_order_and_postgres_ensures_databases_after(
+def test_migrations_are_presync_hooks_in_weight_order_and_postgres_is_a_cloudnativepg_cluster(
     rendered: dict[str, list[dict[str, object]]],
 ) -> None:
     auth = phases("auth", rendered["auth"])
@@ -115,11 +120,60 @@ def test_migrations_are_presync_hooks_in_weight_order_and_postgres_ensures_datab
         "NetworkPolicy/auth-migrate",
         "Job/auth-migrate",
     ]
-    assert [p.name for p in postgres] == ["Sync", "PostSync"]
-    assert [object_name(o) for o in postgres[1].objects] == ["Job/postgres-ensure-databases"]
+    # values-ci.yaml: engine cloudnativepg, one instance; Database objects, no ensure-databases Job
+    assert [p.name for p in postgres] == ["Sync"]
+    cluster = next(o for o in postgres[0].objects if o["kind"] == "Cluster")
+    assert cluster["spec"]["instances"] == 1
+    assert [object_name(o) for o in postgres[0].objects if o["kind"] == "Database"] == [
+        f"Database/postgres-{service}" for service in DATABASES
+    ]
+    assert not [o for o in postgres[0].objects if o["kind"] in {"StatefulSet", "Job"}]
     assert object_name(platform[0].objects[0]) == "Namespace/chat-ci"
     kinds = [o["kind"] for o in auth[1].objects]
     assert kinds.index("ServiceAccount") < kinds.index("Deployment") < kinds.index("HTTPRoute")
+
+
+def test_the_install_runs_crds_then_the_operator_then_platform_postgres_and_the_services(
+    tmp_path: Path, releases: list[Release], rendered: dict[str, list[dict[str, object]]]
+) -> None:
+    version = read_versions((REPO / VERSIONS_FILE).read_text())["CLOUDNATIVE_PG_CHART_VERSION"]
+    archive = build_chart(tmp_path / "charts", version)
+    repo = repo_with_pin(tmp_path, sha256(archive))
+    everything = [obj for objects in rendered.values() for obj in objects]
+    needs = secret_needs(everything)
+    secrets = generate_secrets(needs, DATABASES, database_host(rendered["postgres"]))
+    images = [f"{name}={ref}" for name, ref in IMAGES.items()]
+
+    with chart_repository(archive) as (url, _):
+        argv = ["install", "--kubeconfig", "k", "--repo", str(repo), "--images", *images]
+        args = parser().parse_args([*argv, "--cloudnative-pg", "--cloudnative-pg-repo", url])
+        args.output = tmp_path / "out"
+        components = cluster_components(args, rendered)
+    found = install_phases(
+        components, releases, rendered, secret_manifests(secrets, needs, "chat-ci")
+    )
+
+    order = [(p.release, p.name) for p in found]
+    assert order[:8] == [
+        ("cluster-policies", "PriorityClasses"),
+        ("cloudnative-pg", "CRDs"),
+        ("cnpg", "Namespace"),
+        ("cnpg", "Sync"),  # the operator's Deployment, waited for before anything uses it
+        ("platform", "Sync"),
+        ("ci", "Secrets"),
+        ("postgres", "Sync"),
+        ("redis", "Sync"),
+    ]
+    assert [r for r, _ in order[8:]] == sorted([r for r, _ in order[8:]], key=[*SERVICES].index)
+    assert {r for r, _ in order[8:]} == set(SERVICES)
+    expected, _ = phase_selector(found[order.index(("postgres", "Sync"))])
+    assert {"Cluster/postgres", *(f"Database/postgres-{s}" for s in DATABASES)} <= set(expected)
+    operator, _ = phase_selector(found[order.index(("cnpg", "Sync"))])
+    assert operator == ["Deployment/cnpg-cloudnative-pg"]
+    roles = found[order.index(("ci", "Secrets"))].objects
+    assert {o["metadata"]["name"] for o in roles if o["type"] == BASIC_AUTH} == {
+        f"{service}-postgres-role" for service in DATABASES
+    }
 
 
 def test_every_secret_the_charts_reference_is_generated_fresh_and_none_is_rendered(
@@ -127,12 +181,14 @@ def test_every_secret_the_charts_reference_is_generated_fresh_and_none_is_render
 ) -> None:
     everything = [obj for objects in rendered.values() for obj in objects]
     needs = secret_needs(everything)
-    first = generate_secrets(needs, DATABASES, "postgres")
-    second = generate_secrets(needs, DATABASES, "postgres")
+    first = generate_secrets(needs, DATABASES, database_host(rendered["postgres"]))
+    second = generate_secrets(needs, DATABASES, database_host(rendered["postgres"]))
 
     assert set(first) == {
-        "postgres-superuser",
-        "postgres-service-passwords",
+        "auth-postgres-role",
+        "backend-postgres-role",
+        "data-processor-postgres-role",
+        "media-storage-postgres-role",
         "redis-auth",
         "auth-database",
         "backend-database",
@@ -153,9 +209,9 @@ def test_every_secret_the_charts_reference_is_generated_fresh_and_none_is_render
     assert "ai-openai" not in needs.keys  # optional: ai runs its local provider
     assert not [o for o in everything if o["kind"] == "Secret"]
     assert first["redis-auth"] != second["redis-auth"]
-    password = first["postgres-service-passwords"]["backend"]
+    password = first["backend-postgres-role"]["password"]
     assert first["backend-database"]["url"] == (
-        f"postgresql://backend:{password}@postgres:5432/backend"
+        f"postgresql://backend:{password}@postgres-rw:5432/backend"
     )
     assert first["data-processor-redis"]["url"].endswith("@redis:6379/0")
     pem = next(iter(first["auth-signing-keys"].values()))

@@ -162,6 +162,12 @@ def parser() -> argparse.ArgumentParser:
         "(chart and values of k3s/, pinned in k3s/versions.env); leave out when the cluster has "
         "it (a K3s host bootstrapped by k3s/bootstrap.sh)",
     )
+    install.add_argument(
+        "--cloudnative-pg-repo",
+        default=CNPG_REPO,
+        metavar="URL",
+        help="the Helm repository of CloudNativePG's chart, e.g. a mirror (default: %(default)s)",
+    )
     wait = command("wait", "wait until every workload in the namespace is ready")
     wait.add_argument("--timeout", type=positive, default=300.0, help="seconds to wait")
     command("diagnose", "write events, pod statuses and container logs to OUTPUT/diagnostics")
@@ -525,8 +531,11 @@ def install(args: argparse.Namespace) -> None:
     started = time.monotonic()
     components = cluster_components(args, rendered)
     generated = secret_manifests(secrets, needs, args.namespace)
-    for phase in install_phases(components, releases, rendered, generated):
+    plan = install_phases(components, releases, rendered, generated)
+    for done, phase in enumerate(plan, start=1):
         apply_and_wait(cluster, phase, args.timeout)
+        if components and done == len(components):
+            record_timing(args.output, "components installed", time.monotonic() - started)
     record_timing(args.output, "installed", time.monotonic() - started)
 
 
@@ -547,7 +556,7 @@ def cluster_components(
                 gateway, warned = load_gateway(args.repo, Path(work))
                 found, warnings = [*found, *gateway], [*warnings, *warned]
             if operator:
-                cnpg, warned = load_operator(args.repo, Path(work))
+                cnpg, warned = load_operator(args.repo, Path(work), args.cloudnative_pg_repo)
                 found, warnings = [*found, *cnpg], [*warnings, *warned]
         except PlanError as exc:
             raise UsageError(str(exc)) from exc
@@ -804,6 +813,7 @@ def run(args: argparse.Namespace) -> int:
         wait_for_images(cluster, parse_images_or_exit(args.images).values(), args.timeout)
         record_timing(args.output, "images loaded", time.monotonic() - started)
         args.gateway = args.cloudnative_pg = True
+        args.cloudnative_pg_repo = CNPG_REPO
         install(args)
         wait(args)
         code = 0 if args.no_e2e else e2e(args)

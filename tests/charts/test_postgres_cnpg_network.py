@@ -120,7 +120,7 @@ def databases(environment: str) -> list[str]:
     )
 
 
-@pytest.fixture(scope="module", params=["dev", "production"])
+@pytest.fixture(scope="module", params=["ci", "dev", "production"])
 def world(request: pytest.FixtureRequest) -> tuple[str, list[Manifest], list[Manifest]]:
     """(environment, its policies with a backed-up Cluster, the Cluster's rendered objects)."""
     environment = str(request.param)

@@ -25,6 +25,7 @@ EXPECTED_VERSIONS = {
     "python": tv.PYTHON,
     "node": tv.NODE,
     "postgres": tv.POSTGRES,
+    "ghcr.io/cloudnative-pg/postgresql": tv.POSTGRES,
     "redis": tv.REDIS,
     "valkey/valkey": tv.VALKEY,
     "aquasec/trivy": tv.TRIVY,
@@ -78,12 +79,25 @@ def chart_refs() -> dict[str, str]:
         refs[f"charts/{chart}/values.yaml"] = f"{image['repository']}:{image['tag']}"
     offsite = postgres_offsite_image()
     refs["charts/postgres/values.yaml backup.offsite"] = f"{offsite['repository']}:{offsite['tag']}"
+    operand = postgres_operand_image()
+    refs["charts/postgres/values.yaml cloudnativepg"] = f"{operand['repository']}:{operand['tag']}"
     return refs
 
 
 def postgres_offsite_image() -> dict[str, str]:
     values = yaml.safe_load((REPO_ROOT / "charts" / "postgres" / "values.yaml").read_text())
     return dict(values["backup"]["offsite"]["image"])
+
+
+def postgres_operand_image() -> dict[str, str]:
+    values = yaml.safe_load((REPO_ROOT / "charts" / "postgres" / "values.yaml").read_text())
+    return dict(values["cloudnativepg"]["image"])
+
+
+def test_the_cloudnativepg_operand_is_the_pinned_digest() -> None:
+    image = postgres_operand_image()
+    pin = tv.DIGESTS[f"{image['repository']}:{image['tag']}"]
+    assert image["digest"] == pin.digest, "charts/postgres cloudnativepg.image.digest"
 
 
 def test_a_disagreeing_place_is_reported() -> None:

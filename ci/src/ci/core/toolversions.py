@@ -89,6 +89,12 @@ DIGESTS: dict[str, Digest] = {
         "pinned alike by 6+ public repositories (the Debian bookworm variant: no source pins "
         "the -bookworm tag itself)",
     ),
+    f"ghcr.io/cloudnative-pg/postgresql:{POSTGRES}-35-bookworm": Digest(
+        "sha256:effd12c00dbd922306cdf2a1cc80461be7b96dfdf45dbab860cbc7be9ea567fa",
+        "CloudNativePG's own ClusterImageCatalog for this immutable tag (cloudnative-pg/"
+        "postgres-containers Debian/ClusterImageCatalog-bookworm.yaml at 54747e44, the last "
+        "16.6 build); not pulled by the pipeline: charts/postgres cloudnativepg.image",
+    ),
     f"valkey/valkey:{VALKEY}": Digest(
         "sha256:fea8b3e67b15729d4bb70589eb03367bab9ad1ee89c876f54327fc7c6e618571",
         "pinned alike by 4+ public repositories (the Debian bookworm variant, the tag's default)",

@@ -25,6 +25,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # Overridable so the download and checksum logic can be exercised without touching the host.
 HELM=${HELM_BIN:-/usr/local/bin/helm}
+# How long the Barman Cloud plugin may take to become Available (cert-manager issues its TLS first).
+PLUGIN_READY_TIMEOUT=${PLUGIN_READY_TIMEOUT:-10m}
 
 # The standard channel's files, in the order of the release's config/crd/kustomization.yaml.
 # Each is pinned on its own (GATEWAY_API_CRD_SHA256_<NAME>) and applied as its own file: the
@@ -263,7 +265,9 @@ install_barman_cloud_plugin() {
     PLUGIN_BARMAN_CLOUD_MANIFEST_SHA256
   kubectl apply --server-side --force-conflicts -f "$work/plugin-barman-cloud.yaml"
   kubectl wait --for=condition=Established --timeout=120s crd/objectstores.barmancloud.cnpg.io
-  kubectl wait --namespace cnpg-system --for=condition=Available --timeout=10m deployment/barman-cloud
+  kubectl wait --namespace cnpg-system --for=condition=Available --timeout="$PLUGIN_READY_TIMEOUT" \
+    deployment/barman-cloud ||
+    die "the Barman Cloud plugin is not Available: kubectl -n cnpg-system describe deployment/barman-cloud; are its Certificates Ready (kubectl -n cnpg-system get certificates)?"
 }
 
 # The controller's manifests come from its pinned release; the Plan pins the K3s version.

@@ -95,6 +95,8 @@ class KubeApi:
     objects: dict[tuple[str, str, str, str], Obj] = field(default_factory=dict)
     received: list[Obj] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)
+    # (namespace, name) of Deployments whose pods never get ready (a Secret never issued, ...).
+    stalled: set[tuple[str, str]] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -188,7 +190,8 @@ class KubeApi:
             self.define(obj)
             obj["status"] = {"conditions": [{"type": "Established", "status": "True"}]}
         if resource.kind == "Deployment":
-            obj["status"] = rolled_out(obj)
+            ready = (namespace, obj["metadata"]["name"]) not in self.stalled
+            obj["status"] = rolled_out(obj, ready)
         key = (resource.group, resource.plural, namespace, obj["metadata"]["name"])
         self.objects[key] = obj
         return obj
@@ -322,19 +325,23 @@ class KubeApi:
         }
 
 
-def rolled_out(deployment: Obj) -> Obj:
-    """The status the controllers give a Deployment once all its pods are ready (there are no
-    pods here): what `kubectl wait --for=condition=Available` and `rollout status` wait for."""
+def rolled_out(deployment: Obj, ready: bool = True) -> Obj:
+    """The status the controllers give a Deployment once its pods are ready, or while none is
+    (there are no pods here): what `kubectl wait --for=condition=Available` waits for."""
     replicas = deployment.get("spec", {}).get("replicas", 1)
     deployment["metadata"]["generation"] = 1
-    counts = ("replicas", "updatedReplicas", "readyReplicas", "availableReplicas")
+    counts = ("readyReplicas", "availableReplicas") if ready else ("unavailableReplicas",)
+    available = {
+        "type": "Available",
+        "status": str(ready),
+        "reason": "MinimumReplicasAvailable" if ready else "MinimumReplicasUnavailable",
+    }
     return {
         "observedGeneration": 1,
+        "replicas": replicas,
+        "updatedReplicas": replicas,
         **dict.fromkeys(counts, replicas),
-        "conditions": [
-            {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"},
-            {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"},
-        ],
+        "conditions": [available],
     }
 
 

@@ -650,3 +650,13 @@ def test_bootstrap_refuses_a_tampered_plugin_manifest_before_the_handover(world:
     assert not world.api.of_kind("Application"), (
         "Argo CD would sync Clusters the plugin cannot serve"
     )
+
+
+def test_a_plugin_that_never_gets_ready_stops_bootstrap_before_the_handover(world: World) -> None:
+    """Its pod waits for Secrets only cert-manager makes: if they never come, bootstrap says so
+    instead of handing over to Argo CD, whose Clusters would wait for the plugin forever."""
+    world.api.stalled.add((PLUGIN_NAMESPACE, "barman-cloud"))
+    result = world.run("bootstrap.sh", PLUGIN_READY_TIMEOUT="3s")
+    assert result.returncode != 0
+    assert "the Barman Cloud plugin is not Available" in result.stderr
+    assert not world.api.of_kind("Application")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 
 import pytest
+from ci.cluster import WaitFailedError, phase_selector, wait_until_ready
+from ci.core.cluster_plan import Phase
 from ci.core.cluster_readiness import (
     State,
     cnpg_cluster_verdict,
@@ -278,3 +280,38 @@ def test_a_cluster_short_of_instances_or_a_database_behind_its_spec_waits() -> N
         State.WAITING,
         "the operator has not reconciled its latest spec yet",
     )
+
+
+def test_the_postgres_phase_waits_for_its_cluster_and_databases_and_not_another_s() -> None:
+    cluster = {"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster"}
+    database = {"apiVersion": "postgresql.cnpg.io/v1", "kind": "Database"}
+    phase = Phase(
+        "postgres",
+        "Sync",
+        (
+            {**cluster, "metadata": {"name": "postgres"}},
+            {**database, "metadata": {"name": "postgres-auth"}},
+        ),
+    )
+    expected, selected = phase_selector(phase)
+    starting = snapshot("cloudnativepg", "starting")
+    other = copy.deepcopy(starting.clusters[0])
+    other["metadata"]["name"] = "analytics"
+    other["status"] = {"phase": "Invalid cluster definition"}
+    starting.clusters.append(other)  # another release's: not this phase's to fail on
+    clock = iter([NOW, NOW, LATER])
+
+    with pytest.raises(WaitFailedError) as expired:
+        wait_until_ready(lambda: starting, "postgres Sync", 30, expected, selected, clock.__next__)
+
+    assert expected == ["Cluster/postgres", "Database/postgres-auth"]
+    assert str(expired.value) == (
+        "postgres Sync: deadline expired, still waiting for:\n"
+        "  Cluster/postgres: Setting up primary: Creating primary instance postgres-1 "
+        "(0 of 1 instances ready)\n"
+        "  Database/postgres-auth: the operator has not reconciled its latest spec yet"
+    )
+    done = wait_until_ready(
+        lambda: snapshot("cloudnativepg"), "postgres Sync", 30, expected, selected
+    )
+    assert {v.subject for v in done} == set(expected)

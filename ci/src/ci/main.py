@@ -355,7 +355,8 @@ class Ci:
         ] = 0,
     ) -> dagger.Directory:
         """Every image built, K3s started with them, the platform installed as Argo CD syncs it
-        (charts, hooks, values-ci.yaml), readiness awaited, tests/e2e through the gateway.
+        (charts, hooks, values-ci.yaml; PostgreSQL on a one-instance CloudNativePG Cluster, the
+        operator installed first), readiness awaited, tests/e2e through the gateway.
         With --gitops: k3s/bootstrap.sh and Argo CD itself, following this commit from a git
         server in the engine, until every Application is Synced and Healthy, then tests/e2e,
         then one preview (staging's pinned images) created and deleted as `preview` and

@@ -39,6 +39,7 @@ def test_cloudnativepg_renders_a_valid_cluster_with_a_role_and_database_per_serv
 ) -> None:
     objects = render_cnpg(environment)
     assert problems_of(objects, kubernetes_version()) == []
+    backups = int(load_values("postgres", environment).get("backup", {}).get("enabled", True))
     (cluster,) = of_kind(objects, "Cluster")
     assert cluster["spec"]["instances"] == EXPECTED_INSTANCES[environment]
     services = load_values("postgres", environment).get("databases", {}).get("services") or [
@@ -49,7 +50,7 @@ def test_cloudnativepg_renders_a_valid_cluster_with_a_role_and_database_per_serv
     ]
     roles = {r["name"]: r for r in cluster["spec"]["managed"]["roles"]}
     expected = {s.replace("-", "_"): s for s in services}
-    assert set(roles) == set(expected)
+    assert set(roles) == set(expected) | ({"backup"} if backups else set())
     for role, service in expected.items():
         assert roles[role]["passwordSecret"] == {"name": f"{service}-postgres-role"}
         assert roles[role]["login"] is True
@@ -59,9 +60,14 @@ def test_cloudnativepg_renders_a_valid_cluster_with_a_role_and_database_per_serv
         assert spec["owner"] == name
         assert spec["cluster"] == {"name": cluster["metadata"]["name"]}
         assert spec["databaseReclaimPolicy"] == "retain"
-    # The operator replaces the StatefulSet, the Job and the dumps to a local volume.
-    for kind in ("StatefulSet", "Job", "CronJob", "PersistentVolumeClaim"):
-        assert of_kind(objects, kind) == [], kind
+    # The operator replaces the StatefulSet and the ensure-databases Job; the nightly dumps stay
+    # where backups are on (test_postgres_cloudnativepg_backup.py runs them).
+    assert of_kind(objects, "StatefulSet") == []
+    assert [j["metadata"]["name"] for j in of_kind(objects, "Job")] == (
+        ["postgres-backups-claim"] if backups else []
+    )
+    for kind in ("CronJob", "PersistentVolumeClaim"):
+        assert len(of_kind(objects, kind)) == backups, kind
 
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)

@@ -100,7 +100,7 @@ def test_the_check_sees_a_platform_that_does_not_follow_the_engine(environment: 
     assert len(problems) == 4, problems  # auth, backend, data-processor, media-storage
 
 
-@pytest.mark.parametrize("engine", ["statefulset"])
+@pytest.mark.parametrize("engine", ["statefulset", "cloudnativepg"])
 def test_the_postgres_charts_own_clients_use_the_primary(engine: str) -> None:
     values = load_values("postgres", "production")
     values["engine"] = engine

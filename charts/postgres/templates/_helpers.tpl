@@ -16,6 +16,13 @@ every environment (tests/charts/test_postgres_environments.py).
 {{- include "lib.name" . }}{{ if eq .Values.engine "cloudnativepg" }}-rw{{ end }}
 {{- end -}}
 
+{{/*
+Whether the StatefulSet runs: its engine, or the source of a CloudNativePG Cluster's import.
+*/}}
+{{- define "postgres.runsStatefulSet" -}}
+{{- if or (eq .Values.engine "statefulset") .Values.cloudnativepg.importFrom.enabled }}true{{ end }}
+{{- end -}}
+
 {{/* Connection settings for the hook Job and the backup CronJob (superuser over the Service). */}}
 {{- define "postgres.clientEnv" -}}
 - name: PGHOST
@@ -27,6 +34,29 @@ every environment (tests/charts/test_postgres_environments.py).
     secretKeyRef:
       name: {{ .Values.superuserSecret.name }}
       key: {{ .Values.superuserSecret.key }}
+{{- end -}}
+
+{{/*
+The backup Job's login. CloudNativePG: the managed role backup.role (pg_read_all_data) at the
+primary, since the Cluster has no superuser access; the StatefulSet: the superuser.
+*/}}
+{{- define "postgres.backupEnv" -}}
+{{- if eq .Values.engine "cloudnativepg" -}}
+- name: PGHOST
+  value: {{ include "postgres.primaryHost" . }}
+- name: PGUSER
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.backup.role.secretName }}
+      key: username
+- name: PGPASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.backup.role.secretName }}
+      key: password
+{{- else -}}
+{{ include "postgres.clientEnv" . }}
+{{- end -}}
 {{- end -}}
 
 {{- define "postgres.tmpVolume" -}}

@@ -1,13 +1,15 @@
 """`python -m bench.chaos` (or `make chaos`): load plus one fault at a time on the local app.
 
 The local app (ci.localapp, supervised as `make run` supervises it) runs on loopback with a
-PostgreSQL and a Redis of its own. For each fault, CLIENTS threads post chat messages (or upload
-files) for DURATION seconds through the edge; the fault strikes FAULT_AT seconds in. Printed per
-fault: requests, answers by status, recovery time (from the fault to the first success after the
-last failure), and what was acknowledged (2xx) against what the app has afterwards: found (the
-acknowledged items the app lists), stored (all it lists: a write whose answer was lost counts
-here only), and messages counted by data-processor from backend's events (should equal stored).
-Bounded: a few clients, seconds of load, loopback only.
+Redis of its own and a PostgreSQL primary streaming to a replica behind a Service stand-in
+(harness.postgres_pair, as CloudNativePG runs it), so that the replica can be promoted. For
+each fault, CLIENTS threads post chat messages (or upload files) for DURATION seconds through
+the edge; the fault strikes FAULT_AT seconds in. Printed per fault: requests, answers by
+status, recovery time (from the fault to the first success after the last failure), and what
+was acknowledged (2xx) against what the app has afterwards: found (the acknowledged items the
+app lists), stored (all it lists: a write whose answer was lost counts here only), and messages
+counted by data-processor from backend's events (should equal stored). Bounded: a few
+clients, seconds of load, loopback only.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from ci.localapp.stack import LocalStack
 from ci.localapp.supervise import RestartPolicy, supervise
 from e2e.api import sign_up
+from harness.postgres_pair import PostgresPair
 from harness.servers import PostgresServer, RedisServer
 from reliability.traffic import Load, Work, post_messages, settle, upload_files
 
@@ -43,9 +46,12 @@ class Fault:
     name: str
     work: Work
     strike: Callable[[], None]
+    prepare: Callable[[], None] | None = None  # before the load starts (not timed)
 
 
 def run_fault(edge: str, fault: Fault) -> dict[str, object]:
+    if fault.prepare is not None:
+        fault.prepare()
     users = [sign_up(edge, prefix="chaos") for _ in range(CLIENTS)]
     load = Load()
     stop = threading.Event()
@@ -104,6 +110,19 @@ def stop_postgres(server: PostgresServer) -> Callable[[], None]:
     return strike
 
 
+def promote_replica(
+    pair: PostgresPair, take_down: Callable[[PostgresServer], None]
+) -> Callable[[], None]:
+    """The primary taken down (stopped cleanly, or killed), the replica promoted and the
+    Service re-pointed to it: what CloudNativePG does on a switchover or a failover."""
+
+    def strike() -> None:
+        take_down(pair.primary)
+        pair.promote()
+
+    return strike
+
+
 def progress(line: str) -> None:
     print(f"chaos: {line}", file=sys.stderr, flush=True)
 
@@ -127,7 +146,8 @@ def render(rows: list[dict[str, object]]) -> str:
 
 
 def main() -> int:
-    with local_app(NO_LIMITS) as app:
+    with local_app(NO_LIMITS, replicated=True) as app:
+        assert app.pair is not None
         stop = threading.Event()
         policy = RestartPolicy(first_delay=0.5, max_restarts=20)
         watcher = threading.Thread(
@@ -142,6 +162,17 @@ def main() -> int:
                     f"PostgreSQL stopped {POSTGRES_DOWN_SECONDS:.0f} s",
                     post_messages,
                     stop_postgres(app.postgres),
+                ),
+                Fault(
+                    "PostgreSQL switchover (primary stopped, replica promoted)",
+                    post_messages,
+                    promote_replica(app.pair, PostgresServer.stop),
+                ),
+                Fault(
+                    "PostgreSQL failover (primary kill -9, replica promoted)",
+                    post_messages,
+                    promote_replica(app.pair, PostgresServer.kill),
+                    prepare=app.pair.rejoin,
                 ),
                 Fault(
                     "media-storage kill -9", upload_files, kill_process(app.stack, "media-storage")

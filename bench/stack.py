@@ -21,6 +21,7 @@ import httpx
 from ci.localapp.stack import LocalStack
 from e2e.api import PASSWORD, sign_up
 from harness.lifetime import bound_to_parent
+from harness.postgres_pair import PostgresPair, postgres_pair
 from harness.servers import PostgresServer, RedisServer
 
 from bench.table import Row, p50
@@ -70,33 +71,41 @@ def measure(edge: str) -> list[Row]:
 
 @dataclass(frozen=True)
 class BenchApp:
-    """The local app and the PostgreSQL and Redis it runs on (chaos stops and restarts them)."""
+    """The local app and the PostgreSQL and Redis it runs on (chaos stops and restarts them);
+    `pair` when the PostgreSQL is a primary with a replica behind a Service (`postgres` is
+    then the primary it started with)."""
 
     stack: LocalStack
     edge: str
     postgres: PostgresServer
     redis: RedisServer
+    pair: PostgresPair | None = None
 
 
 @contextlib.contextmanager
-def local_app(extra_env: Mapping[str, Mapping[str, str]]) -> Iterator[BenchApp]:
-    """The local app on a PostgreSQL and a Redis of its own, all stopped on leaving."""
-    postgres = PostgresServer().init()
-    postgres.start()
-    redis_server = RedisServer(databases=16)
-    redis_server.start()
-    try:
+def local_app(
+    extra_env: Mapping[str, Mapping[str, str]], *, replicated: bool = False
+) -> Iterator[BenchApp]:
+    """The local app on a PostgreSQL and a Redis of its own, all stopped on leaving;
+    `replicated`: the PostgreSQL a primary streaming to a replica, reached through a Service
+    stand-in (harness.postgres_pair), as CloudNativePG runs it."""
+    with contextlib.ExitStack() as servers:
+        pair = servers.enter_context(postgres_pair()) if replicated else None
+        postgres = pair.primary if pair else PostgresServer().init()
+        if pair is None:
+            servers.callback(postgres.destroy)
+            postgres.start()
+        redis_server = RedisServer(databases=16)
+        servers.callback(redis_server.destroy)
+        redis_server.start()
         stack = LocalStack(
             repo_root=REPO_ROOT,
-            postgres_admin_url=postgres.url(),
+            postgres_admin_url=pair.url() if pair else postgres.url(),
             redis_url=redis_server.url(0),
             extra_env=extra_env,
         )
         with stack as urls:
-            yield BenchApp(stack, urls.edge, postgres, redis_server)
-    finally:
-        redis_server.destroy()
-        postgres.destroy()
+            yield BenchApp(stack, urls.edge, postgres, redis_server, pair)
 
 
 def run() -> list[Row]:

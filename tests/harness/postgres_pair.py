@@ -56,12 +56,36 @@ class PostgresPair:
             time.sleep(0.05)
         raise HarnessError(f"the replica did not catch up with {written[0]} in {timeout:.0f}s")
 
+    def replicate_synchronously(self, timeout: float = START_TIMEOUT) -> None:
+        """A commit is acknowledged once the replica has flushed it too (as CloudNativePG's
+        `postgresql.synchronous` with `dataDurability: required` sets up); returns once the
+        primary names the replica synchronous."""
+        with psycopg.connect(self.primary.url(), autocommit=True) as conn:
+            conn.execute("ALTER SYSTEM SET synchronous_standby_names TO '*'")
+            conn.execute("SELECT pg_reload_conf()")
+            deadline = time.monotonic() + timeout
+            query = "SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'"
+            while conn.execute(query).fetchone() != (1,):
+                if time.monotonic() > deadline:
+                    raise HarnessError(f"the replica was not synchronous after {timeout:.0f}s")
+                time.sleep(0.05)
+
     def promote(self) -> None:
         """The replica becomes the primary, and the Service points at it (resetting whatever
         connections were left to the old one)."""
         self.replica.promote()
         self.service.point_to(self.replica.port)
         self.primary, self.replica = self.replica, self.primary
+
+    def rejoin(self) -> None:
+        """The old primary (down since `promote`) replaced by a fresh replica of the new one,
+        streaming: ready for another promotion (CloudNativePG rewinds or re-clones it)."""
+        fresh = PostgresServer(durable=self.primary.durable)
+        fresh.init_replica_of(self.primary)
+        fresh.start()
+        self.replica.destroy()
+        self.replica = fresh
+        self.wait_until_streaming()
 
     def destroy(self) -> None:
         self.service.stop()

@@ -40,6 +40,20 @@ LOOSENED: dict[str, list[tuple[str, str]]] = {
         ("data_processor_consumer_lag > 0", "data_processor_consumer_lag >= 0"),
         ("[15m]) > 0", "[15m]) < 1"),
     ],
+    "PostgresMetricsDown": [("== 0", "<= 1")],
+    "CloudNativePGInstanceDown": [("== 0", "<= 1")],
+    "CloudNativePGNoPrimary": [("== 0)", "< 0)")],
+    "CloudNativePGReplicaNotStreaming": [
+        ('is_wal_receiver_up{job="postgres"} == 0', 'is_wal_receiver_up{job="postgres"} <= 1')
+    ],
+    "CloudNativePGReplicationLagHigh": [("> 60", "> 30")],
+    "CloudNativePGWALArchivingFailing": [
+        (
+            "> cnpg_pg_stat_archiver_last_archived_time",
+            "> 0 * cnpg_pg_stat_archiver_last_archived_time",
+        )
+    ],
+    "CloudNativePGWALArchivingStalled": [('value="ready"} > 0', 'value="ready"} >= 0')],
 }
 
 

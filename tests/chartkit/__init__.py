@@ -479,6 +479,27 @@ def connection_allowed(
 CNPG_SECRET_REFERENCES = frozenset({"passwordSecret", "password"})
 
 
+def required_secret_keys(obj: Any) -> set[tuple[str, str]]:
+    """(Secret, key) pairs a rendered object cannot start without: env secretKeyRef keys, a
+    Cluster's role passwordSecret (kubernetes.io/basic-auth: username and password) and an
+    external cluster's password key. Optional references aside."""
+    found: set[tuple[str, str]] = set()
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if key == "secretKeyRef" and not value.get("optional"):
+                found.add((value["name"], value["key"]))
+            elif key == "passwordSecret" and isinstance(value, dict) and "name" in value:
+                found |= {(value["name"], "username"), (value["name"], "password")}
+            elif key == "password" and isinstance(value, dict) and "key" in value:
+                found.add((value["name"], value["key"]))
+            else:
+                found |= required_secret_keys(value)
+    elif isinstance(obj, list):
+        for item in obj:
+            found |= required_secret_keys(item)
+    return found
+
+
 def required_secret_names(obj: Any) -> set[str]:
     """The Secrets a rendered object cannot start without (optional references aside): env
     valueFrom.secretKeyRef, envFrom.secretRef, secret volumes, and a Cluster's role and

@@ -32,6 +32,7 @@ from chartkit import (
     render_at,
     render_environment,
     require_full_history,
+    required_secret_keys,
     required_secret_names,
 )
 from cryptography.exceptions import InvalidTag
@@ -336,6 +337,46 @@ def test_every_secret_an_environment_needs_exists_at_its_first_sync(environment:
         o["metadata"]["name"] for o in platform.objects if o["kind"] in {"Secret", "SealedSecret"}
     }
     assert needed - made == set(), f"{environment}: no Secret {sorted(needed - made)}"
+
+
+def secret_keys(obj: dict[str, Any]) -> set[str]:
+    """The keys a Secret or a SealedSecret will hold."""
+    if obj["kind"] == "SealedSecret":
+        return set(obj["spec"].get("encryptedData") or {})
+    return set(obj.get("data") or {}) | set(obj.get("stringData") or {})
+
+
+@pytest.mark.parametrize("environment", ["staging", "production", "preview"])
+def test_every_secret_key_an_environment_needs_is_made(environment: str) -> None:
+    """A Secret without the referenced key stops the pod just as a missing Secret does."""
+    needed: set[tuple[str, str]] = set()
+    for chart in DEPLOYABLE_CHARTS:
+        for obj in render_environment(chart, environment).objects:
+            needed |= required_secret_keys(obj)
+    platform = render_environment("platform", environment).objects
+    made = {
+        (o["metadata"]["name"], key)
+        for o in platform
+        if o["kind"] in {"Secret", "SealedSecret"}
+        for key in secret_keys(o)
+    }
+    made_names = {name for name, _ in made}
+    missing = {(name, key) for name, key in needed - made if name in made_names}
+    assert missing == set(), (
+        f"{environment}: Secrets without the key the pods read: {sorted(missing)}"
+    )
+
+
+def test_secret_key_check_sees_a_missing_key() -> None:
+    env = {"valueFrom": {"secretKeyRef": {"name": "x-redis", "key": "password"}}}
+    optional = {"valueFrom": {"secretKeyRef": {"name": "y", "key": "k", "optional": True}}}
+    role = {"passwordSecret": {"name": "auth-role"}}
+    assert required_secret_keys([env, optional, role]) == {
+        ("x-redis", "password"),
+        ("auth-role", "username"),
+        ("auth-role", "password"),
+    }
+    assert secret_keys({"kind": "Secret", "data": {"url": "eA=="}}) == {"url"}
 
 
 def test_secret_reference_check_sees_a_missing_one() -> None:

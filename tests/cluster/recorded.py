@@ -51,3 +51,15 @@ def snapshot(name: str, variant: str = "") -> Snapshot:
         if body is not None:
             setattr(found, field, list(body["items"]))
     return found
+
+
+def kubeconfig_for(url: str) -> dict[str, object]:
+    """A kubeconfig for a stand-in API server at `url`."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "stand-in", "cluster": {"server": url}}],
+        "users": [{"name": "ci", "user": {"token": "stand-in-token"}}],
+        "contexts": [{"name": "ci", "context": {"cluster": "stand-in", "user": "ci"}}],
+        "current-context": "ci",
+    }

@@ -17,7 +17,7 @@ from chartkit import REPO
 from ci.cluster import main
 from harness.fakehttp import JsonServer, Request, Response
 
-from cluster.recorded import CUSTOM_FIELDS, answers
+from cluster.recorded import CUSTOM_FIELDS, answers, kubeconfig_for
 
 NAMESPACE = "chat-ci"
 LISTS = {
@@ -63,17 +63,6 @@ def kubeconfig(tmp_path: Path) -> Iterator[tuple[Path, RecordedApi]]:
         path = tmp_path / "kubeconfig"
         path.write_text(yaml.safe_dump(kubeconfig_for(server.url)))
         yield path, api
-
-
-def kubeconfig_for(url: str) -> dict[str, object]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "stand-in", "cluster": {"server": url}}],
-        "users": [{"name": "ci", "user": {"token": "stand-in-token"}}],
-        "contexts": [{"name": "ci", "context": {"cluster": "stand-in", "user": "ci"}}],
-        "current-context": "ci",
-    }
 
 
 def run(*argv: str) -> tuple[int, str]:

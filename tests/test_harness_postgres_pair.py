@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from harness.forwarder import TcpForwarder
 from harness.postgres_pair import PostgresPair, postgres_pair
-from harness.servers import PostgresServer
+from harness.servers import HarnessError, PostgresServer
 
 
 @pytest.fixture
@@ -139,3 +139,32 @@ def test_forwarder_without_a_target_refuses_and_a_repoint_resets_open_connection
         with _connect(service.port) as moved:
             assert _exchange(moved, b"pong") == b"2:pong"
         assert (service.accepted, service.reset) == (3, 2)
+
+
+@pytest.fixture
+def durable_pair() -> Iterator[PostgresPair]:
+    with postgres_pair() as started:
+        yield started
+
+
+def test_synchronous_replication_needs_a_durable_pair(pair: PostgresPair) -> None:
+    with pytest.raises(HarnessError, match="durable"):
+        pair.replicate_synchronously()
+
+
+def test_synchronous_replication_then_promotion_then_rejoin(durable_pair: PostgresPair) -> None:
+    pair = durable_pair
+    pair.replicate_synchronously()
+    with psycopg.connect(pair.url(), autocommit=True) as conn:
+        conn.execute("CREATE TABLE notes (n int)")
+        conn.execute("INSERT INTO notes VALUES (1)")  # acknowledged: flushed on the replica too
+    pair.primary.kill()
+    pair.promote()
+    with psycopg.connect(pair.url(), autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM notes").fetchone() == (1,)
+        # The promoted replica got no synchronous_standby_names: writes go on without one.
+        conn.execute("INSERT INTO notes VALUES (2)")
+    pair.rejoin()  # a fresh replica of the new primary, streaming
+    with psycopg.connect(pair.replica.url(), autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM notes").fetchone() == (2,)
+        assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)

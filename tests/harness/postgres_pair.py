@@ -37,10 +37,11 @@ class PostgresPair:
     def wait_until_streaming(self, timeout: float = START_TIMEOUT) -> None:
         """The replica streams from the primary and has replayed everything committed so far."""
         with psycopg.connect(self.primary.url(), autocommit=True) as conn:
-            # A synchronous commit flushes the WAL before it, asynchronous commits' too; the
-            # primary sends flushed WAL only.
+            # The primary sends flushed WAL only. A synchronous commit of a transaction that
+            # wrote WAL (a logical message, nothing else) flushes all before it, asynchronous
+            # commits' too.
             conn.execute("SET synchronous_commit TO on")
-            conn.execute("SELECT pg_current_xact_id()")
+            conn.execute("SELECT pg_logical_emit_message(true, 'harness', 'flush')")
             written = conn.execute("SELECT pg_current_wal_flush_lsn()").fetchone()
         assert written is not None
         query = (
@@ -59,7 +60,10 @@ class PostgresPair:
     def replicate_synchronously(self, timeout: float = START_TIMEOUT) -> None:
         """A commit is acknowledged once the replica has flushed it too (as CloudNativePG's
         `postgresql.synchronous` with `dataDurability: required` sets up); returns once the
-        primary names the replica synchronous."""
+        primary names the replica synchronous. Needs a durable pair: a throw-away server runs
+        with synchronous_commit off, and no commit would wait."""
+        if not self.primary.durable:
+            raise HarnessError("replicate_synchronously needs postgres_pair(durable=True)")
         with psycopg.connect(self.primary.url(), autocommit=True) as conn:
             conn.execute("ALTER SYSTEM SET synchronous_standby_names TO '*'")
             conn.execute("SELECT pg_reload_conf()")

@@ -15,6 +15,7 @@ import pytest
 import yaml
 from chartkit import REPO
 from ci.cluster import main
+from ci.core.cluster_cnpg import CNPG_NAMESPACE
 from harness.fakehttp import JsonServer, Request, Response
 
 from cluster.recorded import CUSTOM_FIELDS, answers, kubeconfig_for
@@ -31,11 +32,13 @@ LISTS = {
     "/apis/postgresql.cnpg.io/v1/namespaces/chat-ci/clusters": "ClusterList",
     "/apis/postgresql.cnpg.io/v1/namespaces/chat-ci/databases": "DatabaseList",
 }
+DATABASE_NAMES = ("auth", "backend", "data-processor", "media-storage")
 CRASH_LOG = "Traceback (most recent call last):\nRuntimeError: REDIS_URL is not reachable\n"
 
 
 class RecordedApi:
-    """Answers the list calls with one recorded file; logs of previous runs say they crashed."""
+    """Answers the list calls with one recorded file; logs of previous runs say they crashed.
+    Lists of the operator's namespace answer with `<ListType>@cnpg-system` (none: empty)."""
 
     def __init__(self, name: str) -> None:
         self.bodies = answers(name)
@@ -48,12 +51,14 @@ class RecordedApi:
             previous = parse_qs(url.query).get("previous") == ["true"]
             text = CRASH_LOG if previous else "starting\n"
             return Response(200, text.encode(), {"Content-Type": "text/plain"})
-        list_type = LISTS.get(url.path)
+        operator = f"/namespaces/{CNPG_NAMESPACE}/"
+        list_type = LISTS.get(url.path.replace(operator, f"/namespaces/{NAMESPACE}/"))
         # A custom resource list the recording lacks: the API server has no such CRD.
         uninstalled = list_type in CUSTOM_FIELDS and list_type not in self.bodies
         if list_type is None or uninstalled or request.method != "GET":
             return 404, {"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404}
-        return 200, self.bodies.get(list_type, {"metadata": {}, "items": []})
+        key = f"{list_type}@{CNPG_NAMESPACE}" if operator in url.path else list_type
+        return 200, self.bodies.get(key, {"metadata": {}, "items": []})
 
 
 @pytest.fixture
@@ -217,6 +222,58 @@ def test_diagnose_writes_events_pods_verdicts_and_the_crashed_run_s_log(
         in (folder / "verdicts.txt").read_text()
     )
     assert (folder / "events.txt").is_file()
+
+
+def test_diagnose_keeps_cloudnativepg_s_status_and_the_operator_s_logs(
+    kubeconfig: tuple[Path, RecordedApi], tmp_path: Path
+) -> None:
+    path, api = kubeconfig
+    recorded = answers("cloudnativepg")
+    operator_pod = {
+        "metadata": {"name": "cnpg-cloudnative-pg-7d5c9b8f6-k2x9z", "namespace": CNPG_NAMESPACE},
+        "spec": {"containers": [{"name": "manager", "image": "cloudnative-pg:1.30.0"}]},
+        "status": {
+            "phase": "Running",
+            "containerStatuses": [
+                {
+                    "name": "manager",
+                    "image": "cloudnative-pg:1.30.0",
+                    "imageID": "",
+                    "ready": True,
+                    "restartCount": 0,
+                    "state": {"running": {"startedAt": "2026-12-06T07:30:00Z"}},
+                }
+            ],
+        },
+    }
+    api.bodies = {
+        **recorded,
+        "ClusterList": recorded["ClusterList@starting"],
+        f"V1PodList@{CNPG_NAMESPACE}": {"metadata": {}, "items": [operator_pod]},
+    }
+
+    code = main(["diagnose", "--kubeconfig", str(path), "--output", str(tmp_path)])
+
+    folder = tmp_path / "diagnostics"
+    assert code == 0
+    dumped = list(yaml.safe_load_all((folder / "cloudnativepg.yaml").read_text()))
+    assert [(o["kind"], o["metadata"]["name"]) for o in dumped] == [
+        ("Cluster", "postgres"),
+        *(("Database", f"postgres-{s}") for s in DATABASE_NAMES),
+    ]
+    assert dumped[0]["status"]["phase"] == "Setting up primary"
+    log = folder / "logs" / CNPG_NAMESPACE / "cnpg-cloudnative-pg-7d5c9b8f6-k2x9z.manager.log"
+    assert log.read_text() == "starting\n"
+
+
+def test_diagnose_of_a_namespace_without_cloudnativepg_writes_none_of_it(
+    kubeconfig: tuple[Path, RecordedApi], tmp_path: Path
+) -> None:
+    path, api = kubeconfig
+
+    assert main(["diagnose", "--kubeconfig", str(path), "--output", str(tmp_path)]) == 0
+    assert not (tmp_path / "diagnostics" / "cloudnativepg.yaml").exists()
+    assert not any(f"/namespaces/{CNPG_NAMESPACE}/" in seen for seen in api.seen)
 
 
 def test_e2e_needs_the_repository_s_suite(

@@ -51,7 +51,9 @@ from ci.core.cluster_cnpg import (
     operator_values,
 )
 from ci.core.cluster_diagnostics import (
+    CNPG_DIAGNOSTICS,
     EVENTS_FILE,
+    LOGS_DIR,
     PODS_FILE,
     events_text,
     log_requests,
@@ -682,7 +684,22 @@ def diagnose(args: argparse.Namespace) -> None:
         (folder / request.path).write_text(
             cluster.log(request.pod, request.container, request.previous)
         )
+    if snapshot.clusters or snapshot.databases:
+        diagnose_cloudnativepg(cluster, snapshot, folder)
     print(f"ci.cluster: diagnostics of {args.namespace} in {folder}", file=sys.stderr)
+
+
+def diagnose_cloudnativepg(cluster: Cluster, snapshot: Snapshot, folder: Path) -> None:
+    """The Clusters and Databases with the operator's status, and the operator's own logs
+    (why a Cluster never got healthy is told there)."""
+    found = [*snapshot.clusters, *snapshot.databases]
+    (folder / CNPG_DIAGNOSTICS).write_text(yaml.safe_dump_all(found, sort_keys=False))
+    operator = dataclasses.replace(cluster, namespace=CNPG_NAMESPACE)
+    logs = folder / LOGS_DIR / CNPG_NAMESPACE
+    logs.mkdir(parents=True, exist_ok=True)
+    for request in log_requests(operator.snapshot().pods):
+        text = operator.log(request.pod, request.container, request.previous)
+        (logs / Path(request.path).name).write_text(text)
 
 
 def wait_for_routes(base_url: str, paths: Sequence[str], timeout: float) -> None:

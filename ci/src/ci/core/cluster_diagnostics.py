@@ -14,6 +14,7 @@ EVENTS_FILE = "events.txt"
 PODS_FILE = "pods.txt"
 MANIFESTS_DIR = "manifests"
 LOGS_DIR = "logs"
+CNPG_DIAGNOSTICS = "cloudnativepg.yaml"  # Clusters and Databases as the API returned them
 
 
 @dataclass(frozen=True)

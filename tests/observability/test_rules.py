@@ -54,6 +54,8 @@ LOOSENED: dict[str, list[tuple[str, str]]] = {
         )
     ],
     "CloudNativePGWALArchivingStalled": [('value="ready"} > 0', 'value="ready"} >= 0')],
+    "CloudNativePGBaseBackupFailed": [("> max by", ">= max by")],
+    "CloudNativePGBaseBackupTooOld": [("26 * 3600", "2 * 3600")],
 }
 
 

@@ -211,4 +211,8 @@ def _print_event_delivery(app: App) -> None:
 def _assert_every_service_wrote_and_came_back(outcome: Outcome) -> None:
     for service in ("backend", "media-storage", "auth"):
         assert outcome.loads[service].acknowledged, f"{service}: no write acknowledged"
+    for service, load in outcome.loads.items():
+        # Database unavailable: 503 (retry soon), not a 500 (a bug) nor no answer at all.
+        failures = {code for code in load.statuses if not 200 <= code < 300}
+        assert failures <= {503}, f"{service} answered {sorted(failures)} during the promotion"
     assert all(seconds < COME_BACK_DEADLINE for seconds in outcome.back_after.values())

@@ -18,6 +18,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from harness.s3 import ADMIN_KEYS, S3Server
+from harness.servers import PostgresServer
 from harness.tokens import TokenIssuer
 from media_storage.app import MediaService, create_app
 from media_storage.blobs import BlobStore
@@ -466,3 +467,30 @@ def test_each_user_has_a_storage_quota(
     first = client.get("/files", headers=alice).get_json()["items"][0]["id"]
     assert client.delete(f"/files/{first}", headers=alice).status_code == 204
     assert upload(client, alice, png_bytes(600, b"\x05")).status_code == 201
+
+
+def test_database_unavailable_is_a_503_to_retry_and_it_answers_again_after(
+    private_postgres: PostgresServer,
+    media_root: Path,
+    token_issuer: TokenIssuer,
+    alice: dict[str, str],
+) -> None:
+    """PostgreSQL stopped (or being failed over): 503 with Retry-After, not a 500; then back."""
+    url = private_postgres.url()
+    upgrade(url)
+    settings = Settings(
+        media_storage="filesystem",
+        media_root=media_root,
+        database_url=url,
+        jwks_url=token_issuer.jwks_url,
+        jwt_issuer=token_issuer.issuer,
+        jwt_audience=token_issuer.audience,
+    )
+    client = create_app(settings).test_client()
+    assert client.get("/files", headers=alice).status_code == 200
+    private_postgres.stop()
+    answer = client.get("/files", headers=alice)
+    assert (answer.status_code, answer.headers.get("Retry-After")) == (503, "1")
+    assert answer.get_json() == {"detail": "database unavailable"}
+    private_postgres.start()
+    assert client.get("/files", headers=alice).status_code == 200

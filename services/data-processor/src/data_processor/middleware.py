@@ -3,14 +3,18 @@ Prometheus request metrics."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse
+from django.db import InterfaceError, OperationalError
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from servicekit.logging import REQUEST_ID_HEADER, request_id_from_header, request_id_var
 from servicekit.metrics import UNMATCHED_ROUTE, record_request
 
 from data_processor.observability import http_metrics
+
+logger = logging.getLogger(__name__)
 
 
 class RequestContextMiddleware:
@@ -28,6 +32,15 @@ class RequestContextMiddleware:
             return response
         finally:
             request_id_var.reset(token)
+
+    def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
+        """PostgreSQL down or being failed over: 503 and a retry soon may succeed (not a 500)."""
+        if not isinstance(exc, OperationalError | InterfaceError):
+            return None
+        logger.warning("database unavailable", extra={"error": repr(exc)})
+        response = JsonResponse({"detail": "database unavailable"}, status=503)
+        response["Retry-After"] = "1"
+        return response
 
     @staticmethod
     def _record(request: HttpRequest, status: int, seconds: float) -> None:

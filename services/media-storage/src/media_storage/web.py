@@ -11,6 +11,8 @@ from flask import Flask, Response, g, jsonify, request
 from servicekit.jwt import BearerRejectedError, JwtVerifier, VerifiedToken, verify_bearer
 from servicekit.logging import REQUEST_ID_HEADER, request_id_from_header, request_id_var
 from servicekit.metrics import UNMATCHED_ROUTE, HttpMetrics, record_request
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 
 error_logger = logging.getLogger("servicekit.errors")
@@ -67,6 +69,14 @@ def install(app: Flask, metrics: HttpMetrics) -> None:
             if name.lower() != "content-type":
                 response.headers[name] = value
         return response, exc.code or 500
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    @app.errorhandler(PoolTimeoutError)
+    def _database_unavailable(exc: Exception) -> tuple[Response, int, dict[str, str]]:
+        # PostgreSQL down or being failed over: a retry soon may succeed (not a bug: no 500).
+        error_logger.warning("database unavailable", extra={"error": repr(exc)})
+        return jsonify(detail="database unavailable"), 503, {"Retry-After": "1"}
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> tuple[Response, int]:

@@ -41,6 +41,10 @@ from reliability.traffic import (
     upload_files,
 )
 
+# A whole local stack started per case, two load phases and the events' settling, on a loaded
+# 2-core machine: more than the suite's 300 s default may pass before anything is wrong.
+pytestmark = pytest.mark.timeout(600)
+
 # Which load stands for which service: the request each makes needs that service's database.
 WORK: dict[str, Work] = {
     "backend": post_messages,

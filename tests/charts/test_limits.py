@@ -16,10 +16,14 @@ from chartkit import (
     ENVIRONMENTS,
     K3S,
     Manifest,
+    Rendered,
     containers,
     kubernetes_version,
+    load_values,
+    namespace_for,
     pod_specs,
     problems_of,
+    render,
     render_environment,
 )
 from ci.core.preview import write_preview
@@ -27,6 +31,8 @@ from ci.core.preview import write_preview
 UNITS = {"m": Decimal("0.001"), "Ki": Decimal(2**10), "Mi": Decimal(2**20), "Gi": Decimal(2**30)}
 QUANTITY = re.compile(r"^([0-9.]+)(m|Ki|Mi|Gi)?$")
 WORKLOAD_CHARTS = [chart for chart in DEPLOYABLE_CHARTS if chart != "platform"]
+PEAK_KEYS = ("requests.cpu", "requests.memory", "limits.memory", "pods",
+             "persistentvolumeclaims", "requests.storage")  # fmt: skip
 
 
 def quantity(value: object) -> Decimal:
@@ -47,12 +53,39 @@ def peak_pods(obj: Manifest, hpa_max: dict[str, int]) -> int:
     return 1
 
 
-def peak_usage(environment: str) -> dict[str, Decimal]:
+def rendered_for(chart: str, environment: str, postgres_engine: str | None) -> Rendered:
+    """The chart as the environment renders it, postgres with another engine when asked."""
+    if chart != "postgres" or postgres_engine is None:
+        return render_environment(chart, environment)
+    values = load_values(chart, environment)
+    values["engine"] = postgres_engine
+    objects = render(chart, values, namespace_for(environment))
+    return Rendered(chart, environment, tuple(objects))
+
+
+def add_cluster(total: dict[str, Decimal], cluster: Manifest) -> None:
+    """A CloudNativePG Cluster's pods, which the operator makes: `instances` pods with the
+    Cluster's resources (one container, postgres; its init container asks the same) plus one Job
+    pod beside them (a replica's join, or the initdb import), and a claim of storage.size each."""
+    spec = cluster["spec"]
+    pods = spec["instances"] + 1
+    resources = spec["resources"]
+    total["pods"] += pods
+    total["requests.cpu"] += pods * quantity(resources["requests"]["cpu"])
+    total["requests.memory"] += pods * quantity(resources["requests"]["memory"])
+    total["limits.memory"] += pods * quantity(resources["limits"]["memory"])
+    total["persistentvolumeclaims"] += spec["instances"]
+    total["requests.storage"] += spec["instances"] * quantity(spec["storage"]["size"])
+
+
+def peak_usage(environment: str, postgres_engine: str | None = None) -> dict[str, Decimal]:
     """What every chart of the environment asks of the quota at its peak."""
     total = dict.fromkeys(("requests.cpu", "requests.memory", "limits.memory", "pods"), Decimal(0))
     total |= {"persistentvolumeclaims": Decimal(0), "requests.storage": Decimal(0)}
     for chart in WORKLOAD_CHARTS:
-        rendered = render_environment(chart, environment)
+        rendered = rendered_for(chart, environment, postgres_engine)
+        for cluster in rendered.of_kind("Cluster"):
+            add_cluster(total, cluster)
         hpa_max = {
             h["spec"]["scaleTargetRef"]["name"]: h["spec"]["maxReplicas"]
             for h in rendered.of_kind("HorizontalPodAutoscaler")
@@ -102,6 +135,34 @@ def test_quota_holds_the_environment_at_its_peak(environment: str) -> None:
     assert set(hard) == set(usage)
     for resource, used in usage.items():
         assert used <= quantity(hard[resource]), f"{environment}: {resource} {used} > {hard}"
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+@pytest.mark.parametrize("engine", ["statefulset", "cloudnativepg"])
+def test_quota_holds_the_environment_with_either_postgres_engine(
+    environment: str, engine: str
+) -> None:
+    """Switching an environment's engine (charts/postgres README) must not need a new quota."""
+    hard = quota(environment)["spec"]["hard"]
+    for resource, used in peak_usage(environment, engine).items():
+        assert used <= quantity(hard[resource]), f"{environment}/{engine}: {resource} {used}"
+
+
+def test_a_clusters_instances_count_against_the_quota() -> None:
+    one, three = (
+        {"spec": {"instances": n, "resources": {"requests": {"cpu": "1", "memory": "1Gi"},
+                                                "limits": {"memory": "2Gi"}},
+                  "storage": {"size": "10Gi"}}}
+        for n in (1, 3)
+    )  # fmt: skip
+    totals = []
+    for cluster in (one, three):
+        total = dict.fromkeys(PEAK_KEYS, Decimal(0))
+        add_cluster(total, cluster)
+        totals.append(total)
+    assert totals[1]["requests.cpu"] - totals[0]["requests.cpu"] == 2
+    assert totals[1]["persistentvolumeclaims"] == 3
+    assert totals[1]["requests.storage"] == 30 * 2**30
 
 
 def test_quota_check_sees_an_environment_that_does_not_fit() -> None:

@@ -159,6 +159,9 @@ def image_problem(image: str) -> str | None:
 @pytest.mark.parametrize(("chart", "environment"), WORKLOAD_ENVS, ids=WORKLOAD_IDS)
 def test_images_are_pinned(chart: str, environment: str) -> None:
     images = [c["image"] for _, spec in workloads(chart, environment) for c in containers(spec)]
+    # A CloudNativePG Cluster's pods run its imageName (made by the operator, not a pod spec here).
+    clusters = render_environment(chart, environment).of_kind("Cluster")
+    images += [cluster["spec"]["imageName"] for cluster in clusters]
     assert images
     problems = [p for p in map(image_problem, images) if p]
     assert not problems, problems
@@ -424,6 +427,10 @@ def egress_targets(policy: Manifest) -> set[str]:
 def test_network_policies_default_deny_and_matching_allows(environment: str) -> None:
     policies = network_policies(environment)
     by_name = {p["metadata"]["name"]: p for p in policies}
+    if (
+        "postgres" not in by_name
+    ):  # CloudNativePG: the instances' policy (test_postgres_cnpg_network)
+        by_name["postgres"] = by_name["postgres-instances"]
     default_deny = by_name["default-deny"]["spec"]
     assert default_deny["podSelector"] == {}
     assert set(default_deny["policyTypes"]) == {"Ingress", "Egress"}

@@ -20,7 +20,7 @@ from chartkit import (
     render_environment,
 )
 
-EXPECTED_INSTANCES = {"production": 3, "staging": 1, "dev": 1, "preview": 1}
+EXPECTED_INSTANCES = {"production": 3, "staging": 2, "dev": 1, "preview": 1}
 
 
 def render_cnpg(environment: str) -> list[Manifest]:
@@ -70,12 +70,18 @@ def test_cloudnativepg_renders_a_valid_cluster_with_a_role_and_database_per_serv
         assert len(of_kind(objects, kind)) == backups, kind
 
 
+# Staging and production keep the StatefulSet until an operator switches them (README.md,
+# "Switching an environment": their data and generated Secrets need the runbook's steps).
+ENGINES = {"dev": "cloudnativepg", "preview": "cloudnativepg", "staging": "statefulset",
+           "production": "statefulset"}  # fmt: skip
+
+
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
-def test_statefulset_stays_the_default_engine(environment: str) -> None:
+def test_each_environment_runs_its_engine(environment: str) -> None:
     rendered = render_environment("postgres", environment)
-    assert rendered.of_kind("Cluster") == []
-    assert rendered.of_kind("Database") == []
-    assert rendered.of_kind("StatefulSet")
+    cnpg = ENGINES[environment] == "cloudnativepg"
+    assert len(rendered.of_kind("Cluster")) == cnpg
+    assert len(rendered.of_kind("StatefulSet")) == (not cnpg)
 
 
 def test_the_cloudnativepg_schema_refuses_an_unknown_field_and_a_bad_value() -> None:

@@ -882,7 +882,7 @@ def test_generated_database_urls_carry_the_passwords_postgres_sets() -> None:
     for service, password in passwords.items():
         database = service.replace("-", "_")
         assert secrets[f"{service}-database"]["url"] == (
-            f"postgresql://{database}:{password}@postgres:5432/{database}"
+            f"postgresql://{database}:{password}@postgres-rw:5432/{database}"  # CloudNativePG
         )
     redis_password = secrets["redis-auth"]["password"]
     assert secrets["backend-redis"]["url"] == f"redis://:{redis_password}@redis:6379/0"
